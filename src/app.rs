@@ -1,0 +1,152 @@
+//! `Application::build` opens the store and binds the port; `run` serves until the
+//! shutdown token is cancelled, then drains in-flight work. Tests use the same entry
+//! point on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::{self, OpenOptions, Store, StoreError};
+use crate::worker::{Worker, WorkerSettings};
+
+/// Which parts run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// API and worker together.
+    Serve,
+    Api,
+    Worker,
+}
+
+impl Role {
+    fn has_api(self) -> bool {
+        matches!(self, Role::Serve | Role::Api)
+    }
+    fn has_worker(self) -> bool {
+        matches!(self, Role::Serve | Role::Worker)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("cannot open database {database}")]
+    Store {
+        database: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+pub struct Application {
+    role: Role,
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: Option<TcpListener>,
+}
+
+impl Application {
+    pub async fn build(config: Config, role: Role) -> Result<Self, AppError> {
+        let options = OpenOptions {
+            migrate: config.migrate_on_start,
+            // A worker without an API beside it learns of new events from other processes.
+            watch_other_writers: role == Role::Worker,
+        };
+        let store = store::open(&config.database, options)
+            .await
+            .map_err(|source| AppError::Store {
+                database: config.database.to_string(),
+                source,
+            })?;
+        let listener = if role.has_api() {
+            let listener =
+                TcpListener::bind(&config.listen)
+                    .await
+                    .map_err(|source| AppError::Bind {
+                        address: config.listen.clone(),
+                        source,
+                    })?;
+            Some(listener)
+        } else {
+            None
+        };
+        Ok(Self {
+            role,
+            config,
+            store,
+            listener,
+        })
+    }
+
+    /// The bound address, when this process serves HTTP.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        tracing::info!(
+            role = self.role.name(),
+            database = %self.config.database,
+            listen = self.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "hookrelay started"
+        );
+        let worker = self.role.has_worker().then(|| {
+            let worker = Worker::new(
+                self.store.clone(),
+                WorkerSettings {
+                    retry: self.config.retry,
+                    lease: self.config.lease,
+                    concurrency: self.config.worker_concurrency,
+                    poll_interval: self.config.poll_interval,
+                },
+            );
+            tokio::spawn(worker.run(shutdown.clone()))
+        });
+
+        let served = match self.listener {
+            Some(listener) => {
+                let router = http::router(AppState {
+                    store: self.store.clone(),
+                    max_attempts: self.config.retry.max_attempts,
+                    max_body: self.config.max_body,
+                });
+                let stop = shutdown.clone();
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                    .map_err(AppError::Serve)
+            }
+            None => {
+                shutdown.cancelled().await;
+                Ok(())
+            }
+        };
+        // The server may have failed on its own; stop the worker too.
+        shutdown.cancel();
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        self.store.close().await;
+        tracing::info!("hookrelay stopped");
+        served
+    }
+}

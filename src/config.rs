@@ -1,0 +1,387 @@
+//! One typed `Config`: defaults, then the TOML file, then `HOOKRELAY_*` variables, then
+//! flags. Every value is parsed and validated here, once; errors name the setting and
+//! where its value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::domain::retry::RetryPolicy;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseUrl {
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/hookrelay.db".into());
+            }
+            Ok(Self::Sqlite { path: path.into() })
+        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Ok(Self::Postgres { url: raw.into() })
+        } else {
+            Err("expected sqlite://PATH or postgres://…".into())
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// Never shows a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres { url } => {
+                let host = url.rsplit('@').next().unwrap_or(url);
+                let host = host.trim_start_matches("postgres://");
+                let host = host.trim_start_matches("postgresql://");
+                write!(f, "postgres://{host}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseUrl,
+    pub listen: String,
+    pub retry: RetryPolicy,
+    pub lease: Duration,
+    pub worker_concurrency: usize,
+    pub max_body: usize,
+    pub log_filter: String,
+    /// Safety net for the worker's wake-up: it looks for due work at least this often.
+    pub poll_interval: Duration,
+    pub migrate_on_start: bool,
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub database: Option<String>,
+    pub listen: Option<String>,
+    pub no_migrate: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config file {path}: unknown setting `{key}`")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {path}: `{key}` must be a string, number or boolean")]
+    NotScalar { path: PathBuf, key: String },
+    #[error("invalid {setting} {value:?} (from {origin}): {reason}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        origin: Origin,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("the default"),
+            Self::File(path) => write!(f, "config file {}", path.display()),
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// Every scalar setting with its default. The file key is the name; the variable is
+/// `HOOKRELAY_` + the name in upper case.
+const SETTINGS: &[(&str, &str)] = &[
+    ("database", "sqlite://data/hookrelay.db"),
+    ("listen", "0.0.0.0:8080"),
+    ("max_attempts", "5"),
+    ("retry_base_delay", "10s"),
+    ("retry_factor", "3"),
+    ("retry_jitter", "0.2"),
+    ("lease", "30s"),
+    ("worker_concurrency", "64"),
+    ("max_body", "1MiB"),
+    ("log", "info"),
+    ("poll_interval", "1s"),
+];
+
+struct Layered {
+    values: BTreeMap<&'static str, (String, Origin)>,
+}
+
+impl Layered {
+    fn get<T>(
+        &self,
+        setting: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let (value, origin) = &self.values[setting];
+        parse(value).map_err(|reason| ConfigError::Invalid {
+            setting,
+            value: value.clone(),
+            origin: origin.clone(),
+            reason,
+        })
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the process environment and the given flags.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(overrides, |name| std::env::var(name).ok())
+    }
+
+    pub fn load_from(
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values: BTreeMap<&'static str, (String, Origin)> = SETTINGS
+            .iter()
+            .map(|(name, default)| (*name, (default.to_string(), Origin::Default)))
+            .collect();
+
+        let file = overrides
+            .config_file
+            .clone()
+            .or_else(|| env("HOOKRELAY_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            for (key, value) in read_file(&path)? {
+                values.insert(key, (value, Origin::File(path.clone())));
+            }
+        }
+        for (name, _) in SETTINGS {
+            let var = format!("HOOKRELAY_{}", name.to_ascii_uppercase());
+            if let Some(value) = env(&var) {
+                values.insert(name, (value, Origin::Env(var)));
+            }
+        }
+        if let Some(database) = &overrides.database {
+            values.insert("database", (database.clone(), Origin::Flag("--database")));
+        }
+        if let Some(listen) = &overrides.listen {
+            values.insert("listen", (listen.clone(), Origin::Flag("--listen")));
+        }
+
+        let layered = Layered { values };
+        let retry = RetryPolicy {
+            max_attempts: layered.get("max_attempts", |v| parse_at_least(v, 1))?,
+            base_delay: layered.get("retry_base_delay", parse_duration)?,
+            factor: layered.get("retry_factor", |v| parse_float_in(v, 1.0, 1000.0))?,
+            jitter: layered.get("retry_jitter", |v| parse_float_in(v, 0.0, 0.99))?,
+        };
+        Ok(Self {
+            database: layered.get("database", DatabaseUrl::parse)?,
+            listen: layered.get("listen", parse_listen)?,
+            retry,
+            lease: layered.get("lease", parse_duration)?,
+            worker_concurrency: layered
+                .get("worker_concurrency", |v| parse_at_least(v, 1))?
+                .min(10_000) as usize,
+            max_body: layered.get("max_body", parse_size)?,
+            log_filter: layered.get("log", |v| Ok(v.to_owned()))?,
+            poll_interval: layered.get("poll_interval", parse_duration)?,
+            migrate_on_start: !overrides.no_migrate,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|source| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    let mut values = Vec::new();
+    for (key, value) in table {
+        let Some((name, _)) = SETTINGS.iter().find(|(name, _)| *name == key) else {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_owned(),
+                key,
+            });
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(ConfigError::NotScalar {
+                    path: path.to_owned(),
+                    key,
+                });
+            }
+        };
+        values.push((*name, text));
+    }
+    Ok(values)
+}
+
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("{e}; write a duration such as 250ms, 10s or 5m"))?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
+fn parse_size(raw: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = raw
+        .trim()
+        .parse()
+        .map_err(|e| format!("{e}; write a size such as 512KiB or 1MiB"))?;
+    match usize::try_from(size.as_u64()) {
+        Ok(0) => Err("must be greater than zero".into()),
+        Ok(bytes) => Ok(bytes),
+        Err(_) => Err("too large".into()),
+    }
+}
+
+fn parse_at_least(raw: &str, min: u32) -> Result<u32, String> {
+    let n: u32 = raw
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number".to_string())?;
+    if n < min {
+        return Err(format!("must be at least {min}"));
+    }
+    Ok(n)
+}
+
+fn parse_float_in(raw: &str, min: f64, max: f64) -> Result<f64, String> {
+    let x: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number".to_string())?;
+    if !(min..=max).contains(&x) {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(x)
+}
+
+fn parse_listen(raw: &str) -> Result<String, String> {
+    raw.trim()
+        .parse::<SocketAddr>()
+        .map(|_| raw.trim().to_owned())
+        .map_err(|_| "expected HOST:PORT, e.g. 0.0.0.0:8080".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(env: &[(&str, &str)], overrides: Overrides) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_from(&overrides, |name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let config = load(&[], Overrides::default()).unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Sqlite {
+                path: "data/hookrelay.db".into()
+            }
+        );
+        assert_eq!(config.listen, "0.0.0.0:8080");
+        assert_eq!(config.retry, RetryPolicy::default());
+        assert_eq!(config.lease, Duration::from_secs(30));
+        assert_eq!(config.max_body, 1024 * 1024);
+        assert_eq!(config.log_filter, "info");
+        assert!(config.migrate_on_start);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hookrelay.toml");
+        std::fs::write(
+            &file,
+            "database = \"sqlite://file.db\"\nmax_attempts = 7\nlease = \"1m\"\nretry_jitter = 0\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            database: Some("sqlite://flag.db".into()),
+            ..Overrides::default()
+        };
+        let config = load(&[("HOOKRELAY_MAX_ATTEMPTS", "3")], overrides).unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Sqlite {
+                path: "flag.db".into()
+            }
+        );
+        assert_eq!(config.retry.max_attempts, 3);
+        assert_eq!(config.retry.jitter, 0.0);
+        assert_eq!(config.lease, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_origin() {
+        let err = load(&[("HOOKRELAY_LEASE", "soon")], Overrides::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("lease"), "{text}");
+        assert!(text.contains("HOOKRELAY_LEASE"), "{text}");
+
+        let err = load(&[("HOOKRELAY_MAX_ATTEMPTS", "0")], Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("at least 1"));
+
+        let err = load(&[("HOOKRELAY_DATABASE", "mysql://x")], Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "max_attempt = 3\n").unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let err = load(&[], overrides).unwrap_err();
+        assert!(err.to_string().contains("max_attempt"), "{err}");
+    }
+
+    #[test]
+    fn postgres_urls_hide_passwords() {
+        let url = DatabaseUrl::parse("postgres://user:secret@db:5432/hooks").unwrap();
+        assert_eq!(url.to_string(), "postgres://db:5432/hooks");
+    }
+}

@@ -1,0 +1,124 @@
+//! Identifiers that are validated once, when they are constructed.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// `evt_<uuid>`: the id hookrelay gives every accepted event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn generate() -> Self {
+        Self(format!("evt_{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Accepts any string as a lookup key; an id that was never issued simply is not found.
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The `{source}` path segment: 1–64 characters of `A–Z a–z 0–9 _ - .`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceName(String);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("source must be 1-64 characters of A-Z a-z 0-9 _ - .")]
+pub struct InvalidSource;
+
+impl SourceName {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidSource> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.chars().all(valid_char) {
+            return Err(InvalidSource);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The sender's idempotency key: non-empty, at most 255 bytes, unique per source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InvalidKey {
+    #[error("idempotency key is empty")]
+    Empty,
+    #[error("idempotency key is {0} bytes; the limit is 255")]
+    TooLong(usize),
+}
+
+impl IdempotencyKey {
+    pub const MAX_BYTES: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidKey> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidKey::Empty);
+        }
+        if trimmed.len() > Self::MAX_BYTES {
+            return Err(InvalidKey::TooLong(trimmed.len()));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_follow_the_spec() {
+        assert!(SourceName::parse("stripe").is_ok());
+        assert!(SourceName::parse("my-app_v2.prod").is_ok());
+        assert!(SourceName::parse(&"a".repeat(64)).is_ok());
+        assert_eq!(SourceName::parse(""), Err(InvalidSource));
+        assert_eq!(SourceName::parse(&"a".repeat(65)), Err(InvalidSource));
+        assert_eq!(SourceName::parse("bad/source"), Err(InvalidSource));
+        assert_eq!(SourceName::parse("späti"), Err(InvalidSource));
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
+        assert_eq!(
+            IdempotencyKey::parse(&"k".repeat(256)),
+            Err(InvalidKey::TooLong(256))
+        );
+        assert_eq!(IdempotencyKey::parse("  "), Err(InvalidKey::Empty));
+    }
+
+    #[test]
+    fn generated_ids_have_the_prefix() {
+        let id = EventId::generate();
+        assert!(id.as_str().starts_with("evt_"));
+        assert_eq!(id.as_str().len(), 4 + 36);
+    }
+}

@@ -1,0 +1,6 @@
+//! Plain types and pure logic: no I/O lives here.
+
+pub mod event;
+pub mod lifecycle;
+pub mod retry;
+pub mod time;

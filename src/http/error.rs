@@ -1,0 +1,98 @@
+//! `ApiError`: every failure a client can see, with its status and stable code.
+//! Internals (SQL, paths, causes) go to the log, never into a response.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("source must be 1-64 characters of A-Z a-z 0-9 _ - .")]
+    InvalidSource,
+    #[error("{0}")]
+    MissingIdempotencyKey(String),
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("could not read the request body")]
+    BadBody,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("storage is unavailable; retry later")]
+    StorageUnavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidSource
+            | Self::MissingIdempotencyKey(_)
+            | Self::InvalidIdempotencyKey(_)
+            | Self::InvalidJson(_)
+            | Self::BadBody => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidSource => "invalid_source",
+            Self::MissingIdempotencyKey(_) => "missing_idempotency_key",
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BadBody => "invalid_body",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::StorageUnavailable(_) => "storage_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Invalid(_) => Self::Internal(error),
+            _ => Self::StorageUnavailable(error),
+        }
+    }
+}
+
+/// The error body every route shares.
+pub fn error_body(code: &str, message: &str) -> Json<serde_json::Value> {
+    Json(json!({"error": {"code": code, "message": message}}))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::StorageUnavailable(cause) | Self::Internal(cause) = &self {
+            tracing::error!(error = cause as &dyn std::error::Error, code = self.code(), "Storage error");
+        }
+        let mut response = (self.status(), error_body(self.code(), &self.to_string())).into_response();
+        if matches!(self, Self::StorageUnavailable(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,75 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use hookrelay::app::{Application, Role};
+use hookrelay::cli::{Cli, Command, CommonArgs};
+use hookrelay::config::{Config, Overrides};
+use hookrelay::store::{self, OpenOptions};
+use hookrelay::{shutdown, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (role, common, listen) = match cli.command {
+        Command::Serve(args) => (Some(Role::Serve), args.common, args.listen),
+        Command::Api(args) => (Some(Role::Api), args.common, args.listen),
+        Command::Worker(common) => (Some(Role::Worker), common, None),
+        Command::Migrate(common) => (None, common, None),
+    };
+    let config = match Config::load(&overrides(common, listen)) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("hookrelay: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log_guard = match telemetry::init(&config.log_filter) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("hookrelay: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hookrelay: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(role, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "hookrelay failed");
+            eprintln!("hookrelay: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
+    Overrides {
+        config_file: common.config,
+        database: common.database,
+        listen,
+        no_migrate: common.no_migrate,
+    }
+}
+
+async fn run(role: Option<Role>, config: Config) -> anyhow::Result<()> {
+    let Some(role) = role else {
+        let options = OpenOptions {
+            migrate: true,
+            watch_other_writers: false,
+        };
+        let store = store::open(&config.database, options).await?;
+        store.close().await;
+        tracing::info!(database = %config.database, "Schema is up to date");
+        return Ok(());
+    };
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+    Application::build(config, role).await?.run(token).await?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Durable storage of events and attempts behind one `Store` trait.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::config::DatabaseUrl;
+use crate::domain::event::{EventId, IdempotencyKey, SourceName};
+use crate::domain::lifecycle::EventStatus;
+use crate::domain::time::Timestamp;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the database writer has stopped")]
+    WriterStopped,
+    #[error("stored data is invalid: {0}")]
+    Invalid(String),
+    #[error("unsupported database: {0}")]
+    Unsupported(String),
+}
+
+/// An event as the API hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub source: SourceName,
+    pub key: IdempotencyKey,
+    pub content_type: Option<String>,
+    /// The request headers as a JSON array of `[name, value]` pairs.
+    pub headers: String,
+    pub body: Bytes,
+    pub received_at: Timestamp,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Accepted(EventId),
+    /// The source already sent this key; the id is the first event's.
+    Duplicate(EventId),
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: EventId,
+    pub source: String,
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+    pub next_retry_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub content_type: Option<String>,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub duration: Duration,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// An event a worker now holds a lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    pub id: EventId,
+    pub source: String,
+    /// The number of this attempt, 1-based.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub content_type: Option<String>,
+    pub headers: String,
+    pub body: Bytes,
+}
+
+/// An event whose worker stopped before finishing; its attempt was recorded as failed.
+#[derive(Debug, Clone)]
+pub struct ReclaimedEvent {
+    pub id: EventId,
+    pub source: String,
+    pub attempt: u32,
+    pub status: EventStatus,
+}
+
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub events: Vec<ClaimedEvent>,
+    pub reclaimed: Vec<ReclaimedEvent>,
+    /// The earliest moment more work becomes due (a retry or a lease running out).
+    pub next_due: Option<Timestamp>,
+}
+
+/// The result of one attempt, written in one transaction with its attempt record.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    pub id: EventId,
+    pub attempt: u32,
+    pub status: EventStatus,
+    pub record: AttemptRecord,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores the event durably, or finds the earlier one with the same key.
+    async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError>;
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError>;
+
+    /// `None` when the event does not exist.
+    async fn list_attempts(&self, id: &EventId)
+    -> Result<Option<Vec<AttemptRecord>>, StoreError>;
+
+    /// Fails attempts whose lease ran out, then leases up to `limit` due events.
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError>;
+
+    /// Extends the leases of attempts still running. Returns how many were extended.
+    async fn renew_leases(
+        &self,
+        attempts: Vec<(EventId, u32)>,
+        lease: Duration,
+    ) -> Result<usize, StoreError>;
+
+    /// Records an attempt's outcome. Returns false if the lease was lost meanwhile.
+    async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError>;
+
+    /// Hands an unfinished attempt back (graceful stop): it does not count.
+    async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError>;
+
+    /// Proves the database can be reached and written.
+    async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Signalled when new work may be due (a new event, a replay).
+    fn work_signal(&self) -> Arc<Notify>;
+
+    /// Finishes pending writes; called once on shutdown.
+    async fn close(&self);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    pub migrate: bool,
+    /// Watch for commits by other processes (a worker sharing the database with an API).
+    pub watch_other_writers: bool,
+}
+
+pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        DatabaseUrl::Sqlite { path } => Ok(Arc::new(
+            sqlite::SqliteStore::open(path.clone(), options).await?,
+        )),
+        DatabaseUrl::Postgres { .. } => Err(StoreError::Unsupported(
+            "PostgreSQL is not available in this build; use sqlite://PATH".into(),
+        )),
+    }
+}

@@ -1,0 +1,267 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! All writes go through one writer thread that commits in batches (group commit);
+//! reads use a small pool of their own connections, which WAL lets run beside the
+//! writer. Several processes may share the file: SQLite's locks order their writers.
+
+mod queries;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Notify;
+
+use super::{
+    AttemptRecord, Claim, EventRecord, FinishedAttempt, InsertOutcome, NewEvent, OpenOptions,
+    Store, StoreError,
+};
+use crate::domain::event::EventId;
+use writer::Writer;
+
+/// Each schema version's SQL, applied in order; `PRAGMA user_version` records progress.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_events.sql")];
+
+/// How long a statement waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a worker in its own process looks for commits made by other processes.
+const WATCH_INTERVAL: Duration = Duration::from_millis(5);
+const MAX_IDLE_READERS: usize = 8;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Unavailable(Box::new(error))
+    }
+}
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReaderPool>,
+    work_signal: Arc<Notify>,
+    stop_watching: Arc<AtomicBool>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: PathBuf, options: OpenOptions) -> Result<Self, StoreError> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, options))
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+    }
+
+    fn open_blocking(path: PathBuf, options: OpenOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        }
+        let conn = open_connection(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        if options.migrate {
+            migrate(&conn)?;
+        } else {
+            check_schema(&conn)?;
+        }
+        let work_signal = Arc::new(Notify::new());
+        let stop_watching = Arc::new(AtomicBool::new(false));
+        if options.watch_other_writers {
+            watch_other_writers(&path, work_signal.clone(), stop_watching.clone())?;
+        }
+        Ok(Self {
+            writer: Writer::start(conn).map_err(|e| StoreError::Unavailable(Box::new(e)))?,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            work_signal,
+            stop_watching,
+        })
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(work))
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL: a commit is on disk, WAL included, before the 202 that depends on it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Applies the migrations not yet applied. Safe to run from several processes at once.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> rusqlite::Result<()> {
+        let applied = schema_version(conn)?;
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", (index + 1) as i64)?;
+            tracing::info!(version = index + 1, "Applied schema migration");
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error.into())
+        }
+    }
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<usize> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(version.max(0) as usize)
+}
+
+fn check_schema(conn: &Connection) -> Result<(), StoreError> {
+    let applied = schema_version(conn)?;
+    if applied < MIGRATIONS.len() {
+        return Err(StoreError::Invalid(format!(
+            "schema version {applied} is older than {}; run `hookrelay migrate`",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `PRAGMA data_version` changes when another connection commits; polling it is a
+/// cheap in-memory check that lets a separate worker start new events within
+/// milliseconds.
+fn watch_other_writers(
+    path: &Path,
+    signal: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), StoreError> {
+    let conn = open_connection(path)?;
+    let version = |conn: &Connection| -> rusqlite::Result<i64> {
+        conn.pragma_query_value(None, "data_version", |r| r.get(0))
+    };
+    let mut last = version(&conn)?;
+    std::thread::Builder::new()
+        .name("sqlite-watch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(WATCH_INTERVAL);
+                if let Ok(current) = version(&conn)
+                    && current != last
+                {
+                    last = current;
+                    signal.notify_one();
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+    Ok(())
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.path)?,
+        };
+        let result = work(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(conn);
+        }
+        Ok(result?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
+        let outcome = self
+            .writer
+            .write(move |conn| queries::insert_event(conn, &event))
+            .await?;
+        if matches!(outcome, InsertOutcome::Accepted(_)) {
+            self.work_signal.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| queries::get_event(conn, &id)).await
+    }
+
+    async fn list_attempts(
+        &self,
+        id: &EventId,
+    ) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| queries::list_attempts(conn, &id))
+            .await
+    }
+
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError> {
+        self.writer
+            .write(move |conn| queries::claim(conn, limit, lease))
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        attempts: Vec<(EventId, u32)>,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |conn| queries::renew_leases(conn, &attempts, lease))
+            .await
+    }
+
+    async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |conn| queries::finish_attempt(conn, &finished))
+            .await
+    }
+
+    async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| queries::release(conn, &id, attempt))
+            .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.writer.write(queries::probe_write).await
+    }
+
+    fn work_signal(&self) -> Arc<Notify> {
+        self.work_signal.clone()
+    }
+
+    async fn close(&self) {
+        self.stop_watching.store(true, Ordering::Relaxed);
+        self.writer.close().await;
+    }
+}

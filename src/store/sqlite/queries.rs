@@ -1,0 +1,301 @@
+//! The SQL of the SQLite backend, as plain functions on a connection.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::domain::event::EventId;
+use crate::domain::lifecycle::EventStatus;
+use crate::domain::time::Timestamp;
+use crate::store::{
+    AttemptRecord, Claim, ClaimedEvent, EventRecord, FinishedAttempt, InsertOutcome, NewEvent,
+    ReclaimedEvent,
+};
+
+/// Expired leases handled per claim; the rest wait for the next one.
+const RECLAIM_BATCH: usize = 100;
+
+pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<InsertOutcome> {
+    let now = event.received_at.0;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
+                                 next_attempt_at, created_at, updated_at,
+                                 content_type, headers, body)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, ?5, ?6, ?7, ?8)
+             ON CONFLICT (source, idempotency_key) DO NOTHING",
+        )?
+        .execute(params![
+            event.id.as_str(),
+            event.source.as_str(),
+            event.key.as_str(),
+            event.max_attempts,
+            now,
+            event.content_type,
+            event.headers,
+            &event.body[..],
+        ])?;
+    if inserted == 1 {
+        return Ok(InsertOutcome::Accepted(event.id.clone()));
+    }
+    let first: String = conn
+        .prepare_cached("SELECT id FROM events WHERE source = ?1 AND idempotency_key = ?2")?
+        .query_row(params![event.source.as_str(), event.key.as_str()], |row| {
+            row.get(0)
+        })?;
+    Ok(InsertOutcome::Duplicate(EventId::from_stored(first)))
+}
+
+pub fn get_event(conn: &Connection, id: &EventId) -> rusqlite::Result<Option<EventRecord>> {
+    conn.prepare_cached(
+        "SELECT id, source, status, attempts, max_attempts, last_error, next_attempt_at,
+                created_at, updated_at, content_type, headers, body
+         FROM events WHERE id = ?1",
+    )?
+    .query_row([id.as_str()], event_from_row)
+    .optional()
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    let status = parse_status(row, 2)?;
+    let next_attempt_at: Option<i64> = row.get(6)?;
+    Ok(EventRecord {
+        id: EventId::from_stored(row.get(0)?),
+        source: row.get(1)?,
+        status,
+        attempts: row.get(3)?,
+        max_attempts: row.get(4)?,
+        last_error: row.get(5)?,
+        // Only a retrying event has a next retry; a queued one is due now.
+        next_retry_at: next_attempt_at
+            .filter(|_| status == EventStatus::Retrying)
+            .map(Timestamp),
+        created_at: Timestamp(row.get(7)?),
+        updated_at: Timestamp(row.get(8)?),
+        content_type: row.get(9)?,
+        headers: row.get(10)?,
+        body: row.get(11)?,
+    })
+}
+
+fn parse_status(row: &Row<'_>, index: usize) -> rusqlite::Result<EventStatus> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub fn list_attempts(
+    conn: &Connection,
+    id: &EventId,
+) -> rusqlite::Result<Option<Vec<AttemptRecord>>> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+        .exists([id.as_str()])?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT attempt, started_at, duration_us, status_code, error, response_body
+         FROM attempts WHERE event_id = ?1 ORDER BY started_at, rowid",
+    )?;
+    let rows = statement.query_map([id.as_str()], |row| {
+        Ok(AttemptRecord {
+            attempt: row.get(0)?,
+            started_at: Timestamp(row.get(1)?),
+            duration: Duration::from_micros(row.get::<_, i64>(2)?.max(0) as u64),
+            status_code: row.get(3)?,
+            error: row.get(4)?,
+            response_body: row.get(5)?,
+        })
+    })?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
+}
+
+pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Result<Claim> {
+    let now = Timestamp::now();
+    let reclaimed = fail_expired_leases(conn, now)?;
+    let lease_until = now.plus(lease);
+    let mut statement = conn.prepare_cached(
+        "UPDATE events
+         SET status = 'processing', attempts = attempts + 1, attempt_started_at = ?1,
+             lease_until = ?2, updated_at = ?1
+         WHERE id IN (SELECT id FROM events
+                      WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?1
+                      ORDER BY next_attempt_at LIMIT ?3)
+         RETURNING id, source, attempts, max_attempts, content_type, headers, body",
+    )?;
+    let events = statement
+        .query_map(params![now.0, lease_until.0, limit as i64], |row| {
+            Ok(ClaimedEvent {
+                id: EventId::from_stored(row.get(0)?),
+                source: row.get(1)?,
+                attempt: row.get(2)?,
+                max_attempts: row.get(3)?,
+                content_type: row.get(4)?,
+                headers: row.get(5)?,
+                body: Bytes::from(row.get::<_, Vec<u8>>(6)?),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_due = next_due(conn)?;
+    Ok(Claim {
+        events,
+        reclaimed,
+        next_due,
+    })
+}
+
+/// An attempt whose lease ran out counts as failed, so that an event which kills its
+/// worker cannot loop forever; the event is due again at once, or dead-lettered.
+fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Vec<ReclaimedEvent>> {
+    let expired = conn
+        .prepare_cached(
+            "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
+             WHERE status = 'processing' AND lease_until <= ?1
+             ORDER BY lease_until LIMIT ?2",
+        )?
+        .query_map(params![now.0, RECLAIM_BATCH as i64], |row| {
+            Ok((
+                EventId::from_stored(row.get(0)?),
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, u32>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut reclaimed = Vec::with_capacity(expired.len());
+    for (id, source, attempt, max_attempts, started_at) in expired {
+        let started_at = Timestamp(started_at.unwrap_or(now.0));
+        let error = format!(
+            "attempt {attempt} did not finish: the worker's lease expired (worker stopped or crashed)"
+        );
+        let status = if attempt >= max_attempts {
+            EventStatus::DeadLettered
+        } else {
+            EventStatus::Retrying
+        };
+        let next_attempt_at = (status == EventStatus::Retrying).then_some(now.0);
+        conn.prepare_cached(
+            "UPDATE events SET status = ?2, last_error = ?3, next_attempt_at = ?4,
+                    lease_until = NULL, attempt_started_at = NULL, updated_at = ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![id.as_str(), status.as_str(), error, next_attempt_at, now.0])?;
+        insert_attempt(
+            conn,
+            &id,
+            &AttemptRecord {
+                attempt,
+                started_at,
+                duration: started_at.until(now),
+                status_code: None,
+                error: Some(error),
+                response_body: None,
+            },
+        )?;
+        reclaimed.push(ReclaimedEvent {
+            id,
+            source,
+            attempt,
+            status,
+        });
+    }
+    Ok(reclaimed)
+}
+
+fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
+    let due: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(t) FROM (
+                 SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN ('queued', 'retrying')
+                 UNION ALL
+                 SELECT MIN(lease_until) FROM events WHERE status = 'processing')",
+        )?
+        .query_row([], |row| row.get(0))?;
+    Ok(due.map(Timestamp))
+}
+
+pub fn renew_leases(
+    conn: &Connection,
+    attempts: &[(EventId, u32)],
+    lease: Duration,
+) -> rusqlite::Result<usize> {
+    let lease_until = Timestamp::now().plus(lease);
+    let mut statement = conn.prepare_cached(
+        "UPDATE events SET lease_until = ?3
+         WHERE id = ?1 AND attempts = ?2 AND status = 'processing'",
+    )?;
+    let mut renewed = 0;
+    for (id, attempt) in attempts {
+        renewed += statement.execute(params![id.as_str(), attempt, lease_until.0])?;
+    }
+    Ok(renewed)
+}
+
+pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite::Result<bool> {
+    let now = Timestamp::now();
+    // The attempt number fences out a worker whose lease was taken over.
+    let updated = conn
+        .prepare_cached(
+            "UPDATE events SET status = ?3, last_error = ?4, next_attempt_at = ?5,
+                    lease_until = NULL, attempt_started_at = NULL, updated_at = ?6
+             WHERE id = ?1 AND attempts = ?2 AND status = 'processing'",
+        )?
+        .execute(params![
+            finished.id.as_str(),
+            finished.attempt,
+            finished.status.as_str(),
+            finished.record.error,
+            finished.next_attempt_at.map(|t| t.0),
+            now.0,
+        ])?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    insert_attempt(conn, &finished.id, &finished.record)?;
+    Ok(true)
+}
+
+fn insert_attempt(conn: &Connection, id: &EventId, record: &AttemptRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
+                               error, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id.as_str(),
+        record.attempt,
+        record.started_at.0,
+        record.duration.as_micros() as i64,
+        record.status_code,
+        record.error,
+        record.response_body,
+    ])?;
+    Ok(())
+}
+
+pub fn release(conn: &Connection, id: &EventId, attempt: u32) -> rusqlite::Result<()> {
+    let now = Timestamp::now().0;
+    conn.prepare_cached(
+        "UPDATE events
+         SET status = CASE WHEN attempts = 1 THEN 'queued' ELSE 'retrying' END,
+             attempts = attempts - 1, next_attempt_at = ?3, lease_until = NULL,
+             attempt_started_at = NULL, updated_at = ?3
+         WHERE id = ?1 AND attempts = ?2 AND status = 'processing'",
+    )?
+    .execute(params![id.as_str(), attempt, now])?;
+    Ok(())
+}
+
+/// A real write, so that a full disk or a lost lock shows.
+pub fn probe_write(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO hookrelay_meta (key, value) VALUES ('ready_probe', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([Timestamp::now().0.to_string()])?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! One attempt: run it, then record its outcome and schedule what comes next.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{InFlight, WorkerSettings, simulate};
+use crate::domain::lifecycle::{AttemptOutcome, EventStatus, status_after};
+use crate::domain::time::Timestamp;
+use crate::store::{AttemptRecord, ClaimedEvent, FinishedAttempt, Store};
+
+/// Recording an outcome is retried this often before the lease is left to expire.
+const RECORD_TRIES: u32 = 5;
+const RECORD_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+pub struct Context {
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<WorkerSettings>,
+    pub in_flight: InFlight,
+    pub shutdown: CancellationToken,
+}
+
+pub async fn run(context: Context, event: ClaimedEvent) {
+    if let Ok(mut map) = context.in_flight.lock() {
+        map.insert(event.id.clone(), event.attempt);
+    }
+    tracing::debug!(event_id = %event.id, source = %event.source, attempt = event.attempt, "Processing event");
+    let started_at = Timestamp::now();
+    let clock = Instant::now();
+    let outcome = simulate::process(&event, &context.shutdown).await;
+    let duration = clock.elapsed();
+    if let Ok(mut map) = context.in_flight.lock() {
+        map.remove(&event.id);
+    }
+
+    let Some(outcome) = outcome else {
+        release(&context, &event).await;
+        return;
+    };
+    let status = status_after(&outcome, event.attempt, event.max_attempts);
+    let next_attempt_at = (status == EventStatus::Retrying)
+        .then(|| Timestamp::now().plus(context.settings.retry.delay(event.attempt)));
+    let error = match &outcome {
+        AttemptOutcome::Delivered => None,
+        AttemptOutcome::Failed { error } | AttemptOutcome::FailedPermanently { error } => {
+            Some(error.clone())
+        }
+    };
+    let finished = FinishedAttempt {
+        id: event.id.clone(),
+        attempt: event.attempt,
+        status,
+        record: AttemptRecord {
+            attempt: event.attempt,
+            started_at,
+            duration,
+            status_code: None,
+            error: error.clone(),
+            response_body: None,
+        },
+        next_attempt_at,
+    };
+    if record(&context, finished).await {
+        log_outcome(&event, status, duration, error.as_deref(), next_attempt_at);
+    }
+}
+
+/// Writes the outcome; a store outage is waited out briefly, after which the lease
+/// expiry makes the attempt count as failed (and the event is tried again).
+async fn record(context: &Context, finished: FinishedAttempt) -> bool {
+    for _ in 0..RECORD_TRIES {
+        match context.store.finish_attempt(finished.clone()).await {
+            Ok(true) => return true,
+            Ok(false) => {
+                tracing::warn!(
+                    event_id = %finished.id,
+                    attempt = finished.attempt,
+                    "Lease was lost before the outcome was recorded; the event will be retried"
+                );
+                return false;
+            }
+            Err(error) => {
+                tracing::error!(
+                    event_id = %finished.id,
+                    error = &error as &dyn std::error::Error,
+                    "Recording an attempt failed"
+                );
+                tokio::time::sleep(RECORD_RETRY_DELAY).await;
+            }
+        }
+    }
+    false
+}
+
+async fn release(context: &Context, event: &ClaimedEvent) {
+    match context.store.release(&event.id, event.attempt).await {
+        Ok(()) => tracing::info!(
+            event_id = %event.id,
+            source = %event.source,
+            attempt = event.attempt,
+            "Attempt interrupted by shutdown; event handed back"
+        ),
+        Err(error) => tracing::error!(
+            event_id = %event.id,
+            source = %event.source,
+            error = &error as &dyn std::error::Error,
+            "Handing back an interrupted attempt failed; its lease will expire"
+        ),
+    }
+}
+
+fn log_outcome(
+    event: &ClaimedEvent,
+    status: EventStatus,
+    duration: Duration,
+    error: Option<&str>,
+    next_attempt_at: Option<Timestamp>,
+) {
+    let duration_ms = crate::domain::time::millis(duration);
+    match status {
+        EventStatus::Delivered => tracing::info!(
+            event_id = %event.id,
+            source = %event.source,
+            total_attempts = event.attempt,
+            duration_ms,
+            "Event delivered"
+        ),
+        EventStatus::Retrying => tracing::warn!(
+            event_id = %event.id,
+            source = %event.source,
+            attempt = event.attempt,
+            error = error.unwrap_or_default(),
+            next_retry_at = next_attempt_at.map(Timestamp::to_rfc3339).unwrap_or_default(),
+            "Attempt failed; retry scheduled"
+        ),
+        _ => tracing::error!(
+            event_id = %event.id,
+            source = %event.source,
+            total_attempts = event.attempt,
+            error = error.unwrap_or_default(),
+            "Event dead-lettered"
+        ),
+    }
+}

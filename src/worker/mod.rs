@@ -1,0 +1,174 @@
+//! The worker: claims due events under a lease, runs attempts concurrently, records
+//! each outcome, and stops cleanly.
+//!
+//! It sleeps until the store signals new work, the next retry or lease expiry is
+//! due, or the poll interval passes, whichever comes first.
+
+mod attempt;
+pub mod simulate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::domain::event::EventId;
+use crate::domain::lifecycle::EventStatus;
+use crate::domain::retry::RetryPolicy;
+use crate::domain::time::Timestamp;
+use crate::store::{Claim, Store};
+
+/// How long to wait before claiming again after the store failed.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub retry: RetryPolicy,
+    pub lease: Duration,
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+}
+
+/// Attempts running now, by event, with their attempt number (for lease renewal).
+type InFlight = Arc<Mutex<HashMap<EventId, u32>>>;
+
+pub struct Worker {
+    store: Arc<dyn Store>,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, settings: WorkerSettings) -> Self {
+        Self { store, settings }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let settings = Arc::new(self.settings);
+        let store = self.store;
+        let signal = store.work_signal();
+        let permits = Arc::new(Semaphore::new(settings.concurrency));
+        let in_flight: InFlight = Arc::default();
+        let attempts = TaskTracker::new();
+        let renewals_stop = CancellationToken::new();
+        let renewals = tokio::spawn(renew_leases(
+            store.clone(),
+            in_flight.clone(),
+            settings.lease,
+            renewals_stop.clone(),
+        ));
+        tracing::info!(concurrency = settings.concurrency, "Worker started");
+
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            // Claim as many events as there are free slots.
+            let mut held = vec![first];
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                held.push(permit);
+            }
+            let limit = held.len();
+
+            let wake_at = match store.claim(limit, settings.lease).await {
+                Ok(claim) => {
+                    let Claim {
+                        events,
+                        reclaimed,
+                        next_due,
+                    } = claim;
+                    for lost in reclaimed {
+                        log_reclaimed(&lost.id, &lost.source, lost.attempt, lost.status);
+                    }
+                    let claimed = events.len();
+                    let mut pool = held.into_iter();
+                    for event in events {
+                        let Some(permit) = pool.next() else { break };
+                        let context = attempt::Context {
+                            store: store.clone(),
+                            settings: settings.clone(),
+                            in_flight: in_flight.clone(),
+                            shutdown: shutdown.clone(),
+                        };
+                        attempts.spawn(async move {
+                            attempt::run(context, event).await;
+                            drop(permit);
+                        });
+                    }
+                    if claimed == limit {
+                        // Every slot was filled: more may be due right now.
+                        continue;
+                    }
+                    let poll = Instant::now() + settings.poll_interval;
+                    match next_due {
+                        Some(due) => poll.min(Instant::now() + Timestamp::now().until(due)),
+                        None => poll,
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = &error as &dyn std::error::Error, "Claiming events failed");
+                    Instant::now() + ERROR_BACKOFF
+                }
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = signal.notified() => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+
+        attempts.close();
+        attempts.wait().await;
+        renewals_stop.cancel();
+        let _ = renewals.await;
+        tracing::info!("Worker stopped");
+    }
+}
+
+fn log_reclaimed(id: &EventId, source: &str, attempt: u32, status: EventStatus) {
+    tracing::warn!(
+        event_id = %id,
+        source = %source,
+        attempt,
+        status = status.as_str(),
+        "Lease expired before the attempt finished; attempt counted as failed"
+    );
+}
+
+/// Keeps the leases of running attempts alive, so that a slow attempt is not taken
+/// over by another worker.
+async fn renew_leases(
+    store: Arc<dyn Store>,
+    in_flight: InFlight,
+    lease: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(lease / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let running: Vec<(EventId, u32)> = match in_flight.lock() {
+            Ok(map) => map.iter().map(|(id, n)| (id.clone(), *n)).collect(),
+            Err(_) => continue,
+        };
+        if running.is_empty() {
+            continue;
+        }
+        if let Err(error) = store.renew_leases(running, lease).await {
+            tracing::error!(error = &error as &dyn std::error::Error, "Renewing leases failed");
+        }
+    }
+}
