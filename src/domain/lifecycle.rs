@@ -82,9 +82,13 @@ impl FromStr for EventStatus {
 pub enum AttemptOutcome {
     Delivered,
     /// Failed; try again unless the attempt budget is spent.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Failed in a way that retrying cannot fix.
-    FailedPermanently { error: String },
+    FailedPermanently {
+        error: String,
+    },
 }
 
 /// Where a failed or successful attempt leaves the event.
@@ -137,7 +141,9 @@ mod tests {
         assert_eq!(status_after(&failed, 1, 5), EventStatus::Retrying);
         assert_eq!(status_after(&failed, 4, 5), EventStatus::Retrying);
         assert_eq!(status_after(&failed, 5, 5), EventStatus::DeadLettered);
-        let gone = AttemptOutcome::FailedPermanently { error: "410".into() };
+        let gone = AttemptOutcome::FailedPermanently {
+            error: "410".into(),
+        };
         assert_eq!(status_after(&gone, 1, 5), EventStatus::DeadLettered);
         assert_eq!(
             status_after(&AttemptOutcome::Delivered, 5, 5),

@@ -53,9 +53,7 @@ mod tests {
     #[test]
     fn default_schedule_is_10_30_90_270_seconds() {
         let policy = RetryPolicy::default();
-        let secs: Vec<u64> = (1..=4)
-            .map(|n| policy.nominal_delay(n).as_secs())
-            .collect();
+        let secs: Vec<u64> = (1..=4).map(|n| policy.nominal_delay(n).as_secs()).collect();
         assert_eq!(secs, [10, 30, 90, 270]);
     }
 

@@ -85,9 +85,14 @@ pub fn error_body(code: &str, message: &str) -> Json<serde_json::Value> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::StorageUnavailable(cause) | Self::Internal(cause) = &self {
-            tracing::error!(error = cause as &dyn std::error::Error, code = self.code(), "Storage error");
+            tracing::error!(
+                error = cause as &dyn std::error::Error,
+                code = self.code(),
+                "Storage error"
+            );
         }
-        let mut response = (self.status(), error_body(self.code(), &self.to_string())).into_response();
+        let mut response =
+            (self.status(), error_body(self.code(), &self.to_string())).into_response();
         if matches!(self, Self::StorageUnavailable(_)) {
             response
                 .headers_mut()

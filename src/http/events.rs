@@ -82,7 +82,9 @@ impl From<AttemptRecord> for AttemptView {
             duration_ms: record.duration.as_millis() as u64,
             status_code: record.status_code,
             error: record.error,
-            response_body: record.response_body.map(|body| truncate(body, RESPONSE_BODY_LIMIT)),
+            response_body: record
+                .response_body
+                .map(|body| truncate(body, RESPONSE_BODY_LIMIT)),
         }
     }
 }

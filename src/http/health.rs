@@ -29,7 +29,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         outcome => {
             let reason = match outcome {
                 Ok(Err(error)) => {
-                    tracing::warn!(error = &error as &dyn std::error::Error, "Readiness check failed");
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "Readiness check failed"
+                    );
                     "unavailable"
                 }
                 _ => {

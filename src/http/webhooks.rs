@@ -48,7 +48,8 @@ pub async fn receive(
         }
     })?;
     // Validates without building a tree; any JSON value is fine, arrays included.
-    serde_json::from_slice::<IgnoredAny>(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    serde_json::from_slice::<IgnoredAny>(&body)
+        .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
 
     let key = key::from_headers(&headers).map_err(|e| match e {
         KeyError::Missing => ApiError::MissingIdempotencyKey(

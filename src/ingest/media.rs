@@ -24,7 +24,10 @@ mod tests {
 
     fn with(content_type: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
         headers
     }
 

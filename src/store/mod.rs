@@ -122,8 +122,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError>;
 
     /// `None` when the event does not exist.
-    async fn list_attempts(&self, id: &EventId)
-    -> Result<Option<Vec<AttemptRecord>>, StoreError>;
+    async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError>;
 
     /// Fails attempts whose lease ran out, then leases up to `limit` due events.
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError>;

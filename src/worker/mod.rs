@@ -114,7 +114,10 @@ impl Worker {
                     }
                 }
                 Err(error) => {
-                    tracing::error!(error = &error as &dyn std::error::Error, "Claiming events failed");
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "Claiming events failed"
+                    );
                     Instant::now() + ERROR_BACKOFF
                 }
             };
@@ -168,7 +171,10 @@ async fn renew_leases(
             continue;
         }
         if let Err(error) = store.renew_leases(running, lease).await {
-            tracing::error!(error = &error as &dyn std::error::Error, "Renewing leases failed");
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "Renewing leases failed"
+            );
         }
     }
 }

@@ -214,10 +214,7 @@ impl Store for SqliteStore {
         self.read(move |conn| queries::get_event(conn, &id)).await
     }
 
-    async fn list_attempts(
-        &self,
-        id: &EventId,
-    ) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+    async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
         let id = id.clone();
         self.read(move |conn| queries::list_attempts(conn, &id))
             .await

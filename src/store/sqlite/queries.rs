@@ -183,7 +183,13 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
                     lease_until = NULL, attempt_started_at = NULL, updated_at = ?5
              WHERE id = ?1",
         )?
-        .execute(params![id.as_str(), status.as_str(), error, next_attempt_at, now.0])?;
+        .execute(params![
+            id.as_str(),
+            status.as_str(),
+            error,
+            next_attempt_at,
+            now.0
+        ])?;
         insert_attempt(
             conn,
             &id,

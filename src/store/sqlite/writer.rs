@@ -130,7 +130,10 @@ fn write_loop(conn: Connection, mut receiver: mpsc::Receiver<Message>) {
 
 fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>) -> CommitResult {
     if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
-        tracing::error!(error = &error as &dyn std::error::Error, "Cannot start a write transaction");
+        tracing::error!(
+            error = &error as &dyn std::error::Error,
+            "Cannot start a write transaction"
+        );
         replies.extend(batch.drain(..).map(|job| job(None)));
         return Err(Arc::new(error));
     }

@@ -1,0 +1,302 @@
+//! Test harness: the real app on port 0 with its own SQLite file, or the real binary
+//! as a child process, and waits bounded by deadlines.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hookrelay::app::{Application, Role};
+use hookrelay::config::{Config, Overrides};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Settings every test starts from: time compressed, no jitter unless asked for.
+pub const FAST: &[(&str, &str)] = &[
+    ("HOOKRELAY_RETRY_BASE_DELAY", "20ms"),
+    ("HOOKRELAY_RETRY_FACTOR", "2"),
+    ("HOOKRELAY_RETRY_JITTER", "0"),
+    ("HOOKRELAY_LEASE", "2s"),
+    ("HOOKRELAY_POLL_INTERVAL", "200ms"),
+];
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// `settings` are `HOOKRELAY_*` variables layered over [`FAST`].
+    pub async fn spawn_with(settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_in(dir, settings).await
+    }
+
+    pub async fn spawn_in(dir: TempDir, settings: &[(&str, &str)]) -> Self {
+        let config = test_config(dir.path(), settings);
+        let app = Application::build(config, Role::Serve)
+            .await
+            .expect("app builds");
+        let address = app.local_addr().expect("bound");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            app.run(token).await.expect("app runs");
+        });
+        Self {
+            address,
+            client: client(),
+            dir,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.path().join("hookrelay.db")
+    }
+
+    pub async fn post(&self, source: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        post_json(&self.client, self.address, source, key, body).await
+    }
+
+    pub async fn event(&self, id: &str) -> Value {
+        get_json(&self.client, self.address, &format!("/events/{id}")).await
+    }
+
+    pub async fn wait_for_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        wait_for_status(&self.client, self.address, id, status, within).await
+    }
+
+    /// Stops the app the way SIGTERM would and waits for it to finish.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn test_config(dir: &Path, settings: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<String, String> = FAST
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let overrides = Overrides {
+        database: Some(format!("sqlite://{}", dir.join("hookrelay.db").display())),
+        listen: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
+    };
+    Config::load_from(&overrides, |name| env.get(name).cloned()).expect("valid test config")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+pub async fn post_json(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    source: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = client
+        .post(format!("http://{address}/webhooks/{source}"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.send().await.expect("request sent")
+}
+
+pub async fn get_json(client: &reqwest::Client, address: SocketAddr, path: &str) -> Value {
+    client
+        .get(format!("http://{address}{path}"))
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
+/// Polls until `check` yields a value or the deadline passes.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn wait_for_status(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    id: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
+    let mut last = Value::Null;
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(response) = client
+            .get(format!("http://{address}/events/{id}"))
+            .send()
+            .await
+            && let Ok(event) = response.json::<Value>().await
+        {
+            if event["status"] == status {
+                return event;
+            }
+            last = event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "event {id} did not reach {status} within {within:?}; last seen: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "unexpected body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error without a message: {body}"
+    );
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(1),
+        "extra fields: {body}"
+    );
+}
+
+/// The real `hookrelay` binary as a child process, its stdout kept in a file.
+pub struct Process {
+    pub child: Child,
+    pub stdout: PathBuf,
+}
+
+impl Process {
+    pub fn start(args: &[&str], dir: &Path, env: &[(&str, &str)], log_name: &str) -> Self {
+        let stdout_path = dir.join(log_name);
+        let stdout = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stdout_path)
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        command
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(FAST.iter().copied())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::inherit());
+        Self {
+            child: command.spawn().expect("hookrelay starts"),
+            stdout: stdout_path,
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the exit code, failing the test if the process hangs.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        eventually(within, "process exit", || {
+            let status = self.child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.stdout)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free loopback port (bound and released; good enough for one test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub async fn wait_healthy(client: &reqwest::Client, address: SocketAddr) {
+    eventually(Duration::from_secs(30), "health", || async {
+        client
+            .get(format!("http://{address}/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await
+}

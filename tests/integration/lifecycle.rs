@@ -1,0 +1,192 @@
+//! The event lifecycle: retries on the policy's schedule, dead-lettering, leases and
+//! the wake-up signal.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn accept(app: &TestApp, key: &str, body: Value) -> String {
+    let response = app.post("test", Some(key), &body).await;
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn attempts(app: &TestApp, id: &str) -> Vec<Value> {
+    get_json(&app.client, app.address, &format!("/events/{id}/attempts")).await["attempts"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn started_at(attempt: &Value) -> std::time::SystemTime {
+    humantime::parse_rfc3339(attempt["started_at"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_delivered_on_the_third_attempt() {
+    let app = TestApp::spawn().await;
+    let id = accept(&app, "t", json!({"simulate_transient": true})).await;
+    let event = app
+        .wait_for_status(&id, "delivered", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["attempts"], 3);
+    assert_eq!(event["next_retry_at"], Value::Null);
+    let history = attempts(&app, &id).await;
+    let numbers: Vec<_> = history
+        .iter()
+        .map(|a| a["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert!(history[0]["error"].as_str().unwrap().contains("transient"));
+    assert_eq!(history[2]["error"], Value::Null);
+    assert_eq!(history[2]["status_code"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_lettered_after_the_backoff_schedule() {
+    // 100 ms × 2^(n−1) without jitter: gaps of 100, 200, 400 and 800 ms.
+    let app = TestApp::spawn_with(&[("HOOKRELAY_RETRY_BASE_DELAY", "100ms")]).await;
+    let id = accept(&app, "f", json!({"simulate_failure": true})).await;
+
+    let retrying = app
+        .wait_for_status(&id, "retrying", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        retrying["status_description"],
+        "Failed, scheduled for retry"
+    );
+    assert!(retrying["next_retry_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(retrying["last_error"], "Simulated failure");
+
+    let event = app
+        .wait_for_status(&id, "dead_lettered", Duration::from_secs(20))
+        .await;
+    assert_eq!(event["attempts"], 5);
+    assert_eq!(event["last_error"], "Simulated failure");
+    assert_eq!(event["next_retry_at"], Value::Null);
+    assert_eq!(
+        event["status_description"],
+        "Permanently failed after max attempts"
+    );
+
+    let history = attempts(&app, &id).await;
+    assert_eq!(history.len(), 5);
+    for (n, expected_ms) in [100u64, 200, 400, 800].into_iter().enumerate() {
+        let gap = started_at(&history[n + 1])
+            .duration_since(started_at(&history[n]))
+            .unwrap();
+        let expected = Duration::from_millis(expected_ms);
+        // Timestamps carry milliseconds; the worker may start a little late, never early.
+        assert!(
+            gap + Duration::from_millis(2) >= expected
+                && gap < expected + Duration::from_millis(300),
+            "gap {} was {gap:?}, expected {expected:?}",
+            n + 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn jitter_keeps_each_gap_within_its_fraction() {
+    let app = TestApp::spawn_with(&[
+        ("HOOKRELAY_RETRY_BASE_DELAY", "200ms"),
+        ("HOOKRELAY_RETRY_FACTOR", "1"),
+        ("HOOKRELAY_RETRY_JITTER", "0.5"),
+        ("HOOKRELAY_MAX_ATTEMPTS", "4"),
+    ])
+    .await;
+    let id = accept(&app, "j", json!({"simulate_failure": true})).await;
+    app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
+        .await;
+    let history = attempts(&app, &id).await;
+    assert_eq!(history.len(), 4);
+    for pair in history.windows(2) {
+        let gap = started_at(&pair[1])
+            .duration_since(started_at(&pair[0]))
+            .unwrap();
+        assert!(
+            gap + Duration::from_millis(2) >= Duration::from_millis(100)
+                && gap < Duration::from_millis(300 + 300),
+            "gap {gap:?} outside 200 ms ± 50 %"
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_attempts_is_configurable() {
+    let app = TestApp::spawn_with(&[("HOOKRELAY_MAX_ATTEMPTS", "2")]).await;
+    let id = accept(&app, "m", json!({"simulate_failure": true})).await;
+    let event = app
+        .wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["attempts"], 2);
+    assert_eq!(event["max_attempts"], 2);
+}
+
+#[tokio::test]
+async fn an_idle_worker_starts_a_new_event_without_polling() {
+    // A 30 s poll interval: only the wake-up signal can start the event quickly.
+    let app = TestApp::spawn_with(&[("HOOKRELAY_POLL_INTERVAL", "30s")]).await;
+    // Let the worker go idle first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let posted = Instant::now();
+    let id = accept(&app, "w", json!({"hello": "world"})).await;
+    app.wait_for_status(&id, "delivered", Duration::from_secs(5))
+        .await;
+    assert!(
+        posted.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        posted.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_attempt_keeps_its_lease() {
+    // The attempt takes three leases; renewal keeps other claims off it.
+    let app = TestApp::spawn_with(&[("HOOKRELAY_LEASE", "300ms")]).await;
+    let id = accept(&app, "slow", json!({"simulate_delay_ms": 1000})).await;
+    let processing = app
+        .wait_for_status(&id, "processing", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        processing["status_description"],
+        "Currently being processed by worker"
+    );
+    let event = app
+        .wait_for_status(&id, "delivered", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["attempts"], 1);
+    assert_eq!(attempts(&app, &id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn graceful_stop_hands_back_a_running_attempt() {
+    let app = TestApp::spawn().await;
+    let id = accept(&app, "stop", json!({"simulate_delay_ms": 20000})).await;
+    app.wait_for_status(&id, "processing", Duration::from_secs(5))
+        .await;
+    let stopped_at = Instant::now();
+    let dir = app.stop().await;
+    assert!(stopped_at.elapsed() < Duration::from_secs(5));
+
+    let conn = rusqlite::Connection::open(dir.path().join("hookrelay.db")).unwrap();
+    let (status, attempts): (String, i64) = conn
+        .query_row(
+            "SELECT status, attempts FROM events WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // Handed back: due again, and the interrupted attempt does not count.
+    assert_eq!(status, "queued");
+    assert_eq!(attempts, 0);
+    let recorded: i64 = conn
+        .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, 0);
+}

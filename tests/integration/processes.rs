@@ -1,0 +1,451 @@
+//! The real binary as separate processes: crashes, restarts, graceful stops, the
+//! api/worker split on one file, and the log format.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn database_flag(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("hookrelay.db").display())
+}
+
+fn start(
+    command: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+    log: &str,
+) -> (Process, Option<SocketAddr>) {
+    let database = database_flag(dir);
+    if command == "worker" {
+        let process = Process::start(&["worker", "--database", &database], dir, env, log);
+        return (process, None);
+    }
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = address.to_string();
+    let process = Process::start(
+        &[command, "--database", &database, "--listen", &listen],
+        dir,
+        env,
+        log,
+    );
+    (process, Some(address))
+}
+
+fn count(dir: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("hookrelay.db")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Posts from `clients` tasks until `stop` is set; returns the ids that got a 202.
+async fn post_until(
+    address: SocketAddr,
+    clients: usize,
+    round: usize,
+    body: Value,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..clients)
+        .map(|client_no| {
+            let accepted = accepted.clone();
+            let stop = stop.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let client = client();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("r{round}-c{client_no}-n{n}");
+                    let request = client
+                        .post(format!("http://{address}/webhooks/load"))
+                        .header("content-type", "application/json")
+                        .header("idempotency-key", &key)
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    let Ok(response) = request else { break };
+                    if response.status() != 202 {
+                        break;
+                    }
+                    let Ok(receipt) = response.json::<Value>().await else {
+                        break;
+                    };
+                    accepted
+                        .lock()
+                        .unwrap()
+                        .push(receipt["event_id"].as_str().unwrap().to_owned());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    accepted.lock().unwrap().clone()
+}
+
+async fn wait_all_delivered(address: SocketAddr, ids: &[String], within: Duration) {
+    let client = client();
+    let deadline = Instant::now() + within;
+    let mut pending: Vec<&String> = ids.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for id in pending {
+            let event = get_json(&client, address, &format!("/events/{id}")).await;
+            assert_ne!(
+                event["error"]["code"], "not_found",
+                "acknowledged event {id} was lost"
+            );
+            if event["status"] != "delivered" {
+                still.push(id);
+            }
+        }
+        pending = still;
+        assert!(
+            pending.is_empty() || Instant::now() < deadline,
+            "{} events not delivered within {within:?}, e.g. {}",
+            pending.len(),
+            pending[0]
+        );
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_worker_s_event_is_taken_over_after_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HOOKRELAY_LEASE", "1s")];
+    let (_api, address) = start("api", dir.path(), &env, "api.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let (mut first_worker, _) = start("worker", dir.path(), &env, "worker1.log");
+
+    let receipt: Value = post_json(
+        &client,
+        address,
+        "crash",
+        Some("k"),
+        &json!({"simulate_delay_ms": 2500}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = receipt["event_id"].as_str().unwrap();
+    wait_for_status(&client, address, id, "processing", Duration::from_secs(10)).await;
+    first_worker.kill();
+
+    let (_second_worker, _) = start("worker", dir.path(), &env, "worker2.log");
+    let event = wait_for_status(&client, address, id, "delivered", Duration::from_secs(20)).await;
+    assert_eq!(event["attempts"], 2);
+    let history = get_json(&client, address, &format!("/events/{id}/attempts")).await;
+    let history = history["attempts"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(
+        history[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("lease expired"),
+        "{history:?}"
+    );
+    assert_eq!(history[1]["error"], Value::Null);
+    assert_eq!(
+        count(
+            dir.path(),
+            "SELECT COUNT(*) FROM events WHERE status = 'processing'"
+        ),
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_kills_every_worker_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HOOKRELAY_LEASE", "500ms"),
+        ("HOOKRELAY_MAX_ATTEMPTS", "2"),
+    ];
+    let (_api, address) = start("api", dir.path(), &env, "api.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let receipt: Value = post_json(
+        &client,
+        address,
+        "poison",
+        Some("k"),
+        &json!({"simulate_delay_ms": 30000}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = receipt["event_id"].as_str().unwrap();
+    for round in 0..2 {
+        let (mut worker, _) = start("worker", dir.path(), &env, &format!("w{round}.log"));
+        eventually(Duration::from_secs(10), "a claimed attempt", || {
+            let client = client.clone();
+            async move {
+                let event = get_json(&client, address, &format!("/events/{id}")).await;
+                (event["status"] == "processing" && event["attempts"] == round + 1).then_some(())
+            }
+        })
+        .await;
+        worker.kill();
+    }
+    let (_survivor, _) = start("worker", dir.path(), &env, "w-last.log");
+    let event = wait_for_status(
+        &client,
+        address,
+        id,
+        "dead_lettered",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(event["attempts"], 2);
+    assert!(
+        event["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("lease expired")
+    );
+}
+
+#[tokio::test]
+async fn api_and_worker_processes_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, address) = start("api", dir.path(), &[], "api.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let (_worker, _) = start("worker", dir.path(), &[], "worker.log");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stopper.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let ids = post_until(address, 8, 0, json!({"kind": "split"}), stop).await;
+    assert!(ids.len() > 100, "only {} accepted", ids.len());
+    wait_all_delivered(address, &ids, Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn killing_serve_under_load_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..3 {
+        let (mut serve, address) = start("serve", dir.path(), &[], &format!("serve{round}.log"));
+        let address = address.unwrap();
+        wait_healthy(&client(), address).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = tokio::spawn(post_until(
+            address,
+            16,
+            round,
+            json!({"round": round}),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        serve.kill(); // SIGKILL: no chance to flush anything
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        acknowledged.extend(load.await.unwrap());
+    }
+    let unique: HashSet<&String> = acknowledged.iter().collect();
+    assert_eq!(unique.len(), acknowledged.len(), "an id was issued twice");
+    assert!(
+        acknowledged.len() > 1000,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
+
+    let (_serve, address) = start("serve", dir.path(), &[], "serve-final.log");
+    let address = address.unwrap();
+    wait_healthy(&client(), address).await;
+    wait_all_delivered(address, &acknowledged, Duration::from_secs(120)).await;
+    eventually(
+        Duration::from_secs(10),
+        "no event in processing",
+        || async {
+            (count(
+                dir.path(),
+                "SELECT COUNT(*) FROM events WHERE status = 'processing'",
+            ) == 0)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut serve, address) = start("serve", dir.path(), &[], "serve.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    // Some attempts are still running when the signal comes.
+    for n in 0..5 {
+        let key = format!("slow-{n}");
+        let response = post_json(
+            &client,
+            address,
+            "slow",
+            Some(&key),
+            &json!({"simulate_delay_ms": 10000}),
+        )
+        .await;
+        assert_eq!(response.status(), 202);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(post_until(address, 16, 0, json!({"x": 1}), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    serve.signal("TERM");
+    let status = serve.wait_exit(Duration::from_secs(15)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = load.await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!acknowledged.is_empty());
+
+    assert_eq!(
+        count(
+            dir.path(),
+            "SELECT COUNT(*) FROM events WHERE status = 'processing'"
+        ),
+        0
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("hookrelay.db")).unwrap();
+    let mut exists = conn
+        .prepare("SELECT COUNT(*) FROM events WHERE id = ?1")
+        .unwrap();
+    for id in &acknowledged {
+        let n: i64 = exists.query_row([id], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "acknowledged event {id} missing after SIGTERM");
+    }
+}
+
+#[tokio::test]
+async fn every_log_line_is_json_in_the_seed_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut serve, address) = start("serve", dir.path(), &[], "serve.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let marker = "PAYLOAD-MARKER-7731";
+    let mut ids = Vec::new();
+    for (n, body) in [
+        json!({"secret": marker}),
+        json!({"secret": marker, "simulate_transient": true}),
+        json!({"secret": marker, "simulate_failure": true}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let receipt: Value = post_json(&client, address, "logs", Some(&n.to_string()), &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(receipt["event_id"].as_str().unwrap().to_owned());
+    }
+    post_json(&client, address, "logs", None, &json!({"secret": marker})).await;
+    wait_for_status(
+        &client,
+        address,
+        &ids[0],
+        "delivered",
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_status(
+        &client,
+        address,
+        &ids[1],
+        "delivered",
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_status(
+        &client,
+        address,
+        &ids[2],
+        "dead_lettered",
+        Duration::from_secs(10),
+    )
+    .await;
+    serve.signal("TERM");
+    assert!(serve.wait_exit(Duration::from_secs(10)).await.success());
+
+    let lines = serve.log_lines();
+    assert!(lines.len() > 10, "{lines:?}");
+    let mut messages = HashSet::new();
+    for line in &lines {
+        assert!(!line.contains(marker), "payload logged: {line}");
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let object = entry.as_object().unwrap();
+        let keys: HashSet<&str> = object.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            HashSet::from(["timestamp", "level", "component", "message", "context"]),
+            "{line}"
+        );
+        assert!(line.starts_with("{\"timestamp\":"), "{line}");
+        assert!(entry["timestamp"].as_str().unwrap().ends_with('Z'));
+        humantime::parse_rfc3339(entry["timestamp"].as_str().unwrap()).unwrap();
+        assert!(
+            ["trace", "debug", "info", "warn", "error"].contains(&entry["level"].as_str().unwrap())
+        );
+        assert!(!entry["component"].as_str().unwrap().is_empty());
+        assert!(entry["context"].is_object());
+        let message = entry["message"].as_str().unwrap();
+        messages.insert(message.to_owned());
+        if message.contains("Event") || message.contains("Attempt") {
+            let context = &entry["context"];
+            assert!(
+                context["event_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("evt_")),
+                "{line}"
+            );
+            assert_eq!(context["source"], "logs", "{line}");
+        }
+        if message == "Request handled" {
+            assert_eq!(entry["component"], "api");
+            for field in ["method", "path", "status", "duration_ms"] {
+                assert!(
+                    !entry["context"][field].is_null(),
+                    "{field} missing: {line}"
+                );
+            }
+        }
+    }
+    for expected in [
+        "Event accepted",
+        "Event delivered",
+        "Attempt failed; retry scheduled",
+        "Event dead-lettered",
+    ] {
+        assert!(
+            messages.contains(expected),
+            "no {expected:?} line in {messages:?}"
+        );
+    }
+    let delivered = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["message"] == "Event delivered" && e["context"]["event_id"] == ids[1].as_str())
+        .unwrap();
+    assert_eq!(delivered["component"], "worker");
+    assert_eq!(delivered["context"]["total_attempts"], 3);
+}

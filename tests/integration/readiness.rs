@@ -1,0 +1,54 @@
+//! When the database cannot be written: `/ready` says so and no 202 is sent.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_locked_database_means_503_and_nothing_accepted() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.post("s", Some("before"), &json!({})).await.status(),
+        202
+    );
+
+    // Another process holding SQLite's write lock makes every write fail.
+    let blocker = rusqlite::Connection::open(app.database_path()).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "not_ready");
+    assert_ne!(ready["checks"]["database"], "connected");
+
+    let refused = app.post("s", Some("during"), &json!({"n": 1})).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_error(&refused.json().await.unwrap(), "storage_unavailable");
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    eventually(Duration::from_secs(15), "ready again", || async {
+        let response = app.client.get(app.url("/ready")).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    // The refused event was not stored: the same key is new now.
+    let retried = app.post("s", Some("during"), &json!({"n": 1})).await;
+    assert_eq!(retried.status(), 202);
+}
+
+#[tokio::test]
+async fn storage_errors_never_leak_internals() {
+    let app = TestApp::spawn().await;
+    let blocker = rusqlite::Connection::open(app.database_path()).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let refused = app.post("s", Some("k"), &json!({})).await;
+    let text = refused.text().await.unwrap();
+    blocker.execute_batch("ROLLBACK").unwrap();
+    for secret in ["sqlite", "SQLITE", "database is locked", ".db", "/tmp"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}
