@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use std::io::Write as _;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
@@ -34,7 +34,7 @@ pub fn init(filter: &str) -> Result<WorkerGuard, String> {
     Ok(guard)
 }
 
-/// The seed's log shape.
+/// The seed's log shape, written straight into one buffer per line.
 pub struct JsonLine;
 
 impl<S, N> FormatEvent<S, N> for JsonLine
@@ -49,32 +49,41 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
-        let mut fields = FieldCollector::default();
+        let mut fields = FieldWriter::default();
         event.record(&mut fields);
 
-        let component = fields
-            .component
-            .unwrap_or_else(|| component_of(metadata.target()).to_owned());
-        let line = Line {
-            timestamp: Timestamp::now().to_rfc3339(),
-            level: metadata.level().as_str().to_ascii_lowercase(),
-            component,
-            message: fields.message,
-            context: fields.context,
-        };
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
+        let mut line = Vec::with_capacity(256 + fields.context.len());
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        line.extend_from_slice(Timestamp::now().to_rfc3339().as_bytes());
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(level_name(metadata.level()).as_bytes());
+        line.extend_from_slice(b"\",\"component\":");
+        match &fields.component {
+            Some(component) => push_json_str(&mut line, component),
+            None => push_json_str(&mut line, component_of(metadata.target())),
+        }
+        line.extend_from_slice(b",\"message\":");
+        push_json_str(&mut line, &fields.message);
+        line.extend_from_slice(b",\"context\":{");
+        line.extend_from_slice(&fields.context);
+        line.extend_from_slice(b"}}");
+        writeln!(writer, "{}", String::from_utf8_lossy(&line))
     }
 }
 
-/// Field order as users read it: when, how bad, who, what, details.
-#[derive(serde::Serialize)]
-struct Line {
-    timestamp: String,
-    level: String,
-    component: String,
-    message: String,
-    context: Map<String, Value>,
+fn level_name(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::TRACE => "trace",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::INFO => "info",
+        tracing::Level::WARN => "warn",
+        tracing::Level::ERROR => "error",
+    }
+}
+
+fn push_json_str(buffer: &mut Vec<u8>, text: &str) {
+    // Writing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buffer, text);
 }
 
 /// `api` for the HTTP layer, `worker` for the worker, the module name for the rest.
@@ -89,48 +98,63 @@ fn component_of(target: &str) -> &str {
     }
 }
 
+/// Collects the message and component, and writes every other field as JSON into
+/// the context object.
 #[derive(Default)]
-struct FieldCollector {
+struct FieldWriter {
     message: String,
     component: Option<String>,
-    context: Map<String, Value>,
+    context: Vec<u8>,
 }
 
-impl FieldCollector {
-    fn put(&mut self, field: &Field, value: Value) {
+impl FieldWriter {
+    fn key(&mut self, field: &Field) {
+        if !self.context.is_empty() {
+            self.context.push(b',');
+        }
+        push_json_str(&mut self.context, field.name());
+        self.context.push(b':');
+    }
+
+    fn text(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "message" => {
-                self.message = match value {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                }
-            }
-            "component" => self.component = value.as_str().map(str::to_owned),
-            name => {
-                self.context.insert(name.to_owned(), value);
+            "message" => value.clone_into(&mut self.message),
+            "component" => self.component = Some(value.to_owned()),
+            _ => {
+                self.key(field);
+                push_json_str(&mut self.context, value);
             }
         }
     }
+
+    fn raw(&mut self, field: &Field, value: impl fmt::Display) {
+        self.key(field);
+        let _ = write!(self.context, "{value}");
+    }
 }
 
-impl Visit for FieldCollector {
+impl Visit for FieldWriter {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, Value::String(format!("{value:?}")));
+        self.text(field, &format!("{value:?}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, Value::String(value.to_owned()));
+        self.text(field, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
+        self.raw(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.into());
+        self.raw(field, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
+        if value.is_finite() {
+            self.raw(field, value);
+        } else {
+            self.text(field, &value.to_string());
+        }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
+        self.raw(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         // Keep the whole cause chain in one string.
@@ -141,13 +165,60 @@ impl Visit for FieldCollector {
             text.push_str(&cause.to_string());
             source = cause.source();
         }
-        self.put(field, Value::String(text));
+        self.text(field, &text);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_json_in_the_seed_shape() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonLine)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                target: "hookrelay::worker::attempt",
+                event_id = "evt_\"quoted\"\n",
+                total_attempts = 3u32,
+                ok = true,
+                duration_ms = 0.5,
+                "Event delivered"
+            );
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.starts_with("{\"timestamp\":"), "{text}");
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["level"], "info");
+        assert_eq!(line["component"], "worker");
+        assert_eq!(line["message"], "Event delivered");
+        assert_eq!(line["context"]["event_id"], "evt_\"quoted\"\n");
+        assert_eq!(line["context"]["total_attempts"], 3);
+        assert_eq!(line["context"]["ok"], true);
+        assert_eq!(line["context"]["duration_ms"], 0.5);
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
 
     #[test]
     fn components_follow_modules() {

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use crate::domain::time::millis;
 use crate::store::Store;
 use error::ApiError;
+use webhooks::IngestedEvent;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -40,18 +41,33 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One line per request: method, path (never the query), status and duration.
+/// One line per request: method, path (never the query), status and duration, and
+/// for a stored webhook the event's id and source.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await.into_response();
-    tracing::info!(
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_ms = millis(started.elapsed()),
-        "Request handled"
-    );
+    let status = response.status().as_u16();
+    let duration_ms = millis(started.elapsed());
+    match response.extensions().get::<IngestedEvent>() {
+        Some(event) => tracing::info!(
+            event_id = %event.id,
+            source = %event.source,
+            method = %method,
+            path = %path,
+            status,
+            duration_ms,
+            "{}",
+            if event.duplicate { "Duplicate event dropped" } else { "Event accepted" }
+        ),
+        None => tracing::info!(
+            method = %method,
+            path = %path,
+            status,
+            duration_ms,
+            "Request handled"
+        ),
+    }
     response
 }

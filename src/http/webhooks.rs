@@ -72,22 +72,28 @@ pub async fn receive(
         max_attempts: state.max_attempts,
     };
     let outcome = state.store.insert_event(event).await?;
-    Ok(match outcome {
-        InsertOutcome::Accepted(id) => {
-            tracing::info!(event_id = %id, source = %source, "Event accepted");
-            receipt(StatusCode::ACCEPTED, &id, "accepted")
-        }
-        InsertOutcome::Duplicate(id) => {
-            tracing::info!(event_id = %id, source = %source, "Duplicate event dropped");
-            receipt(StatusCode::OK, &id, "duplicate")
-        }
-    })
-}
-
-fn receipt(status: StatusCode, id: &EventId, word: &'static str) -> Response {
+    let (status, word, id) = match outcome {
+        InsertOutcome::Accepted(id) => (StatusCode::ACCEPTED, "accepted", id),
+        InsertOutcome::Duplicate(id) => (StatusCode::OK, "duplicate", id),
+    };
     let body = Receipt {
         event_id: id.as_str(),
         status: word,
     };
-    (status, Json(body)).into_response()
+    let mut response = (status, Json(body)).into_response();
+    // The request log line names the event, so one line tells the whole story.
+    response.extensions_mut().insert(IngestedEvent {
+        id,
+        source,
+        duplicate: status == StatusCode::OK,
+    });
+    Ok(response)
+}
+
+/// What the request log line says about the event a webhook request stored.
+#[derive(Debug, Clone)]
+pub struct IngestedEvent {
+    pub id: EventId,
+    pub source: SourceName,
+    pub duplicate: bool,
 }
