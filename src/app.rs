@@ -117,6 +117,7 @@ impl Application {
                     lease: self.config.lease,
                     concurrency: self.config.worker_concurrency,
                     poll_interval: self.config.poll_interval,
+                    sources: self.config.sources.clone(),
                 },
             );
             tokio::spawn(worker.run(shutdown.clone()))
@@ -126,6 +127,7 @@ impl Application {
             Some(listener) => {
                 let router = http::router(AppState {
                     store: self.store.clone(),
+                    sources: self.config.sources.clone(),
                     max_attempts: self.config.retry.max_attempts,
                     max_body: self.config.max_body,
                 });

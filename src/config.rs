@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::domain::retry::RetryPolicy;
+use crate::sources::{self, Sources};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DatabaseUrl {
@@ -61,6 +63,7 @@ pub struct Config {
     /// Safety net for the worker's wake-up: it looks for due work at least this often.
     pub poll_interval: Duration,
     pub migrate_on_start: bool,
+    pub sources: Arc<Sources>,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -88,6 +91,19 @@ pub enum ConfigError {
     UnknownKey { path: PathBuf, key: String },
     #[error("config file {path}: `{key}` must be a string, number or boolean")]
     NotScalar { path: PathBuf, key: String },
+    #[error("config file {path}: [sources.{source_name}] {field}: {reason}")]
+    Source {
+        path: PathBuf,
+        source_name: String,
+        field: String,
+        reason: String,
+    },
+    #[error("config file {path}: `{key}` must be {expected}")]
+    WrongType {
+        path: PathBuf,
+        key: String,
+        expected: &'static str,
+    },
     #[error("invalid {setting} {value:?} (from {origin}): {reason}")]
     Invalid {
         setting: &'static str,
@@ -171,10 +187,13 @@ impl Config {
             .config_file
             .clone()
             .or_else(|| env("HOOKRELAY_CONFIG").map(PathBuf::from));
+        let mut sources = Sources::default();
         if let Some(path) = file {
-            for (key, value) in read_file(&path)? {
+            let file = read_file(&path, &env)?;
+            for (key, value) in file.settings {
                 values.insert(key, (value, Origin::File(path.clone())));
             }
+            sources = file.sources;
         }
         for (name, _) in SETTINGS {
             let var = format!("HOOKRELAY_{}", name.to_ascii_uppercase());
@@ -208,11 +227,20 @@ impl Config {
             log_filter: layered.get("log", |v| Ok(v.to_owned()))?,
             poll_interval: layered.get("poll_interval", parse_duration)?,
             migrate_on_start: !overrides.no_migrate,
+            sources: Arc::new(sources),
         })
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
+struct FileContents {
+    settings: Vec<(&'static str, String)>,
+    sources: Sources,
+}
+
+fn read_file(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileContents, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         path: path.to_owned(),
         source,
@@ -222,7 +250,30 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
         source: Box::new(source),
     })?;
     let mut values = Vec::new();
+    let mut accept_unknown = true;
+    let mut configured = Vec::new();
     for (key, value) in table {
+        let wrong_type = |expected| ConfigError::WrongType {
+            path: path.to_owned(),
+            key: key.clone(),
+            expected,
+        };
+        match (key.as_str(), value) {
+            ("accept_unknown_sources", toml::Value::Boolean(flag)) => {
+                accept_unknown = flag;
+                continue;
+            }
+            ("accept_unknown_sources", _) => return Err(wrong_type("true or false")),
+            ("sources", toml::Value::Table(table)) => {
+                configured = sources::parse_table(path, table, env)?;
+                continue;
+            }
+            ("sources", _) => return Err(wrong_type("a table of [sources.NAME] sections")),
+            (_, value) => values.push((key, value)),
+        }
+    }
+    let mut settings = Vec::new();
+    for (key, value) in values {
         let Some((name, _)) = SETTINGS.iter().find(|(name, _)| *name == key) else {
             return Err(ConfigError::UnknownKey {
                 path: path.to_owned(),
@@ -241,9 +292,12 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
                 });
             }
         };
-        values.push((*name, text));
+        settings.push((*name, text));
     }
-    Ok(values)
+    Ok(FileContents {
+        settings,
+        sources: Sources::new(accept_unknown, configured),
+    })
 }
 
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -377,6 +431,25 @@ mod tests {
         };
         let err = load(&[], overrides).unwrap_err();
         assert!(err.to_string().contains("max_attempt"), "{err}");
+    }
+
+    #[test]
+    fn sources_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hookrelay.toml");
+        std::fs::write(
+            &file,
+            "accept_unknown_sources = false\n[sources.github]\nverify = \"github\"\nsecret = \"${GH_SECRET}\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let config = load(&[("GH_SECRET", "x")], overrides).unwrap();
+        assert!(!config.sources.accept_unknown);
+        assert!(config.sources.get("github").is_some());
+        assert!(config.sources.resolve("gitlab").is_none());
     }
 
     #[test]

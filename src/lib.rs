@@ -11,6 +11,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod shutdown;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -81,9 +81,11 @@ impl FromStr for EventStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptOutcome {
     Delivered,
-    /// Failed; try again unless the attempt budget is spent.
+    /// Failed; try again unless the attempt budget is spent, not before `retry_after`
+    /// when the destination asked for that.
     Failed {
         error: String,
+        retry_after: Option<std::time::Duration>,
     },
     /// Failed in a way that retrying cannot fix.
     FailedPermanently {
@@ -137,7 +139,10 @@ mod tests {
 
     #[test]
     fn the_last_failed_attempt_dead_letters() {
-        let failed = AttemptOutcome::Failed { error: "x".into() };
+        let failed = AttemptOutcome::Failed {
+            error: "x".into(),
+            retry_after: None,
+        };
         assert_eq!(status_after(&failed, 1, 5), EventStatus::Retrying);
         assert_eq!(status_after(&failed, 4, 5), EventStatus::Retrying);
         assert_eq!(status_after(&failed, 5, 5), EventStatus::DeadLettered);

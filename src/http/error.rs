@@ -26,6 +26,10 @@ pub enum ApiError {
     BadBody,
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("source {0:?} is not configured")]
+    UnknownSource(String),
+    #[error("signature missing or invalid")]
+    InvalidSignature,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("storage is unavailable; retry later")]
@@ -44,7 +48,8 @@ impl ApiError {
             | Self::BadBody => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::UnknownSource(_) => StatusCode::NOT_FOUND,
+            Self::InvalidSignature => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,6 +66,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadBody => "invalid_body",
             Self::NotFound(_) => "not_found",
+            Self::UnknownSource(_) => "unknown_source",
+            Self::InvalidSignature => "invalid_signature",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StorageUnavailable(_) => "storage_unavailable",
             Self::Internal(_) => "internal_error",

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::domain::time::millis;
+use crate::sources::Sources;
 use crate::store::Store;
 use error::ApiError;
 use webhooks::IngestedEvent;
@@ -22,6 +23,7 @@ use webhooks::IngestedEvent;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub sources: Arc<Sources>,
     pub max_attempts: u32,
     pub max_body: usize,
 }

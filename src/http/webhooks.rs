@@ -1,4 +1,5 @@
-//! `POST /webhooks/{source}`: validate, then answer 202 only once the event is committed.
+//! `POST /webhooks/{source}`: check, verify, then answer 202 only once the event is
+//! committed.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,13 +9,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::IgnoredAny;
+use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::event::{EventId, SourceName};
 use crate::domain::time::Timestamp;
 use crate::ingest::key::{self, KeyError};
-use crate::ingest::{headers_to_json, media};
+use crate::ingest::media::{self, MediaType};
+use crate::ingest::{headers_to_json, signature};
+use crate::sources::Scheme;
 use crate::store::{InsertOutcome, NewEvent};
 
 #[derive(Serialize)]
@@ -32,12 +36,17 @@ pub async fn receive(
     let received_at = Timestamp::now();
     let Path(source) = source.map_err(|_| ApiError::InvalidSource)?;
     let source = SourceName::parse(&source).map_err(|_| ApiError::InvalidSource)?;
+    let settings = state
+        .sources
+        .resolve(source.as_str())
+        .ok_or_else(|| ApiError::UnknownSource(source.to_string()))?;
 
-    let Some(media::MediaType::Json) = media::classify(&headers) else {
-        return Err(ApiError::UnsupportedMediaType(
-            "this source accepts application/json bodies only".into(),
-        ));
-    };
+    let media = media::classify(&headers, &settings.content_types).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "source {source} accepts {}",
+            settings.content_types.join(", ")
+        ))
+    })?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
@@ -47,13 +56,41 @@ pub async fn receive(
             ApiError::BadBody
         }
     })?;
-    // Validates without building a tree; any JSON value is fine, arrays included.
-    serde_json::from_slice::<IgnoredAny>(&body)
-        .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
 
-    let key = key::from_headers(&headers).map_err(|e| match e {
+    // On the raw bytes, before anything is parsed or stored.
+    if let Err(reason) = signature::verify(&settings, &headers, &body, received_at.0 / 1_000_000) {
+        tracing::warn!(
+            source = %source,
+            scheme = settings.verify.name(),
+            reason = %reason,
+            "Webhook refused: invalid signature"
+        );
+        return Err(ApiError::InvalidSignature);
+    }
+
+    if media == MediaType::Json {
+        // Validates without building a tree; any JSON value is fine, arrays included.
+        serde_json::from_slice::<IgnoredAny>(&body)
+            .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    }
+    let parse_json = || {
+        (media == MediaType::Json)
+            .then(|| serde_json::from_slice::<Value>(&body).ok())
+            .flatten()
+    };
+
+    if settings.verify == Scheme::Slack
+        && let Some(challenge) = slack_challenge(parse_json())
+    {
+        tracing::info!(source = %source, "Answered Slack url_verification");
+        return Ok(Json(serde_json::json!({ "challenge": challenge })).into_response());
+    }
+
+    let key = key::extract(&headers, &settings.keys, &mut { parse_json }).map_err(|e| match e {
         KeyError::Missing => ApiError::MissingIdempotencyKey(
-            "send an Idempotency-Key header so that redeliveries can be recognised".into(),
+            "send an Idempotency-Key header (or configure the source's key) so that \
+             redeliveries can be recognised"
+                .into(),
         ),
         KeyError::Invalid(reason) => ApiError::InvalidIdempotencyKey(reason),
     })?;
@@ -88,6 +125,15 @@ pub async fn receive(
         duplicate: status == StatusCode::OK,
     });
     Ok(response)
+}
+
+/// Slack's handshake when an events URL is registered: answered, never stored.
+fn slack_challenge(body: Option<Value>) -> Option<String> {
+    let body = body?;
+    if body.get("type")?.as_str()? != "url_verification" {
+        return None;
+    }
+    body.get("challenge")?.as_str().map(str::to_owned)
 }
 
 /// What the request log line says about the event a webhook request stored.

@@ -1,8 +1,11 @@
-//! Where the idempotency key comes from: the `Idempotency-Key` header.
+//! Where the idempotency key comes from: the `Idempotency-Key` header, else the places
+//! the source's settings name (a provider header, or a field of the JSON body).
 
 use axum::http::HeaderMap;
+use serde_json::Value;
 
 use crate::domain::event::{IdempotencyKey, InvalidKey};
+use crate::sources::KeyLocation;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -12,15 +15,119 @@ pub enum KeyError {
     Invalid(String),
 }
 
-pub fn from_headers(headers: &HeaderMap) -> Result<IdempotencyKey, KeyError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
-        return Err(KeyError::Missing);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| KeyError::Invalid("Idempotency-Key must be visible ASCII".into()))?;
+/// `json` is the parsed body when it is JSON, parsed on demand by the caller.
+pub fn extract(
+    headers: &HeaderMap,
+    locations: &[KeyLocation],
+    json: &mut dyn FnMut() -> Option<Value>,
+) -> Result<IdempotencyKey, KeyError> {
+    if let Some(value) = headers.get(IDEMPOTENCY_KEY) {
+        return parse(value.to_str().map_err(|_| not_ascii("Idempotency-Key"))?);
+    }
+    let mut body: Option<Option<Value>> = None;
+    for location in locations {
+        let found = match location {
+            KeyLocation::Header(name) => match headers.get(name) {
+                Some(value) => Some(
+                    value
+                        .to_str()
+                        .map_err(|_| not_ascii(name.as_str()))?
+                        .to_owned(),
+                ),
+                None => None,
+            },
+            KeyLocation::Json(pointer) => body
+                .get_or_insert_with(&mut *json)
+                .as_ref()
+                .and_then(|value| value.pointer(pointer))
+                .and_then(|value| match value {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                }),
+        };
+        if let Some(text) = found.filter(|t| !t.trim().is_empty()) {
+            return parse(&text);
+        }
+    }
+    Err(KeyError::Missing)
+}
+
+fn parse(text: &str) -> Result<IdempotencyKey, KeyError> {
     IdempotencyKey::parse(text).map_err(|e| match e {
         InvalidKey::Empty => KeyError::Missing,
         InvalidKey::TooLong(_) => KeyError::Invalid(e.to_string()),
     })
+}
+
+fn not_ascii(header: &str) -> KeyError {
+    KeyError::Invalid(format!("{header} must be visible ASCII"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_header_wins_then_locations_in_order() {
+        let locations = [
+            KeyLocation::Json("/id".into()),
+            KeyLocation::Header(HeaderName::from_static("x-github-delivery")),
+        ];
+        let body = || Some(serde_json::json!({"id": "evt_body"}));
+        let explicit = headers(&[("idempotency-key", "chosen"), ("x-github-delivery", "d")]);
+        assert_eq!(
+            extract(&explicit, &locations, &mut { body })
+                .unwrap()
+                .as_str(),
+            "chosen"
+        );
+        let provider = headers(&[("x-github-delivery", "d")]);
+        assert_eq!(
+            extract(&provider, &locations, &mut { body })
+                .unwrap()
+                .as_str(),
+            "evt_body"
+        );
+        assert_eq!(
+            extract(&provider, &locations, &mut || None)
+                .unwrap()
+                .as_str(),
+            "d"
+        );
+        assert_eq!(
+            extract(&HeaderMap::new(), &locations, &mut || None),
+            Err(KeyError::Missing)
+        );
+    }
+
+    #[test]
+    fn numbers_count_and_long_keys_fail() {
+        let locations = [KeyLocation::Json("/order/id".into())];
+        let numeric = || Some(serde_json::json!({"order": {"id": 42}}));
+        assert_eq!(
+            extract(&HeaderMap::new(), &locations, &mut { numeric })
+                .unwrap()
+                .as_str(),
+            "42"
+        );
+        let long = headers(&[("idempotency-key", &"k".repeat(256))]);
+        assert!(matches!(
+            extract(&long, &locations, &mut || None),
+            Err(KeyError::Invalid(_))
+        ));
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod key;
 pub mod media;
+pub mod signature;
 
 use axum::http::HeaderMap;
 

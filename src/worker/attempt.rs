@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{InFlight, WorkerSettings, simulate};
+use super::{InFlight, WorkerSettings, deliver, simulate};
 use crate::domain::lifecycle::{AttemptOutcome, EventStatus, status_after};
 use crate::domain::time::Timestamp;
 use crate::store::{AttemptRecord, ClaimedEvent, FinishedAttempt, Store};
@@ -16,6 +16,7 @@ const RECORD_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 pub struct Context {
     pub store: Arc<dyn Store>,
+    pub client: reqwest::Client,
     pub settings: Arc<WorkerSettings>,
     pub in_flight: InFlight,
     pub shutdown: CancellationToken,
@@ -28,22 +29,32 @@ pub async fn run(context: Context, event: ClaimedEvent) {
     tracing::debug!(event_id = %event.id, source = %event.source, attempt = event.attempt, "Processing event");
     let started_at = Timestamp::now();
     let clock = Instant::now();
-    let outcome = simulate::process(&event, &context.shutdown).await;
+    let outcome = run_attempt(&context, &event).await;
     let duration = clock.elapsed();
     if let Ok(mut map) = context.in_flight.lock() {
         map.remove(&event.id);
     }
 
-    let Some(outcome) = outcome else {
+    let Some(delivery) = outcome else {
         release(&context, &event).await;
         return;
     };
+    let outcome = delivery.outcome;
     let status = status_after(&outcome, event.attempt, event.max_attempts);
-    let next_attempt_at = (status == EventStatus::Retrying)
-        .then(|| Timestamp::now().plus(context.settings.retry.delay(event.attempt)));
+    let next_attempt_at = (status == EventStatus::Retrying).then(|| {
+        let backoff = context.settings.retry.delay(event.attempt);
+        let asked = match &outcome {
+            AttemptOutcome::Failed {
+                retry_after: Some(delay),
+                ..
+            } => *delay,
+            _ => Duration::ZERO,
+        };
+        Timestamp::now().plus(backoff.max(asked))
+    });
     let error = match &outcome {
         AttemptOutcome::Delivered => None,
-        AttemptOutcome::Failed { error } | AttemptOutcome::FailedPermanently { error } => {
+        AttemptOutcome::Failed { error, .. } | AttemptOutcome::FailedPermanently { error } => {
             Some(error.clone())
         }
     };
@@ -55,15 +66,32 @@ pub async fn run(context: Context, event: ClaimedEvent) {
             attempt: event.attempt,
             started_at,
             duration,
-            status_code: None,
+            status_code: delivery.status_code,
             error: error.clone(),
-            response_body: None,
+            response_body: delivery.response_body,
         },
         next_attempt_at,
     };
     if record(&context, finished).await {
         log_outcome(&event, status, duration, error.as_deref(), next_attempt_at);
     }
+}
+
+/// Delivers to the source's destination, or hands the event to the built-in
+/// processor. `None` when shutdown interrupted the attempt.
+async fn run_attempt(context: &Context, event: &ClaimedEvent) -> Option<deliver::Delivery> {
+    let source = context.settings.sources.get(&event.source);
+    if let Some(source) = &source
+        && let Some(destination) = &source.destination
+    {
+        return Some(deliver::send(&context.client, source, destination, event).await);
+    }
+    let outcome = simulate::process(event, &context.shutdown).await?;
+    Some(deliver::Delivery {
+        outcome,
+        status_code: None,
+        response_body: None,
+    })
 }
 
 /// Writes the outcome; a store outage is waited out briefly, after which the lease

@@ -5,6 +5,7 @@
 //! due, or the poll interval passes, whichever comes first.
 
 mod attempt;
+pub mod deliver;
 pub mod simulate;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
+use crate::sources::Sources;
 use crate::store::{Claim, Store};
 
 /// How long to wait before claiming again after the store failed.
@@ -31,6 +33,7 @@ pub struct WorkerSettings {
     pub lease: Duration,
     pub concurrency: usize,
     pub poll_interval: Duration,
+    pub sources: Arc<Sources>,
 }
 
 /// Attempts running now, by event, with their attempt number (for lease renewal).
@@ -52,6 +55,8 @@ impl Worker {
         let signal = store.work_signal();
         let permits = Arc::new(Semaphore::new(settings.concurrency));
         let in_flight: InFlight = Arc::default();
+        // One client: kept-alive connections to each destination are reused.
+        let client = deliver::client(settings.concurrency);
         let attempts = TaskTracker::new();
         let renewals_stop = CancellationToken::new();
         let renewals = tokio::spawn(renew_leases(
@@ -94,6 +99,7 @@ impl Worker {
                         let Some(permit) = pool.next() else { break };
                         let context = attempt::Context {
                             store: store.clone(),
+                            client: client.clone(),
                             settings: settings.clone(),
                             in_flight: in_flight.clone(),
                             shutdown: shutdown.clone(),

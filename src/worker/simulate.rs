@@ -25,6 +25,7 @@ pub async fn process(event: &ClaimedEvent, shutdown: &CancellationToken) -> Opti
     if flag("simulate_failure") {
         return Some(AttemptOutcome::Failed {
             error: "Simulated failure".into(),
+            retry_after: None,
         });
     }
     if flag("simulate_transient") && event.attempt < TRANSIENT_SUCCEEDS_ON {
@@ -33,6 +34,7 @@ pub async fn process(event: &ClaimedEvent, shutdown: &CancellationToken) -> Opti
                 "Simulated transient failure (attempt {} of {TRANSIENT_SUCCEEDS_ON} needed)",
                 event.attempt
             ),
+            retry_after: None,
         });
     }
     if let Some(ms) = payload.get("simulate_delay_ms").and_then(Value::as_u64) {

@@ -1,0 +1,502 @@
+//! Per-source settings from the config file's `[sources.NAME]` tables: how a sender
+//! signs, where its idempotency key is, which content types it may send and where its
+//! events are delivered.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderName;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+
+use crate::config::{ConfigError, parse_duration};
+
+/// How a sender signs its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    None,
+    Github,
+    Stripe,
+    Shopify,
+    Slack,
+    StandardWebhooks,
+    Svix,
+}
+
+impl FromStr for Scheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "none" => Self::None,
+            "github" => Self::Github,
+            "stripe" => Self::Stripe,
+            "shopify" => Self::Shopify,
+            "slack" => Self::Slack,
+            "standard-webhooks" => Self::StandardWebhooks,
+            "svix" => Self::Svix,
+            other => {
+                return Err(format!(
+                    "unknown scheme {other:?}; expected github, stripe, shopify, slack, \
+                     standard-webhooks, svix or none"
+                ));
+            }
+        })
+    }
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Github => "github",
+            Self::Stripe => "stripe",
+            Self::Shopify => "shopify",
+            Self::Slack => "slack",
+            Self::StandardWebhooks => "standard-webhooks",
+            Self::Svix => "svix",
+        }
+    }
+
+    /// Where each provider puts a delivery's unique id, in order of preference.
+    fn default_keys(self) -> Vec<KeyLocation> {
+        let header = |name: &'static str| KeyLocation::Header(HeaderName::from_static(name));
+        let json = |pointer: &str| KeyLocation::Json(pointer.to_owned());
+        match self {
+            Self::None => vec![],
+            Self::Github => vec![header("x-github-delivery")],
+            Self::Stripe => vec![json("/id")],
+            Self::Shopify => vec![header("x-shopify-event-id"), header("x-shopify-webhook-id")],
+            // Events API bodies carry event_id; a slash command's exact replay has the
+            // same signature.
+            Self::Slack => vec![json("/event_id"), header("x-slack-signature")],
+            Self::StandardWebhooks => vec![header("webhook-id")],
+            Self::Svix => vec![header("svix-id")],
+        }
+    }
+
+    /// Standard Webhooks and Svix secrets are base64, usually with a `whsec_` prefix.
+    fn decodes_secrets(self) -> bool {
+        matches!(self, Self::StandardWebhooks | Self::Svix)
+    }
+
+    pub fn signs_timestamps(self) -> bool {
+        matches!(
+            self,
+            Self::Stripe | Self::Slack | Self::StandardWebhooks | Self::Svix
+        )
+    }
+}
+
+/// Where an idempotency key is found when there is no `Idempotency-Key` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLocation {
+    Header(HeaderName),
+    /// A JSON pointer into the body, e.g. `/id`.
+    Json(String),
+}
+
+impl FromStr for KeyLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(name) = s.strip_prefix("header:") {
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| format!("{name:?} is not a valid header name"))?;
+            Ok(Self::Header(name))
+        } else if let Some(pointer) = s.strip_prefix("json:") {
+            if !pointer.starts_with('/') {
+                return Err("a JSON pointer starts with /, e.g. json:/id".into());
+            }
+            Ok(Self::Json(pointer.to_owned()))
+        } else {
+            Err("expected \"header:NAME\" or \"json:/pointer\"".into())
+        }
+    }
+}
+
+/// Key material; its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A Standard Webhooks secret: base64, with or without the `whsec_` prefix.
+    pub fn from_whsec(text: &str) -> Result<Self, String> {
+        let encoded = text.strip_prefix("whsec_").unwrap_or(text);
+        BASE64
+            .decode(encoded)
+            .map(Self)
+            .map_err(|_| "must be base64, usually written whsec_<base64>".to_string())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub name: String,
+    pub verify: Scheme,
+    /// Any of these verifies (rotation).
+    pub secrets: Vec<Secret>,
+    pub tolerance: Duration,
+    /// Tried in order after the `Idempotency-Key` header.
+    pub keys: Vec<KeyLocation>,
+    pub destination: Option<reqwest::Url>,
+    pub timeout: Duration,
+    /// Accepted media types (lower-case essences). `application/json` stands for every
+    /// JSON type, `application/*+json` included.
+    pub content_types: Vec<String>,
+    /// Re-signs deliveries with Standard Webhooks headers.
+    pub signing_secret: Option<Secret>,
+}
+
+const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl SourceSettings {
+    /// A source that is not configured: no signature, JSON only, the built-in processor.
+    pub fn unconfigured(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            verify: Scheme::None,
+            secrets: Vec::new(),
+            tolerance: DEFAULT_TOLERANCE,
+            keys: Vec::new(),
+            destination: None,
+            timeout: DEFAULT_TIMEOUT,
+            content_types: vec!["application/json".into()],
+            signing_secret: None,
+        }
+    }
+}
+
+/// Every configured source, and what to do with the others.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub accept_unknown: bool,
+    configured: HashMap<String, Arc<SourceSettings>>,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            accept_unknown: true,
+            configured: HashMap::new(),
+        }
+    }
+}
+
+impl Sources {
+    pub fn new(accept_unknown: bool, sources: Vec<SourceSettings>) -> Self {
+        Self {
+            accept_unknown,
+            configured: sources
+                .into_iter()
+                .map(|s| (s.name.clone(), Arc::new(s)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<SourceSettings>> {
+        self.configured.get(name).cloned()
+    }
+
+    /// The settings for `name`, or `None` when unknown sources are refused.
+    pub fn resolve(&self, name: &str) -> Option<Arc<SourceSettings>> {
+        match self.get(name) {
+            Some(settings) => Some(settings),
+            None if self.accept_unknown => Some(Arc::new(SourceSettings::unconfigured(name))),
+            None => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.configured.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.configured.is_empty()
+    }
+}
+
+/// One `[sources.NAME]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceTable {
+    verify: Option<String>,
+    secret: Option<String>,
+    secrets: Option<Vec<String>>,
+    tolerance: Option<String>,
+    key: Option<String>,
+    destination: Option<String>,
+    timeout: Option<String>,
+    content_types: Option<Vec<String>>,
+    signing_secret: Option<String>,
+}
+
+/// Parses the `sources` table of the config file at `path`.
+pub fn parse_table(
+    path: &Path,
+    table: toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<SourceSettings>, ConfigError> {
+    let mut sources = Vec::new();
+    for (name, value) in table {
+        let invalid = |field: &str, reason: String| ConfigError::Source {
+            path: path.to_owned(),
+            source_name: name.clone(),
+            field: field.to_owned(),
+            reason,
+        };
+        crate::domain::event::SourceName::parse(&name)
+            .map_err(|e| invalid("name", e.to_string()))?;
+        let raw: SourceTable = value
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid("table", e.message().to_owned()))?;
+        sources.push(build(&name, raw, env, &invalid)?);
+    }
+    Ok(sources)
+}
+
+fn build(
+    name: &str,
+    raw: SourceTable,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<SourceSettings, ConfigError> {
+    let verify: Scheme = raw
+        .verify
+        .as_deref()
+        .unwrap_or("none")
+        .parse()
+        .map_err(|e| invalid("verify", e))?;
+
+    let mut texts = Vec::new();
+    if let Some(secret) = raw.secret {
+        texts.push(secret);
+    }
+    texts.extend(raw.secrets.unwrap_or_default());
+    let mut secrets = Vec::new();
+    for text in texts {
+        let field = "secret";
+        let text = expand_env(&text, env).map_err(|e| invalid(field, e))?;
+        if text.is_empty() {
+            return Err(invalid(field, "is empty".into()));
+        }
+        let secret = if verify.decodes_secrets() {
+            Secret::from_whsec(&text).map_err(|e| invalid(field, e))?
+        } else {
+            Secret::new(text.into_bytes())
+        };
+        secrets.push(secret);
+    }
+    if verify != Scheme::None && secrets.is_empty() {
+        return Err(invalid(
+            "secret",
+            format!("verify = \"{}\" needs `secret` or `secrets`", verify.name()),
+        ));
+    }
+    if verify == Scheme::None && !secrets.is_empty() {
+        return Err(invalid(
+            "verify",
+            "a secret is set but verify is \"none\"; name the scheme".into(),
+        ));
+    }
+
+    let tolerance = match raw.tolerance {
+        Some(text) => parse_duration(&text).map_err(|e| invalid("tolerance", e))?,
+        None => DEFAULT_TOLERANCE,
+    };
+    let keys = match raw.key {
+        Some(text) => vec![text.parse().map_err(|e| invalid("key", e))?],
+        None => verify.default_keys(),
+    };
+    let destination = match raw.destination {
+        Some(text) => {
+            let text = expand_env(&text, env).map_err(|e| invalid("destination", e))?;
+            let url =
+                reqwest::Url::parse(&text).map_err(|e| invalid("destination", e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "destination",
+                    "must be an http:// or https:// URL".into(),
+                ));
+            }
+            Some(url)
+        }
+        None => None,
+    };
+    let timeout = match raw.timeout {
+        Some(text) => parse_duration(&text).map_err(|e| invalid("timeout", e))?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let content_types = match raw.content_types {
+        Some(types) if types.is_empty() => {
+            return Err(invalid("content_types", "needs at least one type".into()));
+        }
+        Some(types) => types
+            .into_iter()
+            .map(|t| {
+                let essence = t
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
+                if essence.contains('/') {
+                    Ok(essence)
+                } else {
+                    Err(invalid(
+                        "content_types",
+                        format!("{t:?} is not a media type"),
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec!["application/json".into()],
+    };
+    let signing_secret = match raw.signing_secret {
+        Some(text) => {
+            let text = expand_env(&text, env).map_err(|e| invalid("signing_secret", e))?;
+            Some(Secret::from_whsec(&text).map_err(|e| invalid("signing_secret", e))?)
+        }
+        None => None,
+    };
+    Ok(SourceSettings {
+        name: name.to_owned(),
+        verify,
+        secrets,
+        tolerance,
+        keys,
+        destination,
+        timeout,
+        content_types,
+        signing_secret,
+    })
+}
+
+/// Replaces every `${NAME}` with the environment variable's value.
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unclosed ${ in value".to_string())?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<SourceSettings>, ConfigError> {
+        let table: toml::Table = text.parse().unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_table(Path::new("hookrelay.toml"), table, &|name| {
+            env.get(name).cloned()
+        })
+    }
+
+    #[test]
+    fn schemes_bring_their_default_keys() {
+        let sources = parse(
+            "[github]\nverify = \"github\"\nsecret = \"${GH}\"\n",
+            &[("GH", "s3cret")],
+        )
+        .unwrap();
+        let github = &sources[0];
+        assert_eq!(github.verify, Scheme::Github);
+        assert_eq!(github.secrets, vec![Secret::new(b"s3cret".to_vec())]);
+        assert_eq!(
+            github.keys,
+            vec![KeyLocation::Header(HeaderName::from_static(
+                "x-github-delivery"
+            ))]
+        );
+        assert_eq!(github.tolerance, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn whsec_secrets_are_decoded() {
+        let sources = parse(
+            "[sw]\nverify = \"standard-webhooks\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"c2Vjb25k\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(sources[0].secrets.len(), 2);
+        assert_eq!(sources[0].secrets[1].bytes(), b"second");
+    }
+
+    #[test]
+    fn errors_name_the_file_source_and_field() {
+        let cases = [
+            ("[a]\nverify = \"gitlab\"\n", "verify"),
+            ("[a]\nverify = \"github\"\n", "secret"),
+            (
+                "[a]\nverify = \"github\"\nsecret = \"${MISSING}\"\n",
+                "MISSING",
+            ),
+            ("[a]\ndestination = \"ftp://x\"\n", "destination"),
+            ("[a]\ntimeout = \"forever\"\n", "timeout"),
+            ("[a]\nkey = \"body:id\"\n", "key"),
+            ("[a]\nverfy = \"github\"\n", "verfy"),
+            (
+                "[a]\nverify = \"svix\"\nsecret = \"not base64!\"\n",
+                "secret",
+            ),
+        ];
+        for (text, field) in cases {
+            let error = parse(text, &[]).unwrap_err().to_string();
+            assert!(error.contains("hookrelay.toml"), "{error}");
+            assert!(error.contains("sources.a"), "{error}");
+            assert!(error.contains(field), "{field}: {error}");
+        }
+    }
+
+    #[test]
+    fn unknown_sources_follow_the_switch() {
+        let open = Sources::new(true, vec![]);
+        assert_eq!(open.resolve("anything").unwrap().verify, Scheme::None);
+        let closed = Sources::new(false, vec![SourceSettings::unconfigured("known")]);
+        assert!(closed.resolve("known").is_some());
+        assert!(closed.resolve("other").is_none());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let settings = SourceSettings {
+            secrets: vec![Secret::new(b"hunter2".to_vec())],
+            ..SourceSettings::unconfigured("x")
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

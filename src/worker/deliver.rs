@@ -1,0 +1,210 @@
+//! Forwarding to a source's destination: one HTTP POST per attempt, classified into
+//! delivered, retry (with the destination's `Retry-After`) or permanent failure.
+
+use std::time::{Duration, SystemTime};
+
+use axum::http::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::domain::lifecycle::AttemptOutcome;
+use crate::domain::time::Timestamp;
+use crate::ingest::signature::sign_standard;
+use crate::sources::SourceSettings;
+use crate::store::ClaimedEvent;
+
+/// Attempts keep at most this much of a destination's answer.
+pub const RESPONSE_BODY_LIMIT: usize = 1024;
+/// A destination cannot postpone the next attempt by more than this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Headers that describe one hop, not the message: never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+const RESIGNED: &[&str] = &["webhook-id", "webhook-timestamp", "webhook-signature"];
+
+pub struct Delivery {
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<u16>,
+    pub response_body: Option<String>,
+}
+
+pub fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
+        // A redirect is the destination's answer, not an instruction to follow.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(concurrency)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+pub async fn send(
+    client: &reqwest::Client,
+    source: &SourceSettings,
+    destination: &reqwest::Url,
+    event: &ClaimedEvent,
+) -> Delivery {
+    let headers = forwarded_headers(source, event);
+    let request = client
+        .post(destination.clone())
+        .timeout(source.timeout)
+        .headers(headers)
+        .body(event.body.clone());
+    match request.send().await {
+        Ok(response) => classify(response).await,
+        Err(error) => {
+            let error = error.without_url();
+            let description = if error.is_timeout() {
+                format!(
+                    "timed out after {}",
+                    humantime::format_duration(source.timeout)
+                )
+            } else if error.is_connect() {
+                format!("connection failed: {}", error_chain(&error))
+            } else {
+                format!("request failed: {}", error_chain(&error))
+            };
+            Delivery {
+                outcome: AttemptOutcome::Failed {
+                    error: description,
+                    retry_after: None,
+                },
+                status_code: None,
+                response_body: None,
+            }
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn classify(mut response: reqwest::Response) -> Delivery {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let mut body = Vec::new();
+    while body.len() < RESPONSE_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(RESPONSE_BODY_LIMIT);
+    let response_body = Some(String::from_utf8_lossy(&body).into_owned());
+    let code = status.as_u16();
+    let outcome = if status.is_success() {
+        AttemptOutcome::Delivered
+    } else if code == 410 {
+        AttemptOutcome::FailedPermanently {
+            error: "HTTP 410 Gone: the destination asked not to be sent this again".into(),
+        }
+    } else {
+        AttemptOutcome::Failed {
+            error: format!("HTTP {code}"),
+            retry_after,
+        }
+    };
+    Delivery {
+        outcome,
+        status_code: Some(code),
+        response_body,
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date, capped.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+/// The original headers less hop-by-hop ones, plus hookrelay's own and, with a
+/// signing secret, Standard Webhooks signature headers.
+fn forwarded_headers(source: &SourceSettings, event: &ClaimedEvent) -> HeaderMap {
+    let original: Vec<(String, String)> = serde_json::from_str(&event.headers).unwrap_or_default();
+    let mut headers = HeaderMap::with_capacity(original.len() + 6);
+    for (name, value) in original {
+        let lower = name.to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&lower.as_str())
+            || lower.starts_with("x-hookrelay-")
+            || (source.signing_secret.is_some() && RESIGNED.contains(&lower.as_str()))
+        {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(lower), HeaderValue::try_from(value)) {
+            headers.append(name, value);
+        }
+    }
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set("x-hookrelay-event-id", event.id.to_string());
+    set("x-hookrelay-source", event.source.clone());
+    set("x-hookrelay-attempt", event.attempt.to_string());
+    if let Some(secret) = &source.signing_secret {
+        let timestamp = Timestamp::now().0 / 1_000_000;
+        set("webhook-id", event.id.to_string());
+        set("webhook-timestamp", timestamp.to_string());
+        set(
+            "webhook-signature",
+            sign_standard(secret, event.id.as_str(), timestamp, &event.body),
+        );
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}
