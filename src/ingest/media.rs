@@ -22,10 +22,7 @@ pub fn classify(headers: &HeaderMap, allowed: &[String]) -> Option<MediaType> {
     if is_json && allowed.iter().any(|t| t == JSON || *t == essence) {
         return Some(MediaType::Json);
     }
-    allowed
-        .iter()
-        .any(|t| *t == essence)
-        .then_some(MediaType::Other)
+    allowed.contains(&essence).then_some(MediaType::Other)
 }
 
 #[cfg(test)]

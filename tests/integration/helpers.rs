@@ -44,7 +44,22 @@ impl TestApp {
     }
 
     pub async fn spawn_in(dir: TempDir, settings: &[(&str, &str)]) -> Self {
-        let config = test_config(dir.path(), settings);
+        Self::spawn_configured(dir, None, settings).await
+    }
+
+    /// With a config file holding `toml` (sources and the like).
+    pub async fn spawn_with_file(toml: &str, settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_configured(dir, Some(toml), settings).await
+    }
+
+    async fn spawn_configured(dir: TempDir, toml: Option<&str>, settings: &[(&str, &str)]) -> Self {
+        let config_file = toml.map(|text| {
+            let path = dir.path().join("hookrelay.toml");
+            std::fs::write(&path, text).expect("config file");
+            path
+        });
+        let config = test_config(dir.path(), config_file, settings);
         let app = Application::build(config, Role::Serve)
             .await
             .expect("app builds");
@@ -100,7 +115,7 @@ impl Drop for TestApp {
     }
 }
 
-pub fn test_config(dir: &Path, settings: &[(&str, &str)]) -> Config {
+pub fn test_config(dir: &Path, config_file: Option<PathBuf>, settings: &[(&str, &str)]) -> Config {
     let mut env: HashMap<String, String> = FAST
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -109,6 +124,7 @@ pub fn test_config(dir: &Path, settings: &[(&str, &str)]) -> Config {
     let overrides = Overrides {
         database: Some(format!("sqlite://{}", dir.join("hookrelay.db").display())),
         listen: Some("127.0.0.1:0".into()),
+        config_file,
         ..Overrides::default()
     };
     Config::load_from(&overrides, |name| env.get(name).cloned()).expect("valid test config")

@@ -6,3 +6,5 @@ mod ingest;
 mod lifecycle;
 mod processes;
 mod readiness;
+mod receiver;
+mod sources;
