@@ -78,6 +78,8 @@ verify = "svix"
 secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 "#;
 
+type Headers = Vec<(&'static str, String)>;
+
 /// Headers for a valid request of each scheme, signed at `timestamp` with `secret`.
 fn signed(
     scheme: &str,
@@ -158,7 +160,7 @@ async fn every_scheme_accepts_good_signatures_and_refuses_bad_ones() {
         let secret = secret_of(scheme);
         let id = format!("msg_{scheme}_1");
 
-        let mut refusals: Vec<(&str, Vec<(&'static str, String)>, String)> = vec![
+        let mut refusals: Vec<(&str, Headers, String)> = vec![
             (
                 "tampered body",
                 signed(scheme, secret, now(), &body, &id),
@@ -207,7 +209,7 @@ async fn every_scheme_accepts_good_signatures_and_refuses_bad_ones() {
 }
 
 /// Refusals carry an Idempotency-Key so that the key is never the reason.
-fn with_key(mut headers: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+fn with_key(mut headers: Headers) -> Headers {
     headers.push(("idempotency-key", "refused".into()));
     headers
 }
