@@ -50,16 +50,21 @@ struct Server {
 
 impl Server {
     fn hookrelay(command: &str, dir: &Path) -> Self {
+        Self::hookrelay_with(command, dir, None)
+    }
+
+    fn hookrelay_with(command: &str, dir: &Path, config: Option<&Path>) -> Self {
         let address = free_address();
         let database = format!("sqlite://{}", dir.join("bench.db").display());
+        let mut args = vec![command.to_owned(), "--database".into(), database];
+        if command != "worker" {
+            args.extend(["--listen".into(), address.to_string()]);
+        }
+        if let Some(config) = config {
+            args.extend(["--config".into(), config.display().to_string()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args([
-                command,
-                "--database",
-                &database,
-                "--listen",
-                &address.to_string(),
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -125,7 +130,17 @@ async fn connect(address: SocketAddr) -> Sender {
 
 /// Sends one webhook; returns the status and the response body.
 async fn post(sender: &mut Sender, address: SocketAddr, key: &str, n: u64) -> (u16, Bytes) {
-    let request = Request::post(format!("http://{address}/webhooks/stripe"))
+    post_to(sender, address, "stripe", key, n).await
+}
+
+async fn post_to(
+    sender: &mut Sender,
+    address: SocketAddr,
+    source: &str,
+    key: &str,
+    n: u64,
+) -> (u16, Bytes) {
+    let request = Request::post(format!("http://{address}/webhooks/{source}"))
         .header("host", address.to_string())
         .header("content-type", "application/json")
         .header("idempotency-key", key)
@@ -296,6 +311,16 @@ async fn run(duration: Duration) {
     let idle_rss = api.rss_kib("VmRSS:");
     let api_rate = max_throughput(api.address, duration, "api").await;
     let api_peak_rss = api.rss_kib("VmHWM:");
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("delivery") {
+        let (rate, count) = delivery_throughput(dir.path(), 20_000).await;
+        let (e2e, _) = end_to_end(dir.path(), 1000.0, duration).await;
+        println!(
+            "delivery {rate:.0}/s over {count}; e2e p50 {} p99 {} ms",
+            ms(e2e.value_at_quantile(0.5)),
+            ms(e2e.value_at_quantile(0.99))
+        );
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("ingest") {
         println!(
             "ceiling {ceiling:.0}/s, api {api_rate:.0}/s, ratio {:.2}",
@@ -316,6 +341,9 @@ async fn run(duration: Duration) {
     let serve_rate = max_throughput(serve.address, duration, "serve").await;
     let serve_peak_rss = serve.rss_kib("VmHWM:");
     drop(serve);
+
+    let (delivery_rate, delivered) = delivery_throughput(dir.path(), 20_000).await;
+    let (e2e, e2e_rate) = end_to_end(dir.path(), 1000.0, duration).await;
 
     println!();
     println!("| measure | value | ratio to ceiling |");
@@ -367,6 +395,25 @@ async fn run(duration: Duration) {
         );
     }
     println!();
+    println!("| delivery to a local receiver that answers 200 at once | value |");
+    println!("|---|---|");
+    println!(
+        "| `worker` draining {delivered} stored events (first to last arrival) | {delivery_rate:.0} deliveries/s |"
+    );
+    println!();
+    println!(
+        "| end to end, 202 received → receiver has the request (`serve`, open loop) | rate | p50 ms | p99 ms | p99.9 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} events | {e2e_rate:.0}/s | {} | {} | {} | {} |",
+        e2e.len(),
+        ms(e2e.value_at_quantile(0.5)),
+        ms(e2e.value_at_quantile(0.99)),
+        ms(e2e.value_at_quantile(0.999)),
+        ms(e2e.max())
+    );
+    println!();
     println!("| memory | RSS |");
     println!("|---|---|");
     println!("| `api` idle | {:.1} MiB |", idle_rss as f64 / 1024.0);
@@ -378,6 +425,151 @@ async fn run(duration: Duration) {
         "| `serve` peak under load | {:.1} MiB |",
         serve_peak_rss as f64 / 1024.0
     );
+}
+
+/// A destination that answers 200 at once and notes when each event arrived.
+struct Sink {
+    address: SocketAddr,
+    arrivals: Arc<std::sync::Mutex<Vec<(String, Instant)>>>,
+}
+
+async fn start_sink() -> Sink {
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+
+    type Arrivals = Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
+    async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> StatusCode {
+        let id = headers
+            .get("x-hookrelay-event-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        arrivals
+            .lock()
+            .expect("arrivals")
+            .push((id, Instant::now()));
+        StatusCode::OK
+    }
+
+    let arrivals: Arrivals = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let router = Router::new()
+        .route("/hook", post(receive))
+        .with_state(arrivals.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Sink { address, arrivals }
+}
+
+fn sink_config(dir: &Path, sink: &Sink) -> std::path::PathBuf {
+    let path = dir.join("hookrelay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sources.app]\ndestination = \"http://{}/hook\"\n",
+            sink.address
+        ),
+    )
+    .expect("config");
+    path
+}
+
+/// Stores `count` events with `api` alone, then lets one `worker` deliver them all.
+async fn delivery_throughput(root: &Path, count: u64) -> (f64, u64) {
+    let dir = root.join("delivery");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sink = start_sink().await;
+    let config = sink_config(&dir, &sink);
+    let api = Server::hookrelay_with("api", &dir, Some(&config));
+    wait_ready(api.address).await;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let next = next.clone();
+        let address = api.address;
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(address).await;
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let (key, n) = next_key("deliver");
+                let (status, _) = post_to(&mut sender, address, "app", &key, n).await;
+                assert_eq!(status, 202);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("store task");
+    }
+    drop(api);
+
+    let worker = Server::hookrelay_with("worker", &dir, Some(&config));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while (sink.arrivals.lock().expect("arrivals").len() as u64) < count {
+        assert!(Instant::now() < deadline, "deliveries did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(worker);
+    let arrivals = sink.arrivals.lock().expect("arrivals");
+    let first = arrivals.first().map(|a| a.1).expect("arrivals");
+    let last = arrivals.last().map(|a| a.1).expect("arrivals");
+    (count as f64 / (last - first).as_secs_f64(), count)
+}
+
+/// Open loop at `rate` against `serve` with a destination: from the 202 reaching the
+/// client to the destination receiving the event.
+async fn end_to_end(root: &Path, rate: f64, duration: Duration) -> (Histogram<u64>, f64) {
+    let dir = root.join("e2e");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sink = start_sink().await;
+    let config = sink_config(&dir, &sink);
+    let serve = Server::hookrelay_with("serve", &dir, Some(&config));
+    wait_ready(serve.address).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let connections = 16;
+    let interval = Duration::from_secs_f64(connections as f64 / rate);
+    let per_connection = (duration.as_secs_f64() / interval.as_secs_f64()) as u64;
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let address = serve.address;
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(address).await;
+            let mut acknowledged = Vec::new();
+            let offset = interval.mul_f64(connection as f64 / connections as f64);
+            for k in 0..per_connection {
+                tokio::time::sleep_until(start + offset + interval * k as u32).await;
+                let (key, n) = next_key("e2e");
+                let (status, receipt) = post_to(&mut sender, address, "app", &key, n).await;
+                let at = Instant::now();
+                assert_eq!(status, 202);
+                let receipt: serde_json::Value = serde_json::from_slice(&receipt).expect("receipt");
+                acknowledged.push((receipt["event_id"].as_str().expect("id").to_owned(), at));
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged = std::collections::HashMap::new();
+    for task in tasks {
+        acknowledged.extend(task.await.expect("e2e task"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.arrivals.lock().expect("arrivals").len() < acknowledged.len() {
+        assert!(Instant::now() < deadline, "deliveries did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(serve);
+    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    for (id, arrived) in sink.arrivals.lock().expect("arrivals").iter() {
+        if let Some(acked) = acknowledged.get(id) {
+            let micros = arrived.saturating_duration_since(*acked).as_micros() as u64;
+            histogram.record(micros).expect("record");
+        }
+    }
+    (histogram, rate)
 }
 
 /// The ceiling: the same HTTP stack and JSON parsing, no storage.

@@ -67,14 +67,25 @@ impl Worker {
         ));
         tracing::info!(concurrency = settings.concurrency, "Worker started");
 
+        // After a claim that filled every slot, wait for a few slots to free up before
+        // claiming again, so that a busy worker claims in batches rather than one
+        // event per transaction.
+        let refill = (settings.concurrency / 8).max(1) as u32;
+        let mut saturated = false;
         loop {
+            let wanted = if saturated { refill } else { 1 };
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                permit = permits.clone().acquire_owned() => match permit {
+                permit = permits.clone().acquire_many_owned(wanted) => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
+            };
+            drop(first);
+            let first = match permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => continue,
             };
             // Claim as many events as there are free slots.
             let mut held = vec![first];
@@ -109,7 +120,8 @@ impl Worker {
                             drop(permit);
                         });
                     }
-                    if claimed == limit {
+                    saturated = claimed == limit;
+                    if saturated {
                         // Every slot was filled: more may be due right now.
                         continue;
                     }

@@ -129,7 +129,10 @@ fn write_loop(conn: Connection, mut receiver: mpsc::Receiver<Message>) {
 }
 
 fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>) -> CommitResult {
-    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(error) = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]))
+    {
         tracing::error!(
             error = &error as &dyn std::error::Error,
             "Cannot start a write transaction"
@@ -152,8 +155,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply
             return Err(Arc::new(error));
         }
     }
-    match conn.execute_batch("COMMIT") {
-        Ok(()) => Ok(()),
+    match conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+    {
+        Ok(_) => Ok(()),
         Err(error) => {
             tracing::error!(error = &error as &dyn std::error::Error, "Commit failed");
             if !conn.is_autocommit() {
