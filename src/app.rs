@@ -68,8 +68,9 @@ impl Application {
     pub async fn build(config: Config, role: Role) -> Result<Self, AppError> {
         let options = OpenOptions {
             migrate: config.migrate_on_start,
-            // A worker without an API beside it learns of new events from other processes.
-            watch_other_writers: role == Role::Worker,
+            runs_api: role.has_api(),
+            runs_worker: role.has_worker(),
+            pool_size: config.pool_size,
         };
         let store = store::open(&config.database, options)
             .await

@@ -63,6 +63,8 @@ pub struct Config {
     /// Safety net for the worker's wake-up: it looks for due work at least this often.
     pub poll_interval: Duration,
     pub migrate_on_start: bool,
+    /// Database connections per process (PostgreSQL).
+    pub pool_size: usize,
     pub sources: Arc<Sources>,
 }
 
@@ -146,6 +148,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("max_body", "1MiB"),
     ("log", "info"),
     ("poll_interval", "1s"),
+    ("pool_size", "16"),
 ];
 
 struct Layered {
@@ -227,6 +230,9 @@ impl Config {
             log_filter: layered.get("log", |v| Ok(v.to_owned()))?,
             poll_interval: layered.get("poll_interval", parse_duration)?,
             migrate_on_start: !overrides.no_migrate,
+            pool_size: layered
+                .get("pool_size", |v| parse_at_least(v, 1))?
+                .min(1000) as usize,
             sources: Arc::new(sources),
         })
     }

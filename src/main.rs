@@ -66,7 +66,9 @@ async fn run(role: Option<Role>, config: Config) -> anyhow::Result<()> {
     let Some(role) = role else {
         let options = OpenOptions {
             migrate: true,
-            watch_other_writers: false,
+            runs_api: false,
+            runs_worker: false,
+            pool_size: 1,
         };
         let store = store::open(&config.database, options).await?;
         store.close().await;

@@ -1,5 +1,6 @@
 //! Durable storage of events and attempts behind one `Store` trait.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -153,8 +154,12 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {
     pub migrate: bool,
-    /// Watch for commits by other processes (a worker sharing the database with an API).
-    pub watch_other_writers: bool,
+    /// This process accepts webhooks (and so tells other processes of new work).
+    pub runs_api: bool,
+    /// This process runs a worker (and so listens for work from other processes).
+    pub runs_worker: bool,
+    /// Connections per process (PostgreSQL).
+    pub pool_size: usize,
 }
 
 pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
@@ -162,8 +167,8 @@ pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Sto
         DatabaseUrl::Sqlite { path } => Ok(Arc::new(
             sqlite::SqliteStore::open(path.clone(), options).await?,
         )),
-        DatabaseUrl::Postgres { .. } => Err(StoreError::Unsupported(
-            "PostgreSQL is not available in this build; use sqlite://PATH".into(),
-        )),
+        DatabaseUrl::Postgres { url } => {
+            Ok(Arc::new(postgres::PostgresStore::open(url, options).await?))
+        }
     }
 }

@@ -74,6 +74,11 @@ pub async fn run(context: Context, event: ClaimedEvent) {
     };
     if record(&context, finished).await {
         log_outcome(&event, status, duration, error.as_deref(), next_attempt_at);
+        if status == EventStatus::Retrying {
+            // The claim loop may be asleep until a later moment; a retry may be due
+            // sooner than that.
+            context.store.work_signal().notify_one();
+        }
     }
 }
 

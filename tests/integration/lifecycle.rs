@@ -49,8 +49,13 @@ async fn a_transient_failure_is_delivered_on_the_third_attempt() {
 
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_after_the_backoff_schedule() {
-    // 100 ms × 2^(n−1) without jitter: gaps of 100, 200, 400 and 800 ms.
-    let app = TestApp::spawn_with(&[("HOOKRELAY_RETRY_BASE_DELAY", "100ms")]).await;
+    // 100 ms × 2^(n−1) without jitter: gaps of 100, 200, 400 and 800 ms. A long poll
+    // interval: only the schedule may start the retries.
+    let app = TestApp::spawn_with(&[
+        ("HOOKRELAY_RETRY_BASE_DELAY", "100ms"),
+        ("HOOKRELAY_POLL_INTERVAL", "30s"),
+    ])
+    .await;
     let id = accept(&app, "f", json!({"simulate_failure": true})).await;
 
     let retrying = app
@@ -98,6 +103,7 @@ async fn jitter_keeps_each_gap_within_its_fraction() {
         ("HOOKRELAY_RETRY_FACTOR", "1"),
         ("HOOKRELAY_RETRY_JITTER", "0.5"),
         ("HOOKRELAY_MAX_ATTEMPTS", "4"),
+        ("HOOKRELAY_POLL_INTERVAL", "30s"),
     ])
     .await;
     let id = accept(&app, "j", json!({"simulate_failure": true})).await;

@@ -65,7 +65,8 @@ impl SqliteStore {
         }
         let work_signal = Arc::new(Notify::new());
         let stop_watching = Arc::new(AtomicBool::new(false));
-        if options.watch_other_writers {
+        // A worker without an API beside it learns of new events from other processes.
+        if options.runs_worker && !options.runs_api {
             watch_other_writers(&path, work_signal.clone(), stop_watching.clone())?;
         }
         Ok(Self {

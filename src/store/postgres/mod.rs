@@ -1,0 +1,296 @@
+//! The scale-out backend: any number of API and worker processes on one PostgreSQL
+//! database.
+//!
+//! Claims take due rows with `FOR UPDATE SKIP LOCKED` in short transactions, so
+//! workers never wait on each other; leases and attempt-number fencing are the same as
+//! on SQLite. Commits are durable (`synchronous_commit=on`, set on every connection).
+//! API processes announce new work with `NOTIFY` (coalesced to at most one per
+//! millisecond); workers `LISTEN` on a connection of their own, with polling as the
+//! fallback. Broken connections are replaced by the pool, so the service recovers by
+//! itself when PostgreSQL comes back.
+
+mod queries;
+
+use std::future::poll_fn;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AttemptRecord, Claim, EventRecord, FinishedAttempt, InsertOutcome, NewEvent, OpenOptions,
+    Store, StoreError,
+};
+use crate::domain::event::EventId;
+
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_events.sql")];
+/// Any number, as long as every hookrelay process uses the same one.
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
+const CHANNEL: &str = "hookrelay_work";
+/// A statement that cannot finish in this time fails (503) instead of hanging.
+const STATEMENT_TIMEOUT_MS: u32 = 5_000;
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// NOTIFYs are coalesced over this window.
+const NOTIFY_WINDOW: Duration = Duration::from_millis(1);
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        StoreError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(Box::new(error))
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    work_signal: Arc<Notify>,
+    /// Wakes the task that sends NOTIFY to other processes.
+    announce: Arc<Notify>,
+    background: CancellationToken,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, options: OpenOptions) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Unsupported(format!("invalid PostgreSQL URL: {e}")))?;
+        config.options(format!(
+            "-c synchronous_commit=on -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+        ));
+        config.connect_timeout(Duration::from_secs(5));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Unsupported(e.to_string()))?;
+
+        let client = pool.get().await?;
+        if options.migrate {
+            migrate(client).await?;
+        } else {
+            check_schema(&client).await?;
+        }
+
+        let store = Self {
+            pool,
+            work_signal: Arc::new(Notify::new()),
+            announce: Arc::new(Notify::new()),
+            background: CancellationToken::new(),
+        };
+        if options.runs_api {
+            tokio::spawn(announce_loop(
+                store.pool.clone(),
+                store.announce.clone(),
+                store.background.clone(),
+            ));
+        }
+        if options.runs_worker {
+            tokio::spawn(listen_loop(
+                config,
+                store.work_signal.clone(),
+                store.background.clone(),
+            ));
+        }
+        Ok(store)
+    }
+}
+
+async fn migrate(mut client: deadpool_postgres::Object) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    // Serialises processes that start together on an empty database.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS hookrelay_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM hookrelay_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        tx.batch_execute(sql).await?;
+        let version = index as i32 + 1;
+        tx.execute(
+            "INSERT INTO hookrelay_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tracing::info!(version, "Applied schema migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn check_schema(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    let applied: i32 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM hookrelay_migrations",
+            &[],
+        )
+        .await
+        .map_err(|_| StoreError::Invalid("the schema is missing; run `hookrelay migrate`".into()))?
+        .get(0);
+    if (applied as usize) < MIGRATIONS.len() {
+        return Err(StoreError::Invalid(format!(
+            "schema version {applied} is older than {}; run `hookrelay migrate`",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Tells workers in other processes that new events are waiting.
+async fn announce_loop(pool: Pool, announce: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = announce.notified() => {}
+        }
+        // Many inserts in this window share one NOTIFY.
+        tokio::time::sleep(NOTIFY_WINDOW).await;
+        let sent = async {
+            let client = pool.get().await?;
+            client
+                .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+                .await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(error) = sent.await {
+            tracing::debug!(
+                error = &error as &dyn std::error::Error,
+                "NOTIFY failed; workers will poll"
+            );
+        }
+    }
+}
+
+/// Holds a connection that LISTENs for new work, reconnecting whenever it drops.
+async fn listen_loop(config: tokio_postgres::Config, signal: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let wake = signal.clone();
+                let mut messages = tokio::spawn(async move {
+                    while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                        match message {
+                            Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        // Anything announced while we were not listening.
+                        signal.notify_one();
+                        tokio::select! {
+                            _ = &mut messages => {
+                                tracing::warn!("Lost the LISTEN connection; reconnecting");
+                            }
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = &error as &dyn std::error::Error, "LISTEN failed");
+                        messages.abort();
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "Cannot connect to listen for new events"
+                );
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RECONNECT_DELAY) => {}
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
+        let client = self.pool.get().await?;
+        let outcome = queries::insert_event(&client, &event).await?;
+        if matches!(outcome, InsertOutcome::Accepted(_)) {
+            self.work_signal.notify_one();
+            self.announce.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        queries::get_event(&client, id).await
+    }
+
+    async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+        let client = self.pool.get().await?;
+        queries::list_attempts(&client, id).await
+    }
+
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError> {
+        let mut client = self.pool.get().await?;
+        queries::claim(&mut client, limit, lease).await
+    }
+
+    async fn renew_leases(
+        &self,
+        attempts: Vec<(EventId, u32)>,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        let client = self.pool.get().await?;
+        queries::renew_leases(&client, &attempts, lease).await
+    }
+
+    async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        queries::finish_attempt(&mut client, &finished).await
+    }
+
+    async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        queries::release(&client, id, attempt).await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        queries::probe_write(&client).await
+    }
+
+    fn work_signal(&self) -> Arc<Notify> {
+        self.work_signal.clone()
+    }
+
+    async fn close(&self) {
+        self.background.cancel();
+        self.pool.close();
+    }
+}

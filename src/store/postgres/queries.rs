@@ -1,0 +1,349 @@
+//! The SQL of the PostgreSQL backend. Every function is one short transaction (or one
+//! statement); none is held across a delivery.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use deadpool_postgres::{Client, Transaction};
+use tokio_postgres::Row;
+
+use crate::domain::event::EventId;
+use crate::domain::lifecycle::EventStatus;
+use crate::domain::time::Timestamp;
+use crate::store::{
+    AttemptRecord, Claim, ClaimedEvent, EventRecord, FinishedAttempt, InsertOutcome, NewEvent,
+    ReclaimedEvent, StoreError,
+};
+
+/// Expired leases handled per claim; the rest wait for the next one.
+const RECLAIM_BATCH: i64 = 100;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOutcome> {
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
+                                 next_attempt_at, created_at, updated_at,
+                                 content_type, headers, body)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $5, $5, $6, $7, $8)
+             ON CONFLICT (source, idempotency_key) DO NOTHING
+             RETURNING id",
+        )
+        .await?;
+    let inserted = client
+        .query_opt(
+            &insert,
+            &[
+                &event.id.as_str(),
+                &event.source.as_str(),
+                &event.key.as_str(),
+                &(event.max_attempts as i32),
+                &event.received_at.0,
+                &event.content_type,
+                &event.headers,
+                &&event.body[..],
+            ],
+        )
+        .await?;
+    if inserted.is_some() {
+        return Ok(InsertOutcome::Accepted(event.id.clone()));
+    }
+    // The conflict waited for the first insert to commit, so the row is visible now.
+    let select = client
+        .prepare_cached("SELECT id FROM events WHERE source = $1 AND idempotency_key = $2")
+        .await?;
+    let row = client
+        .query_one(&select, &[&event.source.as_str(), &event.key.as_str()])
+        .await?;
+    Ok(InsertOutcome::Duplicate(EventId::from_stored(row.get(0))))
+}
+
+pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventRecord>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, source, status, attempts, max_attempts, last_error, next_attempt_at,
+                    created_at, updated_at, content_type, headers, body
+             FROM events WHERE id = $1",
+        )
+        .await?;
+    let row = client.query_opt(&statement, &[&id.as_str()]).await?;
+    row.map(|row| event_from_row(&row)).transpose()
+}
+
+fn event_from_row(row: &Row) -> Result<EventRecord> {
+    let status = parse_status(row.get(2))?;
+    let next_attempt_at: Option<i64> = row.get(6);
+    Ok(EventRecord {
+        id: EventId::from_stored(row.get(0)),
+        source: row.get(1),
+        status,
+        attempts: row.get::<_, i32>(3) as u32,
+        max_attempts: row.get::<_, i32>(4) as u32,
+        last_error: row.get(5),
+        next_retry_at: next_attempt_at
+            .filter(|_| status == EventStatus::Retrying)
+            .map(Timestamp),
+        created_at: Timestamp(row.get(7)),
+        updated_at: Timestamp(row.get(8)),
+        content_type: row.get(9),
+        headers: row.get(10),
+        body: row.get(11),
+    })
+}
+
+fn parse_status(text: &str) -> Result<EventStatus> {
+    text.parse()
+        .map_err(|e| StoreError::Invalid(format!("{e}")))
+}
+
+pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<AttemptRecord>>> {
+    let exists = client
+        .prepare_cached("SELECT 1 FROM events WHERE id = $1")
+        .await?;
+    if client.query_opt(&exists, &[&id.as_str()]).await?.is_none() {
+        return Ok(None);
+    }
+    let statement = client
+        .prepare_cached(
+            "SELECT attempt, started_at, duration_us, status_code, error, response_body
+             FROM attempts WHERE event_id = $1 ORDER BY started_at, seq",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&id.as_str()]).await?;
+    Ok(Some(
+        rows.iter()
+            .map(|row| AttemptRecord {
+                attempt: row.get::<_, i32>(0) as u32,
+                started_at: Timestamp(row.get(1)),
+                duration: Duration::from_micros(row.get::<_, i64>(2).max(0) as u64),
+                status_code: row.get::<_, Option<i32>>(3).map(|c| c as u16),
+                error: row.get(4),
+                response_body: row.get(5),
+            })
+            .collect(),
+    ))
+}
+
+pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result<Claim> {
+    let now = Timestamp::now();
+    let tx = client.transaction().await?;
+    let reclaimed = fail_expired_leases(&tx, now).await?;
+    let statement = tx
+        .prepare_cached(
+            "UPDATE events
+             SET status = 'processing', attempts = attempts + 1, attempt_started_at = $1,
+                 lease_until = $2, updated_at = $1
+             WHERE id IN (SELECT id FROM events
+                          WHERE status IN ('queued', 'retrying') AND next_attempt_at <= $1
+                          ORDER BY next_attempt_at LIMIT $3
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING id, source, attempts, max_attempts, content_type, headers, body",
+        )
+        .await?;
+    let rows = tx
+        .query(&statement, &[&now.0, &now.plus(lease).0, &(limit as i64)])
+        .await?;
+    let events = rows
+        .iter()
+        .map(|row| ClaimedEvent {
+            id: EventId::from_stored(row.get(0)),
+            source: row.get(1),
+            attempt: row.get::<_, i32>(2) as u32,
+            max_attempts: row.get::<_, i32>(3) as u32,
+            content_type: row.get(4),
+            headers: row.get(5),
+            body: Bytes::from(row.get::<_, Vec<u8>>(6)),
+        })
+        .collect();
+    let next_due = tx
+        .prepare_cached(
+            "SELECT LEAST(
+                 (SELECT MIN(next_attempt_at) FROM events WHERE status IN ('queued', 'retrying')),
+                 (SELECT MIN(lease_until) FROM events WHERE status = 'processing'))",
+        )
+        .await?;
+    let next_due: Option<i64> = tx.query_one(&next_due, &[]).await?.get(0);
+    tx.commit().await?;
+    Ok(Claim {
+        events,
+        reclaimed,
+        next_due: next_due.map(Timestamp),
+    })
+}
+
+/// An attempt whose lease ran out counts as failed, so that an event which kills its
+/// worker cannot loop forever; the event is due again at once, or dead-lettered.
+async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec<ReclaimedEvent>> {
+    let select = tx
+        .prepare_cached(
+            "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
+             WHERE status = 'processing' AND lease_until <= $1
+             ORDER BY lease_until LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    let expired = tx.query(&select, &[&now.0, &RECLAIM_BATCH]).await?;
+    let mut reclaimed = Vec::with_capacity(expired.len());
+    for row in expired {
+        let id = EventId::from_stored(row.get(0));
+        let source: String = row.get(1);
+        let attempt = row.get::<_, i32>(2) as u32;
+        let max_attempts = row.get::<_, i32>(3) as u32;
+        let started_at = Timestamp(row.get::<_, Option<i64>>(4).unwrap_or(now.0));
+        let error = format!(
+            "attempt {attempt} did not finish: the worker's lease expired (worker stopped or crashed)"
+        );
+        let status = if attempt >= max_attempts {
+            EventStatus::DeadLettered
+        } else {
+            EventStatus::Retrying
+        };
+        let next_attempt_at = (status == EventStatus::Retrying).then_some(now.0);
+        let update = tx
+            .prepare_cached(
+                "UPDATE events SET status = $2, last_error = $3, next_attempt_at = $4,
+                        lease_until = NULL, attempt_started_at = NULL, updated_at = $5
+                 WHERE id = $1",
+            )
+            .await?;
+        tx.execute(
+            &update,
+            &[
+                &id.as_str(),
+                &status.as_str(),
+                &error,
+                &next_attempt_at,
+                &now.0,
+            ],
+        )
+        .await?;
+        let record = AttemptRecord {
+            attempt,
+            started_at,
+            duration: started_at.until(now),
+            status_code: None,
+            error: Some(error),
+            response_body: None,
+        };
+        insert_attempt(tx, &id, &record).await?;
+        reclaimed.push(ReclaimedEvent {
+            id,
+            source,
+            attempt,
+            status,
+        });
+    }
+    Ok(reclaimed)
+}
+
+async fn insert_attempt(tx: &Transaction<'_>, id: &EventId, record: &AttemptRecord) -> Result<()> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
+                                   error, response_body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &id.as_str(),
+            &(record.attempt as i32),
+            &record.started_at.0,
+            &(record.duration.as_micros() as i64),
+            &record.status_code.map(i32::from),
+            &record.error,
+            &record.response_body,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn renew_leases(
+    client: &Client,
+    attempts: &[(EventId, u32)],
+    lease: Duration,
+) -> Result<usize> {
+    let ids: Vec<&str> = attempts.iter().map(|(id, _)| id.as_str()).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|(_, n)| *n as i32).collect();
+    let statement = client
+        .prepare_cached(
+            "UPDATE events e SET lease_until = $1
+             FROM unnest($2::text[], $3::int[]) AS running(id, attempt)
+             WHERE e.id = running.id AND e.attempts = running.attempt
+               AND e.status = 'processing'",
+        )
+        .await?;
+    let renewed = client
+        .execute(
+            &statement,
+            &[&Timestamp::now().plus(lease).0, &ids, &numbers],
+        )
+        .await?;
+    Ok(renewed as usize)
+}
+
+pub async fn finish_attempt(client: &mut Client, finished: &FinishedAttempt) -> Result<bool> {
+    let now = Timestamp::now();
+    let tx = client.transaction().await?;
+    // The attempt number fences out a worker whose lease was taken over.
+    let update = tx
+        .prepare_cached(
+            "UPDATE events SET status = $3, last_error = $4, next_attempt_at = $5,
+                    lease_until = NULL, attempt_started_at = NULL, updated_at = $6
+             WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+        )
+        .await?;
+    let updated = tx
+        .execute(
+            &update,
+            &[
+                &finished.id.as_str(),
+                &(finished.attempt as i32),
+                &finished.status.as_str(),
+                &finished.record.error,
+                &finished.next_attempt_at.map(|t| t.0),
+                &now.0,
+            ],
+        )
+        .await?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    insert_attempt(&tx, &finished.id, &finished.record).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> {
+    let now = Timestamp::now().0;
+    let statement = client
+        .prepare_cached(
+            "UPDATE events
+             SET status = CASE WHEN attempts = 1 THEN 'queued' ELSE 'retrying' END,
+                 attempts = attempts - 1, next_attempt_at = $3, lease_until = NULL,
+                 attempt_started_at = NULL, updated_at = $3
+             WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+        )
+        .await?;
+    client
+        .execute(&statement, &[&id.as_str(), &(attempt as i32), &now])
+        .await?;
+    Ok(())
+}
+
+/// A real write, so that a read-only or unreachable database shows.
+pub async fn probe_write(client: &Client) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO hookrelay_meta (key, value) VALUES ('ready_probe', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .await?;
+    client
+        .execute(&statement, &[&Timestamp::now().0.to_string()])
+        .await?;
+    Ok(())
+}
