@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use hookrelay::app::{Application, Role};
 use hookrelay::config::{Config, Overrides};
+
+pub use crate::database::{Backend, TestDatabase};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -28,38 +30,46 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    pub database: TestDatabase,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
 
+/// What is left of a stopped app: its files and its database.
+pub struct Stopped {
+    /// Holds the SQLite file (and the config) until the test is done.
+    pub _dir: TempDir,
+    pub database: TestDatabase,
+}
+
 impl TestApp {
-    pub async fn spawn() -> Self {
-        Self::spawn_with(&[]).await
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
     }
 
     /// `settings` are `HOOKRELAY_*` variables layered over [`FAST`].
-    pub async fn spawn_with(settings: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Self::spawn_in(dir, settings).await
-    }
-
-    pub async fn spawn_in(dir: TempDir, settings: &[(&str, &str)]) -> Self {
-        Self::spawn_configured(dir, None, settings).await
+    pub async fn spawn_with(backend: Backend, settings: &[(&str, &str)]) -> Self {
+        Self::spawn_configured(backend, None, settings).await
     }
 
     /// With a config file holding `toml` (sources and the like).
-    pub async fn spawn_with_file(toml: &str, settings: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Self::spawn_configured(dir, Some(toml), settings).await
+    pub async fn spawn_with_file(backend: Backend, toml: &str, settings: &[(&str, &str)]) -> Self {
+        Self::spawn_configured(backend, Some(toml), settings).await
     }
 
-    async fn spawn_configured(dir: TempDir, toml: Option<&str>, settings: &[(&str, &str)]) -> Self {
+    async fn spawn_configured(
+        backend: Backend,
+        toml: Option<&str>,
+        settings: &[(&str, &str)],
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(backend, dir.path()).await;
         let config_file = toml.map(|text| {
             let path = dir.path().join("hookrelay.toml");
             std::fs::write(&path, text).expect("config file");
             path
         });
-        let config = test_config(dir.path(), config_file, settings);
+        let config = test_config(&database.url, config_file, settings);
         let app = Application::build(config, Role::Serve)
             .await
             .expect("app builds");
@@ -73,6 +83,7 @@ impl TestApp {
             address,
             client: client(),
             dir,
+            database,
             shutdown,
             task: Some(task),
         }
@@ -80,10 +91,6 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
-    }
-
-    pub fn database_path(&self) -> PathBuf {
-        self.dir.path().join("hookrelay.db")
     }
 
     pub async fn post(&self, source: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
@@ -99,13 +106,19 @@ impl TestApp {
     }
 
     /// Stops the app the way SIGTERM would and waits for it to finish.
-    pub async fn stop(mut self) -> TempDir {
+    pub async fn stop(mut self) -> Stopped {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("app task");
         }
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::mem::replace(&mut self.dir, dir)
+        // Fields cannot move out of a type with Drop; swap in placeholders.
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let placeholder = TestDatabase::create(Backend::Sqlite, self.dir.path()).await;
+        let database = std::mem::replace(&mut self.database, placeholder);
+        Stopped {
+            _dir: dir,
+            database,
+        }
     }
 }
 
@@ -115,14 +128,18 @@ impl Drop for TestApp {
     }
 }
 
-pub fn test_config(dir: &Path, config_file: Option<PathBuf>, settings: &[(&str, &str)]) -> Config {
+pub fn test_config(
+    database: &str,
+    config_file: Option<PathBuf>,
+    settings: &[(&str, &str)],
+) -> Config {
     let mut env: HashMap<String, String> = FAST
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let overrides = Overrides {
-        database: Some(format!("sqlite://{}", dir.join("hookrelay.db").display())),
+        database: Some(database.to_owned()),
         listen: Some("127.0.0.1:0".into()),
         config_file,
         ..Overrides::default()

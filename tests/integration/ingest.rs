@@ -7,9 +7,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn a_new_event_is_accepted_and_readable() {
-    let app = TestApp::spawn().await;
+async fn a_new_event_is_accepted_and_readable(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let response = app
         .post(
             "stripe",
@@ -63,9 +62,8 @@ async fn a_new_event_is_accepted_and_readable() {
     }
 }
 
-#[tokio::test]
-async fn a_redelivery_returns_the_first_id() {
-    let app = TestApp::spawn().await;
+async fn a_redelivery_returns_the_first_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let first: Value = app
         .post("github", Some("k"), &json!({"a": 1}))
         .await
@@ -82,9 +80,8 @@ async fn a_redelivery_returns_the_first_id() {
     assert_eq!(other.status(), 202);
 }
 
-#[tokio::test]
-async fn fifty_racing_clients_make_one_event() {
-    let app = TestApp::spawn().await;
+async fn fifty_racing_clients_make_one_event(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let requests = (0..50).map(|_| {
         let client = app.client.clone();
         let address = app.address;
@@ -111,20 +108,15 @@ async fn fifty_racing_clients_make_one_event() {
             .all(|(_, body)| &body["event_id"] == id && body["status"] == "duplicate")
     );
 
-    let conn = rusqlite::Connection::open(app.database_path()).unwrap();
-    let stored: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE source = 'race'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = app
+        .database
+        .scalar("SELECT COUNT(*) FROM events WHERE source = 'race'")
+        .await;
     assert_eq!(stored, 1);
 }
 
-#[tokio::test]
-async fn any_json_value_is_accepted_and_charset_is_fine() {
-    let app = TestApp::spawn().await;
+async fn any_json_value_is_accepted_and_charset_is_fine(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let array = app
         .post("batch", Some("arr"), &json!([{"id": 1}, {"id": 2}]))
         .await;
@@ -159,9 +151,8 @@ async fn any_json_value_is_accepted_and_charset_is_fine() {
     }
 }
 
-#[tokio::test]
-async fn requests_without_a_key_are_refused() {
-    let app = TestApp::spawn().await;
+async fn requests_without_a_key_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for key in [None, Some("   ")] {
         let response = app.post("stripe", key, &json!({"a": 1})).await;
         assert_eq!(response.status(), 400);
@@ -169,9 +160,8 @@ async fn requests_without_a_key_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn keys_longer_than_255_bytes_are_refused() {
-    let app = TestApp::spawn().await;
+async fn keys_longer_than_255_bytes_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let longest = "k".repeat(255);
     assert_eq!(
         app.post("s", Some(&longest), &json!({})).await.status(),
@@ -182,9 +172,8 @@ async fn keys_longer_than_255_bytes_are_refused() {
     assert_error(&response.json().await.unwrap(), "invalid_idempotency_key");
 }
 
-#[tokio::test]
-async fn bodies_that_are_not_json_are_refused() {
-    let app = TestApp::spawn().await;
+async fn bodies_that_are_not_json_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for body in ["{", "", "{\"a\":1}}", "nul"] {
         let response = app
             .client
@@ -200,9 +189,8 @@ async fn bodies_that_are_not_json_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn other_media_types_are_refused() {
-    let app = TestApp::spawn().await;
+async fn other_media_types_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for content_type in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
@@ -222,9 +210,8 @@ async fn other_media_types_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn bodies_over_the_limit_are_refused() {
-    let app = TestApp::spawn_with(&[("HOOKRELAY_MAX_BODY", "1KiB")]).await;
+async fn bodies_over_the_limit_are_refused(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_BODY", "1KiB")]).await;
     let big = json!({"data": "x".repeat(2000)});
     let response = app.post("stripe", Some("big"), &big).await;
     assert_eq!(response.status(), 413);
@@ -233,9 +220,8 @@ async fn bodies_over_the_limit_are_refused() {
     assert_eq!(app.post("stripe", Some("fits"), &fits).await.status(), 202);
 }
 
-#[tokio::test]
-async fn invalid_sources_are_refused() {
-    let app = TestApp::spawn().await;
+async fn invalid_sources_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let too_long = "a".repeat(65);
     for source in ["bad%20name", "bad%2Fslash", too_long.as_str(), "caf%C3%A9"] {
         let response = app.post(source, Some("k"), &json!({})).await;
@@ -255,9 +241,8 @@ async fn invalid_sources_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn unknown_events_and_routes_are_json_404s() {
-    let app = TestApp::spawn().await;
+async fn unknown_events_and_routes_are_json_404s(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for path in [
         "/events/evt_missing",
         "/events/evt_missing/attempts",
@@ -277,9 +262,8 @@ async fn unknown_events_and_routes_are_json_404s() {
     assert_error(&response.json().await.unwrap(), "method_not_allowed");
 }
 
-#[tokio::test]
-async fn health_and_ready_answer() {
-    let app = TestApp::spawn().await;
+async fn health_and_ready_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let health = get_json(&app.client, app.address, "/health").await;
     assert_eq!(health["status"], "healthy");
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
@@ -290,9 +274,8 @@ async fn health_and_ready_answer() {
     assert_eq!(ready["checks"]["database"], "connected");
 }
 
-#[tokio::test]
-async fn raw_body_and_headers_are_stored_as_received() {
-    let app = TestApp::spawn().await;
+async fn raw_body_and_headers_are_stored_as_received(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let raw = "{ \"spaced\" :  true,\n \"n\": 1.50 }";
     let response = app
         .client
@@ -305,14 +288,7 @@ async fn raw_body_and_headers_are_stored_as_received() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    let conn = rusqlite::Connection::open(app.database_path()).unwrap();
-    let (body, headers): (Vec<u8>, String) = conn
-        .query_row(
-            "SELECT body, headers FROM events WHERE source = 'raw'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (body, headers) = app.database.body_and_headers("raw").await;
     assert_eq!(body, raw.as_bytes());
     let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap();
     assert!(
@@ -320,3 +296,19 @@ async fn raw_body_and_headers_are_stored_as_received() {
         "{headers:?}"
     );
 }
+
+crate::on_both_backends!(
+    a_new_event_is_accepted_and_readable,
+    a_redelivery_returns_the_first_id,
+    fifty_racing_clients_make_one_event,
+    any_json_value_is_accepted_and_charset_is_fine,
+    requests_without_a_key_are_refused,
+    keys_longer_than_255_bytes_are_refused,
+    bodies_that_are_not_json_are_refused,
+    other_media_types_are_refused,
+    bodies_over_the_limit_are_refused,
+    invalid_sources_are_refused,
+    unknown_events_and_routes_are_json_404s,
+    health_and_ready_answer,
+    raw_body_and_headers_are_stored_as_received,
+);

@@ -27,9 +27,8 @@ fn started_at(attempt: &Value) -> std::time::SystemTime {
     humantime::parse_rfc3339(attempt["started_at"].as_str().unwrap()).unwrap()
 }
 
-#[tokio::test]
-async fn a_transient_failure_is_delivered_on_the_third_attempt() {
-    let app = TestApp::spawn().await;
+async fn a_transient_failure_is_delivered_on_the_third_attempt(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let id = accept(&app, "t", json!({"simulate_transient": true})).await;
     let event = app
         .wait_for_status(&id, "delivered", Duration::from_secs(10))
@@ -47,14 +46,16 @@ async fn a_transient_failure_is_delivered_on_the_third_attempt() {
     assert_eq!(history[2]["status_code"], Value::Null);
 }
 
-#[tokio::test]
-async fn a_permanent_failure_is_dead_lettered_after_the_backoff_schedule() {
+async fn a_permanent_failure_is_dead_lettered_after_the_backoff_schedule(backend: Backend) {
     // 100 ms × 2^(n−1) without jitter: gaps of 100, 200, 400 and 800 ms. A long poll
     // interval: only the schedule may start the retries.
-    let app = TestApp::spawn_with(&[
-        ("HOOKRELAY_RETRY_BASE_DELAY", "100ms"),
-        ("HOOKRELAY_POLL_INTERVAL", "30s"),
-    ])
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("HOOKRELAY_RETRY_BASE_DELAY", "100ms"),
+            ("HOOKRELAY_POLL_INTERVAL", "30s"),
+        ],
+    )
     .await;
     let id = accept(&app, "f", json!({"simulate_failure": true})).await;
 
@@ -96,15 +97,17 @@ async fn a_permanent_failure_is_dead_lettered_after_the_backoff_schedule() {
     }
 }
 
-#[tokio::test]
-async fn jitter_keeps_each_gap_within_its_fraction() {
-    let app = TestApp::spawn_with(&[
-        ("HOOKRELAY_RETRY_BASE_DELAY", "200ms"),
-        ("HOOKRELAY_RETRY_FACTOR", "1"),
-        ("HOOKRELAY_RETRY_JITTER", "0.5"),
-        ("HOOKRELAY_MAX_ATTEMPTS", "4"),
-        ("HOOKRELAY_POLL_INTERVAL", "30s"),
-    ])
+async fn jitter_keeps_each_gap_within_its_fraction(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("HOOKRELAY_RETRY_BASE_DELAY", "200ms"),
+            ("HOOKRELAY_RETRY_FACTOR", "1"),
+            ("HOOKRELAY_RETRY_JITTER", "0.5"),
+            ("HOOKRELAY_MAX_ATTEMPTS", "4"),
+            ("HOOKRELAY_POLL_INTERVAL", "30s"),
+        ],
+    )
     .await;
     let id = accept(&app, "j", json!({"simulate_failure": true})).await;
     app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
@@ -123,9 +126,8 @@ async fn jitter_keeps_each_gap_within_its_fraction() {
     }
 }
 
-#[tokio::test]
-async fn max_attempts_is_configurable() {
-    let app = TestApp::spawn_with(&[("HOOKRELAY_MAX_ATTEMPTS", "2")]).await;
+async fn max_attempts_is_configurable(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "2")]).await;
     let id = accept(&app, "m", json!({"simulate_failure": true})).await;
     let event = app
         .wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
@@ -134,10 +136,9 @@ async fn max_attempts_is_configurable() {
     assert_eq!(event["max_attempts"], 2);
 }
 
-#[tokio::test]
-async fn an_idle_worker_starts_a_new_event_without_polling() {
+async fn an_idle_worker_starts_a_new_event_without_polling(backend: Backend) {
     // A 30 s poll interval: only the wake-up signal can start the event quickly.
-    let app = TestApp::spawn_with(&[("HOOKRELAY_POLL_INTERVAL", "30s")]).await;
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_POLL_INTERVAL", "30s")]).await;
     // Let the worker go idle first.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let posted = Instant::now();
@@ -151,10 +152,9 @@ async fn an_idle_worker_starts_a_new_event_without_polling() {
     );
 }
 
-#[tokio::test]
-async fn a_slow_attempt_keeps_its_lease() {
+async fn a_slow_attempt_keeps_its_lease(backend: Backend) {
     // The attempt takes three leases; renewal keeps other claims off it.
-    let app = TestApp::spawn_with(&[("HOOKRELAY_LEASE", "300ms")]).await;
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_LEASE", "300ms")]).await;
     let id = accept(&app, "slow", json!({"simulate_delay_ms": 1000})).await;
     let processing = app
         .wait_for_status(&id, "processing", Duration::from_secs(5))
@@ -170,29 +170,42 @@ async fn a_slow_attempt_keeps_its_lease() {
     assert_eq!(attempts(&app, &id).await.len(), 1);
 }
 
-#[tokio::test]
-async fn graceful_stop_hands_back_a_running_attempt() {
-    let app = TestApp::spawn().await;
+async fn graceful_stop_hands_back_a_running_attempt(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let id = accept(&app, "stop", json!({"simulate_delay_ms": 20000})).await;
     app.wait_for_status(&id, "processing", Duration::from_secs(5))
         .await;
     let stopped_at = Instant::now();
-    let dir = app.stop().await;
+    let stopped = app.stop().await;
     assert!(stopped_at.elapsed() < Duration::from_secs(5));
 
-    let conn = rusqlite::Connection::open(dir.path().join("hookrelay.db")).unwrap();
-    let (status, attempts): (String, i64) = conn
-        .query_row(
-            "SELECT status, attempts FROM events WHERE id = ?1",
-            [&id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
     // Handed back: due again, and the interrupted attempt does not count.
-    assert_eq!(status, "queued");
-    assert_eq!(attempts, 0);
-    let recorded: i64 = conn
-        .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(recorded, 0);
+    let handed_back = format!(
+        "SELECT COUNT(*) FROM events WHERE id = '{id}' AND status = 'queued' AND attempts = 0"
+    );
+    assert_eq!(stopped.database.scalar(&handed_back).await, 1);
+    assert_eq!(
+        stopped
+            .database
+            .scalar("SELECT COUNT(*) FROM attempts")
+            .await,
+        0
+    );
+    assert_eq!(
+        stopped
+            .database
+            .scalar("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+            .await,
+        0
+    );
 }
+
+crate::on_both_backends!(
+    a_transient_failure_is_delivered_on_the_third_attempt,
+    a_permanent_failure_is_dead_lettered_after_the_backoff_schedule,
+    jitter_keeps_each_gap_within_its_fraction,
+    max_attempts_is_configurable,
+    an_idle_worker_starts_a_new_event_without_polling,
+    a_slow_attempt_keeps_its_lease,
+    graceful_stop_hands_back_a_running_attempt,
+);

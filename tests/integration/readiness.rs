@@ -6,17 +6,15 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn a_locked_database_means_503_and_nothing_accepted() {
-    let app = TestApp::spawn().await;
+async fn a_locked_database_means_503_and_nothing_accepted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     assert_eq!(
         app.post("s", Some("before"), &json!({})).await.status(),
         202
     );
 
-    // Another process holding SQLite's write lock makes every write fail.
-    let blocker = rusqlite::Connection::open(app.database_path()).unwrap();
-    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Another process holding the database's locks makes every write fail.
+    let blocker = app.database.block_writes().await;
 
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
@@ -29,7 +27,7 @@ async fn a_locked_database_means_503_and_nothing_accepted() {
     assert!(refused.headers().contains_key("retry-after"));
     assert_error(&refused.json().await.unwrap(), "storage_unavailable");
 
-    blocker.execute_batch("ROLLBACK").unwrap();
+    blocker.release().await;
     eventually(Duration::from_secs(15), "ready again", || async {
         let response = app.client.get(app.url("/ready")).send().await.ok()?;
         (response.status() == 200).then_some(())
@@ -40,15 +38,26 @@ async fn a_locked_database_means_503_and_nothing_accepted() {
     assert_eq!(retried.status(), 202);
 }
 
-#[tokio::test]
-async fn storage_errors_never_leak_internals() {
-    let app = TestApp::spawn().await;
-    let blocker = rusqlite::Connection::open(app.database_path()).unwrap();
-    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+async fn storage_errors_never_leak_internals(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let blocker = app.database.block_writes().await;
     let refused = app.post("s", Some("k"), &json!({})).await;
     let text = refused.text().await.unwrap();
-    blocker.execute_batch("ROLLBACK").unwrap();
-    for secret in ["sqlite", "SQLITE", "database is locked", ".db", "/tmp"] {
+    blocker.release().await;
+    for secret in [
+        "sqlite",
+        "SQLITE",
+        "database is locked",
+        ".db",
+        "/tmp",
+        "postgres",
+        "lock",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
 }
+
+crate::on_both_backends!(
+    a_locked_database_means_503_and_nothing_accepted,
+    storage_errors_never_leak_internals,
+);

@@ -26,14 +26,9 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn stored(app: &TestApp, source: &str) -> i64 {
-    let conn = rusqlite::Connection::open(app.database_path()).unwrap();
-    conn.query_row(
-        "SELECT COUNT(*) FROM events WHERE source = ?1",
-        [source],
-        |r| r.get(0),
-    )
-    .unwrap()
+async fn stored(app: &TestApp, source: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM events WHERE source = '{source}'");
+    app.database.scalar(&sql).await
 }
 
 async fn send(app: &TestApp, source: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
@@ -152,9 +147,8 @@ fn secret_of(scheme: &str) -> &'static str {
     }
 }
 
-#[tokio::test]
-async fn every_scheme_accepts_good_signatures_and_refuses_bad_ones() {
-    let app = TestApp::spawn_with_file(SOURCES, &[]).await;
+async fn every_scheme_accepts_good_signatures_and_refuses_bad_ones(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
     for scheme in ["github", "stripe", "shopify", "slack", "sw", "svix"] {
         let body = format!(r#"{{"id":"evt_{scheme}_1","event_id":"Ev_{scheme}_1","n":1}}"#);
         let secret = secret_of(scheme);
@@ -191,7 +185,7 @@ async fn every_scheme_accepts_good_signatures_and_refuses_bad_ones() {
             assert_error(&answer, "invalid_signature");
         }
         assert_eq!(
-            stored(&app, scheme),
+            stored(&app, scheme).await,
             0,
             "{scheme}: a refused request was stored"
         );
@@ -204,7 +198,7 @@ async fn every_scheme_accepts_good_signatures_and_refuses_bad_ones() {
         )
         .await;
         assert_eq!(status, 202, "{scheme}: {answer}");
-        assert_eq!(stored(&app, scheme), 1);
+        assert_eq!(stored(&app, scheme).await, 1);
     }
 }
 
@@ -214,9 +208,8 @@ fn with_key(mut headers: Headers) -> Headers {
     headers
 }
 
-#[tokio::test]
-async fn either_of_two_secrets_verifies() {
-    let app = TestApp::spawn_with_file(SOURCES, &[]).await;
+async fn either_of_two_secrets_verifies(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
     for (n, secret) in ["gh-old", "gh-new"].into_iter().enumerate() {
         let body = format!(r#"{{"n":{n}}}"#);
         let (status, _) = send(
@@ -230,9 +223,8 @@ async fn either_of_two_secrets_verifies() {
     }
 }
 
-#[tokio::test]
-async fn provider_redeliveries_without_an_idempotency_key_collapse() {
-    let app = TestApp::spawn_with_file(SOURCES, &[]).await;
+async fn provider_redeliveries_without_an_idempotency_key_collapse(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
     // GitHub redelivers with the same X-GitHub-Delivery; Stripe with the same body id.
     for scheme in ["github", "stripe"] {
         let body = r#"{"id":"evt_same","type":"x"}"#;
@@ -244,13 +236,12 @@ async fn provider_redeliveries_without_an_idempotency_key_collapse() {
         assert_eq!(status, 200, "{scheme}");
         assert_eq!(second["status"], "duplicate");
         assert_eq!(second["event_id"], first["event_id"]);
-        assert_eq!(stored(&app, scheme), 1);
+        assert_eq!(stored(&app, scheme).await, 1);
     }
 }
 
-#[tokio::test]
-async fn slack_url_verification_is_answered_and_not_stored() {
-    let app = TestApp::spawn_with_file(SOURCES, &[]).await;
+async fn slack_url_verification_is_answered_and_not_stored(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
     let body = r#"{"token":"t","challenge":"3eZbrw1aBm2rZg","type":"url_verification"}"#;
     let (status, answer) = send(
         &app,
@@ -261,15 +252,14 @@ async fn slack_url_verification_is_answered_and_not_stored() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(answer, json!({"challenge": "3eZbrw1aBm2rZg"}));
-    assert_eq!(stored(&app, "slack"), 0);
+    assert_eq!(stored(&app, "slack").await, 0);
     // Unsigned, it is refused like anything else.
     let (status, _) = send(&app, "slack", &[], body).await;
     assert_eq!(status, 401);
 }
 
-#[tokio::test]
-async fn form_posts_are_stored_as_received_where_allowed() {
-    let app = TestApp::spawn_with_file(SOURCES, &[]).await;
+async fn form_posts_are_stored_as_received_where_allowed(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
     let body = "command=%2Fdeploy&text=prod&user_id=U1";
     let headers = signed("slack", "slack-secret", now(), body, "");
     let mut request = app
@@ -299,10 +289,13 @@ async fn form_posts_are_stored_as_received_where_allowed() {
     assert_eq!(response.status(), 415);
 }
 
-#[tokio::test]
-async fn unknown_sources_are_refused_when_configured_so() {
-    let app =
-        TestApp::spawn_with_file("accept_unknown_sources = false\n[sources.known]\n", &[]).await;
+async fn unknown_sources_are_refused_when_configured_so(backend: Backend) {
+    let app = TestApp::spawn_with_file(
+        backend,
+        "accept_unknown_sources = false\n[sources.known]\n",
+        &[],
+    )
+    .await;
     let response = app.post("known", Some("k"), &json!({})).await;
     assert_eq!(response.status(), 202);
     let response = app.post("stranger", Some("k"), &json!({})).await;
@@ -340,10 +333,9 @@ async fn accept(app: &TestApp, raw: &str, key: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn the_destination_gets_the_exact_bytes_and_headers() {
+async fn the_destination_gets_the_exact_bytes_and_headers(backend: Backend) {
     let receiver = Receiver::start(vec![]).await;
-    let app = TestApp::spawn_with_file(&destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
     let raw = "{ \"amount\" : 1.50,\n  \"note\": \"spacing kept\" }";
     let id = accept(&app, raw, "exact-1").await;
     let event = app
@@ -376,10 +368,9 @@ async fn the_destination_gets_the_exact_bytes_and_headers() {
     assert_eq!(history[0]["response_body"], "answer 200");
 }
 
-#[tokio::test]
-async fn server_errors_are_retried_until_delivered() {
+async fn server_errors_are_retried_until_delivered(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(500), Answer::status(500)]).await;
-    let app = TestApp::spawn_with_file(&destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
     let id = accept(&app, r#"{"n":1}"#, "retry-1").await;
     let event = app
         .wait_for_status(&id, "delivered", Duration::from_secs(10))
@@ -403,10 +394,9 @@ async fn server_errors_are_retried_until_delivered() {
     assert_eq!(numbers, ["1", "2", "3"]);
 }
 
-#[tokio::test]
-async fn gone_dead_letters_at_once() {
+async fn gone_dead_letters_at_once(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(410).body(&"x".repeat(5000))]).await;
-    let app = TestApp::spawn_with_file(&destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
     let id = accept(&app, r#"{"n":1}"#, "gone-1").await;
     let event = app
         .wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
@@ -419,10 +409,9 @@ async fn gone_dead_letters_at_once() {
     assert_eq!(history[0]["response_body"].as_str().unwrap().len(), 1024);
 }
 
-#[tokio::test]
-async fn retry_after_is_honoured() {
+async fn retry_after_is_honoured(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(429).header("retry-after", "1")]).await;
-    let app = TestApp::spawn_with_file(&destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
     let id = accept(&app, r#"{"n":1}"#, "slow-down").await;
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
         .await;
@@ -433,10 +422,9 @@ async fn retry_after_is_honoured() {
     assert_eq!(attempts(&app, &id).await[0]["status_code"], 429);
 }
 
-#[tokio::test]
-async fn a_slow_destination_times_out() {
+async fn a_slow_destination_times_out(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(200).delay(Duration::from_secs(3))]).await;
-    let app = TestApp::spawn_with_file(&destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
     let id = accept(&app, r#"{"n":1}"#, "timeout-1").await;
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
         .await;
@@ -450,9 +438,9 @@ async fn a_slow_destination_times_out() {
     assert!(history[0]["duration_ms"].as_u64().unwrap() >= 450);
 }
 
-#[tokio::test]
-async fn a_refused_connection_is_retried_then_dead_lettered() {
+async fn a_refused_connection_is_retried_then_dead_lettered(backend: Backend) {
     let app = TestApp::spawn_with_file(
+        backend,
         &destination(&closed_port_url(), ""),
         &[("HOOKRELAY_MAX_ATTEMPTS", "3")],
     )
@@ -473,11 +461,11 @@ async fn a_refused_connection_is_retried_then_dead_lettered() {
     }
 }
 
-#[tokio::test]
-async fn deliveries_are_resigned_with_standard_webhooks() {
+async fn deliveries_are_resigned_with_standard_webhooks(backend: Backend) {
     let receiver = Receiver::start(vec![]).await;
     let secret = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz";
     let app = TestApp::spawn_with_file(
+        backend,
         &destination(&receiver.url(), &format!("signing_secret = \"{secret}\"")),
         &[],
     )
@@ -511,3 +499,19 @@ async fn deliveries_are_resigned_with_standard_webhooks() {
         header("webhook-signature")
     );
 }
+
+crate::on_both_backends!(
+    every_scheme_accepts_good_signatures_and_refuses_bad_ones,
+    either_of_two_secrets_verifies,
+    provider_redeliveries_without_an_idempotency_key_collapse,
+    slack_url_verification_is_answered_and_not_stored,
+    form_posts_are_stored_as_received_where_allowed,
+    unknown_sources_are_refused_when_configured_so,
+    the_destination_gets_the_exact_bytes_and_headers,
+    server_errors_are_retried_until_delivered,
+    gone_dead_letters_at_once,
+    retry_after_is_honoured,
+    a_slow_destination_times_out,
+    a_refused_connection_is_retried_then_dead_lettered,
+    deliveries_are_resigned_with_standard_webhooks,
+);
