@@ -8,5 +8,6 @@ mod ingest;
 mod lifecycle;
 mod processes;
 mod readiness;
+mod scale_out;
 mod receiver;
 mod sources;

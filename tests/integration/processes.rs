@@ -1,5 +1,5 @@
-//! The real binary as separate processes: crashes, restarts, graceful stops, the
-//! api/worker split on one file, and the log format.
+//! The real binary as separate processes, on both backends: crashes, restarts,
+//! graceful stops, the api/worker split on one database, and the log format.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -11,35 +11,48 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn database_flag(dir: &Path) -> String {
-    format!("sqlite://{}", dir.join("hookrelay.db").display())
+/// A folder for logs and config, and a fresh database on the chosen backend.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub database: TestDatabase,
 }
 
-fn start(
-    command: &str,
-    dir: &Path,
-    env: &[(&str, &str)],
-    log: &str,
-) -> (Process, Option<SocketAddr>) {
-    let database = database_flag(dir);
-    if command == "worker" {
-        let process = Process::start(&["worker", "--database", &database], dir, env, log);
-        return (process, None);
+impl Setup {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(backend, dir.path()).await;
+        Self { dir, database }
     }
-    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let listen = address.to_string();
-    let process = Process::start(
-        &[command, "--database", &database, "--listen", &listen],
-        dir,
-        env,
-        log,
-    );
-    (process, Some(address))
-}
 
-fn count(dir: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(dir.join("hookrelay.db")).unwrap();
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.database.scalar(sql).await
+    }
+
+    /// Starts `hookrelay COMMAND` on this database; `extra` args are appended.
+    pub fn start(
+        &self,
+        command: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+        log: &str,
+    ) -> (Process, Option<SocketAddr>) {
+        let mut args = vec![command, "--database", &self.database.url];
+        let listen;
+        let address = if command == "worker" {
+            None
+        } else {
+            let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            listen = address.to_string();
+            args.extend(["--listen", &listen]);
+            Some(address)
+        };
+        args.extend(extra);
+        (Process::start(&args, self.path(), env, log), address)
+    }
 }
 
 /// Posts from `clients` tasks until `stop` is set; returns the ids that got a 202.
@@ -120,15 +133,14 @@ async fn wait_all_delivered(address: SocketAddr, ids: &[String], within: Duratio
     }
 }
 
-#[tokio::test]
-async fn a_killed_worker_s_event_is_taken_over_after_the_lease() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_killed_worker_s_event_is_taken_over_after_the_lease(backend: Backend) {
+    let setup = Setup::new(backend).await;
     let env = [("HOOKRELAY_LEASE", "1s")];
-    let (_api, address) = start("api", dir.path(), &env, "api.log");
+    let (_api, address) = setup.start("api", &env, &[], "api.log");
     let address = address.unwrap();
     let client = client();
     wait_healthy(&client, address).await;
-    let (mut first_worker, _) = start("worker", dir.path(), &env, "worker1.log");
+    let (mut first_worker, _) = setup.start("worker", &env, &[], "worker1.log");
 
     let receipt: Value = post_json(
         &client,
@@ -145,7 +157,7 @@ async fn a_killed_worker_s_event_is_taken_over_after_the_lease() {
     wait_for_status(&client, address, id, "processing", Duration::from_secs(10)).await;
     first_worker.kill();
 
-    let (_second_worker, _) = start("worker", dir.path(), &env, "worker2.log");
+    let (_second_worker, _) = setup.start("worker", &env, &[], "worker2.log");
     let event = wait_for_status(&client, address, id, "delivered", Duration::from_secs(20)).await;
     assert_eq!(event["attempts"], 2);
     let history = get_json(&client, address, &format!("/events/{id}/attempts")).await;
@@ -160,22 +172,18 @@ async fn a_killed_worker_s_event_is_taken_over_after_the_lease() {
     );
     assert_eq!(history[1]["error"], Value::Null);
     assert_eq!(
-        count(
-            dir.path(),
-            "SELECT COUNT(*) FROM events WHERE status = 'processing'"
-        ),
+        setup.count("SELECT COUNT(*) FROM events WHERE status = 'processing'").await,
         0
     );
 }
 
-#[tokio::test]
-async fn an_event_that_kills_every_worker_is_dead_lettered() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_event_that_kills_every_worker_is_dead_lettered(backend: Backend) {
+    let setup = Setup::new(backend).await;
     let env = [
         ("HOOKRELAY_LEASE", "500ms"),
         ("HOOKRELAY_MAX_ATTEMPTS", "2"),
     ];
-    let (_api, address) = start("api", dir.path(), &env, "api.log");
+    let (_api, address) = setup.start("api", &env, &[], "api.log");
     let address = address.unwrap();
     let client = client();
     wait_healthy(&client, address).await;
@@ -192,7 +200,7 @@ async fn an_event_that_kills_every_worker_is_dead_lettered() {
     .unwrap();
     let id = receipt["event_id"].as_str().unwrap();
     for round in 0..2 {
-        let (mut worker, _) = start("worker", dir.path(), &env, &format!("w{round}.log"));
+        let (mut worker, _) = setup.start("worker", &env, &[], &format!("w{round}.log"));
         eventually(Duration::from_secs(10), "a claimed attempt", || {
             let client = client.clone();
             async move {
@@ -203,7 +211,7 @@ async fn an_event_that_kills_every_worker_is_dead_lettered() {
         .await;
         worker.kill();
     }
-    let (_survivor, _) = start("worker", dir.path(), &env, "w-last.log");
+    let (_survivor, _) = setup.start("worker", &env, &[], "w-last.log");
     let event = wait_for_status(
         &client,
         address,
@@ -221,14 +229,13 @@ async fn an_event_that_kills_every_worker_is_dead_lettered() {
     );
 }
 
-#[tokio::test]
-async fn api_and_worker_processes_share_one_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, address) = start("api", dir.path(), &[], "api.log");
+async fn api_and_worker_processes_share_one_file(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let (_api, address) = setup.start("api", &[], &[], "api.log");
     let address = address.unwrap();
     let client = client();
     wait_healthy(&client, address).await;
-    let (_worker, _) = start("worker", dir.path(), &[], "worker.log");
+    let (_worker, _) = setup.start("worker", &[], &[], "worker.log");
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopper = stop.clone();
@@ -241,12 +248,11 @@ async fn api_and_worker_processes_share_one_file() {
     wait_all_delivered(address, &ids, Duration::from_secs(60)).await;
 }
 
-#[tokio::test]
-async fn killing_serve_under_load_loses_no_acknowledged_event() {
-    let dir = tempfile::tempdir().unwrap();
+async fn killing_serve_under_load_loses_no_acknowledged_event(backend: Backend) {
+    let setup = Setup::new(backend).await;
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..3 {
-        let (mut serve, address) = start("serve", dir.path(), &[], &format!("serve{round}.log"));
+        let (mut serve, address) = setup.start("serve", &[], &[], &format!("serve{round}.log"));
         let address = address.unwrap();
         wait_healthy(&client(), address).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -270,7 +276,7 @@ async fn killing_serve_under_load_loses_no_acknowledged_event() {
         acknowledged.len()
     );
 
-    let (_serve, address) = start("serve", dir.path(), &[], "serve-final.log");
+    let (_serve, address) = setup.start("serve", &[], &[], "serve-final.log");
     let address = address.unwrap();
     wait_healthy(&client(), address).await;
     wait_all_delivered(address, &acknowledged, Duration::from_secs(120)).await;
@@ -278,20 +284,18 @@ async fn killing_serve_under_load_loses_no_acknowledged_event() {
         Duration::from_secs(10),
         "no event in processing",
         || async {
-            (count(
-                dir.path(),
-                "SELECT COUNT(*) FROM events WHERE status = 'processing'",
-            ) == 0)
-                .then_some(())
+            let processing = setup
+                .count("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+                .await;
+            (processing == 0).then_some(())
         },
     )
     .await;
 }
 
-#[tokio::test]
-async fn sigterm_under_load_drains_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut serve, address) = start("serve", dir.path(), &[], "serve.log");
+async fn sigterm_under_load_drains_and_exits_cleanly(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let (mut serve, address) = setup.start("serve", &[], &[], "serve.log");
     let address = address.unwrap();
     let client = client();
     wait_healthy(&client, address).await;
@@ -319,26 +323,19 @@ async fn sigterm_under_load_drains_and_exits_cleanly() {
     assert!(!acknowledged.is_empty());
 
     assert_eq!(
-        count(
-            dir.path(),
-            "SELECT COUNT(*) FROM events WHERE status = 'processing'"
-        ),
+        setup.count("SELECT COUNT(*) FROM events WHERE status = 'processing'").await,
         0
     );
-    let conn = rusqlite::Connection::open(dir.path().join("hookrelay.db")).unwrap();
-    let mut exists = conn
-        .prepare("SELECT COUNT(*) FROM events WHERE id = ?1")
-        .unwrap();
-    for id in &acknowledged {
-        let n: i64 = exists.query_row([id], |r| r.get(0)).unwrap();
-        assert_eq!(n, 1, "acknowledged event {id} missing after SIGTERM");
-    }
+    let ids: Vec<String> = acknowledged.iter().map(|id| format!("'{id}'")).collect();
+    let found = setup
+        .count(&format!("SELECT COUNT(*) FROM events WHERE id IN ({})", ids.join(",")))
+        .await;
+    assert_eq!(found as usize, acknowledged.len(), "an acknowledged event is missing after SIGTERM");
 }
 
-#[tokio::test]
-async fn every_log_line_is_json_in_the_seed_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut serve, address) = start("serve", dir.path(), &[], "serve.log");
+async fn every_log_line_is_json_in_the_seed_shape(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let (mut serve, address) = setup.start("serve", &[], &[], "serve.log");
     let address = address.unwrap();
     let client = client();
     wait_healthy(&client, address).await;
@@ -449,3 +446,12 @@ async fn every_log_line_is_json_in_the_seed_shape() {
     assert_eq!(delivered["component"], "worker");
     assert_eq!(delivered["context"]["total_attempts"], 3);
 }
+
+crate::on_both_backends!(
+    a_killed_worker_s_event_is_taken_over_after_the_lease,
+    an_event_that_kills_every_worker_is_dead_lettered,
+    api_and_worker_processes_share_one_file,
+    killing_serve_under_load_loses_no_acknowledged_event,
+    sigterm_under_load_drains_and_exits_cleanly,
+    every_log_line_is_json_in_the_seed_shape,
+);
