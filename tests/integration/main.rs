@@ -6,8 +6,9 @@ mod helpers;
 
 mod ingest;
 mod lifecycle;
+mod outage;
 mod processes;
 mod readiness;
-mod scale_out;
 mod receiver;
+mod scale_out;
 mod sources;

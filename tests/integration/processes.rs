@@ -172,7 +172,9 @@ async fn a_killed_worker_s_event_is_taken_over_after_the_lease(backend: Backend)
     );
     assert_eq!(history[1]["error"], Value::Null);
     assert_eq!(
-        setup.count("SELECT COUNT(*) FROM events WHERE status = 'processing'").await,
+        setup
+            .count("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+            .await,
         0
     );
 }
@@ -323,14 +325,23 @@ async fn sigterm_under_load_drains_and_exits_cleanly(backend: Backend) {
     assert!(!acknowledged.is_empty());
 
     assert_eq!(
-        setup.count("SELECT COUNT(*) FROM events WHERE status = 'processing'").await,
+        setup
+            .count("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+            .await,
         0
     );
     let ids: Vec<String> = acknowledged.iter().map(|id| format!("'{id}'")).collect();
     let found = setup
-        .count(&format!("SELECT COUNT(*) FROM events WHERE id IN ({})", ids.join(",")))
+        .count(&format!(
+            "SELECT COUNT(*) FROM events WHERE id IN ({})",
+            ids.join(",")
+        ))
         .await;
-    assert_eq!(found as usize, acknowledged.len(), "an acknowledged event is missing after SIGTERM");
+    assert_eq!(
+        found as usize,
+        acknowledged.len(),
+        "an acknowledged event is missing after SIGTERM"
+    );
 }
 
 async fn every_log_line_is_json_in_the_seed_shape(backend: Backend) {

@@ -76,7 +76,10 @@ async fn two_apis_and_three_workers_deliver_everything_once(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut deliveries: HashMap<String, usize> = HashMap::new();
     for request in receiver.received() {
-        let id = request.headers["x-hookrelay-event-id"].to_str().unwrap().to_owned();
+        let id = request.headers["x-hookrelay-event-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         *deliveries.entry(id).or_default() += 1;
     }
     assert_eq!(deliveries.len(), events);
@@ -85,12 +88,16 @@ async fn two_apis_and_three_workers_deliver_everything_once(backend: Backend) {
     assert!(ids.iter().all(|id| deliveries.contains_key(id)));
     let stored = setup.count("SELECT COUNT(*) FROM events").await;
     assert_eq!(stored as usize, events);
-    eventually(Duration::from_secs(10), "every event marked delivered", || async {
-        let delivered = setup
-            .count("SELECT COUNT(*) FROM events WHERE status = 'delivered'")
-            .await;
-        (delivered as usize == events).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "every event marked delivered",
+        || async {
+            let delivered = setup
+                .count("SELECT COUNT(*) FROM events WHERE status = 'delivered'")
+                .await;
+            (delivered as usize == events).then_some(())
+        },
+    )
     .await;
 }
 

@@ -1,0 +1,261 @@
+//! PostgreSQL going away under load: refusals, never a false 202, and recovery
+//! without restarting hookrelay. Runs a private PostgreSQL server so that stopping it
+//! disturbs no other test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A throwaway PostgreSQL cluster on its own port.
+struct PrivateCluster {
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn pg_bin(tool: &str) -> PathBuf {
+    let root = Path::new("/usr/lib/postgresql");
+    let version = std::fs::read_dir(root)
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .max()
+        .expect("a PostgreSQL version");
+    root.join(version).join("bin").join(tool)
+}
+
+/// PostgreSQL refuses to run as root: run its tools as `postgres` when we are root.
+fn as_postgres(tool: &str, args: &[&str]) {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let binary = pg_bin(tool);
+    let status = if is_root {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&binary)
+            .args(args)
+            .status()
+    } else {
+        Command::new(&binary).args(args).status()
+    }
+    .expect("PostgreSQL tool runs");
+    assert!(status.success(), "{tool} {args:?} failed");
+}
+
+impl PrivateCluster {
+    fn create() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres", &dir.path().display().to_string()])
+            .status();
+        let _ = Command::new("chmod")
+            .args(["755", &dir.path().display().to_string()])
+            .status();
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let cluster = Self {
+            data,
+            port: free_port(),
+            _dir: dir,
+        };
+        cluster.start();
+        cluster
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.join("server.log").display().to_string();
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn stop(&self) {
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.stop());
+    }
+}
+
+#[tokio::test]
+async fn postgres_outage_refuses_then_recovers_without_losing_anything() {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(PrivateCluster::create)
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = cluster.url();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = address.to_string();
+    let _serve = Process::start(
+        &["serve", "--database", &url, "--listen", &listen],
+        dir.path(),
+        &[],
+        "serve.log",
+    );
+    let client = client();
+    wait_healthy(&client, address).await;
+
+    // Clients post all along; every status they see is kept.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+    let load: Vec<_> = (0..8)
+        .map(|c| {
+            let (stop, seen, client) = (stop.clone(), seen.clone(), client.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("c{c}-n{n}");
+                    let Ok(response) = client
+                        .post(format!("http://{address}/webhooks/outage"))
+                        .header("content-type", "application/json")
+                        .header("idempotency-key", key)
+                        .body(json!({"n": n}).to_string())
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    let status = response.status().as_u16();
+                    let retry_after = response.headers().contains_key("retry-after");
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    if status == 503 {
+                        assert!(retry_after, "503 without Retry-After");
+                    }
+                    seen.lock().unwrap().push((status, body));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let stopping = cluster.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .unwrap();
+    let down_from = seen.lock().unwrap().len();
+
+    // While it is down: refusals, and /ready says so.
+    eventually(Duration::from_secs(15), "/ready to answer 503", || async {
+        let response = client
+            .get(format!("http://{address}/ready"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 503).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during: Vec<(u16, Value)> = seen.lock().unwrap()[down_from..].to_vec();
+    let refused = during.iter().filter(|(status, _)| *status == 503).count();
+    assert!(
+        refused > 0,
+        "no request was refused while PostgreSQL was down"
+    );
+    for (status, body) in &during {
+        if *status == 503 {
+            assert_error(body, "storage_unavailable");
+        }
+    }
+
+    // Back again: hookrelay recovers by itself.
+    let starting = cluster.clone();
+    tokio::task::spawn_blocking(move || starting.start())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "/ready to answer 200 again",
+        || async {
+            let response = client
+                .get(format!("http://{address}/ready"))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let recovered_from = seen.lock().unwrap().len();
+    eventually(Duration::from_secs(20), "a 202 after recovery", || async {
+        let recent = seen.lock().unwrap()[recovered_from..]
+            .iter()
+            .any(|(s, _)| *s == 202);
+        recent.then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+
+    // Every 202, from before, during or after the outage, is stored and delivered.
+    let acknowledged: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(status, _)| *status == 202)
+        .map(|(_, body)| body["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!acknowledged.is_empty());
+    for id in &acknowledged {
+        wait_for_status(&client, address, id, "delivered", Duration::from_secs(30)).await;
+    }
+}
