@@ -146,4 +146,3 @@ pub fn micros_since_epoch() -> i64 {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
-

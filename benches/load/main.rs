@@ -63,9 +63,10 @@ async fn run(duration: Duration) {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("delivery") {
         let count = 20_000;
         let delivery_dir = dir.path().join("delivery");
-        let rate = delivery_throughput(&delivery_dir, &servers::sqlite_url(&delivery_dir), count, 1)
-            .await
-            .delivery;
+        let rate =
+            delivery_throughput(&delivery_dir, &servers::sqlite_url(&delivery_dir), count, 1)
+                .await
+                .delivery;
         let (e2e, _) = end_to_end(dir.path(), 1000.0, duration).await;
         println!(
             "delivery {rate:.0}/s over {count}; e2e p50 {} p99 {} ms",
@@ -97,10 +98,14 @@ async fn run(duration: Duration) {
 
     let delivered = 20_000;
     let delivery_dir = dir.path().join("delivery");
-    let delivery_rate =
-        delivery_throughput(&delivery_dir, &servers::sqlite_url(&delivery_dir), delivered, 1)
-            .await
-            .delivery;
+    let delivery_rate = delivery_throughput(
+        &delivery_dir,
+        &servers::sqlite_url(&delivery_dir),
+        delivered,
+        1,
+    )
+    .await
+    .delivery;
     let (e2e, e2e_rate) = end_to_end(dir.path(), 1000.0, duration).await;
 
     println!();
@@ -193,7 +198,9 @@ async fn print_scale(root: &std::path::Path) {
         .unwrap_or(1_000_000);
     let rows = scale::workers_table(root).await;
     println!();
-    println!("| backend | worker processes | ingest, `api` alone (202/s) | delivery (deliveries/s) |");
+    println!(
+        "| backend | worker processes | ingest, `api` alone (202/s) | delivery (deliveries/s) |"
+    );
     println!("|---|---|---|---|");
     for row in rows {
         println!(
@@ -206,7 +213,9 @@ async fn print_scale(root: &std::path::Path) {
     }
     let rows = scale::history_table(root, history).await;
     println!();
-    println!("| backend | ingest, empty | ingest, {history} delivered in the table | ratio | delivery, empty | delivery, with history | ratio |");
+    println!(
+        "| backend | ingest, empty | ingest, {history} delivered in the table | ratio | delivery, empty | delivery, with history | ratio |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for row in rows {
         println!(
@@ -219,6 +228,10 @@ async fn print_scale(root: &std::path::Path) {
             row.with_history.delivery,
             row.with_history.delivery / row.empty.delivery,
         );
-        eprintln!("seeding {} took {:.0} s", row.backend.name(), row.seed_seconds);
+        eprintln!(
+            "seeding {} took {:.0} s",
+            row.backend.name(),
+            row.seed_seconds
+        );
     }
 }

@@ -118,7 +118,10 @@ impl BenchDatabase {
                     )
                     .await
                     .expect("seed history");
-                client.batch_execute("VACUUM ANALYZE events").await.expect("analyze");
+                client
+                    .batch_execute("VACUUM ANALYZE events")
+                    .await
+                    .expect("analyze");
             }
         }
     }

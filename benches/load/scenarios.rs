@@ -67,7 +67,12 @@ pub struct DeliveryFigures {
 
 /// Stores `count` events with `api` alone, then lets `workers` worker processes
 /// deliver them all to a destination that answers 200 at once.
-pub async fn delivery_throughput(dir: &Path, database: &str, count: u64, workers: usize) -> DeliveryFigures {
+pub async fn delivery_throughput(
+    dir: &Path,
+    database: &str,
+    count: u64,
+    workers: usize,
+) -> DeliveryFigures {
     std::fs::create_dir_all(dir).expect("dir");
     let sink = start_sink().await;
     let config = sink_config(dir, &sink);
@@ -165,4 +170,3 @@ pub async fn end_to_end(root: &Path, rate: f64, duration: Duration) -> (Histogra
     }
     (histogram, rate)
 }
-

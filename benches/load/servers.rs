@@ -22,7 +22,12 @@ impl Server {
         Self::hookrelay_with(command, dir, &sqlite_url(dir), None)
     }
 
-    pub fn hookrelay_with(command: &str, dir: &Path, database: &str, config: Option<&Path>) -> Self {
+    pub fn hookrelay_with(
+        command: &str,
+        dir: &Path,
+        database: &str,
+        config: Option<&Path>,
+    ) -> Self {
         let address = free_address();
         let mut args = vec![command.to_owned(), "--database".into(), database.to_owned()];
         if command != "worker" {

@@ -271,8 +271,8 @@ impl Store for PostgresStore {
     }
 
     async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
-        let mut client = self.pool.get().await?;
-        queries::finish_attempt(&mut client, &finished).await
+        let client = self.pool.get().await?;
+        queries::finish_attempt(&client, &finished).await
     }
 
     async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError> {

@@ -285,36 +285,42 @@ pub async fn renew_leases(
     Ok(renewed as usize)
 }
 
-pub async fn finish_attempt(client: &mut Client, finished: &FinishedAttempt) -> Result<bool> {
+/// One statement (one round trip, one implicit transaction): the outcome and its
+/// attempt record are written together or not at all.
+pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Result<bool> {
     let now = Timestamp::now();
-    let tx = client.transaction().await?;
     // The attempt number fences out a worker whose lease was taken over.
-    let update = tx
+    let statement = client
         .prepare_cached(
-            "UPDATE events SET status = $3, last_error = $4, next_attempt_at = $5,
-                    lease_until = NULL, attempt_started_at = NULL, updated_at = $6
-             WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+            "WITH updated AS (
+                 UPDATE events SET status = $3, last_error = $4, next_attempt_at = $5,
+                        lease_until = NULL, attempt_started_at = NULL, updated_at = $6
+                 WHERE id = $1 AND attempts = $2 AND status = 'processing'
+                 RETURNING id)
+             INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
+                                   error, response_body)
+             SELECT id, $2, $7, $8, $9, $4, $10 FROM updated",
         )
         .await?;
-    let updated = tx
+    let record = &finished.record;
+    let written = client
         .execute(
-            &update,
+            &statement,
             &[
                 &finished.id.as_str(),
                 &(finished.attempt as i32),
                 &finished.status.as_str(),
-                &finished.record.error,
+                &record.error,
                 &finished.next_attempt_at.map(|t| t.0),
                 &now.0,
+                &record.started_at.0,
+                &(record.duration.as_micros() as i64),
+                &record.status_code.map(i32::from),
+                &record.response_body,
             ],
         )
         .await?;
-    if updated == 0 {
-        return Ok(false);
-    }
-    insert_attempt(&tx, &finished.id, &finished.record).await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(written == 1)
 }
 
 pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> {
