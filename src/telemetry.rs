@@ -71,6 +71,18 @@ where
     }
 }
 
+/// An error and all its causes in one line: `outer: cause: root cause`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn level_name(level: &tracing::Level) -> &'static str {
     match *level {
         tracing::Level::TRACE => "trace",
@@ -157,15 +169,7 @@ impl Visit for FieldWriter {
         self.raw(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        // Keep the whole cause chain in one string.
-        let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        self.text(field, &text);
+        self.text(field, &error_chain(value));
     }
 }
 

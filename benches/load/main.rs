@@ -56,7 +56,7 @@ async fn run(duration: Duration) {
     let idle_rss = api.rss_kib("VmRSS:");
     let api_rate = max_throughput(api.address, duration, "api").await;
     let api_peak_rss = api.rss_kib("VmHWM:");
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
+    if matches!(std::env::var("BENCH_ONLY").as_deref(), Ok("scale" | "history")) {
         print_scale(dir.path()).await;
         return;
     }
@@ -196,6 +196,13 @@ async fn print_scale(root: &std::path::Path) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    if std::env::var("BENCH_ONLY").as_deref() != Ok("history") {
+        print_workers(root).await;
+    }
+    print_history(root, history).await;
+}
+
+async fn print_workers(root: &std::path::Path) {
     let rows = scale::workers_table(root).await;
     println!();
     println!(
@@ -211,6 +218,9 @@ async fn print_scale(root: &std::path::Path) {
             row.figures.delivery
         );
     }
+}
+
+async fn print_history(root: &std::path::Path, history: u64) {
     let rows = scale::history_table(root, history).await;
     println!();
     println!(

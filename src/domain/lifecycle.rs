@@ -103,6 +103,19 @@ pub fn status_after(outcome: &AttemptOutcome, attempt: u32, max_attempts: u32) -
     }
 }
 
+/// An attempt whose lease ran out counts as failed, so that an event which kills its
+/// worker cannot loop forever: where that leaves the event, and the recorded error.
+pub fn lease_expired(attempt: u32, max_attempts: u32) -> (EventStatus, String) {
+    let error = format!(
+        "attempt {attempt} did not finish: the worker's lease expired (worker stopped or crashed)"
+    );
+    let lost = AttemptOutcome::Failed {
+        error: error.clone(),
+        retry_after: None,
+    };
+    (status_after(&lost, attempt, max_attempts), error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::time::Timestamp;
 use crate::ingest::signature::sign_standard;
 use crate::sources::SourceSettings;
+use crate::telemetry::error_chain;
 use crate::store::ClaimedEvent;
 
 /// Attempts keep at most this much of a destination's answer.
@@ -87,17 +88,6 @@ pub async fn send(
             }
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn classify(mut response: reqwest::Response) -> Delivery {

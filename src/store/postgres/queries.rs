@@ -8,7 +8,7 @@ use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::Row;
 
 use crate::domain::event::EventId;
-use crate::domain::lifecycle::EventStatus;
+use crate::domain::lifecycle::{EventStatus, lease_expired};
 use crate::domain::time::Timestamp;
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventRecord, FinishedAttempt, InsertOutcome, NewEvent,
@@ -191,14 +191,7 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
         let attempt = row.get::<_, i32>(2) as u32;
         let max_attempts = row.get::<_, i32>(3) as u32;
         let started_at = Timestamp(row.get::<_, Option<i64>>(4).unwrap_or(now.0));
-        let error = format!(
-            "attempt {attempt} did not finish: the worker's lease expired (worker stopped or crashed)"
-        );
-        let status = if attempt >= max_attempts {
-            EventStatus::DeadLettered
-        } else {
-            EventStatus::Retrying
-        };
+        let (status, error) = lease_expired(attempt, max_attempts);
         let next_attempt_at = (status == EventStatus::Retrying).then_some(now.0);
         let update = tx
             .prepare_cached(

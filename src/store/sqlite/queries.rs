@@ -6,7 +6,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::domain::event::EventId;
-use crate::domain::lifecycle::EventStatus;
+use crate::domain::lifecycle::{EventStatus, lease_expired};
 use crate::domain::time::Timestamp;
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventRecord, FinishedAttempt, InsertOutcome, NewEvent,
@@ -169,14 +169,7 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
     let mut reclaimed = Vec::with_capacity(expired.len());
     for (id, source, attempt, max_attempts, started_at) in expired {
         let started_at = Timestamp(started_at.unwrap_or(now.0));
-        let error = format!(
-            "attempt {attempt} did not finish: the worker's lease expired (worker stopped or crashed)"
-        );
-        let status = if attempt >= max_attempts {
-            EventStatus::DeadLettered
-        } else {
-            EventStatus::Retrying
-        };
+        let (status, error) = lease_expired(attempt, max_attempts);
         let next_attempt_at = (status == EventStatus::Retrying).then_some(now.0);
         conn.prepare_cached(
             "UPDATE events SET status = ?2, last_error = ?3, next_attempt_at = ?4,
