@@ -56,7 +56,10 @@ async fn run(duration: Duration) {
     let idle_rss = api.rss_kib("VmRSS:");
     let api_rate = max_throughput(api.address, duration, "api").await;
     let api_peak_rss = api.rss_kib("VmHWM:");
-    if matches!(std::env::var("BENCH_ONLY").as_deref(), Ok("scale" | "history")) {
+    if matches!(
+        std::env::var("BENCH_ONLY").as_deref(),
+        Ok("scale" | "history")
+    ) {
         print_scale(dir.path()).await;
         return;
     }

@@ -22,8 +22,12 @@ CREATE TABLE events (
 );
 
 -- Claims read only these partial indexes, so their cost does not grow with history.
+-- Only processing events hold a lease. The leased index is keyed on that, not on the
+-- status: a status predicate would tempt PostgreSQL's planner, whose statistics may say
+-- nothing is processing, into scanning it for by-id updates that also check
+-- status = 'processing'.
 CREATE INDEX events_due ON events (next_attempt_at) WHERE status IN ('queued', 'retrying');
-CREATE INDEX events_leased ON events (lease_until) WHERE status = 'processing';
+CREATE INDEX events_leased ON events (lease_until) WHERE lease_until IS NOT NULL;
 
 CREATE TABLE attempts (
     event_id      TEXT    NOT NULL,

@@ -10,8 +10,8 @@ use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::time::Timestamp;
 use crate::ingest::signature::sign_standard;
 use crate::sources::SourceSettings;
-use crate::telemetry::error_chain;
 use crate::store::ClaimedEvent;
+use crate::telemetry::error_chain;
 
 /// Attempts keep at most this much of a destination's answer.
 pub const RESPONSE_BODY_LIMIT: usize = 1024;

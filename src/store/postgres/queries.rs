@@ -158,9 +158,13 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
         .collect();
     let next_due = tx
         .prepare_cached(
+            // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may otherwise
+            // aggregate over the whole queue instead of reading one index entry.
             "SELECT LEAST(
-                 (SELECT MIN(next_attempt_at) FROM events WHERE status IN ('queued', 'retrying')),
-                 (SELECT MIN(lease_until) FROM events WHERE status = 'processing'))",
+                 (SELECT next_attempt_at FROM events WHERE status IN ('queued', 'retrying')
+                  ORDER BY next_attempt_at LIMIT 1),
+                 (SELECT lease_until FROM events WHERE lease_until IS NOT NULL
+                  ORDER BY lease_until LIMIT 1))",
         )
         .await?;
     let next_due: Option<i64> = tx.query_one(&next_due, &[]).await?.get(0);
@@ -178,7 +182,7 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
     let select = tx
         .prepare_cached(
             "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
-             WHERE status = 'processing' AND lease_until <= $1
+             WHERE lease_until <= $1 AND status = 'processing'
              ORDER BY lease_until LIMIT $2
              FOR UPDATE SKIP LOCKED",
         )

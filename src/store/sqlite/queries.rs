@@ -153,7 +153,7 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
     let expired = conn
         .prepare_cached(
             "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
-             WHERE status = 'processing' AND lease_until <= ?1
+             WHERE lease_until <= ?1 AND status = 'processing'
              ORDER BY lease_until LIMIT ?2",
         )?
         .query_map(params![now.0, RECLAIM_BATCH as i64], |row| {
@@ -211,7 +211,7 @@ fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
             "SELECT MIN(t) FROM (
                  SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN ('queued', 'retrying')
                  UNION ALL
-                 SELECT MIN(lease_until) FROM events WHERE status = 'processing')",
+                 SELECT MIN(lease_until) FROM events WHERE lease_until IS NOT NULL)",
         )?
         .query_row([], |row| row.get(0))?;
     Ok(due.map(Timestamp))
