@@ -131,9 +131,18 @@ impl Application {
                     sources: self.config.sources.clone(),
                     max_attempts: self.config.retry.max_attempts,
                     max_body: self.config.max_body,
+                    admin_token: self.config.admin_token.clone(),
                 });
+                if self.config.admin_token.is_none() {
+                    tracing::warn!(
+                        "HOOKRELAY_ADMIN_TOKEN is not set: /events, /metrics and /ui answer \
+                         clients on this machine only"
+                    );
+                }
                 let stop = shutdown.clone();
-                axum::serve(listener, router)
+                // The peer address decides who may use the operator's routes.
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, service)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await
                     .map_err(AppError::Serve)

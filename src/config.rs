@@ -12,7 +12,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::domain::retry::RetryPolicy;
-use crate::sources::{self, Sources};
+use crate::sources::{self, Secret, Sources};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DatabaseUrl {
@@ -65,6 +65,8 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// Database connections per process (PostgreSQL).
     pub pool_size: usize,
+    /// Bearer token for the operator's routes (`HOOKRELAY_ADMIN_TOKEN`).
+    pub admin_token: Option<Secret>,
     pub sources: Arc<Sources>,
 }
 
@@ -149,6 +151,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("log", "info"),
     ("poll_interval", "1s"),
     ("pool_size", "16"),
+    ("admin_token", ""),
 ];
 
 struct Layered {
@@ -233,6 +236,9 @@ impl Config {
             pool_size: layered
                 .get("pool_size", |v| parse_at_least(v, 1))?
                 .min(1000) as usize,
+            admin_token: layered.get("admin_token", |v| {
+                Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
+            })?,
             sources: Arc::new(sources),
         })
     }

@@ -48,6 +48,11 @@ impl EventStatus {
     }
 
     /// Whether a worker may move an event from `self` to `next`.
+    /// An operator may queue these again.
+    pub fn is_replayable(self) -> bool {
+        matches!(self, Self::Delivered | Self::DeadLettered)
+    }
+
     pub fn can_become(self, next: EventStatus) -> bool {
         use EventStatus::*;
         matches!(
@@ -56,6 +61,8 @@ impl EventStatus {
                 | (Processing, Delivered | Retrying | DeadLettered)
                 // A released lease (graceful stop) hands the event back untouched.
                 | (Processing, Queued)
+                // An operator's replay.
+                | (Delivered | DeadLettered, Queued)
         )
     }
 }
@@ -138,6 +145,8 @@ mod tests {
             (Processing, Retrying),
             (Processing, DeadLettered),
             (Processing, Queued),
+            (Delivered, Queued),
+            (DeadLettered, Queued),
         ];
         for from in EventStatus::ALL {
             for to in EventStatus::ALL {

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::lifecycle::EventStatus;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,16 @@ pub enum ApiError {
     InvalidSignature,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("{message}")]
+    InvalidRequest { code: &'static str, message: String },
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error(
+        "the admin API answers clients on this machine only; set HOOKRELAY_ADMIN_TOKEN to allow others"
+    )]
+    Forbidden,
+    #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
+    NotReplayable(EventStatus),
     #[error("storage is unavailable; retry later")]
     StorageUnavailable(#[source] StoreError),
     #[error("internal error")]
@@ -46,6 +57,10 @@ impl ApiError {
             | Self::InvalidIdempotencyKey(_)
             | Self::InvalidJson(_)
             | Self::BadBody => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotReplayable(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) | Self::UnknownSource(_) => StatusCode::NOT_FOUND,
@@ -62,6 +77,10 @@ impl ApiError {
             Self::MissingIdempotencyKey(_) => "missing_idempotency_key",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidRequest { code, .. } => code,
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotReplayable(_) => "not_replayable",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadBody => "invalid_body",
@@ -72,6 +91,13 @@ impl ApiError {
             Self::StorageUnavailable(_) => "storage_unavailable",
             Self::Internal(_) => "internal_error",
         }
+    }
+}
+
+impl ApiError {
+    /// A 400 with its own code, for query and body validation.
+    pub fn invalid(code: &'static str, message: String) -> Self {
+        Self::InvalidRequest { code, message }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The HTTP API: routes, shared state and the layers every request passes.
 
+mod admin;
+mod auth;
 pub mod error;
 mod events;
 mod health;
@@ -15,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::domain::time::millis;
-use crate::sources::Sources;
+use crate::sources::{Secret, Sources};
 use crate::store::Store;
 use error::ApiError;
 use webhooks::IngestedEvent;
@@ -26,14 +28,25 @@ pub struct AppState {
     pub sources: Arc<Sources>,
     pub max_attempts: u32,
     pub max_body: usize,
+    /// Bearer token for the operator's routes; `None` limits them to loopback clients.
+    pub admin_token: Option<Secret>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
-    Router::new()
-        .route("/webhooks/{source}", post(webhooks::receive))
+    let operators = Router::new()
+        .route("/events", get(admin::list_events))
+        .route("/events/replay", post(admin::replay_matching))
         .route("/events/{id}", get(events::get_event))
         .route("/events/{id}/attempts", get(events::list_attempts))
+        .route("/events/{id}/replay", post(admin::replay))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    Router::new()
+        .route("/webhooks/{source}", post(webhooks::receive))
+        .merge(operators)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(|| async { ApiError::NotFound("route") })

@@ -51,6 +51,8 @@ pub enum InsertOutcome {
 
 #[derive(Debug, Clone)]
 pub struct EventRecord {
+    /// Arrival order; the cursor of event listings.
+    pub seq: i64,
     pub id: EventId,
     pub source: String,
     pub status: EventStatus,
@@ -115,6 +117,32 @@ pub struct FinishedAttempt {
     pub next_attempt_at: Option<Timestamp>,
 }
 
+/// Which events an operator asks for. Every field narrows the set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    pub status: Option<EventStatus>,
+    pub source: Option<String>,
+    /// Received at or after.
+    pub since: Option<Timestamp>,
+    /// Received before.
+    pub until: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub struct EventPage {
+    /// Newest first.
+    pub events: Vec<EventRecord>,
+    /// Pass back as `before` for the next page; `None` on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    Queued,
+    NotReplayable(EventStatus),
+    NotFound,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores the event durably, or finds the earlier one with the same key.
@@ -140,6 +168,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Hands an unfinished attempt back (graceful stop): it does not count.
     async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError>;
+
+    /// Events matching `filter`, newest first, older than the cursor `before`.
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<EventPage, StoreError>;
+
+    /// Queues a delivered or dead-lettered event again with `fresh_attempts` more
+    /// attempts; its history is kept.
+    async fn replay(&self, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome, StoreError>;
+
+    /// Replays every delivered or dead-lettered event matching `filter`.
+    async fn replay_matching(
+        &self,
+        filter: &EventFilter,
+        fresh_attempts: u32,
+    ) -> Result<u64, StoreError>;
 
     /// Proves the database can be reached and written.
     async fn check_writable(&self) -> Result<(), StoreError>;

@@ -1,6 +1,7 @@
 //! Black-box tests over real HTTP against the real app, each with its own database:
 //! the contract suite runs on SQLite and on PostgreSQL.
 
+mod admin;
 mod database;
 mod helpers;
 

@@ -23,8 +23,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AttemptRecord, Claim, EventRecord, FinishedAttempt, InsertOutcome, NewEvent, OpenOptions,
-    Store, StoreError,
+    AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
+    NewEvent, OpenOptions, ReplayOutcome, Store, StoreError,
 };
 use crate::domain::event::EventId;
 
@@ -278,6 +278,40 @@ impl Store for PostgresStore {
     async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         queries::release(&client, id, attempt).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<EventPage, StoreError> {
+        let client = self.pool.get().await?;
+        queries::list_events(&client, filter, limit, before).await
+    }
+
+    async fn replay(&self, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome, StoreError> {
+        let client = self.pool.get().await?;
+        let outcome = queries::replay(&client, id, fresh_attempts).await?;
+        if outcome == ReplayOutcome::Queued {
+            self.work_signal.notify_one();
+            self.announce.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    async fn replay_matching(
+        &self,
+        filter: &EventFilter,
+        fresh_attempts: u32,
+    ) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let replayed = queries::replay_matching(&client, filter, fresh_attempts).await?;
+        if replayed > 0 {
+            self.work_signal.notify_one();
+            self.announce.notify_one();
+        }
+        Ok(replayed)
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

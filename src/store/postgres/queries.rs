@@ -11,8 +11,8 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::{EventStatus, lease_expired};
 use crate::domain::time::Timestamp;
 use crate::store::{
-    AttemptRecord, Claim, ClaimedEvent, EventRecord, FinishedAttempt, InsertOutcome, NewEvent,
-    ReclaimedEvent, StoreError,
+    AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
+    InsertOutcome, NewEvent, ReclaimedEvent, ReplayOutcome, StoreError,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -61,34 +61,132 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
 
 pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventRecord>> {
     let statement = client
-        .prepare_cached(
-            "SELECT id, source, status, attempts, max_attempts, last_error, next_attempt_at,
-                    created_at, updated_at, content_type, headers, body
-             FROM events WHERE id = $1",
-        )
+        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))
         .await?;
     let row = client.query_opt(&statement, &[&id.as_str()]).await?;
     row.map(|row| event_from_row(&row)).transpose()
 }
 
+const EVENT_COLUMNS: &str = "seq, id, source, status, attempts, max_attempts, last_error, \
+     next_attempt_at, created_at, updated_at, content_type, headers, body";
+
+/// The WHERE clause every filter shares; parameters $1 to $4.
+const FILTER: &str = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source = $2) \
+     AND ($3::bigint IS NULL OR created_at >= $3) AND ($4::bigint IS NULL OR created_at < $4)";
+
+pub async fn list_events(
+    client: &Client,
+    filter: &EventFilter,
+    limit: usize,
+    before: Option<i64>,
+) -> Result<EventPage> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE {FILTER} AND ($5::bigint IS NULL OR seq < $5)
+             ORDER BY seq DESC LIMIT $6"
+        ))
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &filter.status.map(EventStatus::as_str),
+                &filter.source,
+                &filter.since.map(|t| t.0),
+                &filter.until.map(|t| t.0),
+                &before,
+                &(limit as i64 + 1),
+            ],
+        )
+        .await?;
+    let mut events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let next_cursor = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(EventPage {
+        events,
+        next_cursor,
+    })
+}
+
+pub async fn replay(client: &Client, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome> {
+    let now = Timestamp::now().0;
+    let statement = client
+        .prepare_cached(
+            "UPDATE events SET status = 'queued', next_attempt_at = $2,
+                    max_attempts = attempts + $3, updated_at = $2
+             WHERE id = $1 AND status IN ('delivered', 'dead_lettered')",
+        )
+        .await?;
+    let queued = client
+        .execute(&statement, &[&id.as_str(), &now, &(fresh_attempts as i32)])
+        .await?;
+    if queued == 1 {
+        return Ok(ReplayOutcome::Queued);
+    }
+    let statement = client
+        .prepare_cached("SELECT status FROM events WHERE id = $1")
+        .await?;
+    Ok(match client.query_opt(&statement, &[&id.as_str()]).await? {
+        Some(row) => ReplayOutcome::NotReplayable(parse_status(row.get(0))?),
+        None => ReplayOutcome::NotFound,
+    })
+}
+
+pub async fn replay_matching(
+    client: &Client,
+    filter: &EventFilter,
+    fresh_attempts: u32,
+) -> Result<u64> {
+    let statement = client
+        .prepare_cached(&format!(
+            "UPDATE events SET status = 'queued', next_attempt_at = $5,
+                    max_attempts = attempts + $6, updated_at = $5
+             WHERE status IN ('delivered', 'dead_lettered') AND {FILTER}"
+        ))
+        .await?;
+    let replayed = client
+        .execute(
+            &statement,
+            &[
+                &filter.status.map(EventStatus::as_str),
+                &filter.source,
+                &filter.since.map(|t| t.0),
+                &filter.until.map(|t| t.0),
+                &Timestamp::now().0,
+                &(fresh_attempts as i32),
+            ],
+        )
+        .await?;
+    Ok(replayed)
+}
+
 fn event_from_row(row: &Row) -> Result<EventRecord> {
-    let status = parse_status(row.get(2))?;
-    let next_attempt_at: Option<i64> = row.get(6);
+    let status = parse_status(row.get(3))?;
+    let next_attempt_at: Option<i64> = row.get(7);
     Ok(EventRecord {
-        id: EventId::from_stored(row.get(0)),
-        source: row.get(1),
+        seq: row.get(0),
+        id: EventId::from_stored(row.get(1)),
+        source: row.get(2),
         status,
-        attempts: row.get::<_, i32>(3) as u32,
-        max_attempts: row.get::<_, i32>(4) as u32,
-        last_error: row.get(5),
+        attempts: row.get::<_, i32>(4) as u32,
+        max_attempts: row.get::<_, i32>(5) as u32,
+        last_error: row.get(6),
         next_retry_at: next_attempt_at
             .filter(|_| status == EventStatus::Retrying)
             .map(Timestamp),
-        created_at: Timestamp(row.get(7)),
-        updated_at: Timestamp(row.get(8)),
-        content_type: row.get(9),
-        headers: row.get(10),
-        body: row.get(11),
+        created_at: Timestamp(row.get(8)),
+        updated_at: Timestamp(row.get(9)),
+        content_type: row.get(10),
+        headers: row.get(11),
+        body: row.get(12),
     })
 }
 

@@ -17,8 +17,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use super::{
-    AttemptRecord, Claim, EventRecord, FinishedAttempt, InsertOutcome, NewEvent, OpenOptions,
-    Store, StoreError,
+    AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
+    NewEvent, OpenOptions, ReplayOutcome, Store, StoreError,
 };
 use crate::domain::event::EventId;
 use writer::Writer;
@@ -247,6 +247,45 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| queries::release(conn, &id, attempt))
             .await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<EventPage, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| queries::list_events(conn, &filter, limit, before))
+            .await
+    }
+
+    async fn replay(&self, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome, StoreError> {
+        let id = id.clone();
+        let outcome = self
+            .writer
+            .write(move |conn| queries::replay(conn, &id, fresh_attempts))
+            .await?;
+        if outcome == ReplayOutcome::Queued {
+            self.work_signal.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    async fn replay_matching(
+        &self,
+        filter: &EventFilter,
+        fresh_attempts: u32,
+    ) -> Result<u64, StoreError> {
+        let filter = filter.clone();
+        let replayed = self
+            .writer
+            .write(move |conn| queries::replay_matching(conn, &filter, fresh_attempts))
+            .await?;
+        if replayed > 0 {
+            self.work_signal.notify_one();
+        }
+        Ok(replayed)
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

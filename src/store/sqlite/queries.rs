@@ -9,8 +9,8 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::{EventStatus, lease_expired};
 use crate::domain::time::Timestamp;
 use crate::store::{
-    AttemptRecord, Claim, ClaimedEvent, EventRecord, FinishedAttempt, InsertOutcome, NewEvent,
-    ReclaimedEvent,
+    AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
+    InsertOutcome, NewEvent, ReclaimedEvent, ReplayOutcome,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -48,34 +48,123 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
 }
 
 pub fn get_event(conn: &Connection, id: &EventId) -> rusqlite::Result<Option<EventRecord>> {
-    conn.prepare_cached(
-        "SELECT id, source, status, attempts, max_attempts, last_error, next_attempt_at,
-                created_at, updated_at, content_type, headers, body
-         FROM events WHERE id = ?1",
-    )?
-    .query_row([id.as_str()], event_from_row)
-    .optional()
+    conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+        .query_row([id.as_str()], event_from_row)
+        .optional()
+}
+
+const EVENT_COLUMNS: &str = "seq, id, source, status, attempts, max_attempts, last_error, \
+     next_attempt_at, created_at, updated_at, content_type, headers, body";
+
+/// The WHERE clause every filter shares; parameters ?1 to ?4.
+const FILTER: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR source = ?2) \
+     AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4)";
+
+pub fn list_events(
+    conn: &Connection,
+    filter: &EventFilter,
+    limit: usize,
+    before: Option<i64>,
+) -> rusqlite::Result<EventPage> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE {FILTER} AND (?5 IS NULL OR seq < ?5)
+         ORDER BY seq DESC LIMIT ?6"
+    ))?;
+    let mut events = statement
+        .query_map(
+            params![
+                filter.status.map(EventStatus::as_str),
+                filter.source,
+                filter.since.map(|t| t.0),
+                filter.until.map(|t| t.0),
+                before,
+                limit as i64 + 1,
+            ],
+            event_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_cursor = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(EventPage {
+        events,
+        next_cursor,
+    })
+}
+
+pub fn replay(
+    conn: &Connection,
+    id: &EventId,
+    fresh_attempts: u32,
+) -> rusqlite::Result<ReplayOutcome> {
+    let now = Timestamp::now().0;
+    let queued = conn
+        .prepare_cached(
+            "UPDATE events SET status = 'queued', next_attempt_at = ?2,
+                    max_attempts = attempts + ?3, updated_at = ?2
+             WHERE id = ?1 AND status IN ('delivered', 'dead_lettered')",
+        )?
+        .execute(params![id.as_str(), now, fresh_attempts])?;
+    if queued == 1 {
+        return Ok(ReplayOutcome::Queued);
+    }
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM events WHERE id = ?1")?
+        .query_row([id.as_str()], |row| row.get(0))
+        .optional()?;
+    Ok(match status.map(|s| s.parse::<EventStatus>()) {
+        Some(Ok(status)) => ReplayOutcome::NotReplayable(status),
+        _ => ReplayOutcome::NotFound,
+    })
+}
+
+pub fn replay_matching(
+    conn: &Connection,
+    filter: &EventFilter,
+    fresh_attempts: u32,
+) -> rusqlite::Result<u64> {
+    let now = Timestamp::now().0;
+    let replayed = conn
+        .prepare_cached(&format!(
+            "UPDATE events SET status = 'queued', next_attempt_at = ?5,
+                    max_attempts = attempts + ?6, updated_at = ?5
+             WHERE status IN ('delivered', 'dead_lettered') AND {FILTER}"
+        ))?
+        .execute(params![
+            filter.status.map(EventStatus::as_str),
+            filter.source,
+            filter.since.map(|t| t.0),
+            filter.until.map(|t| t.0),
+            now,
+            fresh_attempts,
+        ])?;
+    Ok(replayed as u64)
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
-    let status = parse_status(row, 2)?;
-    let next_attempt_at: Option<i64> = row.get(6)?;
+    let status = parse_status(row, 3)?;
+    let next_attempt_at: Option<i64> = row.get(7)?;
     Ok(EventRecord {
-        id: EventId::from_stored(row.get(0)?),
-        source: row.get(1)?,
+        seq: row.get(0)?,
+        id: EventId::from_stored(row.get(1)?),
+        source: row.get(2)?,
         status,
-        attempts: row.get(3)?,
-        max_attempts: row.get(4)?,
-        last_error: row.get(5)?,
+        attempts: row.get(4)?,
+        max_attempts: row.get(5)?,
+        last_error: row.get(6)?,
         // Only a retrying event has a next retry; a queued one is due now.
         next_retry_at: next_attempt_at
             .filter(|_| status == EventStatus::Retrying)
             .map(Timestamp),
-        created_at: Timestamp(row.get(7)?),
-        updated_at: Timestamp(row.get(8)?),
-        content_type: row.get(9)?,
-        headers: row.get(10)?,
-        body: row.get(11)?,
+        created_at: Timestamp(row.get(8)?),
+        updated_at: Timestamp(row.get(9)?),
+        content_type: row.get(10)?,
+        headers: row.get(11)?,
+        body: row.get(12)?,
     })
 }
 

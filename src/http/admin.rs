@@ -1,0 +1,180 @@
+//! The operator's API: `GET /events` with filters and cursor pagination, and replays.
+//! Every route here sits behind [`super::auth`].
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::events::EventView;
+use crate::domain::event::EventId;
+use crate::domain::lifecycle::EventStatus;
+use crate::domain::time::Timestamp;
+use crate::store::{EventFilter, ReplayOutcome};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    status: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EventList {
+    events: Vec<EventView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list_events(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let filter = filter_from(
+        params.status.as_deref(),
+        params.source,
+        params.since.as_deref(),
+        params.until.as_deref(),
+    )?;
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}"))
+            })?,
+    };
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_cursor",
+                    "cursor is not one this API gave out".into(),
+                )
+            })
+        })
+        .transpose()?;
+    let page = state.store.list_events(&filter, limit, before).await?;
+    Ok(Json(EventList {
+        events: page.events.into_iter().map(EventView::from).collect(),
+        next_cursor: page.next_cursor.map(|seq| seq.to_string()),
+    }))
+}
+
+fn filter_from(
+    status: Option<&str>,
+    source: Option<String>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<EventFilter, ApiError> {
+    let status = status
+        .map(|s| {
+            s.parse::<EventStatus>().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_status",
+                    "status must be queued, processing, retrying, delivered or dead_lettered"
+                        .into(),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(EventFilter {
+        status,
+        source,
+        since: since.map(parse_time).transpose()?,
+        until: until.map(parse_time).transpose()?,
+    })
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, ApiError> {
+    let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
+        ApiError::invalid(
+            "invalid_timestamp",
+            format!("{text:?} is not an RFC 3339 time such as 2026-11-30T12:00:00Z"),
+        )
+    })?;
+    let micros = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    Ok(Timestamp(micros))
+}
+
+#[derive(Serialize)]
+pub struct Queued {
+    event_id: String,
+    status: &'static str,
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let id = EventId::from_stored(id);
+    match state.store.replay(&id, state.max_attempts).await? {
+        ReplayOutcome::Queued => {
+            tracing::info!(event_id = %id, "Event replayed");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(Queued {
+                    event_id: id.to_string(),
+                    status: "queued",
+                }),
+            ))
+        }
+        ReplayOutcome::NotReplayable(status) => Err(ApiError::NotReplayable(status)),
+        ReplayOutcome::NotFound => Err(ApiError::NotFound("event")),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFilter {
+    status: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Replayed {
+    replayed: u64,
+}
+
+pub async fn replay_matching(
+    State(state): State<AppState>,
+    body: Result<Json<ReplayFilter>, JsonRejection>,
+) -> Result<Json<Replayed>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::invalid("invalid_body", e.body_text()))?;
+    let filter = filter_from(
+        body.status.as_deref(),
+        body.source,
+        body.since.as_deref(),
+        body.until.as_deref(),
+    )?;
+    if filter.status.is_some_and(|s| !s.is_replayable()) {
+        return Err(ApiError::invalid(
+            "invalid_status",
+            "only delivered or dead_lettered events can be replayed".into(),
+        ));
+    }
+    let replayed = state
+        .store
+        .replay_matching(&filter, state.max_attempts)
+        .await?;
+    tracing::info!(replayed, "Events replayed by filter");
+    Ok(Json(Replayed { replayed }))
+}

@@ -1,0 +1,260 @@
+//! The operator's API: listing with filters and cursors, replays, and its token.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn accept(app: &TestApp, source: &str, key: &str, body: Value) -> String {
+    let response = app.post(source, Some(key), &body).await;
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app.client.get(app.url(path)).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn post(app: &TestApp, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.client.post(app.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn listing_filters_and_pages_newest_first(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut posted = Vec::new();
+    for n in 0..7 {
+        let source = if n % 2 == 0 { "even" } else { "odd" };
+        posted.push(accept(&app, source, &format!("k{n}"), json!({"n": n})).await);
+    }
+    for id in &posted {
+        app.wait_for_status(id, "delivered", Duration::from_secs(10))
+            .await;
+    }
+
+    let (status, all) = get(&app, "/events").await;
+    assert_eq!(status, 200);
+    let newest_first: Vec<String> = posted.iter().rev().cloned().collect();
+    assert_eq!(ids(&all), newest_first);
+    assert_eq!(all["next_cursor"], Value::Null);
+    assert_eq!(
+        all["events"][0]["status_description"],
+        "Successfully processed"
+    );
+
+    let (_, odd) = get(&app, "/events?source=odd").await;
+    assert_eq!(ids(&odd).len(), 3);
+    let (_, delivered) = get(&app, "/events?status=delivered&source=even").await;
+    assert_eq!(ids(&delivered).len(), 4);
+    let (_, none) = get(&app, "/events?status=dead_lettered").await;
+    assert!(ids(&none).is_empty());
+    let (_, future) = get(&app, "/events?since=2999-01-01T00:00:00Z").await;
+    assert!(ids(&future).is_empty());
+    let (_, past) = get(&app, "/events?until=2999-01-01T00:00:00Z").await;
+    assert_eq!(ids(&past).len(), 7);
+
+    // Pages of three: every event once, in order.
+    let mut seen = Vec::new();
+    let mut path = "/events?limit=3".to_owned();
+    loop {
+        let (status, page) = get(&app, &path).await;
+        assert_eq!(status, 200);
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/events?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first);
+
+    for (query, code) in [
+        ("status=done", "invalid_status"),
+        ("since=yesterday", "invalid_timestamp"),
+        ("limit=0", "invalid_limit"),
+        ("limit=100000", "invalid_limit"),
+        ("cursor=abc", "invalid_cursor"),
+    ] {
+        let (status, body) = get(&app, &format!("/events?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert_error(&body, code);
+    }
+}
+
+async fn a_dead_lettered_event_is_replayed_with_its_history_kept(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "2")]).await;
+    let id = accept(&app, "s", "dead", json!({"simulate_failure": true})).await;
+    app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
+        .await;
+
+    let (status, body) = post(&app, &format!("/events/{id}/replay"), None).await;
+    assert_eq!(status, 202);
+    assert_eq!(body, json!({"event_id": id, "status": "queued"}));
+    // A fresh set of attempts, and the history of the first set kept.
+    let event = app
+        .wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["attempts"], 4);
+    assert_eq!(event["max_attempts"], 4);
+    let history = get(&app, &format!("/events/{id}/attempts")).await.1;
+    let numbers: Vec<u64> = history["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+
+    let delivered = accept(&app, "s", "ok", json!({"fine": true})).await;
+    app.wait_for_status(&delivered, "delivered", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        post(&app, &format!("/events/{delivered}/replay"), None)
+            .await
+            .0,
+        202
+    );
+    let again = app
+        .wait_for_status(&delivered, "delivered", Duration::from_secs(10))
+        .await;
+    assert_eq!(again["attempts"], 2);
+}
+
+async fn only_finished_events_can_be_replayed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let busy = accept(&app, "s", "busy", json!({"simulate_delay_ms": 5000})).await;
+    app.wait_for_status(&busy, "processing", Duration::from_secs(5))
+        .await;
+    let (status, body) = post(&app, &format!("/events/{busy}/replay"), None).await;
+    assert_eq!(status, 409);
+    assert_error(&body, "not_replayable");
+    let (status, body) = post(&app, "/events/evt_nope/replay", None).await;
+    assert_eq!(status, 404);
+    assert_error(&body, "not_found");
+}
+
+async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    let mut dead = Vec::new();
+    for n in 0..4 {
+        dead.push(
+            accept(
+                &app,
+                "broken",
+                &format!("b{n}"),
+                json!({"simulate_failure": true}),
+            )
+            .await,
+        );
+    }
+    let other = accept(&app, "other", "o", json!({"simulate_failure": true})).await;
+    for id in dead.iter().chain([&other]) {
+        app.wait_for_status(id, "dead_lettered", Duration::from_secs(10))
+            .await;
+    }
+    let (status, body) = post(
+        &app,
+        "/events/replay",
+        Some(json!({"status": "dead_lettered", "source": "broken"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"replayed": 4}));
+    for id in &dead {
+        let event = app
+            .wait_for_status(id, "dead_lettered", Duration::from_secs(10))
+            .await;
+        assert_eq!(event["attempts"], 2, "{id} was not tried again");
+    }
+    assert_eq!(app.event(&other).await["attempts"], 1);
+
+    let (status, body) = post(&app, "/events/replay", Some(json!({"status": "queued"}))).await;
+    assert_eq!(status, 400);
+    assert_error(&body, "invalid_status");
+    let (status, body) = post(&app, "/events/replay", Some(json!({"colour": "red"}))).await;
+    assert_eq!(status, 400);
+    assert_error(&body, "invalid_body");
+    let everything: HashSet<String> = ids(&get(&app, "/events").await.1).into_iter().collect();
+    assert_eq!(everything.len(), 5);
+}
+
+async fn the_admin_token_guards_the_operator_routes(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_ADMIN_TOKEN", "s3cret-t0ken")]).await;
+    let id = accept(&app, "s", "k", json!({})).await;
+    let paths = [
+        "/events".to_owned(),
+        format!("/events/{id}"),
+        format!("/events/{id}/attempts"),
+    ];
+    for path in &paths {
+        for authorization in [None, Some("Bearer wrong"), Some("s3cret-t0ken")] {
+            let mut request = app.client.get(app.url(path));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{path} with {authorization:?}");
+            assert_error(&response.json().await.unwrap(), "unauthorized");
+        }
+        let response = app
+            .client
+            .get(app.url(path))
+            .bearer_auth("s3cret-t0ken")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let replay = app
+        .client
+        .post(app.url(&format!("/events/{id}/replay")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 401);
+    // Senders and probes never need the token.
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+crate::on_both_backends!(
+    listing_filters_and_pages_newest_first,
+    a_dead_lettered_event_is_replayed_with_its_history_kept,
+    only_finished_events_can_be_replayed,
+    replay_by_filter_counts_what_it_queued,
+    the_admin_token_guards_the_operator_routes,
+);
