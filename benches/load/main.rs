@@ -230,7 +230,7 @@ async fn print_history(root: &std::path::Path, history: u64) {
         "| backend | ingest, empty | ingest, {history} delivered in the table | ratio | delivery, empty | delivery, with history | ratio |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for row in rows {
+    for row in &rows {
         println!(
             "| {} | {:.0}/s | {:.0}/s | {:.2} | {:.0}/s | {:.0}/s | {:.2} |",
             row.backend.name(),
@@ -241,7 +241,9 @@ async fn print_history(root: &std::path::Path, history: u64) {
             row.with_history.delivery,
             row.with_history.delivery / row.empty.delivery,
         );
-        eprintln!(
+    }
+    for row in &rows {
+        println!(
             "seeding {} took {:.0} s",
             row.backend.name(),
             row.seed_seconds
