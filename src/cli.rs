@@ -28,6 +28,61 @@ pub enum Command {
     Worker(CommonArgs),
     /// Create or upgrade the database schema, then exit. Safe to run repeatedly.
     Migrate(CommonArgs),
+    /// Inspect and replay events, working on the database directly.
+    Events(EventsArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum EventsCommand {
+    /// List events, newest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// How many events to show (1-500).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one event and its attempts as JSON.
+    Show {
+        /// The event id, e.g. evt_0193...
+        id: String,
+    },
+    /// Queue delivered or dead-lettered events again with a fresh set of attempts:
+    /// one by id, or every one matching the filters.
+    Replay {
+        /// The event id; leave out to replay by filter.
+        id: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// queued, processing, retrying, delivered or dead_lettered.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Received at or after this RFC 3339 time, e.g. 2026-11-30T12:00:00Z.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -4,6 +4,7 @@
 //! ([`store`]) → the [`worker`] → storage again. [`domain`] holds the plain types and
 //! pure rules they share.
 
+pub mod admin_cli;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -9,18 +9,20 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use hookrelay::app::{Application, Role};
-use hookrelay::cli::{Cli, Command, CommonArgs};
+use hookrelay::cli::{Cli, Command, CommonArgs, EventsCommand};
 use hookrelay::config::{Config, Overrides};
 use hookrelay::store::{self, OpenOptions};
-use hookrelay::{shutdown, telemetry};
+use hookrelay::telemetry::LogTarget;
+use hookrelay::{admin_cli, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (role, common, listen) = match cli.command {
-        Command::Serve(args) => (Some(Role::Serve), args.common, args.listen),
-        Command::Api(args) => (Some(Role::Api), args.common, args.listen),
-        Command::Worker(common) => (Some(Role::Worker), common, None),
-        Command::Migrate(common) => (None, common, None),
+    let (task, common, listen) = match cli.command {
+        Command::Serve(args) => (Task::Run(Role::Serve), args.common, args.listen),
+        Command::Api(args) => (Task::Run(Role::Api), args.common, args.listen),
+        Command::Worker(common) => (Task::Run(Role::Worker), common, None),
+        Command::Migrate(common) => (Task::Migrate, common, None),
+        Command::Events(args) => (Task::Events(args.command), args.common, None),
     };
     let config = match Config::load(&overrides(common, listen)) {
         Ok(config) => config,
@@ -29,7 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _log_guard = match telemetry::init(&config.log_filter) {
+    let log_target = match task {
+        Task::Events(_) => LogTarget::Stderr,
+        _ => LogTarget::Stdout,
+    };
+    let _log_guard = match telemetry::init(&config.log_filter, log_target) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("hookrelay: {error}");
@@ -43,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(role, config)) {
+    match runtime.block_on(run(task, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "hookrelay failed");
@@ -62,18 +68,29 @@ fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
     }
 }
 
-async fn run(role: Option<Role>, config: Config) -> anyhow::Result<()> {
-    let Some(role) = role else {
-        let options = OpenOptions {
-            migrate: true,
-            runs_api: false,
-            runs_worker: false,
-            pool_size: 1,
-        };
-        let store = store::open(&config.database, options).await?;
-        store.close().await;
-        tracing::info!(database = %config.database, "Schema is up to date");
-        return Ok(());
+/// What this invocation does.
+enum Task {
+    Run(Role),
+    Migrate,
+    Events(EventsCommand),
+}
+
+async fn run(task: Task, config: Config) -> anyhow::Result<()> {
+    let role = match task {
+        Task::Run(role) => role,
+        Task::Migrate => {
+            let options = OpenOptions {
+                migrate: true,
+                runs_api: false,
+                runs_worker: false,
+                pool_size: 1,
+            };
+            let store = store::open(&config.database, options).await?;
+            store.close().await;
+            tracing::info!(database = %config.database, "Schema is up to date");
+            return Ok(());
+        }
+        Task::Events(command) => return Ok(admin_cli::run(command, &config).await?),
     };
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());

@@ -14,15 +14,25 @@ use tracing_subscriber::{EnvFilter, prelude::*};
 
 use crate::domain::time::Timestamp;
 
+/// Where log lines go: stdout for the service, stderr for commands whose stdout is
+/// their answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+}
+
 /// Installs the global subscriber. Keep the guard alive until exit so buffered lines
 /// are flushed.
-pub fn init(filter: &str) -> Result<WorkerGuard, String> {
+pub fn init(filter: &str, target: LogTarget) -> Result<WorkerGuard, String> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| format!("invalid HOOKRELAY_LOG filter {filter:?}: {e}"))?;
     // Blocking rather than lossy: a log line about an event is never dropped.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+    let builder = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false);
+    let (writer, guard) = match target {
+        LogTarget::Stdout => builder.finish(std::io::stdout()),
+        LogTarget::Stderr => builder.finish(std::io::stderr()),
+    };
     let layer = tracing_subscriber::fmt::layer()
         .event_format(JsonLine)
         .with_writer(writer);

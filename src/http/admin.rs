@@ -11,9 +11,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::events::EventView;
 use crate::domain::event::EventId;
-use crate::domain::lifecycle::EventStatus;
-use crate::domain::time::Timestamp;
-use crate::store::{EventFilter, ReplayOutcome};
+use crate::store::{EventFilter, FilterError, ReplayOutcome};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -80,37 +78,13 @@ fn filter_from(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<EventFilter, ApiError> {
-    let status = status
-        .map(|s| {
-            s.parse::<EventStatus>().map_err(|_| {
-                ApiError::invalid(
-                    "invalid_status",
-                    "status must be queued, processing, retrying, delivered or dead_lettered"
-                        .into(),
-                )
-            })
-        })
-        .transpose()?;
-    Ok(EventFilter {
-        status,
-        source,
-        since: since.map(parse_time).transpose()?,
-        until: until.map(parse_time).transpose()?,
+    EventFilter::parse(status, source, since, until).map_err(|e| {
+        let code = match e {
+            FilterError::Status => "invalid_status",
+            FilterError::Timestamp(_) => "invalid_timestamp",
+        };
+        ApiError::invalid(code, e.to_string())
     })
-}
-
-fn parse_time(text: &str) -> Result<Timestamp, ApiError> {
-    let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
-        ApiError::invalid(
-            "invalid_timestamp",
-            format!("{text:?} is not an RFC 3339 time such as 2026-11-30T12:00:00Z"),
-        )
-    })?;
-    let micros = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
-    Ok(Timestamp(micros))
 }
 
 #[derive(Serialize)]

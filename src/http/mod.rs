@@ -3,7 +3,7 @@
 mod admin;
 mod auth;
 pub mod error;
-mod events;
+pub mod events;
 mod health;
 mod webhooks;
 

@@ -128,6 +128,41 @@ pub struct EventFilter {
     pub until: Option<Timestamp>,
 }
 
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FilterError {
+    #[error("status must be queued, processing, retrying, delivered or dead_lettered")]
+    Status,
+    #[error("{0:?} is not an RFC 3339 time such as 2026-11-30T12:00:00Z")]
+    Timestamp(String),
+}
+
+impl EventFilter {
+    /// Builds a filter from text as an operator writes it (query string, CLI flags).
+    pub fn parse(
+        status: Option<&str>,
+        source: Option<String>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Self, FilterError> {
+        let status = status
+            .map(|s| s.parse::<EventStatus>().map_err(|_| FilterError::Status))
+            .transpose()?;
+        let time = |text: &str| {
+            humantime::parse_rfc3339_weak(text)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| Timestamp(d.as_micros() as i64))
+                .ok_or_else(|| FilterError::Timestamp(text.to_owned()))
+        };
+        Ok(Self {
+            status,
+            source,
+            since: since.map(time).transpose()?,
+            until: until.map(time).transpose()?,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct EventPage {
     /// Newest first.
