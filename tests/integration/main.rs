@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod database;
+mod deployment;
 mod helpers;
 
 mod ingest;
