@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod shutdown;
 pub mod sources;
 pub mod store;

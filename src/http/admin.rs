@@ -4,13 +4,15 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
 use super::events::EventView;
 use crate::domain::event::EventId;
+use crate::metrics::METRICS;
 use crate::store::{EventFilter, FilterError, ReplayOutcome};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -151,4 +153,16 @@ pub async fn replay_matching(
         .await?;
     tracing::info!(replayed, "Events replayed by filter");
     Ok(Json(Replayed { replayed }))
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let gauges = state.store.gauges().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        METRICS.render(&gauges),
+    ))
 }

@@ -110,6 +110,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Which error a response carries, for the request log and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// The error body every route shares.
 pub fn error_body(code: &str, message: &str) -> Json<serde_json::Value> {
     Json(json!({"error": {"code": code, "message": message}}))
@@ -126,6 +130,7 @@ impl IntoResponse for ApiError {
         }
         let mut response =
             (self.status(), error_body(self.code(), &self.to_string())).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code()));
         if matches!(self, Self::StorageUnavailable(_)) {
             response
                 .headers_mut()

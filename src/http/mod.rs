@@ -17,9 +17,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::domain::time::millis;
+use crate::metrics::METRICS;
 use crate::sources::{Secret, Sources};
 use crate::store::Store;
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 use webhooks::IngestedEvent;
 
 #[derive(Clone)]
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(events::get_event))
         .route("/events/{id}/attempts", get(events::list_attempts))
         .route("/events/{id}/replay", post(admin::replay))
+        .route("/metrics", get(admin::metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -56,6 +58,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+fn record_webhook(response: &Response, source: &str, seconds: f64) {
+    let (source, outcome, reason) = match (
+        response.extensions().get::<IngestedEvent>(),
+        response.extensions().get::<ErrorCode>(),
+    ) {
+        (Some(event), _) if event.duplicate => (event.source.as_str(), "duplicate", ""),
+        (Some(event), _) => (event.source.as_str(), "accepted", ""),
+        (None, Some(ErrorCode(code))) => {
+            // A refused name is not a source; do not make a series of it.
+            let source = if *code == "invalid_source" {
+                ""
+            } else {
+                source
+            };
+            (source, "refused", *code)
+        }
+        // Slack's url_verification handshake: answered, not stored.
+        (None, None) => (source, "answered", ""),
+    };
+    METRICS.webhook(source, outcome, reason, seconds);
+}
+
 /// One line per request: method, path (never the query), status and duration, and
 /// for a stored webhook the event's id and source.
 async fn log_request(request: Request, next: Next) -> Response {
@@ -64,7 +88,11 @@ async fn log_request(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await.into_response();
     let status = response.status().as_u16();
-    let duration_ms = millis(started.elapsed());
+    let elapsed = started.elapsed();
+    let duration_ms = millis(elapsed);
+    if let Some(source) = path.strip_prefix("/webhooks/") {
+        record_webhook(&response, source, elapsed.as_secs_f64());
+    }
     match response.extensions().get::<IngestedEvent>() {
         Some(event) => tracing::info!(
             event_id = %event.id,

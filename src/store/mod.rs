@@ -81,6 +81,8 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone)]
 pub struct ClaimedEvent {
     pub id: EventId,
+    /// When the event arrived.
+    pub received_at: Timestamp,
     pub source: String,
     /// The number of this attempt, 1-based.
     pub attempt: u32,
@@ -171,6 +173,17 @@ pub struct EventPage {
     pub next_cursor: Option<i64>,
 }
 
+/// What `/metrics` reports about the queue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueGauges {
+    pub queued: i64,
+    pub retrying: i64,
+    pub processing: i64,
+    pub dead_lettered: i64,
+    /// How long the oldest due event has waited past its due time.
+    pub queue_lag: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayOutcome {
     Queued,
@@ -222,6 +235,9 @@ pub trait Store: Send + Sync + 'static {
         filter: &EventFilter,
         fresh_attempts: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Counts by status (from partial indexes, never the whole history) and queue lag.
+    async fn gauges(&self) -> Result<QueueGauges, StoreError>;
 
     /// Proves the database can be reached and written.
     async fn check_writable(&self) -> Result<(), StoreError>;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::{InFlight, WorkerSettings, deliver, simulate};
 use crate::domain::lifecycle::{AttemptOutcome, EventStatus, status_after};
 use crate::domain::time::Timestamp;
+use crate::metrics::METRICS;
 use crate::store::{AttemptRecord, ClaimedEvent, FinishedAttempt, Store};
 
 /// Recording an outcome is retried this often before the lease is left to expire.
@@ -73,6 +74,10 @@ pub async fn run(context: Context, event: ClaimedEvent) {
         next_attempt_at,
     };
     if record(&context, finished).await {
+        METRICS.attempt(status.as_str(), duration.as_secs_f64());
+        if status == EventStatus::Delivered {
+            METRICS.delivered_after(event.received_at.until(Timestamp::now()).as_secs_f64());
+        }
         log_outcome(&event, status, duration, error.as_deref(), next_attempt_at);
         if status == EventStatus::Retrying {
             // The claim loop may be asleep until a later moment; a retry may be due

@@ -21,6 +21,7 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
+use crate::metrics::METRICS;
 use crate::sources::Sources;
 use crate::store::{Claim, Store};
 
@@ -101,6 +102,7 @@ impl Worker {
                         reclaimed,
                         next_due,
                     } = claim;
+                    METRICS.expired_leases(reclaimed.len());
                     for lost in reclaimed {
                         log_reclaimed(&lost.id, &lost.source, lost.attempt, lost.status);
                     }

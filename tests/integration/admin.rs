@@ -201,6 +201,7 @@ async fn the_admin_token_guards_the_operator_routes(backend: Backend) {
     let id = accept(&app, "s", "k", json!({})).await;
     let paths = [
         "/events".to_owned(),
+        "/metrics".to_owned(),
         format!("/events/{id}"),
         format!("/events/{id}/attempts"),
     ];
@@ -251,7 +252,123 @@ async fn the_admin_token_guards_the_operator_routes(backend: Backend) {
     );
 }
 
+/// The value of the one sample of `name` whose labels include every pair given.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn metrics_count_what_happened(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    // A source name of this test's own, so counters shared across tests do not blur.
+    let source = format!("metrics-{}", uuid_like());
+    let first = accept(&app, &source, "a", json!({"n": 1})).await;
+    accept(&app, &source, "b", json!({"n": 2})).await;
+    assert_eq!(
+        app.post(&source, Some("a"), &json!({"n": 1}))
+            .await
+            .status(),
+        200
+    );
+    let refused = app
+        .client
+        .post(app.url(&format!("/webhooks/{source}")))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "c")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let dead = accept(&app, &source, "d", json!({"simulate_failure": true})).await;
+    app.wait_for_status(&first, "delivered", Duration::from_secs(10))
+        .await;
+    app.wait_for_status(&dead, "dead_lettered", Duration::from_secs(10))
+        .await;
+
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        response.headers()
+    );
+    let text = response.text().await.unwrap();
+    let webhooks = |outcome: &str, reason: &str| {
+        sample(
+            &text,
+            "hookrelay_webhooks_total",
+            &[
+                ("source", &source),
+                ("outcome", outcome),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(webhooks("accepted", ""), Some(3.0), "{text}");
+    assert_eq!(webhooks("duplicate", ""), Some(1.0));
+    assert_eq!(webhooks("refused", "invalid_json"), Some(1.0));
+    // Gauges come from this app's own database.
+    assert_eq!(
+        sample(&text, "hookrelay_events", &[("status", "dead_lettered")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "hookrelay_events", &[("status", "queued")]),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "hookrelay_attempts_total",
+            &[("outcome", "delivered")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert!(
+        sample(
+            &text,
+            "hookrelay_attempts_total",
+            &[("outcome", "dead_lettered")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    for name in [
+        "hookrelay_ingest_duration_seconds_count",
+        "hookrelay_attempt_duration_seconds_count",
+        "hookrelay_accept_to_delivered_seconds_count",
+        "hookrelay_expired_leases_total",
+        "hookrelay_queue_lag_seconds",
+    ] {
+        assert!(sample(&text, name, &[]).is_some(), "no {name} in {text}");
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
 crate::on_both_backends!(
+    metrics_count_what_happened,
     listing_filters_and_pages_newest_first,
     a_dead_lettered_event_is_replayed_with_its_history_kept,
     only_finished_events_can_be_replayed,

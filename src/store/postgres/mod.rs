@@ -24,11 +24,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewEvent, OpenOptions, ReplayOutcome, Store, StoreError,
+    NewEvent, OpenOptions, QueueGauges, ReplayOutcome, Store, StoreError,
 };
 use crate::domain::event::EventId;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_events.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_events.sql"),
+    include_str!("../../../migrations/postgres/0002_dead_letter_index.sql"),
+];
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
 const CHANNEL: &str = "hookrelay_work";
@@ -312,6 +315,11 @@ impl Store for PostgresStore {
             self.announce.notify_one();
         }
         Ok(replayed)
+    }
+
+    async fn gauges(&self) -> Result<QueueGauges, StoreError> {
+        let client = self.pool.get().await?;
+        queries::gauges(&client).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

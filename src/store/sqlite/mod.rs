@@ -18,13 +18,16 @@ use tokio::sync::Notify;
 
 use super::{
     AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewEvent, OpenOptions, ReplayOutcome, Store, StoreError,
+    NewEvent, OpenOptions, QueueGauges, ReplayOutcome, Store, StoreError,
 };
 use crate::domain::event::EventId;
 use writer::Writer;
 
 /// Each schema version's SQL, applied in order; `PRAGMA user_version` records progress.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_events.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_events.sql"),
+    include_str!("../../../migrations/sqlite/0002_dead_letter_index.sql"),
+];
 
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -286,6 +289,10 @@ impl Store for SqliteStore {
             self.work_signal.notify_one();
         }
         Ok(replayed)
+    }
+
+    async fn gauges(&self) -> Result<QueueGauges, StoreError> {
+        self.read(queries::gauges).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use crate::domain::lifecycle::{EventStatus, lease_expired};
 use crate::domain::time::Timestamp;
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, NewEvent, ReclaimedEvent, ReplayOutcome,
+    InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayOutcome,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -213,7 +213,7 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
          WHERE id IN (SELECT id FROM events
                       WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)
-         RETURNING id, source, attempts, max_attempts, content_type, headers, body",
+         RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at",
     )?;
     let events = statement
         .query_map(params![now.0, lease_until.0, limit as i64], |row| {
@@ -225,6 +225,7 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
                 content_type: row.get(4)?,
                 headers: row.get(5)?,
                 body: Bytes::from(row.get::<_, Vec<u8>>(6)?),
+                received_at: Timestamp(row.get(7)?),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -376,6 +377,31 @@ pub fn release(conn: &Connection, id: &EventId, attempt: u32) -> rusqlite::Resul
     )?
     .execute(params![id.as_str(), attempt, now])?;
     Ok(())
+}
+
+pub fn gauges(conn: &Connection) -> rusqlite::Result<QueueGauges> {
+    let now = Timestamp::now();
+    // Each count reads one partial index; the history is never scanned.
+    conn.prepare_cached(
+        "SELECT
+             (SELECT COUNT(*) FROM events WHERE status IN ('queued', 'retrying') AND status = 'queued'),
+             (SELECT COUNT(*) FROM events WHERE status IN ('queued', 'retrying') AND status = 'retrying'),
+             (SELECT COUNT(*) FROM events WHERE lease_until IS NOT NULL),
+             (SELECT COUNT(*) FROM events WHERE status = 'dead_lettered'),
+             (SELECT MIN(next_attempt_at) FROM events WHERE status IN ('queued', 'retrying'))",
+    )?
+    .query_row([], |row| {
+        let oldest_due: Option<i64> = row.get(4)?;
+        Ok(QueueGauges {
+            queued: row.get(0)?,
+            retrying: row.get(1)?,
+            processing: row.get(2)?,
+            dead_lettered: row.get(3)?,
+            queue_lag: oldest_due
+                .map(|due| Timestamp(due).until(now))
+                .unwrap_or_default(),
+        })
+    })
 }
 
 /// A real write, so that a full disk or a lost lock shows.

@@ -1,0 +1,182 @@
+//! Prometheus metrics: counters and histograms recorded as things happen, and gauges
+//! read from the store when `/metrics` is scraped.
+
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::store::QueueGauges;
+
+/// Distinct `source` label values kept; the rest are counted as `_other`, so that
+/// requests to made-up source names cannot grow the series without bound.
+const MAX_SOURCES: usize = 200;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const DELIVERED_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    webhooks: IntCounterVec,
+    ingest_seconds: HistogramVec,
+    attempts: IntCounterVec,
+    attempt_seconds: Histogram,
+    accept_to_delivered_seconds: Histogram,
+    expired_leases: IntCounter,
+    events: IntGaugeVec,
+    queue_lag_seconds: prometheus::Gauge,
+    sources: Mutex<HashSet<String>>,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "hookrelay_webhooks_total",
+                "Webhook requests by source, outcome (accepted, duplicate, refused) and reason",
+            ),
+            &["source", "outcome", "reason"],
+        )
+        .expect("valid metric");
+        let ingest_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "hookrelay_ingest_duration_seconds",
+                "Time to answer a webhook request, durable commit included",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let attempts = IntCounterVec::new(
+            Opts::new(
+                "hookrelay_attempts_total",
+                "Finished delivery attempts by the state they left the event in",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let attempt_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "hookrelay_attempt_duration_seconds",
+                "Duration of one attempt",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let accept_to_delivered_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "hookrelay_accept_to_delivered_seconds",
+                "From an event's arrival to its successful delivery",
+            )
+            .buckets(DELIVERED_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let expired_leases = IntCounter::new(
+            "hookrelay_expired_leases_total",
+            "Attempts whose worker stopped before finishing (counted as failed)",
+        )
+        .expect("valid metric");
+        let events = IntGaugeVec::new(
+            Opts::new(
+                "hookrelay_events",
+                "Events by status (delivered events are not counted)",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let queue_lag_seconds = prometheus::Gauge::new(
+            "hookrelay_queue_lag_seconds",
+            "How long the oldest due event has been waiting for a worker",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ingest_seconds.clone()),
+            Box::new(attempts.clone()),
+            Box::new(attempt_seconds.clone()),
+            Box::new(accept_to_delivered_seconds.clone()),
+            Box::new(expired_leases.clone()),
+            Box::new(events.clone()),
+            Box::new(queue_lag_seconds.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Self {
+            registry,
+            webhooks,
+            ingest_seconds,
+            attempts,
+            attempt_seconds,
+            accept_to_delivered_seconds,
+            expired_leases,
+            events,
+            queue_lag_seconds,
+            sources: Mutex::default(),
+        }
+    }
+
+    fn source_label(&self, source: &str) -> String {
+        let Ok(mut seen) = self.sources.lock() else {
+            return "_other".into();
+        };
+        if seen.contains(source) {
+            return source.to_owned();
+        }
+        if seen.len() < MAX_SOURCES {
+            seen.insert(source.to_owned());
+            return source.to_owned();
+        }
+        "_other".into()
+    }
+
+    /// `outcome` is accepted, duplicate or refused; `reason` the error code if refused.
+    pub fn webhook(&self, source: &str, outcome: &str, reason: &str, seconds: f64) {
+        let source = self.source_label(source);
+        self.webhooks
+            .with_label_values(&[source.as_str(), outcome, reason])
+            .inc();
+        self.ingest_seconds
+            .with_label_values(&[outcome])
+            .observe(seconds);
+    }
+
+    /// `outcome` is the status the attempt left the event in.
+    pub fn attempt(&self, outcome: &str, seconds: f64) {
+        self.attempts.with_label_values(&[outcome]).inc();
+        self.attempt_seconds.observe(seconds);
+    }
+
+    pub fn delivered_after(&self, seconds: f64) {
+        self.accept_to_delivered_seconds.observe(seconds);
+    }
+
+    pub fn expired_leases(&self, count: usize) {
+        self.expired_leases.inc_by(count as u64);
+    }
+
+    /// The text exposition, with the gauges set from `gauges`.
+    pub fn render(&self, gauges: &QueueGauges) -> String {
+        for (status, count) in [
+            ("queued", gauges.queued),
+            ("retrying", gauges.retrying),
+            ("processing", gauges.processing),
+            ("dead_lettered", gauges.dead_lettered),
+        ] {
+            self.events.with_label_values(&[status]).set(count);
+        }
+        self.queue_lag_seconds.set(gauges.queue_lag.as_secs_f64());
+        let mut buffer = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
