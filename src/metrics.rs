@@ -2,7 +2,7 @@
 //! read from the store when `/metrics` is scraped.
 
 use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, RwLock};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
@@ -32,7 +32,7 @@ pub struct Metrics {
     expired_leases: IntCounter,
     events: IntGaugeVec,
     queue_lag_seconds: prometheus::Gauge,
-    sources: Mutex<HashSet<String>>,
+    sources: RwLock<HashSet<String>>,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -121,18 +121,19 @@ impl Metrics {
             expired_leases,
             events,
             queue_lag_seconds,
-            sources: Mutex::default(),
+            sources: RwLock::default(),
         }
     }
 
     fn source_label(&self, source: &str) -> String {
-        let Ok(mut seen) = self.sources.lock() else {
-            return "_other".into();
-        };
-        if seen.contains(source) {
+        // Almost always a known source: a shared read lock, no writer contention.
+        if self.sources.read().is_ok_and(|seen| seen.contains(source)) {
             return source.to_owned();
         }
-        if seen.len() < MAX_SOURCES {
+        let Ok(mut seen) = self.sources.write() else {
+            return "_other".into();
+        };
+        if seen.contains(source) || seen.len() < MAX_SOURCES {
             seen.insert(source.to_owned());
             return source.to_owned();
         }
