@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::store::{self, OpenOptions, Store, StoreError};
+use crate::worker::retention::RetentionPolicy;
 use crate::worker::{Worker, WorkerSettings};
 
 /// Which parts run in this process.
@@ -119,6 +120,11 @@ impl Application {
                     concurrency: self.config.worker_concurrency,
                     poll_interval: self.config.poll_interval,
                     sources: self.config.sources.clone(),
+                    retention: RetentionPolicy {
+                        delivered: self.config.retention,
+                        dead_lettered: self.config.dead_retention,
+                        interval: self.config.prune_interval,
+                    },
                 },
             );
             tokio::spawn(worker.run(shutdown.clone()))

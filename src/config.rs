@@ -65,6 +65,11 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// Database connections per process (PostgreSQL).
     pub pool_size: usize,
+    /// Delivered events older than this are deleted.
+    pub retention: Duration,
+    /// Dead-lettered events older than this are deleted; `None` keeps them.
+    pub dead_retention: Option<Duration>,
+    pub prune_interval: Duration,
     /// Bearer token for the operator's routes (`HOOKRELAY_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
     pub sources: Arc<Sources>,
@@ -152,6 +157,9 @@ const SETTINGS: &[(&str, &str)] = &[
     ("poll_interval", "1s"),
     ("pool_size", "16"),
     ("admin_token", ""),
+    ("retention", "30days"),
+    ("dead_retention", ""),
+    ("prune_interval", "1m"),
 ];
 
 struct Layered {
@@ -236,6 +244,15 @@ impl Config {
             pool_size: layered
                 .get("pool_size", |v| parse_at_least(v, 1))?
                 .min(1000) as usize,
+            retention: layered.get("retention", parse_duration)?,
+            dead_retention: layered.get("dead_retention", |v| {
+                if v.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    parse_duration(v).map(Some)
+                }
+            })?,
+            prune_interval: layered.get("prune_interval", parse_duration)?,
             admin_token: layered.get("admin_token", |v| {
                 Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
             })?,
@@ -389,6 +406,8 @@ mod tests {
         assert_eq!(config.lease, Duration::from_secs(30));
         assert_eq!(config.max_body, 1024 * 1024);
         assert_eq!(config.log_filter, "info");
+        assert_eq!(config.retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(config.dead_retention, None);
         assert!(config.migrate_on_start);
     }
 

@@ -236,6 +236,16 @@ pub trait Store: Send + Sync + 'static {
         fresh_attempts: u32,
     ) -> Result<u64, StoreError>;
 
+    /// Deletes up to `batch` finished events (and their attempts) last updated before
+    /// the cutoffs: delivered ones before `delivered_before`, dead-lettered ones before
+    /// `dead_before` when given. Returns how many were deleted.
+    async fn prune(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Option<Timestamp>,
+        batch: usize,
+    ) -> Result<u64, StoreError>;
+
     /// Counts by status (from partial indexes, never the whole history) and queue lag.
     async fn gauges(&self) -> Result<QueueGauges, StoreError>;
 

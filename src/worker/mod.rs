@@ -6,6 +6,7 @@
 
 mod attempt;
 pub mod deliver;
+pub mod retention;
 pub mod simulate;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     pub poll_interval: Duration,
     pub sources: Arc<Sources>,
+    pub retention: retention::RetentionPolicy,
 }
 
 /// Attempts running now, by event, with their attempt number (for lease renewal).
@@ -65,6 +67,11 @@ impl Worker {
             in_flight.clone(),
             settings.lease,
             renewals_stop.clone(),
+        ));
+        let pruner = tokio::spawn(retention::run(
+            store.clone(),
+            settings.retention,
+            shutdown.clone(),
         ));
         tracing::info!(concurrency = settings.concurrency, "Worker started");
 
@@ -153,6 +160,7 @@ impl Worker {
         attempts.wait().await;
         renewals_stop.cancel();
         let _ = renewals.await;
+        let _ = pruner.await;
         tracing::info!("Worker stopped");
     }
 }

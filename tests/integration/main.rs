@@ -13,5 +13,6 @@ mod outage;
 mod processes;
 mod readiness;
 mod receiver;
+mod retention;
 mod scale_out;
 mod sources;

@@ -27,6 +27,7 @@ use super::{
     NewEvent, OpenOptions, QueueGauges, ReplayOutcome, Store, StoreError,
 };
 use crate::domain::event::EventId;
+use crate::domain::time::Timestamp;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_events.sql"),
@@ -315,6 +316,16 @@ impl Store for PostgresStore {
             self.announce.notify_one();
         }
         Ok(replayed)
+    }
+
+    async fn prune(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Option<Timestamp>,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        queries::prune(&client, delivered_before, dead_before, batch).await
     }
 
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {

@@ -436,6 +436,40 @@ pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> 
     Ok(())
 }
 
+pub async fn prune(
+    client: &Client,
+    delivered_before: Timestamp,
+    dead_before: Option<Timestamp>,
+    batch: usize,
+) -> Result<u64> {
+    // One statement: the chosen events and their attempts go together. SKIP LOCKED
+    // keeps several workers' pruners (and claims) out of each other's way.
+    let statement = client
+        .prepare_cached(
+            "WITH doomed AS (
+                 SELECT seq, id FROM events
+                 WHERE (status = 'delivered' AND updated_at < $1)
+                    OR (status = 'dead_lettered' AND $2::bigint IS NOT NULL AND updated_at < $2)
+                 ORDER BY seq LIMIT $3
+                 FOR UPDATE SKIP LOCKED),
+             gone_attempts AS (
+                 DELETE FROM attempts WHERE event_id IN (SELECT id FROM doomed))
+             DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)",
+        )
+        .await?;
+    let deleted = client
+        .execute(
+            &statement,
+            &[
+                &delivered_before.0,
+                &dead_before.map(|t| t.0),
+                &(batch as i64),
+            ],
+        )
+        .await?;
+    Ok(deleted)
+}
+
 pub async fn gauges(client: &Client) -> Result<QueueGauges> {
     let now = Timestamp::now();
     // Each count reads one partial index; the history is never scanned.

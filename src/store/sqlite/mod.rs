@@ -21,6 +21,7 @@ use super::{
     NewEvent, OpenOptions, QueueGauges, ReplayOutcome, Store, StoreError,
 };
 use crate::domain::event::EventId;
+use crate::domain::time::Timestamp;
 use writer::Writer;
 
 /// Each schema version's SQL, applied in order; `PRAGMA user_version` records progress.
@@ -289,6 +290,17 @@ impl Store for SqliteStore {
             self.work_signal.notify_one();
         }
         Ok(replayed)
+    }
+
+    async fn prune(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Option<Timestamp>,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| queries::prune(conn, delivered_before, dead_before, batch))
+            .await
     }
 
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {

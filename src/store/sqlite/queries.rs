@@ -379,6 +379,34 @@ pub fn release(conn: &Connection, id: &EventId, attempt: u32) -> rusqlite::Resul
     Ok(())
 }
 
+pub fn prune(
+    conn: &Connection,
+    delivered_before: Timestamp,
+    dead_before: Option<Timestamp>,
+    batch: usize,
+) -> rusqlite::Result<u64> {
+    // Oldest first by arrival; undelivered rows are skipped, never touched.
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM events
+             WHERE (status = 'delivered' AND updated_at < ?1)
+                OR (status = 'dead_lettered' AND ?2 IS NOT NULL AND updated_at < ?2)
+             ORDER BY seq LIMIT ?3",
+        )?
+        .query_map(
+            params![delivered_before.0, dead_before.map(|t| t.0), batch as i64],
+            |row| row.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete_attempts = conn.prepare_cached("DELETE FROM attempts WHERE event_id = ?1")?;
+    let mut delete_event = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+    for id in &ids {
+        delete_attempts.execute([id])?;
+        delete_event.execute([id])?;
+    }
+    Ok(ids.len() as u64)
+}
+
 pub fn gauges(conn: &Connection) -> rusqlite::Result<QueueGauges> {
     let now = Timestamp::now();
     // Each count reads one partial index; the history is never scanned.

@@ -1,0 +1,62 @@
+//! Retention: delivered events older than `HOOKRELAY_RETENTION` are deleted with their
+//! attempts, in small batches with pauses between them so that ingestion never waits
+//! behind a long delete. Dead-lettered events stay until replayed, or until
+//! `HOOKRELAY_DEAD_RETENTION` when that is set. Undelivered events are never pruned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::time::Timestamp;
+use crate::store::Store;
+
+const BATCH: usize = 500;
+const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionPolicy {
+    pub delivered: Duration,
+    pub dead_lettered: Option<Duration>,
+    /// How often to look for expired events.
+    pub interval: Duration,
+}
+
+pub async fn run(store: Arc<dyn Store>, policy: RetentionPolicy, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(policy.interval) => {}
+        }
+        let now = Timestamp::now();
+        let delivered_before = Timestamp(now.0 - policy.delivered.as_micros() as i64);
+        let dead_before = policy
+            .dead_lettered
+            .map(|keep| Timestamp(now.0 - keep.as_micros() as i64));
+        let mut pruned = 0;
+        loop {
+            match store.prune(delivered_before, dead_before, BATCH).await {
+                Ok(deleted) => {
+                    pruned += deleted;
+                    if (deleted as usize) < BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "Pruning failed; will try again"
+                    );
+                    break;
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(PAUSE_BETWEEN_BATCHES) => {}
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "Pruned finished events past their retention");
+        }
+    }
+}
