@@ -7,15 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn accept(app: &TestApp, source: &str, key: &str, body: Value) -> String {
-    let response = app.post(source, Some(key), &body).await;
-    assert_eq!(response.status(), 202);
-    response.json::<Value>().await.unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app.client.get(app.url(path)).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
@@ -44,7 +35,7 @@ async fn listing_filters_and_pages_newest_first(backend: Backend) {
     let mut posted = Vec::new();
     for n in 0..7 {
         let source = if n % 2 == 0 { "even" } else { "odd" };
-        posted.push(accept(&app, source, &format!("k{n}"), json!({"n": n})).await);
+        posted.push(app.accept(source, &format!("k{n}"), json!({"n": n})).await);
     }
     for id in &posted {
         app.wait_for_status(id, "delivered", Duration::from_secs(10))
@@ -101,7 +92,9 @@ async fn listing_filters_and_pages_newest_first(backend: Backend) {
 
 async fn a_dead_lettered_event_is_replayed_with_its_history_kept(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "2")]).await;
-    let id = accept(&app, "s", "dead", json!({"simulate_failure": true})).await;
+    let id = app
+        .accept("s", "dead", json!({"simulate_failure": true}))
+        .await;
     app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
         .await;
 
@@ -123,7 +116,7 @@ async fn a_dead_lettered_event_is_replayed_with_its_history_kept(backend: Backen
         .collect();
     assert_eq!(numbers, [1, 2, 3, 4]);
 
-    let delivered = accept(&app, "s", "ok", json!({"fine": true})).await;
+    let delivered = app.accept("s", "ok", json!({"fine": true})).await;
     app.wait_for_status(&delivered, "delivered", Duration::from_secs(10))
         .await;
     assert_eq!(
@@ -140,7 +133,9 @@ async fn a_dead_lettered_event_is_replayed_with_its_history_kept(backend: Backen
 
 async fn only_finished_events_can_be_replayed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let busy = accept(&app, "s", "busy", json!({"simulate_delay_ms": 5000})).await;
+    let busy = app
+        .accept("s", "busy", json!({"simulate_delay_ms": 5000}))
+        .await;
     app.wait_for_status(&busy, "processing", Duration::from_secs(5))
         .await;
     let (status, body) = post(&app, &format!("/events/{busy}/replay"), None).await;
@@ -156,8 +151,7 @@ async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
     let mut dead = Vec::new();
     for n in 0..4 {
         dead.push(
-            accept(
-                &app,
+            app.accept(
                 "broken",
                 &format!("b{n}"),
                 json!({"simulate_failure": true}),
@@ -165,7 +159,9 @@ async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
             .await,
         );
     }
-    let other = accept(&app, "other", "o", json!({"simulate_failure": true})).await;
+    let other = app
+        .accept("other", "o", json!({"simulate_failure": true}))
+        .await;
     for id in dead.iter().chain([&other]) {
         app.wait_for_status(id, "dead_lettered", Duration::from_secs(10))
             .await;
@@ -198,7 +194,7 @@ async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
 
 async fn the_admin_token_guards_the_operator_routes(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("HOOKRELAY_ADMIN_TOKEN", "s3cret-t0ken")]).await;
-    let id = accept(&app, "s", "k", json!({})).await;
+    let id = app.accept("s", "k", json!({})).await;
     let paths = [
         "/events".to_owned(),
         "/metrics".to_owned(),
@@ -270,8 +266,8 @@ async fn metrics_count_what_happened(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
     // A source name of this test's own, so counters shared across tests do not blur.
     let source = format!("metrics-{}", uuid_like());
-    let first = accept(&app, &source, "a", json!({"n": 1})).await;
-    accept(&app, &source, "b", json!({"n": 2})).await;
+    let first = app.accept(&source, "a", json!({"n": 1})).await;
+    app.accept(&source, "b", json!({"n": 2})).await;
     assert_eq!(
         app.post(&source, Some("a"), &json!({"n": 1}))
             .await
@@ -288,7 +284,9 @@ async fn metrics_count_what_happened(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 400);
-    let dead = accept(&app, &source, "d", json!({"simulate_failure": true})).await;
+    let dead = app
+        .accept(&source, "d", json!({"simulate_failure": true}))
+        .await;
     app.wait_for_status(&first, "delivered", Duration::from_secs(10))
         .await;
     app.wait_for_status(&dead, "dead_lettered", Duration::from_secs(10))

@@ -28,19 +28,12 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-async fn accept(app: &TestApp, source: &str, key: &str, body: Value) -> String {
-    let response = app.post(source, Some(key), &body).await;
-    assert_eq!(response.status(), 202);
-    response.json::<Value>().await.unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn the_events_command_lists_shows_and_replays(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
-    let good = accept(&app, "shop", "good", json!({"ok": true})).await;
-    let bad = accept(&app, "shop", "bad", json!({"simulate_failure": true})).await;
+    let good = app.accept("shop", "good", json!({"ok": true})).await;
+    let bad = app
+        .accept("shop", "bad", json!({"simulate_failure": true}))
+        .await;
     app.wait_for_status(&good, "delivered", Duration::from_secs(10))
         .await;
     app.wait_for_status(&bad, "dead_lettered", Duration::from_secs(10))

@@ -97,6 +97,16 @@ impl TestApp {
         post_json(&self.client, self.address, source, key, body).await
     }
 
+    /// Posts a webhook that must be accepted; returns its event id.
+    pub async fn accept(&self, source: &str, key: &str, body: Value) -> String {
+        let response = self.post(source, Some(key), &body).await;
+        assert_eq!(response.status(), 202, "{source}/{key} not accepted");
+        response.json::<Value>().await.expect("receipt")["event_id"]
+            .as_str()
+            .expect("event id")
+            .to_owned()
+    }
+
     pub async fn event(&self, id: &str) -> Value {
         get_json(&self.client, self.address, &format!("/events/{id}")).await
     }

@@ -8,12 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn accept(app: &TestApp, key: &str, body: Value) -> String {
-    let response = app.post("test", Some(key), &body).await;
-    assert_eq!(response.status(), 202);
-    response.json::<Value>().await.unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.accept("test", key, body).await
 }
 
 async fn attempts(app: &TestApp, id: &str) -> Vec<Value> {

@@ -390,30 +390,9 @@ async fn every_log_line_is_json_in_the_seed_shape(backend: Backend) {
         ids.push(receipt["event_id"].as_str().unwrap().to_owned());
     }
     post_json(&client, address, "logs", None, &json!({"secret": marker})).await;
-    wait_for_status(
-        &client,
-        address,
-        &ids[0],
-        "delivered",
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &client,
-        address,
-        &ids[1],
-        "delivered",
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &client,
-        address,
-        &ids[2],
-        "dead_lettered",
-        Duration::from_secs(10),
-    )
-    .await;
+    for (id, status) in ids.iter().zip(["delivered", "delivered", "dead_lettered"]) {
+        wait_for_status(&client, address, id, status, Duration::from_secs(10)).await;
+    }
     serve.signal("TERM");
     assert!(serve.wait_exit(Duration::from_secs(10)).await.success());
 

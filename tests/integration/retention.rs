@@ -8,12 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn accept(app: &TestApp, key: &str, body: Value) -> String {
-    let response = app.post("keep", Some(key), &body).await;
-    assert_eq!(response.status(), 202);
-    response.json::<Value>().await.unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.accept("keep", key, body).await
 }
 
 async fn gone(app: &TestApp, id: &str) -> bool {
