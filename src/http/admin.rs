@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::events::EventView;
 use crate::domain::event::EventId;
 use crate::metrics::METRICS;
@@ -18,22 +18,40 @@ use crate::store::{EventFilter, FilterError, ReplayOutcome};
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// queued, processing, retrying, delivered or dead_lettered.
     status: Option<String>,
     source: Option<String>,
+    /// Received at or after (RFC 3339).
     since: Option<String>,
+    /// Received before (RFC 3339).
     until: Option<String>,
+    /// 1-500, default 50.
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventList {
     events: Vec<EventView>,
     next_cursor: Option<String>,
 }
 
+/// Events, newest first, with filters and cursor pagination.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    params(ListParams),
+    responses(
+        (status = 200, body = EventList),
+        (status = 400, description = "invalid_status, invalid_timestamp, invalid_limit or invalid_cursor", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn list_events(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -89,12 +107,25 @@ fn filter_from(
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Queued {
     event_id: String,
     status: &'static str,
 }
 
+/// Queue a delivered or dead-lettered event again, with a fresh set of attempts.
+#[utoipa::path(
+    post,
+    path = "/events/{id}/replay",
+    tag = "events",
+    params(("id" = String, Path, description = "evt_<uuid>")),
+    responses(
+        (status = 202, body = Queued),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "not_replayable", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -116,7 +147,7 @@ pub async fn replay(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayFilter {
     status: Option<String>,
@@ -125,11 +156,23 @@ pub struct ReplayFilter {
     until: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     replayed: u64,
 }
 
+/// Replay every delivered or dead-lettered event matching the filter.
+#[utoipa::path(
+    post,
+    path = "/events/replay",
+    tag = "events",
+    request_body = ReplayFilter,
+    responses(
+        (status = 200, body = Replayed),
+        (status = 400, description = "invalid_status, invalid_timestamp or invalid_body", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn replay_matching(
     State(state): State<AppState>,
     body: Result<Json<ReplayFilter>, JsonRejection>,
@@ -156,6 +199,13 @@ pub async fn replay_matching(
 }
 
 /// Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String)),
+    security(("admin_token" = []))
+)]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let gauges = state.store.gauges().await?;
     Ok((

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::domain::lifecycle::EventStatus;
 use crate::store::StoreError;
@@ -114,9 +113,27 @@ impl From<StoreError> for ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
-/// The error body every route shares.
-pub fn error_body(code: &str, message: &str) -> Json<serde_json::Value> {
-    Json(json!({"error": {"code": code, "message": message}}))
+/// The error body every route shares: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable, e.g. `missing_idempotency_key`.
+    pub code: String,
+    /// For people; never contains internals.
+    pub message: String,
+}
+
+pub fn error_body(code: &str, message: &str) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    })
 }
 
 impl IntoResponse for ApiError {

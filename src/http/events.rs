@@ -6,14 +6,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::domain::event::EventId;
 use crate::store::{AttemptRecord, EventRecord};
 
 /// Responses carry at most this much of a destination's answer.
 const RESPONSE_BODY_LIMIT: usize = 1024;
 
-#[derive(Serialize)]
+/// An event as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventView {
     id: String,
     source: String,
@@ -24,6 +25,8 @@ pub struct EventView {
     next_retry_at: Option<String>,
     created_at: String,
     updated_at: String,
+    /// The body as JSON, or as a string when it is not JSON.
+    #[schema(value_type = Object)]
     payload: Value,
     status_description: &'static str,
 }
@@ -52,6 +55,18 @@ fn payload_value(body: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
+/// One event.
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "evt_<uuid>")),
+    responses(
+        (status = 200, body = EventView),
+        (status = 404, description = "not_found", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -64,7 +79,8 @@ pub async fn get_event(
     Ok(Json(event.into()))
 }
 
-#[derive(Serialize)]
+/// One delivery attempt.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     attempt: u32,
     started_at: String,
@@ -100,11 +116,23 @@ fn truncate(mut text: String, limit: usize) -> String {
     text
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptList {
     attempts: Vec<AttemptView>,
 }
 
+/// Every attempt of an event, oldest first.
+#[utoipa::path(
+    get,
+    path = "/events/{id}/attempts",
+    tag = "events",
+    params(("id" = String, Path, description = "evt_<uuid>")),
+    responses(
+        (status = 200, body = AttemptList),
+        (status = 404, description = "not_found", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn list_attempts(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -13,10 +13,19 @@ use crate::domain::time::Timestamp;
 /// A probe that takes longer than this counts as a failure.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The process runs.
+#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, body = Object)))]
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "healthy", "timestamp": Timestamp::now().to_rfc3339()}))
 }
 
+/// The database can be reached and written.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "probes",
+    responses((status = 200, body = Object), (status = 503, description = "not_ready", body = Object))
+)]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let probe = tokio::time::timeout(READY_TIMEOUT, state.store.check_writable()).await;
     let timestamp = Timestamp::now().to_rfc3339();

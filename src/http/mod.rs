@@ -12,9 +12,14 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::domain::time::millis;
 use crate::metrics::METRICS;
@@ -33,24 +38,63 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
 }
 
+/// The OpenAPI document's frame; every path in it comes from the routes themselves.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hookrelay",
+        description = "Reliable webhook ingestion: durable before 202, idempotent, verified, \
+                       delivered with retries and dead-lettering."
+    ),
+    modifiers(&AdminTokenScheme),
+    tags(
+        (name = "webhooks", description = "What senders call"),
+        (name = "events", description = "Operators: inspect and replay (admin token)"),
+        (name = "operations", description = "Operators: metrics (admin token)"),
+        (name = "probes", description = "Liveness and readiness; always open"),
+    )
+)]
+struct ApiDoc;
+
+struct AdminTokenScheme;
+
+impl Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
-    let operators = Router::new()
-        .route("/events", get(admin::list_events))
-        .route("/events/replay", post(admin::replay_matching))
-        .route("/events/{id}", get(events::get_event))
-        .route("/events/{id}/attempts", get(events::list_attempts))
-        .route("/events/{id}/replay", post(admin::replay))
-        .route("/metrics", get(admin::metrics))
+    // Routes are registered together with their documentation, so the two cannot
+    // drift apart.
+    let operators = OpenApiRouter::<AppState>::new()
+        .routes(routes!(admin::list_events))
+        .routes(routes!(admin::replay_matching))
+        .routes(routes!(events::get_event))
+        .routes(routes!(events::list_attempts))
+        .routes(routes!(admin::replay))
+        .routes(routes!(admin::metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
         ));
-    Router::new()
-        .route("/webhooks/{source}", post(webhooks::receive))
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(webhooks::receive))
         .merge(operators)
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .split_for_parts();
+    let document = document.to_json().unwrap_or_else(|_| "{}".into());
+    router
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
+        )
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

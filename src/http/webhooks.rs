@@ -12,7 +12,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::domain::event::{EventId, SourceName};
 use crate::domain::time::Timestamp;
 use crate::ingest::key::{self, KeyError};
@@ -21,12 +21,37 @@ use crate::ingest::{headers_to_json, signature};
 use crate::sources::Scheme;
 use crate::store::{InsertOutcome, NewEvent};
 
-#[derive(Serialize)]
-struct Receipt<'a> {
+/// The answer to a stored or recognised webhook.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Receipt<'a> {
+    /// `evt_<uuid>`.
     event_id: &'a str,
+    /// `accepted` or `duplicate`.
     status: &'static str,
 }
 
+/// Receive a webhook. Answers 202 only once the event is committed durably.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{source}",
+    tag = "webhooks",
+    params(("source" = String, Path, description = "1-64 characters of A-Z a-z 0-9 _ - .")),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "The webhook as the sender posts it (other types where the source allows them)"
+    ),
+    responses(
+        (status = 202, description = "Stored durably", body = Receipt),
+        (status = 200, description = "A redelivery: the first event's id", body = Receipt),
+        (status = 400, description = "invalid_source, missing_idempotency_key, invalid_idempotency_key or invalid_json", body = ErrorBody),
+        (status = 401, description = "invalid_signature; nothing stored", body = ErrorBody),
+        (status = 404, description = "unknown_source", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 503, description = "storage_unavailable, with Retry-After; never a 202", body = ErrorBody),
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     source: Result<Path<String>, PathRejection>,

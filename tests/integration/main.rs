@@ -9,6 +9,7 @@ mod helpers;
 
 mod ingest;
 mod lifecycle;
+mod openapi;
 mod outage;
 mod processes;
 mod readiness;
