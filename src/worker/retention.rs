@@ -22,6 +22,12 @@ pub struct RetentionPolicy {
     pub interval: Duration,
 }
 
+/// `now - keep`, saturating: an absurdly long retention keeps everything.
+fn before(now: Timestamp, keep: Duration) -> Timestamp {
+    let keep = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+    Timestamp(now.0.saturating_sub(keep))
+}
+
 pub async fn run(store: Arc<dyn Store>, policy: RetentionPolicy, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -29,10 +35,8 @@ pub async fn run(store: Arc<dyn Store>, policy: RetentionPolicy, shutdown: Cance
             () = tokio::time::sleep(policy.interval) => {}
         }
         let now = Timestamp::now();
-        let delivered_before = Timestamp(now.0 - policy.delivered.as_micros() as i64);
-        let dead_before = policy
-            .dead_lettered
-            .map(|keep| Timestamp(now.0 - keep.as_micros() as i64));
+        let delivered_before = before(now, policy.delivered);
+        let dead_before = policy.dead_lettered.map(|keep| before(now, keep));
         let mut pruned = 0;
         loop {
             match store.prune(delivered_before, dead_before, BATCH).await {
@@ -58,5 +62,18 @@ pub async fn run(store: Arc<dyn Store>, policy: RetentionPolicy, shutdown: Cance
         if pruned > 0 {
             tracing::info!(pruned, "Pruned finished events past their retention");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_saturate() {
+        let now = Timestamp(1_000_000);
+        assert_eq!(before(now, Duration::from_secs(1)), Timestamp(0));
+        assert_eq!(before(now, Duration::MAX), Timestamp(1_000_000 - i64::MAX));
+        assert!(before(now, Duration::MAX) < Timestamp(0));
     }
 }
