@@ -148,10 +148,25 @@ impl Application {
                 let stop = shutdown.clone();
                 // The peer address decides who may use the operator's routes.
                 let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-                    .map_err(AppError::Serve)
+                let serving = axum::serve(listener, service)
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                // In-flight requests get a grace period; a client that never finishes
+                // its request cannot hold the process up for ever.
+                let grace = self.config.shutdown_grace;
+                let grace_over = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(grace).await;
+                };
+                tokio::select! {
+                    served = serving => served.map_err(AppError::Serve),
+                    () = grace_over => {
+                        tracing::warn!(
+                            grace_seconds = grace.as_secs_f64(),
+                            "Connections still open after the shutdown grace period; closing them"
+                        );
+                        Ok(())
+                    }
+                }
             }
             None => {
                 shutdown.cancelled().await;

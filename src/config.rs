@@ -70,6 +70,8 @@ pub struct Config {
     /// Dead-lettered events older than this are deleted; `None` keeps them.
     pub dead_retention: Option<Duration>,
     pub prune_interval: Duration,
+    /// How long a stopping process waits for requests still in flight.
+    pub shutdown_grace: Duration,
     /// Bearer token for the operator's routes (`HOOKRELAY_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
     pub sources: Arc<Sources>,
@@ -160,6 +162,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("retention", "30days"),
     ("dead_retention", ""),
     ("prune_interval", "1m"),
+    ("shutdown_grace", "20s"),
 ];
 
 struct Layered {
@@ -253,6 +256,7 @@ impl Config {
                 }
             })?,
             prune_interval: layered.get("prune_interval", parse_duration)?,
+            shutdown_grace: layered.get("shutdown_grace", parse_duration)?,
             admin_token: layered.get("admin_token", |v| {
                 Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
             })?,

@@ -459,7 +459,41 @@ async fn every_log_line_is_json_in_the_seed_shape(backend: Backend) {
     assert_eq!(delivered["context"]["total_attempts"], 3);
 }
 
+async fn a_stalled_client_cannot_hold_up_shutdown(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+
+    let setup = Setup::new(backend).await;
+    let (mut serve, address) = setup.start(
+        "serve",
+        &[("HOOKRELAY_SHUTDOWN_GRACE", "1s")],
+        &[],
+        "serve.log",
+    );
+    let address = address.unwrap();
+    wait_healthy(&client(), address).await;
+    // A request whose body never finishes arriving.
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /webhooks/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Idempotency-Key: k\r\nContent-Length: 100\r\n\r\n{\"partial\":",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    serve.signal("TERM");
+    let status = serve.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status:?}");
+    let warned = serve
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("shutdown grace period"));
+    assert!(warned, "no line says the grace period ran out");
+    drop(stalled);
+}
+
 crate::on_both_backends!(
+    a_stalled_client_cannot_hold_up_shutdown,
     a_killed_worker_s_event_is_taken_over_after_the_lease,
     an_event_that_kills_every_worker_is_dead_lettered,
     api_and_worker_processes_share_one_file,
