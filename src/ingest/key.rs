@@ -67,19 +67,8 @@ fn not_ascii(header: &str) -> KeyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::{HeaderName, HeaderValue};
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                    HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
-    }
+    use crate::ingest::test_headers as headers;
+    use axum::http::HeaderName;
 
     #[test]
     fn the_header_wins_then_locations_in_order() {

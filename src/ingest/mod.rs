@@ -20,3 +20,18 @@ pub fn headers_to_json(headers: &HeaderMap) -> String {
         .collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
 }
+
+/// Builds a header map from name/value pairs, for tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    use axum::http::{HeaderName, HeaderValue};
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                HeaderValue::from_str(v).expect("header value"),
+            )
+        })
+        .collect()
+}

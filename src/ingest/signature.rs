@@ -182,7 +182,7 @@ fn check_any(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::{HeaderName, HeaderValue};
+    use crate::ingest::test_headers as headers;
     use std::time::Duration;
 
     fn source(verify: Scheme, secrets: &[&[u8]]) -> SourceSettings {
@@ -191,18 +191,6 @@ mod tests {
             secrets: secrets.iter().map(|s| Secret::new(s.to_vec())).collect(),
             ..SourceSettings::unconfigured("test")
         }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                    HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
     }
 
     fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
