@@ -141,7 +141,7 @@ impl Application {
                 });
                 if self.config.admin_token.is_none() {
                     tracing::warn!(
-                        "HOOKRELAY_ADMIN_TOKEN is not set: /events and /metrics answer \
+                        "HOOKRELAY_ADMIN_TOKEN is not set: /events, /metrics and /ui answer \
                          clients on this machine only"
                     );
                 }

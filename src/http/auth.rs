@@ -28,7 +28,7 @@ pub async fn require_admin(
 }
 
 /// The rule, apart from HTTP plumbing.
-fn admit(
+pub(super) fn admit(
     token: Option<&Secret>,
     peer: SocketAddr,
     authorization: Option<&str>,
@@ -51,7 +51,7 @@ fn admit(
 
 /// Compares without leaking where the first difference is (through HMAC equality,
 /// which is constant-time).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let key = b"hookrelay admin token comparison";
     let tag = |bytes: &[u8]| {
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");

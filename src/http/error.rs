@@ -40,6 +40,8 @@ pub enum ApiError {
         "the admin API answers clients on this machine only; set HOOKRELAY_ADMIN_TOKEN to allow others"
     )]
     Forbidden,
+    #[error("this form did not come from the dashboard page; reload the page and try again")]
+    CsrfRejected,
     #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
     NotReplayable(EventStatus),
     #[error("storage is unavailable; retry later")]
@@ -58,7 +60,7 @@ impl ApiError {
             | Self::BadBody => StatusCode::BAD_REQUEST,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::CsrfRejected => StatusCode::FORBIDDEN,
             Self::NotReplayable(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -79,6 +81,7 @@ impl ApiError {
             Self::InvalidRequest { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::CsrfRejected => "csrf_rejected",
             Self::NotReplayable(_) => "not_replayable",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -136,15 +139,22 @@ pub fn error_body(code: &str, message: &str) -> Json<ErrorBody> {
     })
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if let Self::StorageUnavailable(cause) | Self::Internal(cause) = &self {
+impl ApiError {
+    /// Storage failures are the operator's to see; the client gets only the code.
+    pub fn log_if_internal(&self) {
+        if let Self::StorageUnavailable(cause) | Self::Internal(cause) = self {
             tracing::error!(
                 error = cause as &dyn std::error::Error,
                 code = self.code(),
                 "Storage error"
             );
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log_if_internal();
         let mut response =
             (self.status(), error_body(self.code(), &self.to_string())).into_response();
         response.extensions_mut().insert(ErrorCode(self.code()));

@@ -5,6 +5,7 @@ mod auth;
 pub mod error;
 pub mod events;
 mod health;
+mod ui;
 mod webhooks;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -50,7 +51,7 @@ pub struct AppState {
     tags(
         (name = "webhooks", description = "What senders call"),
         (name = "events", description = "Operators: inspect and replay (admin token)"),
-        (name = "operations", description = "Operators: metrics (admin token)"),
+        (name = "operations", description = "Operators: metrics and the dashboard (admin token)"),
         (name = "probes", description = "Liveness and readiness; always open"),
     )
 )]
@@ -83,9 +84,20 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_admin,
         ));
+    let dashboard = OpenApiRouter::<AppState>::new()
+        .routes(routes!(ui::overview))
+        .route("/ui/events/{id}", get(ui::event))
+        .route("/ui/events/{id}/replay", post(ui::replay))
+        .route("/ui/replay", post(ui::replay_matching))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ui::require_dashboard,
+        ))
+        .layer(middleware::map_response(ui::page_headers));
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(webhooks::receive))
         .merge(operators)
+        .merge(dashboard)
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .split_for_parts();

@@ -249,6 +249,10 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by status (from partial indexes, never the whole history) and queue lag.
     async fn gauges(&self) -> Result<QueueGauges, StoreError>;
 
+    /// Delivered events, counted up to `cap`: delivered events are the history, and
+    /// counting all of them would read all of it.
+    async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError>;
+
     /// Proves the database can be reached and written.
     async fn check_writable(&self) -> Result<(), StoreError>;
 

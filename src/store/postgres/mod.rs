@@ -333,6 +333,11 @@ impl Store for PostgresStore {
         queries::gauges(&client).await
     }
 
+    async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        queries::count_delivered(&client, cap).await
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         queries::probe_write(&client).await

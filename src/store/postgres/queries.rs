@@ -497,6 +497,17 @@ pub async fn gauges(client: &Client) -> Result<QueueGauges> {
     })
 }
 
+/// Most of the history is delivered, so the capped scan stops after about `cap` rows.
+pub async fn count_delivered(client: &Client, cap: u64) -> Result<u64> {
+    let statement = client
+        .prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE status = 'delivered' LIMIT $1) AS capped",
+        )
+        .await?;
+    let row = client.query_one(&statement, &[&(cap as i64)]).await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
 /// A real write, so that a read-only or unreachable database shows.
 pub async fn probe_write(client: &Client) -> Result<()> {
     let statement = client

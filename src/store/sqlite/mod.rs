@@ -307,6 +307,11 @@ impl Store for SqliteStore {
         self.read(queries::gauges).await
     }
 
+    async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
+        self.read(move |conn| queries::count_delivered(conn, cap))
+            .await
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.writer.write(queries::probe_write).await
     }

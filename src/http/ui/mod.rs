@@ -1,0 +1,276 @@
+//! The dashboard at `/ui`: server-rendered pages over the same store the admin API
+//! uses, and form posts (CSRF-checked) for replays. No scripts, no build step.
+
+mod pages;
+mod session;
+
+use axum::Form;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use crate::domain::event::EventId;
+use crate::store::{EventFilter, ReplayOutcome};
+use pages::{DELIVERED_COUNT_CAP, FilterForm};
+pub use session::require_dashboard;
+use session::{CsrfToken, check_csrf};
+
+const PAGE_SIZE: usize = 50;
+
+/// A failure shown as a page, for a person; the status and code are the API's.
+pub struct UiError(ApiError);
+
+impl From<ApiError> for UiError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<crate::store::StoreError> for UiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self(error.into())
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let error = self.0;
+        error.log_if_internal();
+        let (status, code, message) = (error.status(), error.code(), error.to_string());
+        let title = status.canonical_reason().unwrap_or("Error");
+        let mut response = (status, pages::error(title, &message)).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}
+
+/// Headers every dashboard answer carries: no caching of admin data, no framing (the
+/// replay buttons must not be clickjacked), no scripts, no referrer.
+pub async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct OverviewQuery {
+    status: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    /// Set by the redirect after a bulk replay.
+    replayed: Option<u64>,
+}
+
+/// An empty form field means "any".
+fn given(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The dashboard: counts by status, a filterable list of events, newest first.
+#[utoipa::path(
+    get,
+    path = "/ui",
+    tag = "operations",
+    params(
+        ("status" = Option<String>, Query, description = "Only events in this status"),
+        ("source" = Option<String>, Query),
+        ("since" = Option<String>, Query, description = "Received at or after (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Received before (RFC 3339)"),
+        ("cursor" = Option<String>, Query, description = "From the page's \"Older events\" link"),
+        ("token" = Option<String>, Query, description = "The admin token, once: exchanged for a session cookie and a redirect without it"),
+    ),
+    responses(
+        (status = 200, content_type = "text/html", body = String, description = "The dashboard"),
+        (status = 303, description = "After `?token=`: a session cookie and the same page without the token"),
+        (status = 400, content_type = "text/html", body = String, description = "A filter that does not parse, shown on the page"),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn overview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<OverviewQuery>, QueryRejection>,
+) -> Result<Response, UiError> {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let filter = FilterForm {
+        status: given(query.status),
+        source: given(query.source),
+        since: given(query.since),
+        until: given(query.until),
+    };
+    let gauges = state.store.gauges().await?;
+    let delivered = state.store.count_delivered(DELIVERED_COUNT_CAP).await?;
+
+    let parsed = EventFilter::parse(
+        filter.status.as_deref(),
+        filter.source.clone(),
+        filter.since.as_deref(),
+        filter.until.as_deref(),
+    );
+    let cursor = given(query.cursor).and_then(|c| c.parse::<i64>().ok());
+    let (page, error) = match parsed {
+        Ok(parsed) => (
+            Some(state.store.list_events(&parsed, PAGE_SIZE, cursor).await?),
+            None,
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let csrf = CsrfToken::for_request(&headers);
+    let notice = query
+        .replayed
+        .map(|n| format!("Replayed {n} event{}.", if n == 1 { "" } else { "s" }));
+    let markup = pages::overview(&pages::Overview {
+        gauges: &gauges,
+        delivered,
+        filter: &filter,
+        events: page.as_ref().map(|p| p.events.as_slice()).unwrap_or(&[]),
+        next_cursor: page.as_ref().and_then(|p| p.next_cursor),
+        notice,
+        error: error.clone(),
+        csrf: &csrf.value,
+    });
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, markup).into_response();
+    csrf.attach(&mut response);
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EventQuery {
+    /// Set by the redirect after a replay.
+    replayed: Option<String>,
+}
+
+/// One event: its state, attempts, headers and payload.
+pub async fn event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<EventQuery>, QueryRejection>,
+) -> Result<Response, UiError> {
+    let id = EventId::from_stored(id);
+    let event = state
+        .store
+        .get_event(&id)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    let attempts = state.store.list_attempts(&id).await?.unwrap_or_default();
+    let replayed = query.is_ok_and(|Query(q)| q.replayed.is_some());
+    let csrf = CsrfToken::for_request(&headers);
+    let markup = pages::event(&pages::EventPage {
+        event: &event,
+        attempts: &attempts,
+        notice: replayed.then_some("Queued again; attempts continue below as they happen."),
+        csrf: &csrf.value,
+    });
+    let mut response = markup.into_response();
+    csrf.attach(&mut response);
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReplayForm {
+    csrf: Option<String>,
+}
+
+/// The event page's replay button.
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ReplayForm>, FormRejection>,
+) -> Result<Response, UiError> {
+    let field = form.ok().and_then(|Form(f)| f.csrf);
+    check_csrf(&headers, field.as_deref())?;
+    let id = EventId::from_stored(id);
+    match state.store.replay(&id, state.max_attempts).await? {
+        ReplayOutcome::Queued => {
+            tracing::info!(event_id = %id, "Event replayed from the dashboard");
+            Ok(see_other(&format!("/ui/events/{id}?replayed=1")))
+        }
+        ReplayOutcome::NotReplayable(status) => Err(ApiError::NotReplayable(status).into()),
+        ReplayOutcome::NotFound => Err(ApiError::NotFound("event").into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BulkReplayForm {
+    csrf: Option<String>,
+    status: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The list's "replay every matching event" button.
+pub async fn replay_matching(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<BulkReplayForm>, FormRejection>,
+) -> Result<Response, UiError> {
+    let Ok(Form(form)) = form else {
+        return Err(ApiError::CsrfRejected.into());
+    };
+    check_csrf(&headers, form.csrf.as_deref())?;
+    let shown = FilterForm {
+        status: given(form.status),
+        source: given(form.source),
+        since: given(form.since),
+        until: given(form.until),
+    };
+    let filter = EventFilter::parse(
+        shown.status.as_deref(),
+        shown.source.clone(),
+        shown.since.as_deref(),
+        shown.until.as_deref(),
+    )
+    .map_err(|e| ApiError::invalid("invalid_filter", e.to_string()))?;
+    // The button is only offered for a replayable status; never replay "everything"
+    // because a field went missing.
+    if !filter.status.is_some_and(|s| s.is_replayable()) {
+        return Err(ApiError::invalid(
+            "invalid_status",
+            "choose delivered or dead_lettered to replay by filter".into(),
+        )
+        .into());
+    }
+    let replayed = state
+        .store
+        .replay_matching(&filter, state.max_attempts)
+        .await?;
+    tracing::info!(replayed, "Events replayed by filter from the dashboard");
+    let query = serde_urlencoded::to_string(&shown).unwrap_or_default();
+    Ok(see_other(&format!("/ui?{query}&replayed={replayed}")))
+}
+
+/// A redirect after a form post, so that reloading the page does not post again.
+fn see_other(location: &str) -> Response {
+    // Locations are built from stored ids and encoded filters; should one still not
+    // be a valid header, the dashboard's front page is a safe place to land.
+    let location = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/ui"));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}

@@ -1,0 +1,366 @@
+//! The dashboard's HTML. maud escapes every value it interpolates, so payloads, headers
+//! and error texts from senders and destinations cannot inject markup.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::session::CSRF_FIELD;
+use crate::domain::lifecycle::EventStatus;
+use crate::domain::time::Timestamp;
+use crate::store::{AttemptRecord, EventRecord, QueueGauges};
+
+/// Above this many, the delivered count reads "10000+": counting further would read
+/// the whole history on every page view.
+pub const DELIVERED_COUNT_CAP: u64 = 10_000;
+
+const STYLE: &str = r#"
+:root { color-scheme: light; --line: #d9dde3; --muted: #5b6472; --accent: #1f5fbf; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1c2230; background: #f6f7f9; }
+header { background: #1c2230; color: #fff; padding: 10px 24px; display: flex; gap: 16px; align-items: baseline; }
+header a { color: #fff; text-decoration: none; font-weight: 600; font-size: 16px; }
+header span { color: #aab3c2; }
+main { padding: 20px 24px; max-width: 1200px; }
+h1 { font-size: 20px; margin: 0 0 12px; word-break: break-all; }
+h2 { font-size: 16px; margin: 24px 0 8px; }
+a { color: var(--accent); }
+.counts { display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 8px; }
+.count { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 16px; min-width: 130px; text-decoration: none; color: inherit; }
+.count b { display: block; font-size: 22px; }
+.count.selected { border-color: var(--accent); box-shadow: 0 0 0 1px var(--accent); }
+.muted { color: var(--muted); }
+form.filter { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; margin: 16px 0; }
+form.filter label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); }
+input, select, button { font: inherit; padding: 5px 8px; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
+button { cursor: pointer; background: var(--accent); color: #fff; border-color: var(--accent); }
+button.secondary { background: #fff; color: var(--accent); }
+table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { background: #eef0f3; font-weight: 600; font-size: 12px; color: var(--muted); }
+td.id { font-family: ui-monospace, monospace; font-size: 12px; }
+.status { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; background: #e8ebf0; }
+.status.delivered { background: #dcf3e3; color: #16623a; }
+.status.dead_lettered { background: #fbe0e0; color: #9b1c1c; }
+.status.retrying { background: #fdf0d5; color: #8a5a00; }
+.status.processing { background: #dde9fb; color: #1f4f99; }
+.notice { padding: 8px 12px; border-radius: 4px; margin: 12px 0; background: #dcf3e3; }
+.notice.error { background: #fbe0e0; }
+pre { background: #fff; border: 1px solid var(--line); padding: 10px; overflow: auto; max-height: 480px; margin: 0; font-size: 12px; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 4px 16px; background: #fff; border: 1px solid var(--line); padding: 12px; margin: 0; }
+dt { color: var(--muted); }
+dd { margin: 0; word-break: break-word; }
+.actions { margin: 12px 0; display: flex; gap: 8px; align-items: center; }
+.pager { margin: 12px 0; }
+"#;
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · hookrelay" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a href="/ui" { "hookrelay" }
+                    span { "webhook events" }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn status_badge(status: EventStatus) -> Markup {
+    html! { span class={ "status " (status.as_str()) } title=(status.description()) { (status.as_str()) } }
+}
+
+/// `2026-11-30 13:17:21Z`: seconds are enough for a person.
+fn time(at: Timestamp) -> String {
+    let full = at.to_rfc3339();
+    match full.split_once('.') {
+        Some((seconds, _)) => format!("{}Z", seconds.replacen('T', " ", 1)),
+        None => full.replacen('T', " ", 1),
+    }
+}
+
+/// What the list is narrowed to, as the operator typed it.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct FilterForm {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+impl FilterForm {
+    /// This filter as a query string with `extra` pairs, for links that keep it.
+    fn query(&self, extra: &[(&str, &str)]) -> String {
+        let mut pairs: Vec<(&str, &str)> = [
+            ("status", &self.status),
+            ("source", &self.source),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+        .collect();
+        pairs.extend_from_slice(extra);
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
+    }
+
+    fn replayable(&self) -> bool {
+        self.status
+            .as_deref()
+            .and_then(|s| s.parse::<EventStatus>().ok())
+            .is_some_and(EventStatus::is_replayable)
+    }
+}
+
+pub struct Overview<'a> {
+    pub gauges: &'a QueueGauges,
+    pub delivered: u64,
+    pub filter: &'a FilterForm,
+    pub events: &'a [EventRecord],
+    pub next_cursor: Option<i64>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    pub csrf: &'a str,
+}
+
+pub fn overview(page: &Overview<'_>) -> Markup {
+    let gauges = page.gauges;
+    let delivered = if page.delivered >= DELIVERED_COUNT_CAP {
+        format!("{DELIVERED_COUNT_CAP}+")
+    } else {
+        page.delivered.to_string()
+    };
+    let counts = [
+        (EventStatus::Queued, gauges.queued.to_string()),
+        (EventStatus::Processing, gauges.processing.to_string()),
+        (EventStatus::Retrying, gauges.retrying.to_string()),
+        (EventStatus::DeadLettered, gauges.dead_lettered.to_string()),
+        (EventStatus::Delivered, delivered),
+    ];
+    let selected = page.filter.status.as_deref();
+    layout(
+        "Events",
+        html! {
+            div class="counts" {
+                @for (status, count) in &counts {
+                    a class={ "count" @if selected == Some(status.as_str()) { " selected" } }
+                        href={ "/ui?status=" (status.as_str()) }
+                        data-status=(status.as_str()) {
+                        b { (count) }
+                        span class="muted" { (status.as_str()) }
+                    }
+                }
+            }
+            p class="muted" {
+                "Oldest due event waiting: " (format!("{:.1}", gauges.queue_lag.as_secs_f64())) " s"
+            }
+            @if let Some(notice) = &page.notice { div class="notice" { (notice) } }
+            @if let Some(error) = &page.error { div class="notice error" role="alert" { (error) } }
+            (filter_form(page.filter))
+            @if page.filter.replayable() {
+                form class="actions" method="post" action="/ui/replay" {
+                    input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
+                    @for (name, value) in [("status", &page.filter.status), ("source", &page.filter.source), ("since", &page.filter.since), ("until", &page.filter.until)] {
+                        @if let Some(value) = value { input type="hidden" name=(name) value=(value); }
+                    }
+                    button type="submit" class="secondary" { "Replay every matching event" }
+                }
+            }
+            (event_table(page.events))
+            @if let Some(cursor) = page.next_cursor {
+                p class="pager" {
+                    a href={ "/ui?" (page.filter.query(&[("cursor", &cursor.to_string())])) } { "Older events →" }
+                }
+            }
+        },
+    )
+}
+
+fn filter_form(filter: &FilterForm) -> Markup {
+    let status = filter.status.as_deref().unwrap_or("");
+    html! {
+        form class="filter" method="get" action="/ui" {
+            label { "Status"
+                select name="status" {
+                    option value="" selected[status.is_empty()] { "any" }
+                    @for option in EventStatus::ALL {
+                        option value=(option.as_str()) selected[status == option.as_str()] { (option.as_str()) }
+                    }
+                }
+            }
+            label { "Source" input name="source" value=[filter.source.as_deref()] placeholder="any"; }
+            label { "Received since" input name="since" value=[filter.since.as_deref()] placeholder="2026-11-30T00:00:00Z"; }
+            label { "Received before" input name="until" value=[filter.until.as_deref()] placeholder="RFC 3339"; }
+            button type="submit" { "Filter" }
+            a href="/ui" { "Clear" }
+        }
+    }
+}
+
+fn event_table(events: &[EventRecord]) -> Markup {
+    html! {
+        table id="events" {
+            thead { tr { th { "Event" } th { "Source" } th { "Status" } th { "Attempts" } th { "Received" } th { "Last error" } } }
+            tbody {
+                @for event in events {
+                    tr {
+                        td class="id" { a href={ "/ui/events/" (event.id) } { (event.id) } }
+                        td { (event.source) }
+                        td { (status_badge(event.status)) }
+                        td { (event.attempts) " / " (event.max_attempts) }
+                        td { (time(event.created_at)) }
+                        td { (event.last_error.as_deref().unwrap_or("")) }
+                    }
+                }
+                @if events.is_empty() {
+                    tr { td colspan="6" class="muted" { "No events match." } }
+                }
+            }
+        }
+    }
+}
+
+pub struct EventPage<'a> {
+    pub event: &'a EventRecord,
+    pub attempts: &'a [AttemptRecord],
+    pub notice: Option<&'a str>,
+    pub csrf: &'a str,
+}
+
+pub fn event(page: &EventPage<'_>) -> Markup {
+    let event = page.event;
+    let headers: Vec<(String, String)> = serde_json::from_str(&event.headers).unwrap_or_default();
+    layout(
+        event.id.as_str(),
+        html! {
+            p { a href="/ui" { "← All events" } }
+            h1 { (event.id) }
+            @if let Some(notice) = page.notice { div class="notice" { (notice) } }
+            dl {
+                dt { "Status" } dd { (status_badge(event.status)) " " span class="muted" { (event.status.description()) } }
+                dt { "Source" } dd { (event.source) }
+                dt { "Attempts" } dd { (event.attempts) " of " (event.max_attempts) }
+                dt { "Received" } dd { (time(event.created_at)) }
+                dt { "Updated" } dd { (time(event.updated_at)) }
+                @if let Some(next) = event.next_retry_at { dt { "Next attempt" } dd { (time(next)) } }
+                @if let Some(error) = &event.last_error { dt { "Last error" } dd { (error) } }
+                dt { "Content type" } dd { (event.content_type.as_deref().unwrap_or("—")) }
+            }
+            @if event.status.is_replayable() {
+                form class="actions" method="post" action={ "/ui/events/" (event.id) "/replay" } {
+                    input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
+                    button type="submit" { "Replay" }
+                    span class="muted" { "Queues the event again with a fresh set of attempts; its history is kept." }
+                }
+            }
+            h2 { "Attempts" }
+            table id="attempts" {
+                thead { tr { th { "#" } th { "Started" } th { "Duration" } th { "Status" } th { "Error" } th { "Response" } } }
+                tbody {
+                    @for attempt in page.attempts {
+                        tr {
+                            td { (attempt.attempt) }
+                            td { (time(attempt.started_at)) }
+                            td { (attempt.duration.as_millis()) " ms" }
+                            td { (attempt.status_code.map(|c| c.to_string()).unwrap_or_else(|| "—".into())) }
+                            td { (attempt.error.as_deref().unwrap_or("")) }
+                            td { @if let Some(body) = &attempt.response_body { pre { (truncated(body, 1024)) } } }
+                        }
+                    }
+                    @if page.attempts.is_empty() {
+                        tr { td colspan="6" class="muted" { "No attempts yet." } }
+                    }
+                }
+            }
+            h2 { "Headers" }
+            table id="headers" {
+                thead { tr { th { "Name" } th { "Value" } } }
+                tbody {
+                    @for (name, value) in &headers {
+                        tr { td { (name) } td class="id" { (value) } }
+                    }
+                }
+            }
+            h2 { "Payload" }
+            pre id="payload" { (payload_text(&event.body)) }
+        },
+    )
+}
+
+/// Pretty JSON when the body is JSON, else the text as received.
+fn payload_text(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+fn truncated(text: &str, limit: usize) -> &str {
+    let mut end = text.len().min(limit);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+pub fn error(title: &str, message: &str) -> Markup {
+    layout(
+        title,
+        html! {
+            h1 { (title) }
+            div class="notice error" role="alert" { (message) }
+            p { a href="/ui" { "← All events" } }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_to_the_second() {
+        assert_eq!(time(Timestamp(1_764_508_641_123_456)), "2025-11-30 13:17:21Z");
+    }
+
+    #[test]
+    fn payloads_are_pretty_when_json_and_verbatim_otherwise() {
+        assert_eq!(payload_text(br#"{"a":1}"#), "{\n  \"a\": 1\n}");
+        assert_eq!(payload_text(b"a=1&b=2"), "a=1&b=2");
+    }
+
+    #[test]
+    fn filter_links_keep_the_filter() {
+        let filter = FilterForm {
+            status: Some("dead_lettered".into()),
+            source: Some("git hub".into()),
+            ..FilterForm::default()
+        };
+        assert_eq!(
+            filter.query(&[("cursor", "42")]),
+            "status=dead_lettered&source=git+hub&cursor=42"
+        );
+        assert!(filter.replayable());
+        assert!(!FilterForm::default().replayable());
+    }
+
+    #[test]
+    fn markup_from_senders_is_escaped() {
+        assert!(
+            error("x", "<script>alert(1)</script>")
+                .into_string()
+                .contains("&lt;script&gt;")
+        );
+    }
+}
