@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod dashboard;
 mod database;
 mod deployment;
 mod helpers;
