@@ -87,9 +87,19 @@ pub struct ClaimedEvent {
     /// The number of this attempt, 1-based.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// Attempts made before the last replay (0 if never replayed).
+    pub attempts_at_replay: u32,
     pub content_type: Option<String>,
     pub headers: String,
     pub body: Bytes,
+}
+
+impl ClaimedEvent {
+    /// This attempt's number since the last replay: what the backoff grows with, so
+    /// that a replayed event is retried at the policy's pace, not hours apart.
+    pub fn attempt_in_round(&self) -> u32 {
+        self.attempt.saturating_sub(self.attempts_at_replay).max(1)
+    }
 }
 
 /// An event whose worker stopped before finishing; its attempt was recorded as failed.

@@ -43,7 +43,7 @@ pub async fn run(context: Context, event: ClaimedEvent) {
     let outcome = delivery.outcome;
     let status = status_after(&outcome, event.attempt, event.max_attempts);
     let next_attempt_at = (status == EventStatus::Retrying).then(|| {
-        let backoff = context.settings.retry.delay(event.attempt);
+        let backoff = context.settings.retry.delay(event.attempt_in_round());
         let asked = match &outcome {
             AttemptOutcome::Failed {
                 retry_after: Some(delay),

@@ -131,6 +131,51 @@ async fn a_dead_lettered_event_is_replayed_with_its_history_kept(backend: Backen
     assert_eq!(again["attempts"], 2);
 }
 
+/// After a replay the backoff starts again from the base delay: attempt 5 of an event
+/// replayed after 3 waits like attempt 2, not like attempt 5 (200 ms, not 12.8 s here).
+async fn a_replayed_event_retries_at_the_policys_pace(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("HOOKRELAY_MAX_ATTEMPTS", "3"),
+            ("HOOKRELAY_RETRY_BASE_DELAY", "200ms"),
+            ("HOOKRELAY_RETRY_FACTOR", "4"),
+        ],
+    )
+    .await;
+    let id = app
+        .accept("s", "dead", json!({"simulate_failure": true}))
+        .await;
+    app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        post(&app, &format!("/events/{id}/replay"), None).await.0,
+        202
+    );
+    eventually(Duration::from_secs(10), "the replayed attempts", || async {
+        let event = app.event(&id).await;
+        (event["status"] == "dead_lettered" && event["attempts"] == 6).then_some(())
+    })
+    .await;
+
+    let history = get(&app, &format!("/events/{id}/attempts")).await.1;
+    let started: Vec<std::time::SystemTime> = history["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| humantime::parse_rfc3339(a["started_at"].as_str().unwrap()).unwrap())
+        .collect();
+    let gap = |from: usize| started[from].duration_since(started[from - 1]).unwrap();
+    for (attempt, nominal) in [(2, 200), (3, 800), (5, 200), (6, 800)] {
+        let gap = gap(attempt - 1);
+        let nominal = Duration::from_millis(nominal);
+        assert!(
+            gap >= nominal && gap < nominal + Duration::from_millis(500),
+            "attempt {attempt} came {gap:?} after the one before; the policy says {nominal:?}"
+        );
+    }
+}
+
 async fn only_finished_events_can_be_replayed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let busy = app
@@ -369,6 +414,7 @@ crate::on_both_backends!(
     metrics_count_what_happened,
     listing_filters_and_pages_newest_first,
     a_dead_lettered_event_is_replayed_with_its_history_kept,
+    a_replayed_event_retries_at_the_policys_pace,
     only_finished_events_can_be_replayed,
     replay_by_filter_counts_what_it_queued,
     the_admin_token_guards_the_operator_routes,

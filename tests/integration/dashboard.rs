@@ -128,7 +128,10 @@ async fn the_pages_show_counts_events_and_their_history(backend: Backend) {
     let client = plain_client();
     let mut shop = Vec::new();
     for n in 0..2 {
-        shop.push(app.accept("shop", &format!("order-{n}"), json!({"order": n})).await);
+        shop.push(
+            app.accept("shop", &format!("order-{n}"), json!({"order": n}))
+                .await,
+        );
     }
     let failing = app
         .accept(
@@ -185,7 +188,8 @@ async fn the_pages_show_counts_events_and_their_history(backend: Backend) {
     let html = page.text().await.unwrap();
     assert!(html.contains("dead_lettered"));
     assert!(html.contains("5 of 5"));
-    let attempts = &html[html.find("id=\"attempts\"").unwrap()..html.find("id=\"headers\"").unwrap()];
+    let attempts =
+        &html[html.find("id=\"attempts\"").unwrap()..html.find("id=\"headers\"").unwrap()];
     assert_eq!(attempts.matches("Simulated failure").count(), 5);
     assert!(html.contains("idempotency-key") && html.contains("invoice-1"));
     // The payload is shown, and a sender's markup stays text.
@@ -227,7 +231,10 @@ async fn the_list_pages_older_events(backend: Backend) {
     let marker = "<a href=\"/ui?";
     let start = first.rfind(marker).expect("an older-events link") + "<a href=\"".len();
     let link = &first[start..start + first[start..].find('"').unwrap()];
-    assert!(link.contains("source=bulk") && link.contains("cursor="), "{link}");
+    assert!(
+        link.contains("source=bulk") && link.contains("cursor="),
+        "{link}"
+    );
     let second = client
         .get(app.url(&link.replace("&amp;", "&")))
         .send()
@@ -266,9 +273,17 @@ async fn replay_buttons_need_the_pages_csrf_token(backend: Backend) {
     let replay_url = app.url(&format!("/ui/events/{first}/replay"));
     let forgeries: [(Option<&str>, String, Option<&str>); 4] = [
         (None, String::new(), None),
-        (Some(cookie.as_str()), "csrf=".to_owned() + &"0".repeat(64), None),
+        (
+            Some(cookie.as_str()),
+            "csrf=".to_owned() + &"0".repeat(64),
+            None,
+        ),
         (None, format!("csrf={field}"), None),
-        (Some(cookie.as_str()), format!("csrf={field}"), Some("cross-site")),
+        (
+            Some(cookie.as_str()),
+            format!("csrf={field}"),
+            Some("cross-site"),
+        ),
     ];
     for (cookie, body, site) in &forgeries {
         let mut request = client

@@ -2,6 +2,7 @@
 //! the contract suite runs on SQLite and on PostgreSQL.
 
 mod admin;
+mod browser;
 mod cli;
 mod dashboard;
 mod database;

@@ -81,9 +81,7 @@ pub struct OverviewQuery {
 
 /// An empty form field means "any".
 fn given(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// The dashboard: counts by status, a filterable list of events, newest first.

@@ -331,7 +331,10 @@ mod tests {
 
     #[test]
     fn times_are_shown_to_the_second() {
-        assert_eq!(time(Timestamp(1_764_508_641_123_456)), "2025-11-30 13:17:21Z");
+        assert_eq!(
+            time(Timestamp(1_764_508_641_123_456)),
+            "2025-11-30 13:17:21Z"
+        );
     }
 
     #[test]

@@ -125,7 +125,9 @@ fn session_mac(token: &Secret, expires: u64) -> Vec<u8> {
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// The CSRF token a page puts in its forms: the one the browser already holds, or a
@@ -187,11 +189,7 @@ pub fn check_csrf(headers: &HeaderMap, field: Option<&str>) -> Result<(), ApiErr
     Ok(())
 }
 
-fn ui_cookie<'c>(
-    name: &'c str,
-    value: String,
-    request: &HeaderMap,
-) -> cookie::CookieBuilder<'c> {
+fn ui_cookie<'c>(name: &'c str, value: String, request: &HeaderMap) -> cookie::CookieBuilder<'c> {
     // Behind a TLS-terminating proxy the cookie must not travel in clear text.
     let secure = request
         .get("x-forwarded-proto")

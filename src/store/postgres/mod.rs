@@ -32,6 +32,7 @@ use crate::domain::time::Timestamp;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_events.sql"),
     include_str!("../../../migrations/postgres/0002_dead_letter_index.sql"),
+    include_str!("../../../migrations/postgres/0003_replay_round.sql"),
 ];
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;

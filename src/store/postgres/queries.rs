@@ -121,7 +121,8 @@ pub async fn replay(client: &Client, id: &EventId, fresh_attempts: u32) -> Resul
     let statement = client
         .prepare_cached(
             "UPDATE events SET status = 'queued', next_attempt_at = $2,
-                    max_attempts = attempts + $3, updated_at = $2
+                    max_attempts = attempts + $3, attempts_at_replay = attempts,
+                    updated_at = $2
              WHERE id = $1 AND status IN ('delivered', 'dead_lettered')",
         )
         .await?;
@@ -148,7 +149,8 @@ pub async fn replay_matching(
     let statement = client
         .prepare_cached(&format!(
             "UPDATE events SET status = 'queued', next_attempt_at = $5,
-                    max_attempts = attempts + $6, updated_at = $5
+                    max_attempts = attempts + $6, attempts_at_replay = attempts,
+                    updated_at = $5
              WHERE status IN ('delivered', 'dead_lettered') AND {FILTER}"
         ))
         .await?;
@@ -236,7 +238,8 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
                           WHERE status IN ('queued', 'retrying') AND next_attempt_at <= $1
                           ORDER BY next_attempt_at LIMIT $3
                           FOR UPDATE SKIP LOCKED)
-             RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at",
+             RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
+                   attempts_at_replay",
         )
         .await?;
     let rows = tx
@@ -253,6 +256,7 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
             headers: row.get(5),
             body: Bytes::from(row.get::<_, Vec<u8>>(6)),
             received_at: Timestamp(row.get(7)),
+            attempts_at_replay: row.get::<_, i32>(8) as u32,
         })
         .collect();
     let next_due = tx

@@ -28,6 +28,7 @@ use writer::Writer;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_events.sql"),
     include_str!("../../../migrations/sqlite/0002_dead_letter_index.sql"),
+    include_str!("../../../migrations/sqlite/0003_replay_round.sql"),
 ];
 
 /// How long a statement waits for another process's write lock before giving up.

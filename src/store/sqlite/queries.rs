@@ -105,7 +105,8 @@ pub fn replay(
     let queued = conn
         .prepare_cached(
             "UPDATE events SET status = 'queued', next_attempt_at = ?2,
-                    max_attempts = attempts + ?3, updated_at = ?2
+                    max_attempts = attempts + ?3, attempts_at_replay = attempts,
+                    updated_at = ?2
              WHERE id = ?1 AND status IN ('delivered', 'dead_lettered')",
         )?
         .execute(params![id.as_str(), now, fresh_attempts])?;
@@ -131,7 +132,8 @@ pub fn replay_matching(
     let replayed = conn
         .prepare_cached(&format!(
             "UPDATE events SET status = 'queued', next_attempt_at = ?5,
-                    max_attempts = attempts + ?6, updated_at = ?5
+                    max_attempts = attempts + ?6, attempts_at_replay = attempts,
+                    updated_at = ?5
              WHERE status IN ('delivered', 'dead_lettered') AND {FILTER}"
         ))?
         .execute(params![
@@ -213,7 +215,8 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
          WHERE id IN (SELECT id FROM events
                       WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)
-         RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at",
+         RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
+                   attempts_at_replay",
     )?;
     let events = statement
         .query_map(params![now.0, lease_until.0, limit as i64], |row| {
@@ -226,6 +229,7 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
                 headers: row.get(5)?,
                 body: Bytes::from(row.get::<_, Vec<u8>>(6)?),
                 received_at: Timestamp(row.get(7)?),
+                attempts_at_replay: row.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
