@@ -32,6 +32,38 @@ fn main() {
     runtime.block_on(run(Duration::from_secs(seconds)));
 }
 
+/// CPU used by a server and by this load generator over one measurement.
+struct CpuMeter {
+    server: f64,
+    generator: f64,
+}
+
+impl CpuMeter {
+    fn start(server: &Server) -> Self {
+        Self {
+            server: server.cpu_seconds(),
+            generator: servers::cpu_seconds("/proc/self/stat"),
+        }
+    }
+
+    /// Microseconds of CPU per request: (server, load generator).
+    fn per_request(&self, server: &Server, requests: f64) -> (f64, f64) {
+        let per = |seconds: f64| seconds * 1e6 / requests.max(1.0);
+        (
+            per(server.cpu_seconds() - self.server),
+            per(servers::cpu_seconds("/proc/self/stat") - self.generator),
+        )
+    }
+}
+
+/// Events stored and then delivered for the delivery figure (`BENCH_DELIVERY_EVENTS`).
+fn delivery_events() -> u64 {
+    std::env::var("BENCH_DELIVERY_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000)
+}
+
 fn ms(micros: u64) -> String {
     format!("{:.2}", micros as f64 / 1000.0)
 }
@@ -45,7 +77,9 @@ async fn run(duration: Duration) {
 
     let baseline = Server::baseline();
     wait_ready(baseline.address).await;
+    let cpu = CpuMeter::start(&baseline);
     let ceiling = max_throughput(baseline.address, duration, "base").await;
+    let baseline_cpu = cpu.per_request(&baseline, ceiling * duration.as_secs_f64());
     drop(baseline);
 
     let api_dir = dir.path().join("api");
@@ -54,7 +88,9 @@ async fn run(duration: Duration) {
     wait_ready(api.address).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = api.rss_kib("VmRSS:");
+    let cpu = CpuMeter::start(&api);
     let api_rate = max_throughput(api.address, duration, "api").await;
+    let api_cpu = cpu.per_request(&api, api_rate * duration.as_secs_f64());
     let api_peak_rss = api.rss_kib("VmHWM:");
     if matches!(
         std::env::var("BENCH_ONLY").as_deref(),
@@ -64,7 +100,7 @@ async fn run(duration: Duration) {
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("delivery") {
-        let count = 20_000;
+        let count = delivery_events();
         let delivery_dir = dir.path().join("delivery");
         let rate =
             delivery_throughput(&delivery_dir, &servers::sqlite_url(&delivery_dir), count, 1)
@@ -83,6 +119,10 @@ async fn run(duration: Duration) {
             "ceiling {ceiling:.0}/s, api {api_rate:.0}/s, ratio {:.2}",
             api_rate / ceiling
         );
+        println!(
+            "CPU µs per request, server / load generator: ceiling {:.1} / {:.1}, api {:.1} / {:.1}",
+            baseline_cpu.0, baseline_cpu.1, api_cpu.0, api_cpu.1
+        );
         return;
     }
     let low = latency_at(api.address, api_rate * 0.25, duration, "lat25").await;
@@ -99,7 +139,7 @@ async fn run(duration: Duration) {
     let serve_peak_rss = serve.rss_kib("VmHWM:");
     drop(serve);
 
-    let delivered = 20_000;
+    let delivered = delivery_events();
     let delivery_dir = dir.path().join("delivery");
     let delivery_rate = delivery_throughput(
         &delivery_dir,
@@ -125,6 +165,18 @@ async fn run(duration: Duration) {
         "| durable ingest while delivering, `hookrelay serve` | {serve_rate:.0} req/s | {:.2} |",
         serve_rate / ceiling
     );
+    println!();
+    println!("| CPU per request (µs) | server | load generator | both cores busy |");
+    println!("|---|---|---|---|");
+    for (label, (server, generator), rate) in [
+        ("bare-HTTP ceiling", baseline_cpu, ceiling),
+        ("`hookrelay api`", api_cpu, api_rate),
+    ] {
+        println!(
+            "| {label} | {server:.1} | {generator:.1} | {:.0} % |",
+            (server + generator) * rate / 1e6 / 2.0 * 100.0
+        );
+    }
     println!();
     println!("| open-loop latency, `api` | rate | p50 ms | p99 ms | p99.9 ms | max ms |");
     println!("|---|---|---|---|---|---|");

@@ -36,7 +36,7 @@ impl Server {
         if let Some(config) = config {
             args.extend(["--config".into(), config.display().to_string()]);
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        let child = Command::new(hookrelay_binary())
             .args(&args)
             .current_dir(dir)
             .stdout(Stdio::null())
@@ -55,6 +55,11 @@ impl Server {
             .spawn()
             .expect("baseline starts");
         Self { child, address }
+    }
+
+    /// CPU time (user + system) the server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
     pub fn rss_kib(&self, field: &str) -> u64 {
@@ -82,7 +87,7 @@ pub fn sqlite_url(dir: &Path) -> String {
 
 /// Creates or upgrades the schema and waits for it.
 pub fn migrate(database: &str) {
-    let status = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+    let status = Command::new(hookrelay_binary())
         .args(["migrate", "--database", database])
         .stdout(Stdio::null())
         .status()
@@ -184,4 +189,28 @@ pub fn baseline_server() {
         let router = Router::new().route("/webhooks/{source}", post(accept));
         axum::serve(listener, router).await.expect("serve");
     });
+}
+
+/// utime + stime from a `/proc/…/stat` file, in seconds (clock ticks are 100/s on Linux).
+pub fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the file: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The binary under test: this build's, or `BENCH_HOOKRELAY_BIN` to compare builds
+/// (A/B runs in one session, where the machine's drift is smaller than between days).
+fn hookrelay_binary() -> std::path::PathBuf {
+    std::env::var_os("BENCH_HOOKRELAY_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_hookrelay").into())
 }

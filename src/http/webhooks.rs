@@ -132,6 +132,7 @@ pub async fn receive(
         body,
         received_at,
         max_attempts: state.max_attempts,
+        forward: settings.destination.is_some(),
     };
     let outcome = state.store.insert_event(event).await?;
     let (status, word, id) = match outcome {

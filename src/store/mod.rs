@@ -40,6 +40,8 @@ pub struct NewEvent {
     pub body: Bytes,
     pub received_at: Timestamp,
     pub max_attempts: u32,
+    /// The source had a destination when the event arrived.
+    pub forward: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,8 @@ pub struct ClaimedEvent {
     pub max_attempts: u32,
     /// Attempts made before the last replay (0 if never replayed).
     pub attempts_at_replay: u32,
+    /// It arrived for a destination: never for the built-in processor.
+    pub forward: bool,
     pub content_type: Option<String>,
     pub headers: String,
     pub body: Bytes,

@@ -96,7 +96,19 @@ async fn run_attempt(context: &Context, event: &ClaimedEvent) -> Option<deliver:
     {
         return Some(deliver::send(&context.client, source, destination, event).await);
     }
-    let outcome = simulate::process(event, &context.shutdown).await?;
+    let outcome = if event.forward {
+        // It arrived for the application; marking it delivered here would lose it.
+        AttemptOutcome::Failed {
+            error: format!(
+                "source {} has no destination in this worker's configuration; the event \
+                 arrived for one",
+                event.source
+            ),
+            retry_after: None,
+        }
+    } else {
+        simulate::process(event, &context.shutdown).await?
+    };
     Some(deliver::Delivery {
         outcome,
         status_code: None,

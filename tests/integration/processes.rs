@@ -147,6 +147,65 @@ async fn wait_all_delivered(address: SocketAddr, ids: &[String], within: Duratio
     }
 }
 
+/// A worker whose configuration lacks a source's destination (a config edited, or a
+/// worker started with the wrong file) must not hand that source's events to the
+/// built-in processor, which would mark them delivered without reaching the
+/// application. They fail visibly, and are delivered once replayed to a worker that
+/// has the destination.
+async fn a_worker_without_the_destination_does_not_swallow_events(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let receiver = crate::receiver::Receiver::start(Vec::new()).await;
+    let with_destination = setup.path().join("with-destination.toml");
+    std::fs::write(
+        &with_destination,
+        format!("[sources.shop]\ndestination = \"{}\"\n", receiver.url()),
+    )
+    .unwrap();
+    let without_destination = setup.path().join("without-destination.toml");
+    std::fs::write(&without_destination, "[sources.shop]\n").unwrap();
+    let config = |path: &Path| ["--config".to_owned(), path.display().to_string()];
+    let env = [("HOOKRELAY_MAX_ATTEMPTS", "2")];
+
+    let with = config(&with_destination);
+    let with: Vec<&str> = with.iter().map(String::as_str).collect();
+    let (_api, address) = setup.start("api", &env, &with, "api.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let without = config(&without_destination);
+    let without: Vec<&str> = without.iter().map(String::as_str).collect();
+    let (mut stale_worker, _) = setup.start("worker", &env, &without, "stale-worker.log");
+
+    let response = post_json(&client, address, "shop", Some("order-1"), &json!({"n": 1})).await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let event = wait_for_status(
+        &client,
+        address,
+        &id,
+        "dead_lettered",
+        Duration::from_secs(15),
+    )
+    .await;
+    let error = event["last_error"].as_str().unwrap();
+    assert!(error.contains("no destination"), "{error}");
+    assert!(receiver.received().is_empty());
+    stale_worker.kill();
+
+    let (_worker, _) = setup.start("worker", &env, &with, "worker.log");
+    let replay = client
+        .post(format!("http://{address}/events/{id}/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 202);
+    wait_for_status(&client, address, &id, "delivered", Duration::from_secs(15)).await;
+    assert_eq!(receiver.received().len(), 1);
+}
+
 async fn a_killed_worker_s_event_is_taken_over_after_the_lease(backend: Backend) {
     let setup = Setup::new(backend).await;
     let env = [("HOOKRELAY_LEASE", "1s")];
@@ -494,6 +553,7 @@ async fn a_stalled_client_cannot_hold_up_shutdown(backend: Backend) {
 
 crate::on_both_backends!(
     a_stalled_client_cannot_hold_up_shutdown,
+    a_worker_without_the_destination_does_not_swallow_events,
     a_killed_worker_s_event_is_taken_over_after_the_lease,
     an_event_that_kills_every_worker_is_dead_lettered,
     api_and_worker_processes_share_one_file,

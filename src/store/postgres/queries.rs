@@ -25,8 +25,8 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
         .prepare_cached(
             "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
                                  next_attempt_at, created_at, updated_at,
-                                 content_type, headers, body)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $5, $5, $6, $7, $8)
+                                 content_type, headers, body, forward)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $5, $5, $6, $7, $8, $9)
              ON CONFLICT (source, idempotency_key) DO NOTHING
              RETURNING id",
         )
@@ -43,6 +43,7 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
                 &event.content_type,
                 &event.headers,
                 &&event.body[..],
+                &event.forward,
             ],
         )
         .await?;
@@ -239,7 +240,7 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
                           ORDER BY next_attempt_at LIMIT $3
                           FOR UPDATE SKIP LOCKED)
              RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
-                   attempts_at_replay",
+                   attempts_at_replay, forward",
         )
         .await?;
     let rows = tx
@@ -257,6 +258,7 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
             body: Bytes::from(row.get::<_, Vec<u8>>(6)),
             received_at: Timestamp(row.get(7)),
             attempts_at_replay: row.get::<_, i32>(8) as u32,
+            forward: row.get(9),
         })
         .collect();
     let next_due = tx

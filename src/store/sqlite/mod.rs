@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_events.sql"),
     include_str!("../../../migrations/sqlite/0002_dead_letter_index.sql"),
     include_str!("../../../migrations/sqlite/0003_replay_round.sql"),
+    include_str!("../../../migrations/sqlite/0004_forward.sql"),
 ];
 
 /// How long a statement waits for another process's write lock before giving up.

@@ -22,8 +22,8 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
         .prepare_cached(
             "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
                                  next_attempt_at, created_at, updated_at,
-                                 content_type, headers, body)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, ?5, ?6, ?7, ?8)
+                                 content_type, headers, body, forward)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (source, idempotency_key) DO NOTHING",
         )?
         .execute(params![
@@ -35,6 +35,7 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
             event.content_type,
             event.headers,
             &event.body[..],
+            event.forward,
         ])?;
     if inserted == 1 {
         return Ok(InsertOutcome::Accepted(event.id.clone()));
@@ -216,7 +217,7 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
                       WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)
          RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
-                   attempts_at_replay",
+                   attempts_at_replay, forward",
     )?;
     let events = statement
         .query_map(params![now.0, lease_until.0, limit as i64], |row| {
@@ -230,6 +231,7 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
                 body: Bytes::from(row.get::<_, Vec<u8>>(6)?),
                 received_at: Timestamp(row.get(7)?),
                 attempts_at_replay: row.get(8)?,
+                forward: row.get(9)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
