@@ -298,3 +298,33 @@ pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Sto
         }
     }
 }
+
+/// Rows one bulk replay changes per transaction: a replay of millions of events must
+/// not hold the writer (and every webhook waiting on it) for the whole of it.
+pub const REPLAY_BATCH: usize = 500;
+
+/// One batch of a bulk replay: how many events it queued and the last `seq` it saw.
+pub struct ReplayBatch {
+    pub replayed: u64,
+    pub last_seq: Option<i64>,
+}
+
+/// Runs `batch(after_seq)` until a batch comes back short. Each event is considered
+/// once, in `seq` order, so an event that is replayed and finishes again while the
+/// replay runs is not replayed twice.
+pub async fn replay_in_batches<F, Fut>(mut batch: F) -> Result<u64, StoreError>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<ReplayBatch, StoreError>>,
+{
+    let mut total = 0;
+    let mut after_seq = 0;
+    loop {
+        let ReplayBatch { replayed, last_seq } = batch(after_seq).await?;
+        total += replayed;
+        match last_seq {
+            Some(last) if replayed as usize >= REPLAY_BATCH => after_seq = last,
+            _ => return Ok(total),
+        }
+    }
+}

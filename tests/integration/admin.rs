@@ -176,6 +176,78 @@ async fn a_replayed_event_retries_at_the_policys_pace(backend: Backend) {
     }
 }
 
+async fn dead_lettered_count(app: &TestApp) -> Option<f64> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    sample(&text, "hookrelay_events", &[("status", "dead_lettered")])
+}
+
+/// More events than one replay batch holds: every one is replayed exactly once, even
+/// though the first batches fail again (and are dead-lettered again) while later
+/// batches are still being queued.
+async fn bulk_replay_goes_through_every_batch(backend: Backend) {
+    const EVENTS: usize = 1_100;
+    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    let mut posting = tokio::task::JoinSet::new();
+    for client in 0..16 {
+        let (client_http, address) = (app.client.clone(), app.address);
+        posting.spawn(async move {
+            for n in (client..EVENTS).step_by(16) {
+                let response = post_json(
+                    &client_http,
+                    address,
+                    "bulk",
+                    Some(&format!("k{n}")),
+                    &json!({"simulate_failure": true}),
+                )
+                .await;
+                assert_eq!(response.status(), 202);
+            }
+        });
+    }
+    while let Some(done) = posting.join_next().await {
+        done.unwrap();
+    }
+    eventually(
+        Duration::from_secs(30),
+        "every event dead-lettered",
+        || async { (dead_lettered_count(&app).await? == EVENTS as f64).then_some(()) },
+    )
+    .await;
+
+    let (status, body) = post(
+        &app,
+        "/events/replay",
+        Some(json!({"status": "dead_lettered", "source": "bulk"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"replayed": EVENTS}));
+    eventually(
+        Duration::from_secs(30),
+        "every replay to finish",
+        || async {
+            let page = get(&app, "/events?source=bulk&status=dead_lettered&limit=500")
+                .await
+                .1;
+            let settled = page["events"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["attempts"] == 2)
+                .count();
+            (dead_lettered_count(&app).await? == EVENTS as f64 && settled == 500).then_some(())
+        },
+    )
+    .await;
+}
+
 async fn only_finished_events_can_be_replayed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let busy = app
@@ -415,6 +487,7 @@ crate::on_both_backends!(
     listing_filters_and_pages_newest_first,
     a_dead_lettered_event_is_replayed_with_its_history_kept,
     a_replayed_event_retries_at_the_policys_pace,
+    bulk_replay_goes_through_every_batch,
     only_finished_events_can_be_replayed,
     replay_by_filter_counts_what_it_queued,
     the_admin_token_guards_the_operator_routes,

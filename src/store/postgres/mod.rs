@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewEvent, OpenOptions, QueueGauges, ReplayOutcome, Store, StoreError,
+    NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError,
+    replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -312,12 +313,28 @@ impl Store for PostgresStore {
         fresh_attempts: u32,
     ) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        let replayed = queries::replay_matching(&client, filter, fresh_attempts).await?;
-        if replayed > 0 {
-            self.work_signal.notify_one();
-            self.announce.notify_one();
-        }
-        Ok(replayed)
+        let upto_seq = queries::last_seq(&client).await?;
+        // Each batch commits on its own, so no transaction holds millions of rows.
+        replay_in_batches(|after_seq| {
+            let client = &client;
+            async move {
+                let batch = queries::replay_matching(
+                    client,
+                    filter,
+                    fresh_attempts,
+                    after_seq,
+                    upto_seq,
+                    REPLAY_BATCH,
+                )
+                .await?;
+                if batch.replayed > 0 {
+                    self.work_signal.notify_one();
+                    self.announce.notify_one();
+                }
+                Ok(batch)
+            }
+        })
+        .await
     }
 
     async fn prune(

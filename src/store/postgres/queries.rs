@@ -12,7 +12,7 @@ use crate::domain::lifecycle::{EventStatus, lease_expired};
 use crate::domain::time::Timestamp;
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayOutcome, StoreError,
+    InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome, StoreError,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -142,21 +142,30 @@ pub async fn replay(client: &Client, id: &EventId, fresh_attempts: u32) -> Resul
     })
 }
 
+/// One batch of a bulk replay: up to `limit` matching events with `after_seq < seq <=
+/// upto_seq`, oldest first.
 pub async fn replay_matching(
     client: &Client,
     filter: &EventFilter,
     fresh_attempts: u32,
-) -> Result<u64> {
+    after_seq: i64,
+    upto_seq: i64,
+    limit: usize,
+) -> Result<ReplayBatch> {
     let statement = client
         .prepare_cached(&format!(
             "UPDATE events SET status = 'queued', next_attempt_at = $5,
                     max_attempts = attempts + $6, attempts_at_replay = attempts,
                     updated_at = $5
-             WHERE status IN ('delivered', 'dead_lettered') AND {FILTER}"
+             WHERE seq IN (SELECT seq FROM events
+                           WHERE seq > $7 AND seq <= $8
+                             AND status IN ('delivered', 'dead_lettered') AND {FILTER}
+                           ORDER BY seq LIMIT $9)
+             RETURNING seq"
         ))
         .await?;
-    let replayed = client
-        .execute(
+    let rows = client
+        .query(
             &statement,
             &[
                 &filter.status.map(EventStatus::as_str),
@@ -165,10 +174,26 @@ pub async fn replay_matching(
                 &filter.until.map(|t| t.0),
                 &Timestamp::now().0,
                 &(fresh_attempts as i32),
+                &after_seq,
+                &upto_seq,
+                &(limit as i64),
             ],
         )
         .await?;
-    Ok(replayed)
+    let seqs: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(ReplayBatch {
+        replayed: seqs.len() as u64,
+        last_seq: seqs.iter().max().copied(),
+    })
+}
+
+/// The newest event's `seq`: a bulk replay stops there, so events that arrive while it
+/// runs are not part of it.
+pub async fn last_seq(client: &Client) -> Result<i64> {
+    let statement = client
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+        .await?;
+    Ok(client.query_one(&statement, &[]).await?.get(0))
 }
 
 fn event_from_row(row: &Row) -> Result<EventRecord> {

@@ -18,7 +18,8 @@ use tokio::sync::Notify;
 
 use super::{
     AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewEvent, OpenOptions, QueueGauges, ReplayOutcome, Store, StoreError,
+    NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError,
+    replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -283,15 +284,31 @@ impl Store for SqliteStore {
         filter: &EventFilter,
         fresh_attempts: u32,
     ) -> Result<u64, StoreError> {
-        let filter = filter.clone();
-        let replayed = self
-            .writer
-            .write(move |conn| queries::replay_matching(conn, &filter, fresh_attempts))
-            .await?;
-        if replayed > 0 {
-            self.work_signal.notify_one();
-        }
-        Ok(replayed)
+        let upto_seq = self.read(queries::last_seq).await?;
+        // Each batch is its own job, so webhooks are committed between batches.
+        replay_in_batches(|after_seq| {
+            let filter = filter.clone();
+            async move {
+                let batch = self
+                    .writer
+                    .write(move |conn| {
+                        queries::replay_matching(
+                            conn,
+                            &filter,
+                            fresh_attempts,
+                            after_seq,
+                            upto_seq,
+                            REPLAY_BATCH,
+                        )
+                    })
+                    .await?;
+                if batch.replayed > 0 {
+                    self.work_signal.notify_one();
+                }
+                Ok(batch)
+            }
+        })
+        .await
     }
 
     async fn prune(

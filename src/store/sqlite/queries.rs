@@ -10,7 +10,7 @@ use crate::domain::lifecycle::{EventStatus, lease_expired};
 use crate::domain::time::Timestamp;
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayOutcome,
+    InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -124,28 +124,54 @@ pub fn replay(
     })
 }
 
+/// One batch of a bulk replay: up to `limit` matching events with `after_seq < seq <=
+/// upto_seq`, oldest first.
 pub fn replay_matching(
     conn: &Connection,
     filter: &EventFilter,
     fresh_attempts: u32,
-) -> rusqlite::Result<u64> {
+    after_seq: i64,
+    upto_seq: i64,
+    limit: usize,
+) -> rusqlite::Result<ReplayBatch> {
     let now = Timestamp::now().0;
-    let replayed = conn
+    let seqs: Vec<i64> = conn
         .prepare_cached(&format!(
             "UPDATE events SET status = 'queued', next_attempt_at = ?5,
                     max_attempts = attempts + ?6, attempts_at_replay = attempts,
                     updated_at = ?5
-             WHERE status IN ('delivered', 'dead_lettered') AND {FILTER}"
+             WHERE seq IN (SELECT seq FROM events
+                           WHERE seq > ?7 AND seq <= ?8
+                             AND status IN ('delivered', 'dead_lettered') AND {FILTER}
+                           ORDER BY seq LIMIT ?9)
+             RETURNING seq"
         ))?
-        .execute(params![
-            filter.status.map(EventStatus::as_str),
-            filter.source,
-            filter.since.map(|t| t.0),
-            filter.until.map(|t| t.0),
-            now,
-            fresh_attempts,
-        ])?;
-    Ok(replayed as u64)
+        .query_map(
+            params![
+                filter.status.map(EventStatus::as_str),
+                filter.source,
+                filter.since.map(|t| t.0),
+                filter.until.map(|t| t.0),
+                now,
+                fresh_attempts,
+                after_seq,
+                upto_seq,
+                limit as i64,
+            ],
+            |row| row.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ReplayBatch {
+        replayed: seqs.len() as u64,
+        last_seq: seqs.iter().max().copied(),
+    })
+}
+
+/// The newest event's `seq`: a bulk replay stops there, so events that arrive while it
+/// runs are not part of it.
+pub fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+        .query_row([], |row| row.get(0))
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
