@@ -72,7 +72,18 @@ pub fn next_key(prefix: &str) -> (String, u64) {
 }
 
 /// Closed loop: every connection sends as fast as answers come back.
-pub async fn max_throughput(address: SocketAddr, duration: Duration, prefix: &'static str) -> f64 {
+/// Closed-loop throughput over `duration` (after a warm-up), and every request sent,
+/// warm-up included, for per-request costs measured around the whole call.
+pub struct Throughput {
+    pub rate: f64,
+    pub requests: u64,
+}
+
+pub async fn max_throughput(
+    address: SocketAddr,
+    duration: Duration,
+    prefix: &'static str,
+) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let warmup = Duration::from_millis(500);
@@ -100,7 +111,10 @@ pub async fn max_throughput(address: SocketAddr, duration: Duration, prefix: &'s
     for task in tasks {
         task.await.expect("load task");
     }
-    count as f64 / elapsed.as_secs_f64()
+    Throughput {
+        rate: count as f64 / elapsed.as_secs_f64(),
+        requests: done.load(Ordering::Relaxed),
+    }
 }
 
 /// Open loop at a fixed arrival rate: latency counts from each request's scheduled

@@ -47,8 +47,8 @@ impl CpuMeter {
     }
 
     /// Microseconds of CPU per request: (server, load generator).
-    fn per_request(&self, server: &Server, requests: f64) -> (f64, f64) {
-        let per = |seconds: f64| seconds * 1e6 / requests.max(1.0);
+    fn per_request(&self, server: &Server, requests: u64) -> (f64, f64) {
+        let per = |seconds: f64| seconds * 1e6 / requests.max(1) as f64;
         (
             per(server.cpu_seconds() - self.server),
             per(servers::cpu_seconds("/proc/self/stat") - self.generator),
@@ -78,8 +78,8 @@ async fn run(duration: Duration) {
     let baseline = Server::baseline();
     wait_ready(baseline.address).await;
     let cpu = CpuMeter::start(&baseline);
-    let ceiling = max_throughput(baseline.address, duration, "base").await;
-    let baseline_cpu = cpu.per_request(&baseline, ceiling * duration.as_secs_f64());
+    let measured = max_throughput(baseline.address, duration, "base").await;
+    let (ceiling, baseline_cpu) = (measured.rate, cpu.per_request(&baseline, measured.requests));
     drop(baseline);
 
     let api_dir = dir.path().join("api");
@@ -89,8 +89,8 @@ async fn run(duration: Duration) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = api.rss_kib("VmRSS:");
     let cpu = CpuMeter::start(&api);
-    let api_rate = max_throughput(api.address, duration, "api").await;
-    let api_cpu = cpu.per_request(&api, api_rate * duration.as_secs_f64());
+    let measured = max_throughput(api.address, duration, "api").await;
+    let (api_rate, api_cpu) = (measured.rate, cpu.per_request(&api, measured.requests));
     let api_peak_rss = api.rss_kib("VmHWM:");
     if matches!(
         std::env::var("BENCH_ONLY").as_deref(),
@@ -135,7 +135,7 @@ async fn run(duration: Duration) {
     wait_ready(serve.address).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (from_202, from_arrival) = wake_up(serve.address, &serve_dir.join("bench.db"), 200).await;
-    let serve_rate = max_throughput(serve.address, duration, "serve").await;
+    let serve_rate = max_throughput(serve.address, duration, "serve").await.rate;
     let serve_peak_rss = serve.rss_kib("VmHWM:");
     drop(serve);
 
