@@ -21,8 +21,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API and the worker in one process (the default deployment).
+    ///
+    /// Serves webhooks at /webhooks/{source}, the operators' API at /events and /metrics,
+    /// the dashboard at /ui, and /health and /ready. With HOOKRELAY_ADMIN_TOKEN set, the
+    /// operators' routes need `Authorization: Bearer <token>`; a browser opens
+    /// /ui?token=<token> once. Without it they answer this machine only.
     Serve(ServerArgs),
     /// Run the HTTP API alone; pair it with one or more `worker` processes.
+    ///
+    /// Serves webhooks at /webhooks/{source}, the operators' API at /events and /metrics,
+    /// the dashboard at /ui, and /health and /ready. With HOOKRELAY_ADMIN_TOKEN set, the
+    /// operators' routes need `Authorization: Bearer <token>`; a browser opens
+    /// /ui?token=<token> once. Without it they answer this machine only.
     Api(ServerArgs),
     /// Run the worker alone; any number may share one database.
     Worker(CommonArgs),

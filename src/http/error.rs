@@ -37,6 +37,10 @@ pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
     #[error(
+        "sign in by opening /ui?token=<HOOKRELAY_ADMIN_TOKEN> once, or send Authorization: Bearer <token>"
+    )]
+    DashboardSignIn,
+    #[error(
         "the admin API answers clients on this machine only; set HOOKRELAY_ADMIN_TOKEN to allow others"
     )]
     Forbidden,
@@ -59,7 +63,7 @@ impl ApiError {
             | Self::InvalidJson(_)
             | Self::BadBody => StatusCode::BAD_REQUEST,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::DashboardSignIn => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CsrfRejected => StatusCode::FORBIDDEN,
             Self::NotReplayable(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -79,7 +83,7 @@ impl ApiError {
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidRequest { code, .. } => code,
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::DashboardSignIn => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::CsrfRejected => "csrf_rejected",
             Self::NotReplayable(_) => "not_replayable",

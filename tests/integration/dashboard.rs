@@ -62,7 +62,13 @@ async fn signing_in_with_the_token_sets_a_session_cookie(backend: Backend) {
         let response = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 401, "{path}");
         assert!(set_cookie(response.headers(), "hookrelay_session").is_none());
-        assert_error(&response.json().await.unwrap(), "unauthorized");
+        let body = response.json().await.unwrap();
+        assert_error(&body, "unauthorized");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("/ui?token="),
+            "says how to sign in: {message}"
+        );
     }
 
     let signed_in = client

@@ -42,7 +42,7 @@ pub async fn require_dashboard(
             Some(token) if constant_time_eq(presented.as_bytes(), token.bytes()) => {
                 Some(issue_session(token, SystemTime::now()))
             }
-            Some(_) => return Err(ApiError::Unauthorized),
+            Some(_) => return Err(ApiError::DashboardSignIn),
             None if peer.ip().is_loopback() => None,
             None => return Err(ApiError::Forbidden),
         };
@@ -75,7 +75,10 @@ pub async fn require_dashboard(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        admit(token, peer, authorization)?;
+        admit(token, peer, authorization).map_err(|refused| match refused {
+            ApiError::Unauthorized => ApiError::DashboardSignIn,
+            other => other,
+        })?;
     }
     Ok(next.run(request).await)
 }
