@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let dashboard = OpenApiRouter::<AppState>::new()
         .routes(routes!(ui::overview))
+        .route("/ui/find", get(ui::find))
         .route("/ui/events/{id}", get(ui::event))
         .route("/ui/events/{id}/replay", post(ui::replay))
         .route("/ui/replay", post(ui::replay_matching))

@@ -67,6 +67,7 @@ pub struct EventRecord {
     pub content_type: Option<String>,
     pub headers: String,
     pub body: Vec<u8>,
+    pub idempotency_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +212,10 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError>;
 
     async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError>;
+
+    /// The event a source sent with this idempotency key, if it is still kept.
+    async fn find_by_key(&self, source: &str, key: &str)
+    -> Result<Option<EventRecord>, StoreError>;
 
     /// `None` when the event does not exist.
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError>;

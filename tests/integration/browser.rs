@@ -304,5 +304,23 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
     assert_eq!(browser.text(".notice").await, "Replayed 1 event.");
     settled(&app, &failing, "dead_lettered", 15).await;
 
+    // Finding an event by what the sender calls it.
+    browser.page().goto(&app.url("/ui")).await.unwrap();
+    for (field, value) in [("q", "invoice-7"), ("source", "billing")] {
+        browser
+            .page()
+            .find(Locator::Css(&format!(
+                "form[action='/ui/find'] input[name={field}]"
+            )))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    browser.click("form[action='/ui/find'] button").await;
+    assert_eq!(browser.text("h1").await, failing);
+    assert!(browser.text("dl").await.contains("invoice-7"));
+
     browser.close().await;
 }

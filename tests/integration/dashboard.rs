@@ -203,6 +203,47 @@ async fn the_pages_show_counts_events_and_their_history(backend: Backend) {
     assert!(!html.contains("<script>"));
     assert!(html.contains("action=\"/ui/events/"), "a replay button");
 
+    // The find box: an event id, or a source's idempotency key.
+    let event_page = format!("/ui/events/{failing}");
+    for (query, expected) in [
+        (format!("q={failing}"), Some(event_page.as_str())),
+        (
+            "q=invoice-1&source=billing".to_owned(),
+            Some(event_page.as_str()),
+        ),
+        (
+            "q=+invoice-1+&source=billing".to_owned(),
+            Some(event_page.as_str()),
+        ),
+        ("q=invoice-1&source=shop".to_owned(), None),
+    ] {
+        let found = client
+            .get(app.url(&format!("/ui/find?{query}")))
+            .send()
+            .await
+            .unwrap();
+        match expected {
+            Some(location) => {
+                assert_eq!(found.status(), 303, "{query}");
+                assert_eq!(found.headers()[LOCATION], location, "{query}");
+            }
+            None => assert_eq!(found.status(), 404, "{query}"),
+        }
+    }
+    let without_source = client
+        .get(app.url("/ui/find?q=invoice-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_source.status(), 400);
+    assert!(
+        without_source
+            .text()
+            .await
+            .unwrap()
+            .contains("give its source")
+    );
+
     let bad_filter = client
         .get(app.url("/ui?since=yesterday"))
         .send()

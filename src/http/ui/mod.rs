@@ -190,6 +190,46 @@ pub async fn event(
     Ok(response)
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct FindQuery {
+    /// An event id, or an idempotency key together with `source`.
+    q: Option<String>,
+    source: Option<String>,
+}
+
+/// The "find" box: an event id, or a source's idempotency key (what the sender calls
+/// its event, e.g. Stripe's `evt_…` id), straight to the event's page.
+pub async fn find(
+    State(state): State<AppState>,
+    query: Result<Query<FindQuery>, QueryRejection>,
+) -> Result<Response, UiError> {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let Some(wanted) = given(query.q) else {
+        return Ok(see_other("/ui"));
+    };
+    if let Some(event) = state
+        .store
+        .get_event(&EventId::from_stored(wanted.clone()))
+        .await?
+    {
+        return Ok(see_other(&format!("/ui/events/{}", event.id)));
+    }
+    let Some(source) = given(query.source) else {
+        return Err(ApiError::invalid(
+            "invalid_query",
+            format!(
+                "no event has the id {wanted:?}; to find it by idempotency key, give its source \
+                 too (keys are unique per source)"
+            ),
+        )
+        .into());
+    };
+    match state.store.find_by_key(&source, &wanted).await? {
+        Some(event) => Ok(see_other(&format!("/ui/events/{}", event.id))),
+        None => Err(ApiError::NotFound("event").into()),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ReplayForm {
     csrf: Option<String>,

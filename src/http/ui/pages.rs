@@ -28,15 +28,15 @@ a { color: var(--accent); }
 .count b { display: block; font-size: 22px; }
 .count.selected { border-color: var(--accent); box-shadow: 0 0 0 1px var(--accent); }
 .muted { color: var(--muted); }
-form.filter { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; margin: 16px 0; }
-form.filter label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); }
+form.filter, form.find { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; margin: 16px 0; }
+form.filter label, form.find label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); }
 input, select, button { font: inherit; padding: 5px 8px; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
 button { cursor: pointer; background: var(--accent); color: #fff; border-color: var(--accent); }
 button.secondary { background: #fff; color: var(--accent); }
 table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: #eef0f3; font-weight: 600; font-size: 12px; color: var(--muted); }
-td.id { font-family: ui-monospace, monospace; font-size: 12px; }
+.id { font-family: ui-monospace, monospace; font-size: 12px; }
 .status { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; background: #e8ebf0; }
 .status.delivered { background: #dcf3e3; color: #16623a; }
 .status.dead_lettered { background: #fbe0e0; color: #9b1c1c; }
@@ -167,6 +167,11 @@ pub fn overview(page: &Overview<'_>) -> Markup {
             }
             @if let Some(notice) = &page.notice { div class="notice" { (notice) } }
             @if let Some(error) = &page.error { div class="notice error" role="alert" { (error) } }
+            form class="find" method="get" action="/ui/find" {
+                label { "Event id or idempotency key" input name="q" size="40" placeholder="evt_… or the sender's id"; }
+                label { "Source (for a key)" input name="source" placeholder="stripe"; }
+                button type="submit" { "Find" }
+            }
             (filter_form(page.filter))
             @if page.filter.replayable() {
                 form class="actions" method="post" action="/ui/replay" {
@@ -250,6 +255,7 @@ pub fn event(page: &EventPage<'_>) -> Markup {
             dl {
                 dt { "Status" } dd { (status_badge(event.status)) " " span class="muted" { (event.status.description()) } }
                 dt { "Source" } dd { (event.source) }
+                dt { "Idempotency key" } dd class="id" { (event.idempotency_key) }
                 dt { "Attempts" } dd { (event.attempts) " of " (event.max_attempts) }
                 dt { "Received" } dd { (time(event.created_at)) }
                 dt { "Updated" } dd { (time(event.updated_at)) }

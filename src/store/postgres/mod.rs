@@ -258,6 +258,15 @@ impl Store for PostgresStore {
         queries::get_event(&client, id).await
     }
 
+    async fn find_by_key(
+        &self,
+        source: &str,
+        key: &str,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        queries::find_by_key(&client, source, key).await
+    }
+
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
         let client = self.pool.get().await?;
         queries::list_attempts(&client, id).await

@@ -69,9 +69,19 @@ pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventReco
 }
 
 const EVENT_COLUMNS: &str = "seq, id, source, status, attempts, max_attempts, last_error, \
-     next_attempt_at, created_at, updated_at, content_type, headers, body";
+     next_attempt_at, created_at, updated_at, content_type, headers, body, idempotency_key";
 
 /// The WHERE clause every filter shares; parameters $1 to $4.
+pub async fn find_by_key(client: &Client, source: &str, key: &str) -> Result<Option<EventRecord>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE source = $1 AND idempotency_key = $2"
+        ))
+        .await?;
+    let row = client.query_opt(&statement, &[&source, &key]).await?;
+    row.map(|row| event_from_row(&row)).transpose()
+}
+
 const FILTER: &str = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source = $2) \
      AND ($3::bigint IS NULL OR created_at >= $3) AND ($4::bigint IS NULL OR created_at < $4)";
 
@@ -215,6 +225,7 @@ fn event_from_row(row: &Row) -> Result<EventRecord> {
         content_type: row.get(10),
         headers: row.get(11),
         body: row.get(12),
+        idempotency_key: row.get(13),
     })
 }
 

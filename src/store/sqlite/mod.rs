@@ -221,6 +221,16 @@ impl Store for SqliteStore {
         self.read(move |conn| queries::get_event(conn, &id)).await
     }
 
+    async fn find_by_key(
+        &self,
+        source: &str,
+        key: &str,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        let (source, key) = (source.to_owned(), key.to_owned());
+        self.read(move |conn| queries::find_by_key(conn, &source, &key))
+            .await
+    }
+
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
         let id = id.clone();
         self.read(move |conn| queries::list_attempts(conn, &id))

@@ -54,8 +54,20 @@ pub fn get_event(conn: &Connection, id: &EventId) -> rusqlite::Result<Option<Eve
         .optional()
 }
 
+pub fn find_by_key(
+    conn: &Connection,
+    source: &str,
+    key: &str,
+) -> rusqlite::Result<Option<EventRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE source = ?1 AND idempotency_key = ?2"
+    ))?
+    .query_row([source, key], event_from_row)
+    .optional()
+}
+
 const EVENT_COLUMNS: &str = "seq, id, source, status, attempts, max_attempts, last_error, \
-     next_attempt_at, created_at, updated_at, content_type, headers, body";
+     next_attempt_at, created_at, updated_at, content_type, headers, body, idempotency_key";
 
 /// The WHERE clause every filter shares; parameters ?1 to ?4.
 const FILTER: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR source = ?2) \
@@ -194,6 +206,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
         content_type: row.get(10)?,
         headers: row.get(11)?,
         body: row.get(12)?,
+        idempotency_key: row.get(13)?,
     })
 }
 
