@@ -19,6 +19,11 @@ fn plain_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A page's HTML, whatever its status.
+async fn page_html(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn set_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(SET_COOKIE)
@@ -172,14 +177,7 @@ async fn the_pages_show_counts_events_and_their_history(backend: Backend) {
     assert_eq!(count_card(&html, "retrying"), 0);
     assert_eq!(event_links(&html), 3);
 
-    let billing = client
-        .get(app.url("/ui?source=billing&status="))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let billing = page_html(&client, app.url("/ui?source=billing&status=")).await;
     assert_eq!(event_links(&billing), 1);
     assert!(billing.contains(&failing));
     assert!(billing.contains("Simulated failure"));
@@ -266,14 +264,7 @@ async fn the_list_pages_older_events(backend: Backend) {
     for n in 0..55 {
         app.accept("bulk", &format!("k{n}"), json!({"n": n})).await;
     }
-    let first = client
-        .get(app.url("/ui?source=bulk"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let first = page_html(&client, app.url("/ui?source=bulk")).await;
     assert_eq!(event_links(&first), 50);
     let marker = "<a href=\"/ui?";
     let start = first.rfind(marker).expect("an older-events link") + "<a href=\"".len();
@@ -282,14 +273,7 @@ async fn the_list_pages_older_events(backend: Backend) {
         link.contains("source=bulk") && link.contains("cursor="),
         "{link}"
     );
-    let second = client
-        .get(app.url(&link.replace("&amp;", "&")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let second = page_html(&client, app.url(&link.replace("&amp;", "&"))).await;
     assert_eq!(event_links(&second), 5);
     assert!(!second.contains("Older events"));
 }
