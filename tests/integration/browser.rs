@@ -225,6 +225,10 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
 
     let browser = Browser::start().await;
 
+    // Not signed in: a page that says how.
+    browser.page().goto(&app.url("/ui")).await.unwrap();
+    assert!(browser.text(".notice").await.contains("/ui?token="));
+
     // Signing in: the token is swapped for a cookie scripts cannot read, and leaves
     // the address bar.
     browser

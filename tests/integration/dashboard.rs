@@ -76,6 +76,36 @@ async fn signing_in_with_the_token_sets_a_session_cookie(backend: Backend) {
         );
     }
 
+    // A browser is told the same as a page, with a link back to where it was going
+    // (the token, if any, taken out).
+    for (path, back) in [
+        ("/ui/events/evt_x?from=alert", "/ui/events/evt_x?from=alert"),
+        ("/ui?token=wrong&status=queued", "/ui?status=queued"),
+    ] {
+        let response = client
+            .get(app.url(path))
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("/ui?token=&lt;HOOKRELAY_ADMIN_TOKEN&gt;"),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("href=\"{}\"", back.replace('&', "&amp;"))),
+            "{page}"
+        );
+    }
+
     let signed_in = client
         .get(app.url(&format!("/ui?status=dead_lettered&token={TOKEN}")))
         .send()

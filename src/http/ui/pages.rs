@@ -320,6 +320,21 @@ fn truncated(text: &str, limit: usize) -> &str {
     &text[..end]
 }
 
+/// Why the dashboard would not open, and (for a sign-in problem) a link back to the
+/// page asked for.
+pub fn refusal(title: &str, message: &str, retry: Option<&str>) -> Markup {
+    layout(
+        title,
+        html! {
+            h1 { (title) }
+            div class="notice error" role="alert" { (message) }
+            @if let Some(retry) = retry {
+                p { "Signed in already in this browser? " a href=(retry) { "Open the page again" } "." }
+            }
+        },
+    )
+}
+
 pub fn error(title: &str, message: &str) -> Markup {
     layout(
         title,

@@ -16,7 +16,7 @@ use hmac::Mac;
 
 use super::super::AppState;
 use super::super::auth::{admit, constant_time_eq};
-use super::super::error::ApiError;
+use super::super::error::{ApiError, ErrorCode};
 use crate::sources::Secret;
 
 pub const SESSION_COOKIE: &str = "hookrelay_session";
@@ -34,9 +34,34 @@ pub async fn require_dashboard(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
+) -> Response {
+    let (_, rest_of_query) = split_token(request.uri().query());
+    let here = match rest_of_query {
+        Some(query) => format!("{}?{query}", request.uri().path()),
+        None => request.uri().path().to_owned(),
+    };
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    match admit_to_dashboard(&state, peer, request, next, &here).await {
+        Ok(response) => response,
+        // A person gets a page that says how to sign in; a program, the API's JSON.
+        Err(refused) if wants_html => refusal_page(&refused, &here),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn admit_to_dashboard(
+    state: &AppState,
+    peer: SocketAddr,
+    request: Request,
+    next: Next,
+    here: &str,
 ) -> Result<Response, ApiError> {
     let token = state.admin_token.as_ref();
-    let (presented, rest_of_query) = split_token(request.uri().query());
+    let (presented, _) = split_token(request.uri().query());
     if let Some(presented) = presented {
         let session = match token {
             Some(token) if constant_time_eq(presented.as_bytes(), token.bytes()) => {
@@ -46,15 +71,8 @@ pub async fn require_dashboard(
             None if peer.ip().is_loopback() => None,
             None => return Err(ApiError::Forbidden),
         };
-        let location = match rest_of_query {
-            Some(query) => format!("{}?{query}", request.uri().path()),
-            None => request.uri().path().to_owned(),
-        };
-        let mut response = (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, location), cache_control()],
-        )
-            .into_response();
+        let mut response =
+            (StatusCode::SEE_OTHER, [(header::LOCATION, here.to_owned())]).into_response();
         if let Some(session) = session {
             let cookie = ui_cookie(SESSION_COOKIE, session, request.headers())
                 .max_age(cookie::time::Duration::seconds(
@@ -83,11 +101,22 @@ pub async fn require_dashboard(
     Ok(next.run(request).await)
 }
 
-fn cache_control() -> (header::HeaderName, String) {
-    (header::CACHE_CONTROL, "no-store".to_owned())
+/// The refusal as a page, with the status and code the API would give. A session
+/// cookie is SameSite=Strict, so a link from another site (a chat alert) arrives
+/// without it: following the page's own link to the same address brings it along.
+fn refusal_page(refused: &ApiError, here: &str) -> Response {
+    let status = refused.status();
+    let markup = super::pages::refusal(
+        status.canonical_reason().unwrap_or("Refused"),
+        &refused.to_string(),
+        (status == StatusCode::UNAUTHORIZED).then_some(here),
+    );
+    let mut response = (status, markup).into_response();
+    response.extensions_mut().insert(ErrorCode(refused.code()));
+    response
 }
 
-/// The `token` parameter, and the query without it (`None` when nothing is left).
+/// The `token` parameter, and the rest of the query (`None` when nothing is left).
 fn split_token(query: Option<&str>) -> (Option<String>, Option<String>) {
     let Some(query) = query else {
         return (None, None);
@@ -95,7 +124,7 @@ fn split_token(query: Option<&str>) -> (Option<String>, Option<String>) {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     let (tokens, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "token");
     let Some((_, token)) = tokens.into_iter().next() else {
-        return (None, None);
+        return (None, Some(query.to_owned()).filter(|q| !q.is_empty()));
     };
     let rest = serde_urlencoded::to_string(&rest)
         .ok()
@@ -268,7 +297,11 @@ mod tests {
     #[test]
     fn the_token_is_taken_out_of_the_query() {
         assert_eq!(split_token(None), (None, None));
-        assert_eq!(split_token(Some("status=queued")), (None, None));
+        assert_eq!(
+            split_token(Some("status=queued")),
+            (None, Some("status=queued".into()))
+        );
+        assert_eq!(split_token(Some("")), (None, None));
         assert_eq!(split_token(Some("token=a%2Bb")), (Some("a+b".into()), None));
         assert_eq!(
             split_token(Some("status=queued&token=t&source=x")),
