@@ -14,8 +14,8 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use crate::domain::event::EventId;
-use crate::store::{EventFilter, ReplayOutcome};
-use pages::{DELIVERED_COUNT_CAP, FilterForm};
+use crate::store::ReplayOutcome;
+use pages::{DELIVERED_COUNT_CAP, FilterForm, given};
 pub use session::require_dashboard;
 use session::{CsrfToken, check_csrf};
 
@@ -79,11 +79,6 @@ pub struct OverviewQuery {
     replayed: Option<u64>,
 }
 
-/// An empty form field means "any".
-fn given(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
 /// The dashboard: counts by status, a filterable list of events, newest first.
 #[utoipa::path(
     get,
@@ -110,21 +105,11 @@ pub async fn overview(
     query: Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    let filter = FilterForm {
-        status: given(query.status),
-        source: given(query.source),
-        since: given(query.since),
-        until: given(query.until),
-    };
+    let filter = FilterForm::new(query.status, query.source, query.since, query.until);
     let gauges = state.store.gauges().await?;
     let delivered = state.store.count_delivered(DELIVERED_COUNT_CAP).await?;
 
-    let parsed = EventFilter::parse(
-        filter.status.as_deref(),
-        filter.source.clone(),
-        filter.since.as_deref(),
-        filter.until.as_deref(),
-    );
+    let parsed = filter.parse();
     let cursor = given(query.cursor).and_then(|c| c.parse::<i64>().ok());
     let (page, error) = match parsed {
         Ok(parsed) => (
@@ -274,19 +259,10 @@ pub async fn replay_matching(
         return Err(ApiError::CsrfRejected.into());
     };
     check_csrf(&headers, form.csrf.as_deref())?;
-    let shown = FilterForm {
-        status: given(form.status),
-        source: given(form.source),
-        since: given(form.since),
-        until: given(form.until),
-    };
-    let filter = EventFilter::parse(
-        shown.status.as_deref(),
-        shown.source.clone(),
-        shown.since.as_deref(),
-        shown.until.as_deref(),
-    )
-    .map_err(|e| ApiError::invalid("invalid_filter", e.to_string()))?;
+    let shown = FilterForm::new(form.status, form.source, form.since, form.until);
+    let filter = shown
+        .parse()
+        .map_err(|e| ApiError::invalid("invalid_filter", e.to_string()))?;
     // The button is only offered for a replayable status; never replay "everything"
     // because a field went missing.
     if !filter.status.is_some_and(|s| s.is_replayable()) {

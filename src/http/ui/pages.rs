@@ -6,7 +6,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::session::CSRF_FIELD;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::time::Timestamp;
-use crate::store::{AttemptRecord, EventRecord, QueueGauges};
+use crate::store::{AttemptRecord, EventFilter, EventRecord, FilterError, QueueGauges};
 
 /// Above this many, the delivered count reads "10000+": counting further would read
 /// the whole history on every page view.
@@ -86,6 +86,11 @@ fn time(at: Timestamp) -> String {
     }
 }
 
+/// A form field as typed; an empty one means "any".
+pub fn given(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
 /// What the list is narrowed to, as the operator typed it.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct FilterForm {
@@ -100,6 +105,30 @@ pub struct FilterForm {
 }
 
 impl FilterForm {
+    /// From form fields, where an empty field means "any" (see [`given`]).
+    pub fn new(
+        status: Option<String>,
+        source: Option<String>,
+        since: Option<String>,
+        until: Option<String>,
+    ) -> Self {
+        Self {
+            status: given(status),
+            source: given(source),
+            since: given(since),
+            until: given(until),
+        }
+    }
+
+    pub fn parse(&self) -> Result<EventFilter, FilterError> {
+        EventFilter::parse(
+            self.status.as_deref(),
+            self.source.clone(),
+            self.since.as_deref(),
+            self.until.as_deref(),
+        )
+    }
+
     /// This filter as a query string with `extra` pairs, for links that keep it.
     fn query(&self, extra: &[(&str, &str)]) -> String {
         let mut pairs: Vec<(&str, &str)> = [
