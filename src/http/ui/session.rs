@@ -35,7 +35,7 @@ pub async fn require_dashboard(
     request: Request,
     next: Next,
 ) -> Response {
-    let (_, rest_of_query) = split_token(request.uri().query());
+    let (presented, rest_of_query) = split_token(request.uri().query());
     let here = match rest_of_query {
         Some(query) => format!("{}?{query}", request.uri().path()),
         None => request.uri().path().to_owned(),
@@ -45,7 +45,7 @@ pub async fn require_dashboard(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
-    match admit_to_dashboard(&state, peer, request, next, &here).await {
+    match admit_to_dashboard(&state, peer, presented, request, next, &here).await {
         Ok(response) => response,
         // A person gets a page that says how to sign in; a program, the API's JSON.
         Err(refused) if wants_html => refusal_page(&refused, &here),
@@ -53,15 +53,16 @@ pub async fn require_dashboard(
     }
 }
 
+/// `presented` is the `?token=` value; `here` the address asked for, without it.
 async fn admit_to_dashboard(
     state: &AppState,
     peer: SocketAddr,
+    presented: Option<String>,
     request: Request,
     next: Next,
     here: &str,
 ) -> Result<Response, ApiError> {
     let token = state.admin_token.as_ref();
-    let (presented, _) = split_token(request.uri().query());
     if let Some(presented) = presented {
         let session = match token {
             Some(token) if constant_time_eq(presented.as_bytes(), token.bytes()) => {
