@@ -131,7 +131,14 @@ impl FilterForm {
 
     /// This filter as a query string with `extra` pairs, for links that keep it.
     fn query(&self, extra: &[(&str, &str)]) -> String {
-        let mut pairs: Vec<(&str, &str)> = [
+        let mut pairs = self.fields();
+        pairs.extend_from_slice(extra);
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
+    }
+
+    /// The fields that are set, as (name, value).
+    fn fields(&self) -> Vec<(&str, &str)> {
+        [
             ("status", &self.status),
             ("source", &self.source),
             ("since", &self.since),
@@ -139,9 +146,7 @@ impl FilterForm {
         ]
         .into_iter()
         .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
-        .collect();
-        pairs.extend_from_slice(extra);
-        serde_urlencoded::to_string(&pairs).unwrap_or_default()
+        .collect()
     }
 
     fn replayable(&self) -> bool {
@@ -205,8 +210,8 @@ pub fn overview(page: &Overview<'_>) -> Markup {
             @if page.filter.replayable() {
                 form class="actions" method="post" action="/ui/replay" {
                     input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
-                    @for (name, value) in [("status", &page.filter.status), ("source", &page.filter.source), ("since", &page.filter.since), ("until", &page.filter.until)] {
-                        @if let Some(value) = value { input type="hidden" name=(name) value=(value); }
+                    @for (name, value) in page.filter.fields() {
+                        input type="hidden" name=(name) value=(value);
                     }
                     button type="submit" class="secondary" { "Replay every matching event" }
                 }
