@@ -28,6 +28,13 @@ pub enum AdminError {
     Output(#[from] std::io::Error),
 }
 
+/// `events show`: the event as the API shows it, with every attempt.
+#[derive(serde::Serialize)]
+struct ShownEvent {
+    event: EventView,
+    attempts: Vec<AttemptView>,
+}
+
 pub async fn run(command: EventsCommand, config: &Config) -> Result<(), AdminError> {
     let options = OpenOptions {
         migrate: config.migrate_on_start,
@@ -91,10 +98,10 @@ async fn execute(
                 .await?
                 .ok_or_else(|| AdminError::NotFound(id.clone()))?;
             let attempts = store.list_attempts(&event_id).await?.unwrap_or_default();
-            let shown = serde_json::json!({
-                "event": EventView::from(event),
-                "attempts": attempts.into_iter().map(AttemptView::from).collect::<Vec<_>>(),
-            });
+            let shown = ShownEvent {
+                event: EventView::from(event),
+                attempts: attempts.into_iter().map(AttemptView::from).collect(),
+            };
             writeln!(
                 out,
                 "{}",

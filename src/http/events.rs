@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -25,9 +25,10 @@ pub struct EventView {
     next_retry_at: Option<String>,
     created_at: String,
     updated_at: String,
-    /// The body as JSON, or as a string when it is not JSON.
+    /// The body exactly as received when it is JSON (key order, number formatting),
+    /// or as a string when it is not.
     #[schema(value_type = Object)]
-    payload: Value,
+    payload: Box<RawValue>,
     status_description: &'static str,
 }
 
@@ -49,10 +50,12 @@ impl From<EventRecord> for EventView {
     }
 }
 
-/// The body as JSON when it is JSON, else as a string.
-fn payload_value(body: &[u8]) -> Value {
+/// The body's own JSON text when it is JSON, else the body as a JSON string. Not
+/// re-encoded through a parsed value, which would reorder keys and round numbers.
+fn payload_value(body: &[u8]) -> Box<RawValue> {
     serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+        .or_else(|_| serde_json::value::to_raw_value(&String::from_utf8_lossy(body)))
+        .unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// One event.
@@ -152,9 +155,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_payloads_are_kept_as_sent() {
+        let sent = r#"{"type":"x","amount":10.50,"big":123456789012345678901234567890}"#;
+        assert_eq!(payload_value(sent.as_bytes()).get(), sent);
+        assert_eq!(payload_value(b" [1, 2]\n").get(), "[1, 2]");
+    }
+
+    #[test]
     fn non_json_payloads_become_strings() {
-        assert_eq!(payload_value(br#"{"a":1}"#), serde_json::json!({"a": 1}));
-        assert_eq!(payload_value(b"a=1&b=2"), Value::String("a=1&b=2".into()));
+        assert_eq!(payload_value(br#"a=1&b="2""#).get(), r#""a=1&b=\"2\"""#);
+        assert_eq!(payload_value(b"\xff{").get(), "\"\u{fffd}{\"");
     }
 
     #[test]
