@@ -84,7 +84,7 @@ async fn execute(
                         text("id"),
                         text("source"),
                         text("status"),
-                        value["attempts"],
+                        value["attempts"].as_u64().unwrap_or_default(),
                         text("created_at"),
                         text("last_error")
                     )?;

@@ -42,6 +42,11 @@ async fn the_events_command_lists_shows_and_replays(backend: Backend) {
     let table = stdout(&hookrelay(&app, &["list"]).await);
     assert!(table.starts_with("ID"), "{table}");
     assert!(table.contains(&good) && table.contains(&bad), "{table}");
+    // The columns line up: each row's received time starts under CREATED.
+    let created = table.find("CREATED").unwrap();
+    for row in table.lines().skip(1) {
+        assert!(row[created..].starts_with("20"), "{table}");
+    }
 
     let lines = stdout(&hookrelay(&app, &["list", "--status", "dead_lettered", "--json"]).await);
     let listed: Vec<Value> = lines
