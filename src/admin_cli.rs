@@ -72,21 +72,19 @@ async fn execute(
                 )?;
             }
             for event in page.events {
-                let view = EventView::from(event);
                 if json {
+                    let view = EventView::from(event);
                     writeln!(out, "{}", serde_json::to_string(&view).unwrap_or_default())?;
                 } else {
-                    let value = serde_json::to_value(&view).unwrap_or_default();
-                    let text = |field: &str| value[field].as_str().unwrap_or("").to_owned();
                     writeln!(
                         out,
                         "{:<40}  {:<16}  {:<13}  {:>8}  {:<24}  {}",
-                        text("id"),
-                        text("source"),
-                        text("status"),
-                        value["attempts"].as_u64().unwrap_or_default(),
-                        text("created_at"),
-                        text("last_error")
+                        event.id.as_str(),
+                        event.source,
+                        event.status.as_str(),
+                        event.attempts,
+                        event.created_at.to_rfc3339(),
+                        event.last_error.as_deref().unwrap_or("")
                     )?;
                 }
             }
