@@ -54,8 +54,6 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
 }
 
 pub struct Application {
@@ -130,14 +128,16 @@ impl Application {
             tokio::spawn(worker.run(shutdown.clone()))
         });
 
-        let served = match self.listener {
+        match self.listener {
             Some(listener) => {
                 let router = http::router(AppState {
                     store: self.store.clone(),
                     sources: self.config.sources.clone(),
                     max_attempts: self.config.retry.max_attempts,
                     max_body: self.config.max_body,
+                    body_read_timeout: self.config.body_read_timeout,
                     admin_token: self.config.admin_token.clone(),
+                    write_health: Arc::default(),
                 });
                 if self.config.admin_token.is_none() {
                     tracing::warn!(
@@ -145,34 +145,14 @@ impl Application {
                          clients on this machine only"
                     );
                 }
-                let stop = shutdown.clone();
-                // The peer address decides who may use the operator's routes.
-                let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                let serving = axum::serve(listener, service)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
-                // In-flight requests get a grace period; a client that never finishes
-                // its request cannot hold the process up for ever.
-                let grace = self.config.shutdown_grace;
-                let grace_over = async {
-                    shutdown.cancelled().await;
-                    tokio::time::sleep(grace).await;
+                let limits = http::ConnectionLimits {
+                    header_read_timeout: self.config.header_read_timeout,
+                    shutdown_grace: self.config.shutdown_grace,
                 };
-                tokio::select! {
-                    served = serving => served.map_err(AppError::Serve),
-                    () = grace_over => {
-                        tracing::warn!(
-                            grace_seconds = grace.as_secs_f64(),
-                            "Connections still open after the shutdown grace period; closing them"
-                        );
-                        Ok(())
-                    }
-                }
+                http::serve(listener, router, limits, shutdown.clone()).await;
             }
-            None => {
-                shutdown.cancelled().await;
-                Ok(())
-            }
-        };
+            None => shutdown.cancelled().await,
+        }
         // The server may have failed on its own; stop the worker too.
         shutdown.cancel();
         if let Some(worker) = worker {
@@ -180,6 +160,6 @@ impl Application {
         }
         self.store.close().await;
         tracing::info!("hookrelay stopped");
-        served
+        Ok(())
     }
 }

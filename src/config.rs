@@ -72,6 +72,11 @@ pub struct Config {
     pub prune_interval: Duration,
     /// How long a stopping process waits for requests still in flight.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers (and an idle
+    /// connection may stay open waiting for its next request).
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_read_timeout: Duration,
     /// Bearer token for the operator's routes (`HOOKRELAY_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
     pub sources: Arc<Sources>,
@@ -163,6 +168,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("dead_retention", ""),
     ("prune_interval", "1m"),
     ("shutdown_grace", "20s"),
+    ("header_read_timeout", "10s"),
+    ("body_read_timeout", "30s"),
 ];
 
 struct Layered {
@@ -257,6 +264,8 @@ impl Config {
             })?,
             prune_interval: layered.get("prune_interval", parse_duration)?,
             shutdown_grace: layered.get("shutdown_grace", parse_duration)?,
+            header_read_timeout: layered.get("header_read_timeout", parse_positive_duration)?,
+            body_read_timeout: layered.get("body_read_timeout", parse_positive_duration)?,
             admin_token: layered.get("admin_token", |v| {
                 Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
             })?,
@@ -331,6 +340,13 @@ fn read_file(
         settings,
         sources: Sources::new(accept_unknown, configured),
     })
+}
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be longer than zero".into()),
+        duration => Ok(duration),
+    }
 }
 
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {

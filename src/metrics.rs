@@ -9,11 +9,16 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::http::MetricsSource;
 use crate::store::QueueGauges;
 
-/// Distinct `source` label values kept; the rest are counted as `_other`, so that
-/// requests to made-up source names cannot grow the series without bound.
+/// Distinct `source` label values kept for sources that are accepted without being
+/// configured; the rest are counted as `_other`. Configured sources always have
+/// their own label.
 const MAX_SOURCES: usize = 200;
+/// The label of webhook requests refused before their source was known to be one
+/// hookrelay accepts (a malformed name, an unknown source, an unmatched path).
+pub const UNKNOWN_SOURCE: &str = "_unknown";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -125,7 +130,14 @@ impl Metrics {
         }
     }
 
-    fn source_label(&self, source: &str) -> String {
+    fn source_label(&self, source: Option<&MetricsSource>) -> String {
+        let Some(source) = source else {
+            return UNKNOWN_SOURCE.into();
+        };
+        if source.configured {
+            return source.name.to_string();
+        }
+        let source = source.name.as_str();
         // Almost always a known source: a shared read lock, no writer contention.
         if self.sources.read().is_ok_and(|seen| seen.contains(source)) {
             return source.to_owned();
@@ -141,7 +153,13 @@ impl Metrics {
     }
 
     /// `outcome` is accepted, duplicate or refused; `reason` the error code if refused.
-    pub fn webhook(&self, source: &str, outcome: &str, reason: &str, seconds: f64) {
+    pub fn webhook(
+        &self,
+        source: Option<&MetricsSource>,
+        outcome: &str,
+        reason: &str,
+        seconds: f64,
+    ) {
         let source = self.source_label(source);
         self.webhooks
             .with_label_values(&[source.as_str(), outcome, reason])

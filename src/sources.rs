@@ -71,12 +71,18 @@ impl Scheme {
             Self::None => vec![],
             Self::Github => vec![header("x-github-delivery")],
             Self::Stripe => vec![json("/id")],
-            Self::Shopify => vec![header("x-shopify-event-id"), header("x-shopify-webhook-id")],
+            // The X- names, and the unprefixed ones of Shopify's Events webhooks.
+            Self::Shopify => vec![
+                header("x-shopify-event-id"),
+                header("shopify-event-id"),
+                header("x-shopify-webhook-id"),
+                header("shopify-webhook-id"),
+            ],
             // Events API bodies carry event_id; a slash command's exact replay has the
             // same signature.
             Self::Slack => vec![json("/event_id"), header("x-slack-signature")],
             Self::StandardWebhooks => vec![header("webhook-id")],
-            Self::Svix => vec![header("svix-id")],
+            Self::Svix => vec![header("svix-id"), header("webhook-id")],
         }
     }
 
@@ -305,7 +311,7 @@ fn build(
         } else {
             Secret::new(text.into_bytes())
         };
-        secrets.push(secret);
+        secrets.push(non_empty(secret).map_err(|e| invalid(field, e))?);
     }
     if verify != Scheme::None && secrets.is_empty() {
         return Err(invalid(
@@ -375,7 +381,8 @@ fn build(
     let signing_secret = match raw.signing_secret {
         Some(text) => {
             let text = expand_env(&text, env).map_err(|e| invalid("signing_secret", e))?;
-            Some(Secret::from_whsec(&text).map_err(|e| invalid("signing_secret", e))?)
+            let secret = Secret::from_whsec(&text).and_then(non_empty);
+            Some(secret.map_err(|e| invalid("signing_secret", e))?)
         }
         None => None,
     };
@@ -390,6 +397,16 @@ fn build(
         content_types,
         signing_secret,
     })
+}
+
+/// A zero-length key would make every signature trivially computable: verification
+/// silently off. `whsec_` alone (or `whsec_${VAR}` with `VAR` empty) decodes to that.
+fn non_empty(secret: Secret) -> Result<Secret, String> {
+    if secret.bytes().is_empty() {
+        Err("decodes to an empty key; a signing key must not be empty".into())
+    } else {
+        Ok(secret)
+    }
 }
 
 /// Replaces every `${NAME}` with the environment variable's value.
@@ -473,9 +490,29 @@ mod tests {
                 "[a]\nverify = \"svix\"\nsecret = \"not base64!\"\n",
                 "secret",
             ),
+            // Empty keys, however they are written, for every scheme.
+            ("[a]\nverify = \"svix\"\nsecret = \"whsec_\"\n", "secret"),
+            (
+                "[a]\nverify = \"standard-webhooks\"\nsecret = \"whsec_${EMPTY}\"\n",
+                "secret",
+            ),
+            (
+                "[a]\nverify = \"standard-webhooks\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"whsec_\"]\n",
+                "secret",
+            ),
+            (
+                "[a]\nverify = \"stripe\"\nsecret = \"${EMPTY}\"\n",
+                "secret",
+            ),
+            ("[a]\nverify = \"github\"\nsecret = \"\"\n", "secret"),
+            ("[a]\nsigning_secret = \"whsec_\"\n", "signing_secret"),
+            (
+                "[a]\nsigning_secret = \"whsec_${EMPTY}\"\n",
+                "signing_secret",
+            ),
         ];
         for (text, field) in cases {
-            let error = parse(text, &[]).unwrap_err().to_string();
+            let error = parse(text, &[("EMPTY", "")]).unwrap_err().to_string();
             assert!(error.contains("hookrelay.toml"), "{error}");
             assert!(error.contains("sources.a"), "{error}");
             assert!(error.contains(field), "{field}: {error}");

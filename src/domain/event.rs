@@ -61,7 +61,9 @@ impl fmt::Display for SourceName {
     }
 }
 
-/// The sender's idempotency key: non-empty, at most 255 bytes, unique per source.
+/// The sender's idempotency key: 1–255 visible ASCII characters (`!` to `~`, no
+/// spaces or control characters), unique per source. The same rule holds wherever
+/// the key came from: the `Idempotency-Key` header, a provider's header or the body.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
 
@@ -71,20 +73,24 @@ pub enum InvalidKey {
     Empty,
     #[error("idempotency key is {0} bytes; the limit is 255")]
     TooLong(usize),
+    #[error("idempotency key must be visible ASCII (no spaces, control or non-ASCII characters)")]
+    NotVisibleAscii,
 }
 
 impl IdempotencyKey {
     pub const MAX_BYTES: usize = 255;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidKey> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        if raw.is_empty() {
             return Err(InvalidKey::Empty);
         }
-        if trimmed.len() > Self::MAX_BYTES {
-            return Err(InvalidKey::TooLong(trimmed.len()));
+        if raw.len() > Self::MAX_BYTES {
+            return Err(InvalidKey::TooLong(raw.len()));
         }
-        Ok(Self(trimmed.to_owned()))
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidKey::NotVisibleAscii);
+        }
+        Ok(Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -114,7 +120,19 @@ mod tests {
             IdempotencyKey::parse(&"k".repeat(256)),
             Err(InvalidKey::TooLong(256))
         );
-        assert_eq!(IdempotencyKey::parse("  "), Err(InvalidKey::Empty));
+        assert_eq!(IdempotencyKey::parse(""), Err(InvalidKey::Empty));
+    }
+
+    #[test]
+    fn keys_are_visible_ascii() {
+        assert!(IdempotencyKey::parse("evt_1NG8Du2eZvKYlo2C!~").is_ok());
+        for bad in ["a b", "a\tb", "a\u{1}b", "caf\u{e9}", " x", "x\n", "  "] {
+            assert_eq!(
+                IdempotencyKey::parse(bad),
+                Err(InvalidKey::NotVisibleAscii),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

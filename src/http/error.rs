@@ -24,6 +24,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("could not read the request body")]
     BadBody,
+    #[error("the request body did not arrive within {}", humantime::format_duration(*.limit))]
+    RequestTimeout { limit: std::time::Duration },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("source {0:?} is not configured")]
@@ -68,6 +70,7 @@ impl ApiError {
             Self::NotReplayable(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) | Self::UnknownSource(_) => StatusCode::NOT_FOUND,
             Self::InvalidSignature => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -90,6 +93,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadBody => "invalid_body",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::NotFound(_) => "not_found",
             Self::UnknownSource(_) => "unknown_source",
             Self::InvalidSignature => "invalid_signature",

@@ -1,6 +1,7 @@
 //! `GET /health` (the process runs) and `GET /ready` (the database can be written).
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -12,6 +13,45 @@ use crate::domain::time::Timestamp;
 
 /// A probe that takes longer than this counts as a failure.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// A webhook that could not be committed this recently, with none committed since,
+/// makes the process not ready, whatever a probe says: the probe's small write can
+/// pass while the events' own writes fail (a full disk, a lock on the table).
+const RECENT_FAILURE: Duration = Duration::from_secs(5);
+
+/// The outcome of the most recent webhook commits.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    failing_since: Mutex<Option<Instant>>,
+    last_failure: Mutex<Option<Instant>>,
+}
+
+impl WriteHealth {
+    pub fn committed(&self) {
+        if let Ok(mut since) = self.failing_since.lock() {
+            *since = None;
+        }
+    }
+
+    pub fn failed(&self) {
+        let now = Instant::now();
+        if let Ok(mut since) = self.failing_since.lock() {
+            since.get_or_insert(now);
+        }
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = Some(now);
+        }
+    }
+
+    /// True while commits fail: the last one failed, and recently.
+    fn failing(&self) -> bool {
+        let failing = self.failing_since.lock().is_ok_and(|since| since.is_some());
+        let recent = self
+            .last_failure
+            .lock()
+            .is_ok_and(|last| last.is_some_and(|at| at.elapsed() < RECENT_FAILURE));
+        failing && recent
+    }
+}
 
 /// The process runs.
 #[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, body = Object)))]
@@ -27,6 +67,15 @@ pub async fn health() -> Json<Value> {
     responses((status = 200, body = Object), (status = 503, description = "not_ready", body = Object))
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.write_health.failing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "not_ready", "timestamp": Timestamp::now().to_rfc3339(),
+                        "checks": {"database": "writes_failing"}}),
+            ),
+        );
+    }
     let probe = tokio::time::timeout(READY_TIMEOUT, state.store.check_writable()).await;
     let timestamp = Timestamp::now().to_rfc3339();
     match probe {

@@ -2,11 +2,18 @@
 
 mod admin;
 mod auth;
+mod body;
 pub mod error;
 pub mod events;
 mod health;
+mod serve;
+
+pub use health::WriteHealth;
+pub use serve::{ConnectionLimits, serve};
 mod ui;
 mod webhooks;
+
+pub use webhooks::MetricsSource;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,8 +42,12 @@ pub struct AppState {
     pub sources: Arc<Sources>,
     pub max_attempts: u32,
     pub max_body: usize,
+    /// How long a client may take to send a request's body.
+    pub body_read_timeout: std::time::Duration,
     /// Bearer token for the operator's routes; `None` limits them to loopback clients.
     pub admin_token: Option<Secret>,
+    /// Whether webhooks are being committed: part of readiness.
+    pub write_health: Arc<WriteHealth>,
 }
 
 /// The OpenAPI document's frame; every path in it comes from the routes themselves.
@@ -70,7 +81,10 @@ impl Modify for AdminTokenScheme {
 }
 
 pub fn router(state: AppState) -> Router {
-    let max_body = state.max_body;
+    let body_limits = body::BodyLimits {
+        max_body: state.max_body,
+        read_timeout: state.body_read_timeout,
+    };
     // Routes are registered together with their documentation, so the two cannot
     // drift apart.
     let operators = OpenApiRouter::<AppState>::new()
@@ -110,31 +124,25 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(body_limits, body::read_body))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
-fn record_webhook(response: &Response, source: &str, seconds: f64) {
-    let (source, outcome, reason) = match (
+fn record_webhook(response: &Response, seconds: f64) {
+    let outcome = match (
         response.extensions().get::<IngestedEvent>(),
         response.extensions().get::<ErrorCode>(),
     ) {
-        (Some(event), _) if event.duplicate => (event.source.as_str(), "duplicate", ""),
-        (Some(event), _) => (event.source.as_str(), "accepted", ""),
-        (None, Some(ErrorCode(code))) => {
-            // A refused name is not a source; do not make a series of it.
-            let source = if *code == "invalid_source" {
-                ""
-            } else {
-                source
-            };
-            (source, "refused", *code)
-        }
+        (Some(event), _) if event.duplicate => ("duplicate", ""),
+        (Some(_), _) => ("accepted", ""),
+        (None, Some(ErrorCode(code))) => ("refused", *code),
         // Slack's url_verification handshake: answered, not stored.
-        (None, None) => (source, "answered", ""),
+        (None, None) => ("answered", ""),
     };
-    METRICS.webhook(source, outcome, reason, seconds);
+    let source = response.extensions().get::<MetricsSource>();
+    METRICS.webhook(source, outcome.0, outcome.1, seconds);
 }
 
 /// One line per request: method, path (never the query), status and duration, and
@@ -147,8 +155,8 @@ async fn log_request(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let duration_ms = millis(elapsed);
-    if let Some(source) = path.strip_prefix("/webhooks/") {
-        record_webhook(&response, source, elapsed.as_secs_f64());
+    if path.starts_with("/webhooks/") {
+        record_webhook(&response, elapsed.as_secs_f64());
     }
     match response.extensions().get::<IngestedEvent>() {
         Some(event) => tracing::info!(

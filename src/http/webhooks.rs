@@ -57,14 +57,36 @@ pub async fn receive(
     source: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let resolved = source
+        .ok()
+        .and_then(|Path(name)| SourceName::parse(&name).ok())
+        .map(|name| (state.sources.resolve(name.as_str()), name));
+    let (settings, source) = match resolved {
+        None => return ApiError::InvalidSource.into_response(),
+        Some((None, name)) => return ApiError::UnknownSource(name.to_string()).into_response(),
+        Some((Some(settings), name)) => (settings, name),
+    };
+    // From here on the source is one hookrelay accepts: the metrics may name it.
+    let label = MetricsSource {
+        name: source.clone(),
+        configured: state.sources.get(source.as_str()).is_some(),
+    };
+    let mut response = ingest(&state, settings, source, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(label);
+    response
+}
+
+async fn ingest(
+    state: &AppState,
+    settings: std::sync::Arc<crate::sources::SourceSettings>,
+    source: SourceName,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let received_at = Timestamp::now();
-    let Path(source) = source.map_err(|_| ApiError::InvalidSource)?;
-    let source = SourceName::parse(&source).map_err(|_| ApiError::InvalidSource)?;
-    let settings = state
-        .sources
-        .resolve(source.as_str())
-        .ok_or_else(|| ApiError::UnknownSource(source.to_string()))?;
 
     let media = media::classify(&headers, &settings.content_types).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
@@ -94,8 +116,16 @@ pub async fn receive(
     }
 
     if media == MediaType::Json {
+        // JSON is UTF-8 (RFC 8259). Checked on the whole body first, because skipping a
+        // string without building a tree does not look inside it.
+        let text = std::str::from_utf8(&body).map_err(|e| {
+            ApiError::InvalidJson(format!(
+                "the body is not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ))
+        })?;
         // Validates without building a tree; any JSON value is fine, arrays included.
-        serde_json::from_slice::<IgnoredAny>(&body)
+        serde_json::from_str::<IgnoredAny>(text)
             .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     }
     let parse_json = || {
@@ -134,7 +164,12 @@ pub async fn receive(
         max_attempts: state.max_attempts,
         forward: settings.destination.is_some(),
     };
-    let outcome = state.store.insert_event(event).await?;
+    let outcome = state.store.insert_event(event).await;
+    match &outcome {
+        Ok(_) => state.write_health.committed(),
+        Err(_) => state.write_health.failed(),
+    }
+    let outcome = outcome?;
     let (status, word, id) = match outcome {
         InsertOutcome::Accepted(id) => (StatusCode::ACCEPTED, "accepted", id),
         InsertOutcome::Duplicate(id) => (StatusCode::OK, "duplicate", id),
@@ -160,6 +195,16 @@ fn slack_challenge(body: Option<Value>) -> Option<String> {
         return None;
     }
     body.get("challenge")?.as_str().map(str::to_owned)
+}
+
+/// The source a webhook request was for, once hookrelay knows it is one it accepts:
+/// refusals before that point are counted under one fixed label, so made-up names
+/// cannot crowd real sources out of the metrics.
+#[derive(Debug, Clone)]
+pub struct MetricsSource {
+    pub name: SourceName,
+    /// Named in the config file: always labelled, outside the bound on other names.
+    pub configured: bool,
 }
 
 /// What the request log line says about the event a webhook request stored.

@@ -46,7 +46,9 @@ pub fn extract(
                     _ => None,
                 }),
         };
-        if let Some(text) = found.filter(|t| !t.trim().is_empty()) {
+        // An empty value is as good as absent: the next place is tried. Anything else
+        // must pass the one key rule, whatever its origin.
+        if let Some(text) = found.filter(|t| !t.is_empty()) {
             return parse(&text);
         }
     }
@@ -56,7 +58,7 @@ pub fn extract(
 fn parse(text: &str) -> Result<IdempotencyKey, KeyError> {
     IdempotencyKey::parse(text).map_err(|e| match e {
         InvalidKey::Empty => KeyError::Missing,
-        InvalidKey::TooLong(_) => KeyError::Invalid(e.to_string()),
+        InvalidKey::TooLong(_) | InvalidKey::NotVisibleAscii => KeyError::Invalid(e.to_string()),
     })
 }
 
@@ -113,6 +115,24 @@ mod tests {
                 .as_str(),
             "42"
         );
+        for body in [
+            serde_json::json!({"order": {"id": "a\u{1}b"}}),
+            serde_json::json!({"order": {"id": "caf\u{e9}"}}),
+            serde_json::json!({"order": {"id": "a b"}}),
+        ] {
+            assert!(
+                matches!(
+                    extract(&HeaderMap::new(), &locations, &mut || Some(body.clone())),
+                    Err(KeyError::Invalid(_))
+                ),
+                "{body}"
+            );
+        }
+        let tab = headers(&[("idempotency-key", "a\tb")]);
+        assert!(matches!(
+            extract(&tab, &locations, &mut || None),
+            Err(KeyError::Invalid(_))
+        ));
         let long = headers(&[("idempotency-key", &"k".repeat(256))]);
         assert!(matches!(
             extract(&long, &locations, &mut || None),

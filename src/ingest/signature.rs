@@ -46,10 +46,12 @@ pub fn verify(
             check_any(secrets, &[body], &[signature])
         }
         Scheme::Shopify => {
-            let header = text(headers, "x-shopify-hmac-sha256")?;
+            // Webhooks use the X- names; Shopify's Events webhooks the unprefixed ones.
+            let (name, header) =
+                first_of(headers, &["x-shopify-hmac-sha256", "shopify-hmac-sha256"])?;
             let signature = BASE64
                 .decode(header)
-                .map_err(|_| SignatureError::Malformed("x-shopify-hmac-sha256"))?;
+                .map_err(|_| SignatureError::Malformed(name))?;
             check_any(secrets, &[body], &[signature])
         }
         Scheme::Stripe => {
@@ -86,10 +88,39 @@ pub fn verify(
                 &[signature],
             )
         }
-        Scheme::StandardWebhooks => standard(headers, body, now, tolerance, secrets, "webhook"),
-        Scheme::Svix => standard(headers, body, now, tolerance, secrets, "svix"),
+        Scheme::StandardWebhooks => standard(headers, body, now, tolerance, secrets, &WEBHOOK),
+        // Svix's own library accepts either set of names, and so does hookrelay.
+        Scheme::Svix => {
+            let names = if headers.contains_key(SVIX.id) {
+                &SVIX
+            } else if headers.contains_key(WEBHOOK.id) {
+                &WEBHOOK
+            } else {
+                return Err(SignatureError::MissingHeader(SVIX.id));
+            };
+            standard(headers, body, now, tolerance, secrets, names)
+        }
     }
 }
+
+/// The three headers of a Standard Webhooks signature, under one family of names.
+pub struct StandardHeaders {
+    pub id: &'static str,
+    pub timestamp: &'static str,
+    pub signature: &'static str,
+}
+
+pub const WEBHOOK: StandardHeaders = StandardHeaders {
+    id: "webhook-id",
+    timestamp: "webhook-timestamp",
+    signature: "webhook-signature",
+};
+
+pub const SVIX: StandardHeaders = StandardHeaders {
+    id: "svix-id",
+    timestamp: "svix-timestamp",
+    signature: "svix-signature",
+};
 
 /// Standard Webhooks (and Svix, its origin): `{id}.{timestamp}.{body}`, base64
 /// signatures listed as `v1,<sig>` separated by spaces.
@@ -99,17 +130,12 @@ fn standard(
     now: i64,
     tolerance: i64,
     secrets: &[Secret],
-    prefix: &'static str,
+    names: &StandardHeaders,
 ) -> Result<(), SignatureError> {
-    let (id_name, timestamp_name, signature_name) = if prefix == "svix" {
-        ("svix-id", "svix-timestamp", "svix-signature")
-    } else {
-        ("webhook-id", "webhook-timestamp", "webhook-signature")
-    };
-    let id = text(headers, id_name)?;
-    let timestamp = text(headers, timestamp_name)?;
-    let header = text(headers, signature_name)?;
-    check_fresh(timestamp, now, tolerance, timestamp_name)?;
+    let id = text(headers, names.id)?;
+    let timestamp = text(headers, names.timestamp)?;
+    let header = text(headers, names.signature)?;
+    check_fresh(timestamp, now, tolerance, names.timestamp)?;
     let signatures: Vec<Vec<u8>> = header
         .split(' ')
         .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -133,6 +159,19 @@ pub fn sign_standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> 
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
+/// The first of `names` that is present, with its value.
+fn first_of<'a>(
+    headers: &'a HeaderMap,
+    names: &[&'static str],
+) -> Result<(&'static str, &'a str), SignatureError> {
+    let name = names
+        .iter()
+        .copied()
+        .find(|name| headers.contains_key(*name))
+        .ok_or(SignatureError::MissingHeader(names[0]))?;
+    Ok((name, text(headers, name)?))
+}
+
 fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, SignatureError> {
     headers
         .get(name)
@@ -152,7 +191,8 @@ fn check_fresh(
     let timestamp: i64 = timestamp
         .parse()
         .map_err(|_| SignatureError::Malformed(header))?;
-    if (now - timestamp).abs() > tolerance {
+    // `abs_diff` cannot overflow, whatever number the sender chose.
+    if now.abs_diff(timestamp) > tolerance.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     Ok(())
@@ -280,10 +320,61 @@ mod tests {
             ("svix-signature", SW_SIGNATURE),
         ]);
         assert_eq!(verify(&svix, &svix_headers, SW_BODY, SW_TIMESTAMP), Ok(()));
+        // Svix's library accepts the webhook-* names too.
+        assert_eq!(verify(&svix, &good, SW_BODY, SW_TIMESTAMP), Ok(()));
         assert_eq!(
-            verify(&svix, &good, SW_BODY, SW_TIMESTAMP),
+            verify(&svix, &HeaderMap::new(), SW_BODY, SW_TIMESTAMP),
             Err(SignatureError::MissingHeader("svix-id"))
         );
+    }
+
+    #[test]
+    fn timestamps_far_from_now_never_wrap_around() {
+        let now: i64 = 1_700_000_000;
+        let far_past = (now as i128 - (1i128 << 63)) as i64;
+        let secret = Secret::from_whsec(SW_SECRET).unwrap();
+        let sw = SourceSettings {
+            verify: Scheme::StandardWebhooks,
+            secrets: vec![secret.clone()],
+            ..SourceSettings::unconfigured("sw")
+        };
+        for ts in [far_past, i64::MIN, i64::MAX, -1] {
+            let signature = sign_standard(&secret, SW_ID, ts, SW_BODY);
+            let signed = headers(&[
+                ("webhook-id", SW_ID),
+                ("webhook-timestamp", &ts.to_string()),
+                ("webhook-signature", &signature),
+            ]);
+            assert_eq!(
+                verify(&sw, &signed, SW_BODY, now),
+                Err(SignatureError::Stale),
+                "standard-webhooks t={ts}"
+            );
+
+            let stripe = source(Scheme::Stripe, &[b"whsec_x"]);
+            let mac = hmac_hex(b"whsec_x", &[ts.to_string().as_bytes(), b".", SW_BODY]);
+            let signed = headers(&[("stripe-signature", &format!("t={ts},v1={mac}"))]);
+            assert_eq!(
+                verify(&stripe, &signed, SW_BODY, now),
+                Err(SignatureError::Stale),
+                "stripe t={ts}"
+            );
+
+            let slack = source(Scheme::Slack, &[b"slack"]);
+            let mac = hmac_hex(
+                b"slack",
+                &[b"v0:", ts.to_string().as_bytes(), b":", SW_BODY],
+            );
+            let signed = headers(&[
+                ("x-slack-request-timestamp", &ts.to_string()),
+                ("x-slack-signature", &format!("v0={mac}")),
+            ]);
+            assert_eq!(
+                verify(&slack, &signed, SW_BODY, now),
+                Err(SignatureError::Stale),
+                "slack t={ts}"
+            );
+        }
     }
 
     // Slack's documented example ("Verifying requests from Slack").
@@ -358,6 +449,9 @@ mod tests {
             verify(&shopify, &signed, b"{}", 0),
             Err(SignatureError::Mismatch)
         );
+        // Shopify's Events webhooks name the header without the X- prefix.
+        let unprefixed = headers(&[("shopify-hmac-sha256", &signature)]);
+        assert_eq!(verify(&shopify, &unprefixed, body, 0), Ok(()));
         let hex_instead = headers(&[("x-shopify-hmac-sha256", "zz!")]);
         assert_eq!(
             verify(&shopify, &hex_instead, body, 0),

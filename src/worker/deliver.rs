@@ -32,7 +32,17 @@ const HOP_BY_HOP: &[&str] = &[
     "host",
     "content-length",
 ];
-const RESIGNED: &[&str] = &["webhook-id", "webhook-timestamp", "webhook-signature"];
+/// A sender's Standard Webhooks or Svix signature headers: dropped when hookrelay
+/// re-signs, so that libraries which read `svix-*` first (Svix's own) verify
+/// hookrelay's signature, not the sender's. The stored event keeps them.
+const RESIGNED: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+];
 
 pub struct Delivery {
     pub outcome: AttemptOutcome,
@@ -126,11 +136,14 @@ async fn classify(mut response: reqwest::Response) -> Delivery {
     }
 }
 
-/// `Retry-After` as seconds or as an HTTP date, capped.
+/// `Retry-After` as seconds or as an HTTP date, capped: any number of seconds beyond
+/// the cap, however many digits it has, is the cap.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
+    let all_digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     let delay = match value.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) if all_digits => MAX_RETRY_AFTER,
         Err(_) => httpdate::parse_http_date(value)
             .ok()?
             .duration_since(now)
@@ -195,6 +208,14 @@ mod tests {
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after(&"9".repeat(400), now),
+            Some(MAX_RETRY_AFTER)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -62,6 +62,16 @@ impl TestApp {
         toml: Option<&str>,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_adjusted(backend, toml, settings, |_| {}).await
+    }
+
+    /// With the config changed by `adjust` after it was loaded (e.g. another address).
+    pub async fn spawn_adjusted(
+        backend: Backend,
+        toml: Option<&str>,
+        settings: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = TestDatabase::create(backend, dir.path()).await;
         let config_file = toml.map(|text| {
@@ -69,7 +79,18 @@ impl TestApp {
             std::fs::write(&path, text).expect("config file");
             path
         });
-        let config = test_config(&database.url, config_file, settings);
+        let mut config = test_config(&database.url, config_file, settings);
+        adjust(&mut config);
+        Self::start(dir, database, config).await
+    }
+
+    /// Starts again on what a stopped app left, with the same settings.
+    pub async fn restart(stopped: Stopped, settings: &[(&str, &str)]) -> Self {
+        let config = test_config(&stopped.database.url, None, settings);
+        Self::start(stopped._dir, stopped.database, config).await
+    }
+
+    async fn start(dir: TempDir, database: TestDatabase, config: Config) -> Self {
         let app = Application::build(config, Role::Serve)
             .await
             .expect("app builds");
@@ -342,4 +363,49 @@ pub async fn wait_healthy(client: &reqwest::Client, address: SocketAddr) {
             .map(|_| ())
     })
     .await
+}
+
+/// The Python that has the providers' libraries and schemathesis
+/// (`tests/sdk/requirements.txt`); `scripts/test` makes it.
+pub fn sdk_python() -> PathBuf {
+    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-python/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} is missing: run the suite with scripts/test, which installs the providers' \
+         libraries from tests/sdk/requirements.txt",
+        python.display()
+    );
+    python
+}
+
+/// Runs `tests/sdk/<script>` with `input` on stdin; returns its exit success and output.
+pub fn run_sdk_script(script: &str, input: &Value) -> (bool, String) {
+    use std::io::Write as _;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let mut child = Command::new(sdk_python())
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("input written");
+    let output = child.wait_with_output().expect("python finishes");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }

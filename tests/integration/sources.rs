@@ -500,7 +500,107 @@ async fn deliveries_are_resigned_with_standard_webhooks(backend: Backend) {
     );
 }
 
+/// A Svix sender's request, re-signed for the application: the official `svix` and
+/// `standardwebhooks` libraries must both accept what the application receives (the
+/// `svix` library reads `svix-*` headers first, so the sender's must not be forwarded).
+async fn svix_and_standard_webhooks_libraries_verify_resigned_deliveries(backend: Backend) {
+    let receiver = Receiver::start(vec![]).await;
+    let signing_secret = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz";
+    let config = format!(
+        "[sources.svix]\nverify = \"svix\"\nsecret = \"{}\"\ndestination = \"{}\"\n\
+         signing_secret = \"{signing_secret}\"\n",
+        secret_of("svix"),
+        receiver.url()
+    );
+    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let body = r#"{"type":"invoice.paid","data":{"id":"in_1"}}"#;
+    let headers = signed("svix", secret_of("svix"), now(), body, "msg_sdk_1");
+    let (status, receipt) = send(&app, "svix", &headers, body).await;
+    assert_eq!(status, 202, "{receipt}");
+    let id = receipt["event_id"].as_str().unwrap();
+    app.wait_for_status(id, "delivered", Duration::from_secs(10))
+        .await;
+
+    let delivery = &receiver.received()[0];
+    for name in ["svix-id", "svix-timestamp", "svix-signature"] {
+        assert!(
+            !delivery.headers.contains_key(name),
+            "{name} forwarded beside hookrelay's signature"
+        );
+    }
+    let headers: serde_json::Map<String, Value> = delivery
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap())))
+        .collect();
+    let (verified, output) = run_sdk_script(
+        "verify_delivery.py",
+        &json!({
+            "secret": signing_secret,
+            "headers": headers,
+            "body": String::from_utf8(delivery.body.to_vec()).unwrap(),
+        }),
+    );
+    assert!(verified, "{output}");
+    // The sender's signature stays in the stored event, for operators.
+    assert_eq!(
+        app.database
+            .scalar("SELECT COUNT(*) FROM events WHERE headers LIKE '%svix-signature%'")
+            .await,
+        1
+    );
+}
+
+/// Svix's library accepts `webhook-*` header names as well as `svix-*`; so does a
+/// `verify = "svix"` source, key included.
+async fn svix_sources_accept_webhook_header_names(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let body = r#"{"type":"user.created"}"#;
+    let headers = signed("sw", secret_of("svix"), now(), body, "msg_names_1");
+    let (status, receipt) = send(&app, "svix", &headers, body).await;
+    assert_eq!(status, 202, "{receipt}");
+    let (status, again) = send(&app, "svix", &headers, body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["event_id"], receipt["event_id"]);
+    let mut forged = headers.clone();
+    forged[2].1 = "v1,bm9wZQ==".into();
+    assert_eq!(send(&app, "svix", &forged, body).await.0, 401);
+}
+
+/// `@shopify/shopify-api` names the headers of Shopify's Events webhooks without
+/// the `X-` prefix: accepted beside the `X-Shopify-*` names, key included.
+async fn shopify_unprefixed_header_names_are_accepted(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let body = r#"{"id":820982911946154508,"email":"jon@example.com"}"#;
+    let signature = BASE64.encode(mac(secret_of("shopify").as_bytes(), &[body.as_bytes()]));
+    for (i, key_header) in ["shopify-event-id", "shopify-webhook-id"]
+        .iter()
+        .enumerate()
+    {
+        let headers: Headers = vec![
+            ("shopify-hmac-sha256", signature.clone()),
+            (
+                key_header,
+                format!("98880550-7158-44d4-b7cd-2c97c8a091b{i}"),
+            ),
+            ("shopify-topic", "orders/create".into()),
+        ];
+        let (status, receipt) = send(&app, "shopify", &headers, body).await;
+        assert_eq!(status, 202, "{key_header}: {receipt}");
+        let (status, again) = send(&app, "shopify", &headers, body).await;
+        assert_eq!(status, 200, "{key_header}: {again}");
+    }
+    let wrong: Headers = vec![
+        ("shopify-hmac-sha256", BASE64.encode(b"not the mac")),
+        ("shopify-event-id", "e-3".into()),
+    ];
+    assert_eq!(send(&app, "shopify", &wrong, body).await.0, 401);
+}
+
 crate::on_both_backends!(
+    svix_and_standard_webhooks_libraries_verify_resigned_deliveries,
+    svix_sources_accept_webhook_header_names,
+    shopify_unprefixed_header_names_are_accepted,
     every_scheme_accepts_good_signatures_and_refuses_bad_ones,
     either_of_two_secrets_verifies,
     provider_redeliveries_without_an_idempotency_key_collapse,

@@ -15,7 +15,7 @@ use cookie::{Cookie, SameSite};
 use hmac::Mac;
 
 use super::super::AppState;
-use super::super::auth::{admit, constant_time_eq};
+use super::super::auth::{admit, constant_time_eq, is_loopback};
 use super::super::error::{ApiError, ErrorCode};
 use crate::sources::Secret;
 
@@ -69,7 +69,7 @@ async fn admit_to_dashboard(
                 Some(issue_session(token, SystemTime::now()))
             }
             Some(_) => return Err(ApiError::DashboardSignIn),
-            None if peer.ip().is_loopback() => None,
+            None if is_loopback(peer.ip()) => None,
             None => return Err(ApiError::Forbidden),
         };
         let mut response =

@@ -550,8 +550,14 @@ pub async fn count_delivered(client: &Client, cap: u64) -> Result<u64> {
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// A real write, so that a read-only or unreachable database shows.
+/// A real write, so that a read-only or unreachable database shows; and an insert
+/// into `events` that adds no row but takes the lock every insert takes, so that a
+/// lock held on the table shows too.
 pub async fn probe_write(client: &Client) -> Result<()> {
+    let events = client
+        .prepare_cached("INSERT INTO events (id) SELECT NULL WHERE false")
+        .await?;
+    client.execute(&events, &[]).await?;
     let statement = client
         .prepare_cached(
             "INSERT INTO hookrelay_meta (key, value) VALUES ('ready_probe', $1)

@@ -4,16 +4,17 @@
 //! reads use a small pool of their own connections, which WAL lets run beside the
 //! writer. Several processes may share the file: SQLite's locks order their writers.
 
+mod file;
 mod queries;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::{
@@ -23,6 +24,7 @@ use super::{
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
+use file::{Connector, open_connection};
 use writer::Writer;
 
 /// Each schema version's SQL, applied in order; `PRAGMA user_version` records progress.
@@ -33,11 +35,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_forward.sql"),
 ];
 
-/// How long a statement waits for another process's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a worker in its own process looks for commits made by other processes.
 const WATCH_INTERVAL: Duration = Duration::from_millis(5);
-const MAX_IDLE_READERS: usize = 8;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -47,7 +46,7 @@ impl From<rusqlite::Error> for StoreError {
 
 pub struct SqliteStore {
     writer: Writer,
-    readers: Arc<ReaderPool>,
+    readers: Connector,
     work_signal: Arc<Notify>,
     stop_watching: Arc<AtomicBool>,
 }
@@ -63,7 +62,8 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
-        let conn = open_connection(&path)?;
+        let connector = Connector::new(path.clone(), MIGRATIONS.len());
+        let conn = connector.create()?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         if options.migrate {
             migrate(&conn)?;
@@ -74,14 +74,16 @@ impl SqliteStore {
         let stop_watching = Arc::new(AtomicBool::new(false));
         // A worker without an API beside it learns of new events from other processes.
         if options.runs_worker && !options.runs_api {
-            watch_other_writers(&path, work_signal.clone(), stop_watching.clone())?;
+            watch_other_writers(
+                connector.clone(),
+                work_signal.clone(),
+                stop_watching.clone(),
+            )?;
         }
         Ok(Self {
-            writer: Writer::start(conn).map_err(|e| StoreError::Unavailable(Box::new(e)))?,
-            readers: Arc::new(ReaderPool {
-                path,
-                idle: Mutex::new(Vec::new()),
-            }),
+            writer: Writer::start(conn, connector.clone())
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?,
+            readers: connector,
             work_signal,
             stop_watching,
         })
@@ -93,22 +95,10 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(work))
+        tokio::task::spawn_blocking(move || readers.read(work))
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?
     }
-}
-
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // FULL: a commit is on disk, WAL included, before the 202 that depends on it.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
 }
 
 /// Applies the migrations not yet applied. Safe to run from several processes at once.
@@ -152,21 +142,38 @@ fn check_schema(conn: &Connection) -> Result<(), StoreError> {
 /// cheap in-memory check that lets a separate worker start new events within
 /// milliseconds.
 fn watch_other_writers(
-    path: &Path,
+    connector: Connector,
     signal: Arc<Notify>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), StoreError> {
-    let conn = open_connection(path)?;
     let version = |conn: &Connection| -> rusqlite::Result<i64> {
         conn.pragma_query_value(None, "data_version", |r| r.get(0))
     };
+    let conn = open_connection(connector.path(), false)?;
     let mut last = version(&conn)?;
+    let mut watching = Some((connector.generation(), conn));
     std::thread::Builder::new()
         .name("sqlite-watch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(WATCH_INTERVAL);
-                if let Ok(current) = version(&conn)
+                // The file was found gone or replaced: let go of the old one.
+                let generation = connector.generation();
+                if watching.as_ref().is_some_and(|(g, _)| *g != generation) {
+                    watching = None;
+                }
+                if watching.is_none() {
+                    watching = open_connection(connector.path(), false)
+                        .ok()
+                        .map(|conn| (generation, conn));
+                    if watching.is_some() {
+                        // Whatever happened meanwhile, look for work once.
+                        signal.notify_one();
+                    }
+                    continue;
+                }
+                if let Some((_, conn)) = &watching
+                    && let Ok(current) = version(conn)
                     && current != last
                 {
                     last = current;
@@ -176,31 +183,6 @@ fn watch_other_writers(
         })
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     Ok(())
-}
-
-struct ReaderPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl ReaderPool {
-    fn with<T>(
-        &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_connection(&self.path)?,
-        };
-        let result = work(&conn);
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE_READERS
-        {
-            idle.push(conn);
-        }
-        Ok(result?)
-    }
 }
 
 #[async_trait]
