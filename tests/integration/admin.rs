@@ -472,6 +472,61 @@ async fn metrics_count_what_happened(backend: Backend) {
     }
 }
 
+/// Made-up source names cannot crowd a configured source out of the metrics, and
+/// requests refused before their source is known share one label.
+async fn refused_names_never_become_metric_labels(backend: Backend) {
+    let configured = format!("labelled-{}", uuid_like());
+    let config = format!("accept_unknown_sources = false\n[sources.{configured}]\n");
+    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    for i in 0..205 {
+        let response = app
+            .post(&format!("made-up-{i}"), Some("k"), &json!({}))
+            .await;
+        assert_eq!(response.status(), 404);
+    }
+    let odd = app
+        .client
+        .post(app.url("/webhooks/a%22b%5Cc/x"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.status(), 404);
+    app.accept(&configured, "k", json!({})).await;
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let accepted = sample(
+        &text,
+        "hookrelay_webhooks_total",
+        &[
+            ("source", &configured),
+            ("outcome", "accepted"),
+            ("reason", ""),
+        ],
+    );
+    assert_eq!(accepted, Some(1.0), "{text}");
+    assert!(!text.contains("made-up-"), "{text}");
+    assert!(!text.contains("a\\\"b"), "{text}");
+    let unknown = sample(
+        &text,
+        "hookrelay_webhooks_total",
+        &[
+            ("source", "_unknown"),
+            ("outcome", "refused"),
+            ("reason", "unknown_source"),
+        ],
+    );
+    assert!(unknown.is_some_and(|n| n >= 205.0), "{text}");
+}
+
 fn uuid_like() -> String {
     format!(
         "{:x}",
@@ -483,6 +538,7 @@ fn uuid_like() -> String {
 }
 
 crate::on_both_backends!(
+    refused_names_never_become_metric_labels,
     metrics_count_what_happened,
     listing_filters_and_pages_newest_first,
     a_dead_lettered_event_is_replayed_with_its_history_kept,

@@ -52,7 +52,7 @@ impl TestDatabase {
         }
     }
 
-    fn sqlite_path(&self) -> &str {
+    pub fn sqlite_path(&self) -> &str {
         self.url.trim_start_matches("sqlite://")
     }
 
@@ -109,6 +109,25 @@ impl TestDatabase {
                     .batch_execute(
                         "BEGIN; LOCK TABLE events, hookrelay_meta IN ACCESS EXCLUSIVE MODE",
                     )
+                    .await
+                    .unwrap();
+                WriteBlock::Postgres(client)
+            }
+        }
+    }
+}
+
+impl TestDatabase {
+    /// Holds inserts into `events` off while other writes pass: a lock on the one
+    /// table on PostgreSQL; SQLite locks only whole databases, so there it is
+    /// `block_writes`.
+    pub async fn block_event_inserts(&self) -> WriteBlock {
+        match self.backend {
+            Backend::Sqlite => self.block_writes().await,
+            Backend::Postgres => {
+                let client = connect(&self.url).await;
+                client
+                    .batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
                     .await
                     .unwrap();
                 WriteBlock::Postgres(client)

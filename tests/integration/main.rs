@@ -2,10 +2,12 @@
 //! the contract suite runs on SQLite and on PostgreSQL.
 
 mod admin;
+mod adversarial;
 mod browser;
 mod cli;
 mod dashboard;
 mod database;
+mod database_file;
 mod deployment;
 mod helpers;
 

@@ -57,7 +57,39 @@ async fn storage_errors_never_leak_internals(backend: Backend) {
     }
 }
 
+/// `/ready` follows whether webhooks are being committed, not only whether a probe's
+/// small write passes: after a refused commit it answers 503 at once.
+async fn ready_turns_503_when_webhook_commits_fail(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(
+        app.post("s", Some("before"), &json!({})).await.status(),
+        202
+    );
+    let blocker = app.database.block_event_inserts().await;
+    let refused = app.post("s", Some("during"), &json!({})).await;
+    assert_eq!(refused.status(), 503);
+
+    let started = std::time::Instant::now();
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["database"], "writes_failing", "{ready}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    blocker.release().await;
+    eventually(Duration::from_secs(15), "ready again", || async {
+        let response = app.client.get(app.url("/ready")).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.post("s", Some("during"), &json!({})).await.status(),
+        202
+    );
+}
+
 crate::on_both_backends!(
+    ready_turns_503_when_webhook_commits_fail,
     a_locked_database_means_503_and_nothing_accepted,
     storage_errors_never_leak_internals,
 );
