@@ -18,19 +18,49 @@ use crate::store::{EventFilter, FilterError, ReplayOutcome};
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
+/// An event's status, as the documentation names the values a filter takes.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum StatusName {
+    Queued,
+    Processing,
+    Retrying,
+    Delivered,
+    DeadLettered,
+}
+
+/// The statuses a replay starts from.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ReplayableStatus {
+    Delivered,
+    DeadLettered,
+}
+
+// Fields are read as text so that a bad value gets this API's own error code; the
+// documentation states the types they must have.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// queued, processing, retrying, delivered or dead_lettered.
+    /// Only events in this status.
+    #[param(value_type = Option<StatusName>)]
     status: Option<String>,
+    /// Only events of this source.
+    #[param(pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
     source: Option<String>,
     /// Received at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Received before (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
-    /// 1-500, default 50.
+    /// Events per page, 1-500; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
@@ -48,7 +78,7 @@ pub struct EventList {
     params(ListParams),
     responses(
         (status = 200, body = EventList),
-        (status = 400, description = "invalid_status, invalid_timestamp, invalid_limit or invalid_cursor", body = ErrorBody),
+        (status = 400, description = "invalid_status, invalid_source, invalid_timestamp, invalid_limit, invalid_cursor or invalid_query", body = ErrorBody),
     ),
     security(("admin_token" = []))
 )]
@@ -101,6 +131,7 @@ fn filter_from(
     EventFilter::parse(status, source, since, until).map_err(|e| {
         let code = match e {
             FilterError::Status => "invalid_status",
+            FilterError::Source => "invalid_source",
             FilterError::Timestamp(_) => "invalid_timestamp",
         };
         ApiError::invalid(code, e.to_string())
@@ -150,9 +181,17 @@ pub async fn replay(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayFilter {
+    /// Only events in this status (by default both).
+    #[schema(value_type = Option<ReplayableStatus>)]
     status: Option<String>,
+    /// Only events of this source.
+    #[schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
     source: Option<String>,
+    /// Received at or after (RFC 3339).
+    #[schema(format = DateTime)]
     since: Option<String>,
+    /// Received before (RFC 3339).
+    #[schema(format = DateTime)]
     until: Option<String>,
 }
 
@@ -169,7 +208,7 @@ pub struct Replayed {
     request_body = ReplayFilter,
     responses(
         (status = 200, body = Replayed),
-        (status = 400, description = "invalid_status, invalid_timestamp or invalid_body", body = ErrorBody),
+        (status = 400, description = "invalid_status, invalid_source, invalid_timestamp or invalid_body", body = ErrorBody),
     ),
     security(("admin_token" = []))
 )]

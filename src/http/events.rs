@@ -27,7 +27,7 @@ pub struct EventView {
     updated_at: String,
     /// The body exactly as received when it is JSON (key order, number formatting),
     /// or as a string when it is not.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
     status_description: &'static str,
 }

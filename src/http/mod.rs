@@ -80,6 +80,51 @@ impl Modify for AdminTokenScheme {
     }
 }
 
+/// Every operators' route answers the same refusals (see [`auth`]): documented once
+/// here for all of them rather than on each route.
+fn document_operator_refusals(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{HttpMethod, Ref, RefOr, ResponseBuilder, content::ContentBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in openapi.paths.paths.values_mut() {
+        for (method, operation) in [
+            (HttpMethod::Get, item.get.as_mut()),
+            (HttpMethod::Post, item.post.as_mut()),
+        ] {
+            let Some(operation) = operation else { continue };
+            if operation.security.as_ref().is_none_or(|s| s.is_empty()) {
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("401".into())
+                .or_insert_with(|| error("unauthorized: the bearer token is missing or wrong"));
+            responses.entry("403".into()).or_insert_with(|| {
+                error(
+                    "forbidden: no token is set and the client is not on this machine; \
+                     csrf_rejected: a browser marked the request as from another site",
+                )
+            });
+            if method == HttpMethod::Post {
+                responses.entry("415".into()).or_insert_with(|| {
+                    error("unsupported_media_type: a body that is not application/json")
+                });
+            }
+        }
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let body_limits = body::BodyLimits {
         max_body: state.max_body,
@@ -116,6 +161,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .split_for_parts();
+    let mut document = document;
+    // After the routes are in: they bring their operations with them.
+    document_operator_refusals(&mut document);
     let document = document.to_json().unwrap_or_else(|_| "{}".into());
     router
         .route(

@@ -35,9 +35,12 @@ pub struct Receipt<'a> {
     post,
     path = "/webhooks/{source}",
     tag = "webhooks",
-    params(("source" = String, Path, description = "1-64 characters of A-Z a-z 0-9 _ - .")),
+    params(
+        ("source" = String, Path, description = "1-64 characters of A-Z a-z 0-9 _ - .", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("Idempotency-Key" = String, Header, description = "The sender's id of this webhook: 1-255 visible ASCII characters. Required unless the source's scheme or `key` setting finds the key elsewhere (a provider header such as X-GitHub-Delivery, or a body field such as Stripe's id).", pattern = r"^[!-~]{1,255}$"),
+    ),
     request_body(
-        content = Object,
+        content = serde_json::Value,
         content_type = "application/json",
         description = "The webhook as the sender posts it (other types where the source allows them)"
     ),

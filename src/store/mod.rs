@@ -149,6 +149,8 @@ pub struct EventFilter {
 pub enum FilterError {
     #[error("status must be queued, processing, retrying, delivered or dead_lettered")]
     Status,
+    #[error("source must be 1-64 characters of A-Z a-z 0-9 _ - .")]
+    Source,
     #[error("{0:?} is not an RFC 3339 time such as 2026-11-30T12:00:00Z")]
     Timestamp(String),
 }
@@ -164,11 +166,20 @@ impl EventFilter {
         let status = status
             .map(|s| s.parse::<EventStatus>().map_err(|_| FilterError::Status))
             .transpose()?;
+        // A name no source can have would match nothing: say so rather than answer empty.
+        if let Some(source) = &source {
+            SourceName::parse(source).map_err(|_| FilterError::Source)?;
+        }
+        // Any RFC 3339 time; also the looser UTC forms people type
+        // (`2026-11-30 12:00:00`), as earlier releases accepted them.
         let time = |text: &str| {
-            humantime::parse_rfc3339_weak(text)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| Timestamp(d.as_micros() as i64))
+            Timestamp::parse_rfc3339(text)
+                .or_else(|| {
+                    humantime::parse_rfc3339_weak(text)
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| Timestamp(d.as_micros() as i64))
+                })
                 .ok_or_else(|| FilterError::Timestamp(text.to_owned()))
         };
         Ok(Self {

@@ -85,11 +85,12 @@ pub struct OverviewQuery {
     path = "/ui",
     tag = "operations",
     params(
-        ("status" = Option<String>, Query, description = "Only events in this status"),
-        ("source" = Option<String>, Query),
-        ("since" = Option<String>, Query, description = "Received at or after (RFC 3339)"),
-        ("until" = Option<String>, Query, description = "Received before (RFC 3339)"),
-        ("cursor" = Option<String>, Query, description = "From the page's \"Older events\" link"),
+        // The filter form sends its empty fields too: each may be empty.
+        ("status" = Option<String>, Query, pattern = r"^(|queued|processing|retrying|delivered|dead_lettered)$", description = "Only events in this status"),
+        ("source" = Option<String>, Query, pattern = r"^[A-Za-z0-9_.\-]{0,64}$"),
+        ("since" = Option<String>, Query, pattern = r"^(|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$", description = "Received at or after (RFC 3339)"),
+        ("until" = Option<String>, Query, pattern = r"^(|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$", description = "Received before (RFC 3339)"),
+        ("cursor" = Option<String>, Query, pattern = r"^[0-9]{0,18}$", description = "From the page's \"Older events\" link"),
         ("token" = Option<String>, Query, description = "The admin token, once: exchanged for a session cookie and a redirect without it"),
     ),
     responses(
@@ -104,19 +105,24 @@ pub async fn overview(
     headers: HeaderMap,
     query: Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
-    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let filter = FilterForm::new(query.status, query.source, query.since, query.until);
     let gauges = state.store.gauges().await?;
     let delivered = state.store.count_delivered(DELIVERED_COUNT_CAP).await?;
 
-    let parsed = filter.parse();
-    let cursor = given(query.cursor).and_then(|c| c.parse::<i64>().ok());
-    let (page, error) = match parsed {
-        Ok(parsed) => (
+    let cursor = given(query.cursor)
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| "the page's position is not one this dashboard gave out".to_owned())
+        })
+        .transpose();
+    let parsed = filter.parse().map_err(|e| e.to_string());
+    let (page, error) = match parsed.and_then(|parsed| Ok((parsed, cursor?))) {
+        Ok((parsed, cursor)) => (
             Some(state.store.list_events(&parsed, PAGE_SIZE, cursor).await?),
             None,
         ),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(e)),
     };
     let csrf = CsrfToken::for_request(&headers);
     let notice = query
