@@ -2,26 +2,24 @@
 //! for when the HTTP API is not at hand.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use thiserror::Error;
 
 use crate::cli::{EventsCommand, FilterArgs};
 use crate::config::Config;
 use crate::domain::event::EventId;
-use crate::http::events::{AttemptView, EventView};
-use crate::store::{self, EventFilter, FilterError, OpenOptions, ReplayOutcome, Store, StoreError};
+use crate::ops::events::{Operators, OpsError, ReplayScope};
+use crate::ops::views::{AttemptView, EventView};
+use crate::store::{self, EventFilter, OpenOptions, StoreError};
 
 #[derive(Debug, Error)]
 pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Filter(#[from] FilterError),
+    #[error("{0}")]
+    Ops(#[from] OpsError),
     #[error("no event {0}")]
     NotFound(String),
-    #[error("event {0} is {1}; only delivered or dead_lettered events can be replayed")]
-    NotReplayable(String, &'static str),
     #[error("{0}")]
     Invalid(String),
     #[error("cannot write the output")]
@@ -43,16 +41,13 @@ pub async fn run(command: EventsCommand, config: &Config) -> Result<(), AdminErr
         pool_size: 2,
     };
     let store = store::open(&config.database, options).await?;
-    let result = execute(command, &store, config.retry.max_attempts).await;
+    let operators = Operators::new(store.clone(), config.retry.max_attempts);
+    let result = execute(command, &operators).await;
     store.close().await;
     result
 }
 
-async fn execute(
-    command: EventsCommand,
-    store: &Arc<dyn Store>,
-    fresh_attempts: u32,
-) -> Result<(), AdminError> {
+async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), AdminError> {
     let mut out = std::io::stdout().lock();
     match command {
         EventsCommand::List {
@@ -60,10 +55,7 @@ async fn execute(
             limit,
             json,
         } => {
-            if !(1..=500).contains(&limit) {
-                return Err(AdminError::Invalid("--limit must be 1 to 500".into()));
-            }
-            let page = store.list_events(&filter_of(filter)?, limit, None).await?;
+            let page = operators.list(&filter_of(filter)?, limit, None).await?;
             if !json {
                 writeln!(
                     out,
@@ -91,11 +83,11 @@ async fn execute(
         }
         EventsCommand::Show { id } => {
             let event_id = EventId::from_stored(id.clone());
-            let event = store
-                .get_event(&event_id)
-                .await?
-                .ok_or_else(|| AdminError::NotFound(id.clone()))?;
-            let attempts = store.list_attempts(&event_id).await?.unwrap_or_default();
+            let event = operators.get(&event_id).await.map_err(|e| match e {
+                OpsError::NotFound => AdminError::NotFound(id),
+                other => other.into(),
+            })?;
+            let attempts = operators.attempts(&event_id).await?;
             let shown = ShownEvent {
                 event: EventView::from(event),
                 attempts: attempts.into_iter().map(AttemptView::from).collect(),
@@ -109,6 +101,7 @@ async fn execute(
         EventsCommand::Replay {
             id: Some(id),
             filter,
+            ..
         } => {
             if filter.status.is_some()
                 || filter.source.is_some()
@@ -119,42 +112,33 @@ async fn execute(
                     "give an event id or filters, not both".into(),
                 ));
             }
-            match store
-                .replay(&EventId::from_stored(id.clone()), fresh_attempts)
-                .await?
-            {
-                ReplayOutcome::Queued => writeln!(out, "queued {id}")?,
-                ReplayOutcome::NotReplayable(status) => {
-                    return Err(AdminError::NotReplayable(id, status.as_str()));
-                }
-                ReplayOutcome::NotFound => return Err(AdminError::NotFound(id)),
-            }
+            operators
+                .replay(&EventId::from_stored(id.clone()))
+                .await
+                .map_err(|e| match e {
+                    OpsError::NotFound => AdminError::NotFound(id.clone()),
+                    other => other.into(),
+                })?;
+            writeln!(out, "queued {id}")?;
         }
-        EventsCommand::Replay { id: None, filter } => {
-            let filter = filter_of(filter)?;
-            if filter.status.is_some_and(|s| !s.is_replayable()) {
-                return Err(AdminError::Invalid(
-                    "only delivered or dead_lettered events can be replayed".into(),
-                ));
-            }
-            if filter == EventFilter::default() {
-                return Err(AdminError::Invalid(
-                    "give an event id, or at least one of --status, --source, --since, --until"
-                        .into(),
-                ));
-            }
-            let replayed = store.replay_matching(&filter, fresh_attempts).await?;
+        EventsCommand::Replay {
+            id: None,
+            filter,
+            all,
+        } => {
+            let scope = ReplayScope::new(filter_of(filter)?, all)?;
+            let replayed = operators.replay_matching(&scope).await?;
             writeln!(out, "replayed {replayed}")?;
         }
     }
     Ok(())
 }
 
-fn filter_of(args: FilterArgs) -> Result<EventFilter, FilterError> {
-    EventFilter::parse(
+fn filter_of(args: FilterArgs) -> Result<EventFilter, OpsError> {
+    Ok(EventFilter::parse(
         args.status.as_deref(),
         args.source,
         args.since.as_deref(),
         args.until.as_deref(),
-    )
+    )?)
 }

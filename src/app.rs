@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::ops::events::Operators;
 use crate::store::{self, OpenOptions, Store, StoreError};
 use crate::worker::retention::RetentionPolicy;
 use crate::worker::{Worker, WorkerSettings};
@@ -48,6 +50,8 @@ pub enum AppError {
         #[source]
         source: StoreError,
     },
+    #[error("cannot build the HTTP client for deliveries")]
+    Client(#[source] reqwest::Error),
     #[error("cannot listen on {address}")]
     Bind {
         address: String,
@@ -61,6 +65,9 @@ pub struct Application {
     config: Config,
     store: Arc<dyn Store>,
     listener: Option<TcpListener>,
+    /// This process's counters, recorded by the API and the worker.
+    metrics: Arc<Metrics>,
+    delivery_client: reqwest::Client,
 }
 
 impl Application {
@@ -77,6 +84,8 @@ impl Application {
                 database: config.database.to_string(),
                 source,
             })?;
+        let delivery_client =
+            crate::worker::deliver::client(config.worker_concurrency).map_err(AppError::Client)?;
         let listener = if role.has_api() {
             let listener =
                 TcpListener::bind(&config.listen)
@@ -94,6 +103,8 @@ impl Application {
             config,
             store,
             listener,
+            metrics: Arc::new(Metrics::new()),
+            delivery_client,
         })
     }
 
@@ -123,7 +134,9 @@ impl Application {
                         dead_lettered: self.config.dead_retention,
                         interval: self.config.prune_interval,
                     },
+                    metrics: self.metrics.clone(),
                 },
+                self.delivery_client.clone(),
             );
             tokio::spawn(worker.run(shutdown.clone()))
         });
@@ -138,6 +151,9 @@ impl Application {
                     body_read_timeout: self.config.body_read_timeout,
                     admin_token: self.config.admin_token.clone(),
                     write_health: Arc::default(),
+                    operators: Operators::new(self.store.clone(), self.config.retry.max_attempts),
+                    metrics: self.metrics.clone(),
+                    request_timeout: self.config.request_timeout,
                 });
                 if self.config.admin_token.is_none() {
                     tracing::warn!(

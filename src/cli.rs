@@ -76,6 +76,10 @@ pub enum EventsCommand {
         id: Option<String>,
         #[command(flatten)]
         filter: FilterArgs,
+        /// Replay every delivered and dead-lettered event (a replay with no filter is
+        /// refused without this).
+        #[arg(long, conflicts_with_all = ["id", "status", "source", "since", "until"])]
+        all: bool,
     },
 }
 

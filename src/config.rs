@@ -13,43 +13,8 @@ use thiserror::Error;
 
 use crate::domain::retry::RetryPolicy;
 use crate::sources::{self, Secret, Sources};
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum DatabaseUrl {
-    Sqlite { path: PathBuf },
-    Postgres { url: String },
-}
-
-impl DatabaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if let Some(path) = raw.strip_prefix("sqlite://") {
-            let path = path.split('?').next().unwrap_or_default();
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path, e.g. sqlite://data/hookrelay.db".into());
-            }
-            Ok(Self::Sqlite { path: path.into() })
-        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            Ok(Self::Postgres { url: raw.into() })
-        } else {
-            Err("expected sqlite://PATH or postgres://…".into())
-        }
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    /// Never shows a password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
-            Self::Postgres { url } => {
-                let host = url.rsplit('@').next().unwrap_or(url);
-                let host = host.trim_start_matches("postgres://");
-                let host = host.trim_start_matches("postgresql://");
-                write!(f, "postgres://{host}")
-            }
-        }
-    }
-}
+use crate::store::DatabaseUrl;
+use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -77,6 +42,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long a client may take to send a request's body.
     pub body_read_timeout: Duration,
+    /// How long a request may take once its body is read.
+    pub request_timeout: Duration,
     /// Bearer token for the operator's routes (`HOOKRELAY_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
     pub sources: Arc<Sources>,
@@ -170,6 +137,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("shutdown_grace", "20s"),
     ("header_read_timeout", "10s"),
     ("body_read_timeout", "30s"),
+    ("request_timeout", "30s"),
 ];
 
 struct Layered {
@@ -264,8 +232,9 @@ impl Config {
             })?,
             prune_interval: layered.get("prune_interval", parse_duration)?,
             shutdown_grace: layered.get("shutdown_grace", parse_duration)?,
-            header_read_timeout: layered.get("header_read_timeout", parse_positive_duration)?,
-            body_read_timeout: layered.get("body_read_timeout", parse_positive_duration)?,
+            header_read_timeout: layered.get("header_read_timeout", parse_duration)?,
+            body_read_timeout: layered.get("body_read_timeout", parse_duration)?,
+            request_timeout: layered.get("request_timeout", parse_duration)?,
             admin_token: layered.get("admin_token", |v| {
                 Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
             })?,
@@ -307,7 +276,12 @@ fn read_file(
             }
             ("accept_unknown_sources", _) => return Err(wrong_type("true or false")),
             ("sources", toml::Value::Table(table)) => {
-                configured = sources::parse_table(path, table, env)?;
+                configured = sources::parse_table(table, env).map_err(|e| ConfigError::Source {
+                    path: path.to_owned(),
+                    source_name: e.source_name,
+                    field: e.field,
+                    reason: e.reason,
+                })?;
                 continue;
             }
             ("sources", _) => return Err(wrong_type("a table of [sources.NAME] sections")),
@@ -340,34 +314,6 @@ fn read_file(
         settings,
         sources: Sources::new(accept_unknown, configured),
     })
-}
-
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    match parse_duration(text)? {
-        Duration::ZERO => Err("must be longer than zero".into()),
-        duration => Ok(duration),
-    }
-}
-
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(raw.trim())
-        .map_err(|e| format!("{e}; write a duration such as 250ms, 10s or 5m"))?;
-    if duration.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(duration)
-}
-
-fn parse_size(raw: &str) -> Result<usize, String> {
-    let size: bytesize::ByteSize = raw
-        .trim()
-        .parse()
-        .map_err(|e| format!("{e}; write a size such as 512KiB or 1MiB"))?;
-    match usize::try_from(size.as_u64()) {
-        Ok(0) => Err("must be greater than zero".into()),
-        Ok(bytes) => Ok(bytes),
-        Err(_) => Err("too large".into()),
-    }
 }
 
 fn parse_at_least(raw: &str, min: u32) -> Result<u32, String> {

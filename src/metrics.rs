@@ -2,14 +2,14 @@
 //! read from the store when `/metrics` is scraped.
 
 use std::collections::HashSet;
-use std::sync::{LazyLock, RwLock};
+use std::sync::RwLock;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
-use crate::http::MetricsSource;
+use crate::ops::ingest::{Accepted, Ingested, KnownSource};
 use crate::store::QueueGauges;
 
 /// Distinct `source` label values kept for sources that are accepted without being
@@ -40,10 +40,21 @@ pub struct Metrics {
     sources: RwLock<HashSet<String>>,
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Metrics {
-    fn new() -> Self {
+    /// One set per process, handed to the parts that record into it.
+    pub fn new() -> Self {
         let registry = Registry::new();
         let webhooks = IntCounterVec::new(
             Opts::new(
@@ -130,7 +141,7 @@ impl Metrics {
         }
     }
 
-    fn source_label(&self, source: Option<&MetricsSource>) -> String {
+    fn source_label(&self, source: Option<&KnownSource>) -> String {
         let Some(source) = source else {
             return UNKNOWN_SOURCE.into();
         };
@@ -152,10 +163,26 @@ impl Metrics {
         "_other".into()
     }
 
-    /// `outcome` is accepted, duplicate or refused; `reason` the error code if refused.
-    pub fn webhook(
+    /// One webhook request, from what became of it.
+    pub fn webhook(&self, ingested: &Ingested, seconds: f64) {
+        let (outcome, reason) = match &ingested.result {
+            Ok(Accepted::Stored(_)) => ("accepted", ""),
+            Ok(Accepted::Duplicate(_)) => ("duplicate", ""),
+            // Slack's url_verification handshake: answered, not stored.
+            Ok(Accepted::Challenge(_)) => ("answered", ""),
+            Err(refusal) => ("refused", refusal.code().as_str()),
+        };
+        self.count_webhook(ingested.source.as_ref(), outcome, reason, seconds);
+    }
+
+    /// A request under `/webhooks/` that never reached a source: not a route.
+    pub fn webhook_unrouted(&self, reason: &str, seconds: f64) {
+        self.count_webhook(None, "refused", reason, seconds);
+    }
+
+    fn count_webhook(
         &self,
-        source: Option<&MetricsSource>,
+        source: Option<&KnownSource>,
         outcome: &str,
         reason: &str,
         seconds: f64,

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +13,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, parse_duration};
+use crate::units::parse_duration;
+
+/// A `[sources.NAME]` table that cannot be used: which source, which field, why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[sources.{source_name}] {field}: {reason}")]
+pub struct SourceError {
+    pub source_name: String,
+    pub field: String,
+    pub reason: String,
+}
 
 /// How a sender signs its requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,16 +265,14 @@ struct SourceTable {
     signing_secret: Option<String>,
 }
 
-/// Parses the `sources` table of the config file at `path`.
+/// Parses the `sources` table of the config file.
 pub fn parse_table(
-    path: &Path,
     table: toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<SourceSettings>, ConfigError> {
+) -> Result<Vec<SourceSettings>, SourceError> {
     let mut sources = Vec::new();
     for (name, value) in table {
-        let invalid = |field: &str, reason: String| ConfigError::Source {
-            path: path.to_owned(),
+        let invalid = |field: &str, reason: String| SourceError {
             source_name: name.clone(),
             field: field.to_owned(),
             reason,
@@ -285,8 +291,8 @@ fn build(
     name: &str,
     raw: SourceTable,
     env: &dyn Fn(&str) -> Option<String>,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<SourceSettings, ConfigError> {
+    invalid: &dyn Fn(&str, String) -> SourceError,
+) -> Result<SourceSettings, SourceError> {
     let verify: Scheme = raw
         .verify
         .as_deref()
@@ -432,15 +438,13 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
 mod tests {
     use super::*;
 
-    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<SourceSettings>, ConfigError> {
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<SourceSettings>, SourceError> {
         let table: toml::Table = text.parse().unwrap();
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        parse_table(Path::new("hookrelay.toml"), table, &|name| {
-            env.get(name).cloned()
-        })
+        parse_table(table, &|name| env.get(name).cloned())
     }
 
     #[test]
@@ -513,7 +517,6 @@ mod tests {
         ];
         for (text, field) in cases {
             let error = parse(text, &[("EMPTY", "")]).unwrap_err().to_string();
-            assert!(error.contains("hookrelay.toml"), "{error}");
             assert!(error.contains("sources.a"), "{error}");
             assert!(error.contains(field), "{field}: {error}");
         }

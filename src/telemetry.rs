@@ -38,6 +38,7 @@ pub fn init(filter: &str, target: LogTarget) -> Result<WorkerGuard, String> {
         .with_writer(writer);
     tracing_subscriber::registry()
         .with(filter)
+        .with(SpanFields)
         .with(layer)
         .try_init()
         .map_err(|e| e.to_string())?;
@@ -54,12 +55,22 @@ where
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
         let mut fields = FieldWriter::default();
+        // The fields of the spans the event happened in (a request's id, an
+        // attempt's event and source), outermost first; the event's own fields
+        // after them, less any name a span already gave.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                if let Some(recorded) = span.extensions().get::<SpanContext>() {
+                    fields.absorb(recorded);
+                }
+            }
+        }
         event.record(&mut fields);
 
         let mut line = Vec::with_capacity(256 + fields.context.len());
@@ -120,6 +131,58 @@ fn component_of(target: &str) -> &str {
     }
 }
 
+/// Keeps each span's fields, already written as JSON members, in the span's
+/// extensions, so that every line logged inside the span carries them.
+pub struct SpanFields;
+
+/// A span's fields as `"name":value` members, and their names.
+#[derive(Default)]
+struct SpanContext {
+    names: Vec<&'static str>,
+    json: Vec<u8>,
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanFields
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = FieldWriter::default();
+        attrs.record(&mut fields);
+        span.extensions_mut().insert(SpanContext {
+            names: fields.names,
+            json: fields.context,
+        });
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        let Some(recorded) = extensions.get_mut::<SpanContext>() else {
+            return;
+        };
+        let mut fields = FieldWriter {
+            context: std::mem::take(&mut recorded.json),
+            names: std::mem::take(&mut recorded.names),
+            ..FieldWriter::default()
+        };
+        values.record(&mut fields);
+        recorded.json = fields.context;
+        recorded.names = fields.names;
+    }
+}
+
 /// Collects the message and component, and writes every other field as JSON into
 /// the context object.
 #[derive(Default)]
@@ -127,15 +190,34 @@ struct FieldWriter {
     message: String,
     component: Option<String>,
     context: Vec<u8>,
+    /// Names already written (a span's), not to be written twice.
+    names: Vec<&'static str>,
 }
 
 impl FieldWriter {
-    fn key(&mut self, field: &Field) {
+    fn absorb(&mut self, span: &SpanContext) {
+        if span.json.is_empty() {
+            return;
+        }
+        if !self.context.is_empty() {
+            self.context.push(b',');
+        }
+        self.context.extend_from_slice(&span.json);
+        self.names.extend_from_slice(&span.names);
+    }
+
+    /// Starts a member; false when a span already gave this name.
+    fn key(&mut self, field: &Field) -> bool {
+        if self.names.contains(&field.name()) {
+            return false;
+        }
+        self.names.push(field.name());
         if !self.context.is_empty() {
             self.context.push(b',');
         }
         push_json_str(&mut self.context, field.name());
         self.context.push(b':');
+        true
     }
 
     fn text(&mut self, field: &Field, value: &str) {
@@ -143,15 +225,17 @@ impl FieldWriter {
             "message" => value.clone_into(&mut self.message),
             "component" => self.component = Some(value.to_owned()),
             _ => {
-                self.key(field);
-                push_json_str(&mut self.context, value);
+                if self.key(field) {
+                    push_json_str(&mut self.context, value);
+                }
             }
         }
     }
 
     fn raw(&mut self, field: &Field, value: impl fmt::Display) {
-        self.key(field);
-        let _ = write!(self.context, "{value}");
+        if self.key(field) {
+            let _ = write!(self.context, "{value}");
+        }
     }
 }
 
@@ -232,6 +316,38 @@ mod tests {
         assert_eq!(line["context"]["ok"], true);
         assert_eq!(line["context"]["duration_ms"], 0.5);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn span_fields_are_on_every_line_inside_the_span() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(SpanFields).with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonLine)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::error_span!(
+                "request",
+                request_id = "r-1",
+                event_id = tracing::field::Empty
+            );
+            let _entered = request.enter();
+            request.record("event_id", "evt_1");
+            let attempt = tracing::error_span!("attempt", source = "stripe");
+            let _inner = attempt.enter();
+            tracing::info!(target: "hookrelay::worker", attempt = 2u32, source = "ignored", "Inside");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["message"], "Inside");
+        assert_eq!(line["context"]["request_id"], "r-1");
+        assert_eq!(line["context"]["event_id"], "evt_1");
+        assert_eq!(line["context"]["source"], "stripe");
+        assert_eq!(line["context"]["attempt"], 2);
+        // One member per name: the span's value, not a second "source".
+        assert_eq!(text.matches("\"source\"").count(), 1, "{text}");
     }
 
     #[test]

@@ -12,11 +12,9 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::events::EventView;
 use crate::domain::event::EventId;
-use crate::metrics::METRICS;
-use crate::store::{EventFilter, FilterError, ReplayOutcome};
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
+use crate::error_code::ErrorCode;
+use crate::ops::events::{self, ReplayScope};
+use crate::store::EventFilter;
 
 /// An event's status, as the documentation names the values a filter takes.
 #[derive(utoipa::ToSchema)]
@@ -86,56 +84,21 @@ pub async fn list_events(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<EventList>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let filter = filter_from(
+    let Query(params) =
+        params.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
+    let filter = EventFilter::parse(
         params.status.as_deref(),
         params.source,
         params.since.as_deref(),
         params.until.as_deref(),
     )?;
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}"))
-            })?,
-    };
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::invalid(
-                    "invalid_cursor",
-                    "cursor is not one this API gave out".into(),
-                )
-            })
-        })
-        .transpose()?;
-    let page = state.store.list_events(&filter, limit, before).await?;
+    let limit = events::page_size(params.limit.as_deref())?;
+    let before = events::cursor(params.cursor.as_deref())?;
+    let page = state.operators.list(&filter, limit, before).await?;
     Ok(Json(EventList {
         events: page.events.into_iter().map(EventView::from).collect(),
         next_cursor: page.next_cursor.map(|seq| seq.to_string()),
     }))
-}
-
-fn filter_from(
-    status: Option<&str>,
-    source: Option<String>,
-    since: Option<&str>,
-    until: Option<&str>,
-) -> Result<EventFilter, ApiError> {
-    EventFilter::parse(status, source, since, until).map_err(|e| {
-        let code = match e {
-            FilterError::Status => "invalid_status",
-            FilterError::Source => "invalid_source",
-            FilterError::Timestamp(_) => "invalid_timestamp",
-        };
-        ApiError::invalid(code, e.to_string())
-    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -162,37 +125,89 @@ pub async fn replay(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let id = EventId::from_stored(id);
-    match state.store.replay(&id, state.max_attempts).await? {
-        ReplayOutcome::Queued => {
-            tracing::info!(event_id = %id, "Event replayed");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(Queued {
-                    event_id: id.to_string(),
-                    status: "queued",
-                }),
-            ))
-        }
-        ReplayOutcome::NotReplayable(status) => Err(ApiError::NotReplayable(status)),
-        ReplayOutcome::NotFound => Err(ApiError::NotFound("event")),
-    }
+    state.operators.replay(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            event_id: id.to_string(),
+            status: "queued",
+        }),
+    ))
 }
 
+/// A bulk replay's filter: at least one field, or `"all": true`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayFilter {
     /// Only events in this status (by default both).
-    #[schema(value_type = Option<ReplayableStatus>)]
+    #[schema(value_type = Option<ReplayableStatus>, nullable = false)]
+    #[serde(default, deserialize_with = "present")]
     status: Option<String>,
     /// Only events of this source.
-    #[schema(pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
+    #[schema(value_type = Option<String>, nullable = false, pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
+    #[serde(default, deserialize_with = "present")]
     source: Option<String>,
     /// Received at or after (RFC 3339).
-    #[schema(format = DateTime)]
+    #[schema(value_type = Option<String>, nullable = false, format = DateTime)]
+    #[serde(default, deserialize_with = "present")]
     since: Option<String>,
     /// Received before (RFC 3339).
-    #[schema(format = DateTime)]
+    #[schema(value_type = Option<String>, nullable = false, format = DateTime)]
+    #[serde(default, deserialize_with = "present")]
     until: Option<String>,
+    /// Replay every delivered and dead-lettered event: the only way to ask for a
+    /// replay with no filter.
+    #[schema(value_type = Option<OnlyTrue>, nullable = false)]
+    #[serde(default, deserialize_with = "only_true")]
+    all: Option<bool>,
+}
+
+/// A member that is given has a value: `null` is refused, as the document says.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// `all` is `true` or left out.
+fn only_true<'de, D>(deserializer: D) -> Result<Option<bool>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match bool::deserialize(deserializer)? {
+        true => Ok(Some(true)),
+        false => Err(serde::de::Error::custom(
+            "all is true or left out; to replay by filter, leave it out",
+        )),
+    }
+}
+
+/// `true`, the only value `all` takes.
+pub struct OnlyTrue;
+
+impl utoipa::PartialSchema for OnlyTrue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Boolean))
+            .enum_values(Some([true]))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OnlyTrue {}
+
+/// At least one member: `{}` is refused (the replay policy), and the document says so.
+pub(super) fn require_a_filter(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut("ReplayFilter") {
+        object.min_properties = Some(1);
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -208,7 +223,7 @@ pub struct Replayed {
     request_body = ReplayFilter,
     responses(
         (status = 200, body = Replayed),
-        (status = 400, description = "invalid_status, invalid_source, invalid_timestamp or invalid_body", body = ErrorBody),
+        (status = 400, description = "invalid_status, invalid_source, invalid_timestamp, invalid_body, or replay_needs_filter for a replay with no filter and no \"all\": true", body = ErrorBody),
     ),
     security(("admin_token" = []))
 )]
@@ -216,24 +231,15 @@ pub async fn replay_matching(
     State(state): State<AppState>,
     body: Result<Json<ReplayFilter>, JsonRejection>,
 ) -> Result<Json<Replayed>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::invalid("invalid_body", e.body_text()))?;
-    let filter = filter_from(
+    let Json(body) = body.map_err(|e| ApiError::invalid(ErrorCode::InvalidBody, e.body_text()))?;
+    let filter = EventFilter::parse(
         body.status.as_deref(),
         body.source,
         body.since.as_deref(),
         body.until.as_deref(),
     )?;
-    if filter.status.is_some_and(|s| !s.is_replayable()) {
-        return Err(ApiError::invalid(
-            "invalid_status",
-            "only delivered or dead_lettered events can be replayed".into(),
-        ));
-    }
-    let replayed = state
-        .store
-        .replay_matching(&filter, state.max_attempts)
-        .await?;
-    tracing::info!(replayed, "Events replayed by filter");
+    let scope = ReplayScope::new(filter, body.all.unwrap_or(false))?;
+    let replayed = state.operators.replay_matching(&scope).await?;
     Ok(Json(Replayed { replayed }))
 }
 
@@ -246,12 +252,12 @@ pub async fn replay_matching(
     security(("admin_token" = []))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let gauges = state.store.gauges().await?;
+    let gauges = state.operators.gauges().await?;
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        METRICS.render(&gauges),
+        state.metrics.render(&gauges),
     ))
 }

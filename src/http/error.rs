@@ -6,36 +6,29 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::domain::lifecycle::EventStatus;
-use crate::store::StoreError;
+use crate::error_code::ErrorCode;
+use crate::ops::events::OpsError;
+use crate::ops::ingest::Refusal;
+use crate::store::{FilterError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("source must be 1-64 characters of A-Z a-z 0-9 _ - .")]
-    InvalidSource,
-    #[error("{0}")]
-    MissingIdempotencyKey(String),
-    #[error("{0}")]
-    InvalidIdempotencyKey(String),
-    #[error("request body is not valid JSON: {0}")]
-    InvalidJson(String),
-    #[error("{0}")]
-    UnsupportedMediaType(String),
-    #[error("request body is larger than the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("could not read the request body")]
     BadBody,
     #[error("the request body did not arrive within {}", humantime::format_duration(*.limit))]
     RequestTimeout { limit: std::time::Duration },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("source {0:?} is not configured")]
-    UnknownSource(String),
-    #[error("signature missing or invalid")]
-    InvalidSignature,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{message}")]
-    InvalidRequest { code: &'static str, message: String },
+    InvalidRequest { code: ErrorCode, message: String },
     #[error("missing or wrong bearer token")]
     Unauthorized,
     #[error(
@@ -50,6 +43,8 @@ pub enum ApiError {
     CsrfRejected,
     #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
     NotReplayable(EventStatus),
+    #[error("the request took longer than {}; retry later", humantime::format_duration(*.limit))]
+    Timeout { limit: std::time::Duration },
     #[error("storage is unavailable; retry later")]
     StorageUnavailable(#[source] StoreError),
     #[error("internal error")]
@@ -57,72 +52,134 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Refused(refusal) => refusal.code(),
+            Self::BadBody => ErrorCode::InvalidBody,
+            Self::RequestTimeout { .. } => ErrorCode::RequestTimeout,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::InvalidRequest { code, .. } => *code,
+            Self::Unauthorized | Self::DashboardSignIn => ErrorCode::Unauthorized,
+            Self::Forbidden => ErrorCode::Forbidden,
+            Self::CsrfRejected => ErrorCode::CsrfRejected,
+            Self::NotReplayable(_) => ErrorCode::NotReplayable,
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
+            Self::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidSource
-            | Self::MissingIdempotencyKey(_)
-            | Self::InvalidIdempotencyKey(_)
-            | Self::InvalidJson(_)
-            | Self::BadBody => StatusCode::BAD_REQUEST,
-            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized | Self::DashboardSignIn => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::CsrfRejected => StatusCode::FORBIDDEN,
-            Self::NotReplayable(_) => StatusCode::CONFLICT,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::NotFound(_) | Self::UnknownSource(_) => StatusCode::NOT_FOUND,
-            Self::InvalidSignature => StatusCode::UNAUTHORIZED,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        use ErrorCode::*;
+        match self.code() {
+            InvalidSource
+            | MissingIdempotencyKey
+            | InvalidIdempotencyKey
+            | InvalidJson
+            | InvalidStatus
+            | InvalidTimestamp
+            | InvalidLimit
+            | InvalidCursor
+            | InvalidQuery
+            | InvalidBody
+            | ReplayNeedsFilter => StatusCode::BAD_REQUEST,
+            InvalidSignature | Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden | CsrfRejected => StatusCode::FORBIDDEN,
+            NotFound | UnknownSource => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            NotReplayable => StatusCode::CONFLICT,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            StorageUnavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidSource => "invalid_source",
-            Self::MissingIdempotencyKey(_) => "missing_idempotency_key",
-            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
-            Self::InvalidJson(_) => "invalid_json",
-            Self::InvalidRequest { code, .. } => code,
-            Self::Unauthorized | Self::DashboardSignIn => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::CsrfRejected => "csrf_rejected",
-            Self::NotReplayable(_) => "not_replayable",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::BadBody => "invalid_body",
-            Self::RequestTimeout { .. } => "request_timeout",
-            Self::NotFound(_) => "not_found",
-            Self::UnknownSource(_) => "unknown_source",
-            Self::InvalidSignature => "invalid_signature",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::StorageUnavailable(_) => "storage_unavailable",
-            Self::Internal(_) => "internal_error",
-        }
-    }
-}
-
-impl ApiError {
     /// A 400 with its own code, for query and body validation.
-    pub fn invalid(code: &'static str, message: String) -> Self {
+    pub fn invalid(code: ErrorCode, message: String) -> Self {
         Self::InvalidRequest { code, message }
+    }
+
+    /// The cause of a storage failure, for the log.
+    fn store_cause(&self) -> Option<&StoreError> {
+        match self {
+            Self::StorageUnavailable(cause) | Self::Internal(cause) => Some(cause),
+            Self::Refused(Refusal::Storage(cause)) => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// Storage failures are the operator's to see; the client gets only the code.
+    pub fn log_if_internal(&self) {
+        if let Some(cause) = self.store_cause() {
+            tracing::error!(
+                error = cause as &dyn std::error::Error,
+                code = self.code().as_str(),
+                "Storage error"
+            );
+        }
+    }
+
+    /// What the client is told: never a cause's text.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Refused(Refusal::Storage(_)) | Self::StorageUnavailable(_) => {
+                "storage is unavailable; retry later".into()
+            }
+            Self::Internal(_) => "internal error".into(),
+            Self::Refused(refusal) => refusal.to_string(),
+            other => other.to_string(),
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Invalid(_) => Self::Internal(error),
-            _ => Self::StorageUnavailable(error),
+        if error.is_unavailable() {
+            Self::StorageUnavailable(error)
+        } else {
+            Self::Internal(error)
         }
     }
 }
 
-/// Which error a response carries, for the request log and metrics.
+impl From<FilterError> for ApiError {
+    fn from(error: FilterError) -> Self {
+        let code = match error {
+            FilterError::Status => ErrorCode::InvalidStatus,
+            FilterError::Source => ErrorCode::InvalidSource,
+            FilterError::Timestamp(_) => ErrorCode::InvalidTimestamp,
+        };
+        Self::invalid(code, error.to_string())
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
+        match error {
+            OpsError::NotFound => Self::NotFound("event"),
+            OpsError::NotReplayable(status) => Self::NotReplayable(status),
+            OpsError::Filter(filter) => filter.into(),
+            OpsError::Limit => Self::invalid(ErrorCode::InvalidLimit, error.to_string()),
+            OpsError::Cursor => Self::invalid(ErrorCode::InvalidCursor, error.to_string()),
+            OpsError::StatusNotReplayable => {
+                Self::invalid(ErrorCode::InvalidStatus, error.to_string())
+            }
+            OpsError::UnboundedReplay => {
+                Self::invalid(ErrorCode::ReplayNeedsFilter, error.to_string())
+            }
+            OpsError::Store(store) => store.into(),
+        }
+    }
+}
+
+/// Which error a response carries, for the request log.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+pub struct ErrorMark(pub ErrorCode);
 
 /// The error body every route shares: `{"error": {"code", "message"}}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -138,35 +195,23 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-pub fn error_body(code: &str, message: &str) -> Json<ErrorBody> {
+pub fn error_body(code: ErrorCode, message: &str) -> Json<ErrorBody> {
     Json(ErrorBody {
         error: ErrorDetail {
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             message: message.to_owned(),
         },
     })
 }
 
-impl ApiError {
-    /// Storage failures are the operator's to see; the client gets only the code.
-    pub fn log_if_internal(&self) {
-        if let Self::StorageUnavailable(cause) | Self::Internal(cause) = self {
-            tracing::error!(
-                error = cause as &dyn std::error::Error,
-                code = self.code(),
-                "Storage error"
-            );
-        }
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log_if_internal();
+        let code = self.code();
         let mut response =
-            (self.status(), error_body(self.code(), &self.to_string())).into_response();
-        response.extensions_mut().insert(ErrorCode(self.code()));
-        if matches!(self, Self::StorageUnavailable(_)) {
+            (self.status(), error_body(code, &self.public_message())).into_response();
+        response.extensions_mut().insert(ErrorMark(code));
+        if matches!(code, ErrorCode::StorageUnavailable | ErrorCode::Timeout) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -13,27 +13,27 @@ pub use serve::{ConnectionLimits, serve};
 mod ui;
 mod webhooks;
 
-pub use webhooks::MetricsSource;
-
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tracing::Instrument as _;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::time::millis;
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
+use crate::ops::events::Operators;
 use crate::sources::{Secret, Sources};
 use crate::store::Store;
-use error::{ApiError, ErrorCode};
+use error::ApiError;
 use webhooks::IngestedEvent;
 
 #[derive(Clone)]
@@ -48,6 +48,11 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     /// Whether webhooks are being committed: part of readiness.
     pub write_health: Arc<WriteHealth>,
+    /// The operators' operations (list, replay, counts), shared by API and dashboard.
+    pub operators: Operators,
+    pub metrics: Arc<Metrics>,
+    /// No request may take longer.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The OpenAPI document's frame; every path in it comes from the routes themselves.
@@ -126,6 +131,7 @@ fn document_operator_refusals(openapi: &mut utoipa::openapi::OpenApi) {
 }
 
 pub fn router(state: AppState) -> Router {
+    let request_timeout = state.request_timeout;
     let body_limits = body::BodyLimits {
         max_body: state.max_body,
         read_timeout: state.body_read_timeout,
@@ -164,59 +170,75 @@ pub fn router(state: AppState) -> Router {
     let mut document = document;
     // After the routes are in: they bring their operations with them.
     document_operator_refusals(&mut document);
+    admin::require_a_filter(&mut document);
     let document = document.to_json().unwrap_or_else(|_| "{}".into());
     router
         .route(
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
         )
-        .fallback(|| async { ApiError::NotFound("route") })
+        .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            limit_duration,
+        ))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(body_limits, body::read_body))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
-fn record_webhook(response: &Response, seconds: f64) {
-    let outcome = match (
-        response.extensions().get::<IngestedEvent>(),
-        response.extensions().get::<ErrorCode>(),
-    ) {
-        (Some(event), _) if event.duplicate => ("duplicate", ""),
-        (Some(_), _) => ("accepted", ""),
-        (None, Some(ErrorCode(code))) => ("refused", *code),
-        // Slack's url_verification handshake: answered, not stored.
-        (None, None) => ("answered", ""),
-    };
-    let source = response.extensions().get::<MetricsSource>();
-    METRICS.webhook(source, outcome.0, outcome.1, seconds);
+/// The header that names one request across the client, every log line of it and
+/// the answer.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The client's request id when it is a sane one (1-128 visible ASCII), else a new one.
+fn request_id(request: &Request) -> HeaderValue {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|v| (1..=128).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string())
+                .expect("hex is a valid header value")
+        })
 }
 
 /// One line per request: method, path (never the query), status and duration, and
-/// for a stored webhook the event's id and source.
+/// for a stored webhook the event's id and source. Every line logged while the
+/// request runs carries its `request_id` (an error-level span, so that it is
+/// rendered whatever the log filter), and so does the answer.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = next.run(request).await.into_response();
+    let id = request_id(&request);
+    let span = tracing::error_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        event_id = tracing::field::Empty,
+        source = tracing::field::Empty,
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    response.headers_mut().insert(REQUEST_ID, id);
     let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    let duration_ms = millis(elapsed);
-    if path.starts_with("/webhooks/") {
-        record_webhook(&response, elapsed.as_secs_f64());
-    }
+    let duration_ms = millis(started.elapsed());
+    let _entered = span.enter();
     match response.extensions().get::<IngestedEvent>() {
-        Some(event) => tracing::info!(
-            event_id = %event.id,
-            source = %event.source,
-            method = %method,
-            path = %path,
-            status,
-            duration_ms,
-            "{}",
-            if event.duplicate { "Duplicate event dropped" } else { "Event accepted" }
-        ),
+        Some(event) => {
+            span.record("event_id", tracing::field::display(&event.id));
+            span.record("source", tracing::field::display(&event.source));
+            tracing::info!(
+                method = %method,
+                path = %path,
+                status,
+                duration_ms,
+                "{}",
+                if event.duplicate { "Duplicate event dropped" } else { "Event accepted" }
+            )
+        }
         None => tracing::info!(
             method = %method,
             path = %path,
@@ -225,5 +247,32 @@ async fn log_request(request: Request, next: Next) -> Response {
             "Request handled"
         ),
     }
+    drop(_entered);
     response
+}
+
+/// No request runs longer than this; a slow store answers 503 rather than hold the
+/// client and its connection for ever.
+async fn limit_duration(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout { limit }.into_response(),
+    }
+}
+
+/// A path that is no route. Under `/webhooks/` it still counts as a refused webhook.
+async fn no_route(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
+) -> ApiError {
+    if uri.path().starts_with("/webhooks/") {
+        state
+            .metrics
+            .webhook_unrouted(crate::error_code::ErrorCode::NotFound.as_str(), 0.0);
+    }
+    ApiError::NotFound("route")
 }

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{InFlight, WorkerSettings, deliver, simulate};
 use crate::domain::lifecycle::{AttemptOutcome, EventStatus, status_after};
 use crate::domain::time::Timestamp;
-use crate::metrics::METRICS;
 use crate::store::{AttemptRecord, ClaimedEvent, FinishedAttempt, Store};
 
 /// Recording an outcome is retried this often before the lease is left to expire.
@@ -23,11 +23,22 @@ pub struct Context {
     pub shutdown: CancellationToken,
 }
 
+/// Runs one attempt inside a span naming the event and its source, so that every line
+/// logged about it carries both (an error-level span: rendered whatever the filter).
 pub async fn run(context: Context, event: ClaimedEvent) {
+    let span = tracing::error_span!(
+        "attempt",
+        event_id = %event.id,
+        source = %event.source,
+    );
+    run_in_span(context, event).instrument(span).await
+}
+
+async fn run_in_span(context: Context, event: ClaimedEvent) {
     if let Ok(mut map) = context.in_flight.lock() {
         map.insert(event.id.clone(), event.attempt);
     }
-    tracing::debug!(event_id = %event.id, source = %event.source, attempt = event.attempt, "Processing event");
+    tracing::debug!(attempt = event.attempt, "Processing event");
     let started_at = Timestamp::now();
     let clock = Instant::now();
     let outcome = run_attempt(&context, &event).await;
@@ -74,9 +85,10 @@ pub async fn run(context: Context, event: ClaimedEvent) {
         next_attempt_at,
     };
     if record(&context, finished).await {
-        METRICS.attempt(status.as_str(), duration.as_secs_f64());
+        let metrics = &context.settings.metrics;
+        metrics.attempt(status.as_str(), duration.as_secs_f64());
         if status == EventStatus::Delivered {
-            METRICS.delivered_after(event.received_at.until(Timestamp::now()).as_secs_f64());
+            metrics.delivered_after(event.received_at.until(Timestamp::now()).as_secs_f64());
         }
         log_outcome(&event, status, duration, error.as_deref(), next_attempt_at);
         if status == EventStatus::Retrying {
@@ -94,7 +106,12 @@ async fn run_attempt(context: &Context, event: &ClaimedEvent) -> Option<deliver:
     if let Some(source) = &source
         && let Some(destination) = &source.destination
     {
-        return Some(deliver::send(&context.client, source, destination, event).await);
+        // A stopping worker hands the attempt back rather than wait for the
+        // destination: it does not count, and another worker takes the event.
+        return tokio::select! {
+            delivery = deliver::send(&context.client, source, destination, event) => Some(delivery),
+            () = context.shutdown.cancelled() => None,
+        };
     }
     let outcome = if event.forward {
         // It arrived for the application; marking it delivered here would lose it.
@@ -124,7 +141,6 @@ async fn record(context: &Context, finished: FinishedAttempt) -> bool {
             Ok(true) => return true,
             Ok(false) => {
                 tracing::warn!(
-                    event_id = %finished.id,
                     attempt = finished.attempt,
                     "Lease was lost before the outcome was recorded; the event will be retried"
                 );
@@ -132,7 +148,6 @@ async fn record(context: &Context, finished: FinishedAttempt) -> bool {
             }
             Err(error) => {
                 tracing::error!(
-                    event_id = %finished.id,
                     error = &error as &dyn std::error::Error,
                     "Recording an attempt failed"
                 );
@@ -146,14 +161,10 @@ async fn record(context: &Context, finished: FinishedAttempt) -> bool {
 async fn release(context: &Context, event: &ClaimedEvent) {
     match context.store.release(&event.id, event.attempt).await {
         Ok(()) => tracing::info!(
-            event_id = %event.id,
-            source = %event.source,
             attempt = event.attempt,
             "Attempt interrupted by shutdown; event handed back"
         ),
         Err(error) => tracing::error!(
-            event_id = %event.id,
-            source = %event.source,
             error = &error as &dyn std::error::Error,
             "Handing back an interrupted attempt failed; its lease will expire"
         ),
@@ -170,23 +181,19 @@ fn log_outcome(
     let duration_ms = crate::domain::time::millis(duration);
     match status {
         EventStatus::Delivered => tracing::info!(
-            event_id = %event.id,
-            source = %event.source,
             total_attempts = event.attempt,
             duration_ms,
             "Event delivered"
         ),
         EventStatus::Retrying => tracing::warn!(
-            event_id = %event.id,
-            source = %event.source,
             attempt = event.attempt,
             error = error.unwrap_or_default(),
-            next_retry_at = next_attempt_at.map(Timestamp::to_rfc3339).unwrap_or_default(),
+            next_retry_at = next_attempt_at
+                .map(Timestamp::to_rfc3339)
+                .unwrap_or_default(),
             "Attempt failed; retry scheduled"
         ),
         _ => tracing::error!(
-            event_id = %event.id,
-            source = %event.source,
             total_attempts = event.attempt,
             error = error.unwrap_or_default(),
             "Event dead-lettered"

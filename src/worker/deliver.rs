@@ -50,7 +50,9 @@ pub struct Delivery {
     pub response_body: Option<String>,
 }
 
-pub fn client(concurrency: usize) -> reqwest::Client {
+/// The client every delivery uses. Failing to build it is a startup error: a
+/// default client would follow redirects, which hookrelay promises never to do.
+pub fn client(concurrency: usize) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
         // A redirect is the destination's answer, not an instruction to follow.
@@ -59,7 +61,6 @@ pub fn client(concurrency: usize) -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 pub async fn send(
@@ -192,6 +193,27 @@ fn forwarded_headers(source: &SourceSettings, event: &ClaimedEvent) -> HeaderMap
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn redirects_are_answers_not_instructions() {
+        use axum::routing::post;
+        let moved = axum::Router::new()
+            .route(
+                "/hook",
+                post(|| async { (axum::http::StatusCode::FOUND, [("location", "/elsewhere")]) }),
+            )
+            .route("/elsewhere", post(|| async { "followed" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, moved).await });
+        let response = client(1)
+            .unwrap()
+            .post(format!("http://{address}/hook"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {

@@ -22,7 +22,7 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
 use crate::sources::Sources;
 use crate::store::{Claim, Store};
 
@@ -37,6 +37,7 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     pub sources: Arc<Sources>,
     pub retention: retention::RetentionPolicy,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Attempts running now, by event, with their attempt number (for lease renewal).
@@ -45,11 +46,17 @@ type InFlight = Arc<Mutex<HashMap<EventId, u32>>>;
 pub struct Worker {
     store: Arc<dyn Store>,
     settings: WorkerSettings,
+    client: reqwest::Client,
 }
 
 impl Worker {
-    pub fn new(store: Arc<dyn Store>, settings: WorkerSettings) -> Self {
-        Self { store, settings }
+    /// `client` delivers to destinations ([`deliver::client`]).
+    pub fn new(store: Arc<dyn Store>, settings: WorkerSettings, client: reqwest::Client) -> Self {
+        Self {
+            store,
+            settings,
+            client,
+        }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -59,7 +66,7 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(settings.concurrency));
         let in_flight: InFlight = Arc::default();
         // One client: kept-alive connections to each destination are reused.
-        let client = deliver::client(settings.concurrency);
+        let client = self.client;
         let attempts = TaskTracker::new();
         let renewals_stop = CancellationToken::new();
         let renewals = tokio::spawn(renew_leases(
@@ -109,7 +116,7 @@ impl Worker {
                         reclaimed,
                         next_due,
                     } = claim;
-                    METRICS.expired_leases(reclaimed.len());
+                    settings.metrics.expired_leases(reclaimed.len());
                     for lost in reclaimed {
                         log_reclaimed(&lost.id, &lost.source, lost.attempt, lost.status);
                     }

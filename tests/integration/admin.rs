@@ -307,6 +307,20 @@ async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
     assert_error(&body, "invalid_body");
     let everything: HashSet<String> = ids(&get(&app, "/events").await.1).into_iter().collect();
     assert_eq!(everything.len(), 5);
+
+    // No filter at all is never "everything" by accident; asked for by name, it is.
+    for unbounded in [json!({}), json!({"status": null})] {
+        let (status, body) = post(&app, "/events/replay", Some(unbounded)).await;
+        assert_eq!(status, 400);
+        assert_error(&body, "replay_needs_filter");
+    }
+    for id in dead.iter().chain([&other]) {
+        app.wait_for_status(id, "dead_lettered", Duration::from_secs(10))
+            .await;
+    }
+    let (status, body) = post(&app, "/events/replay", Some(json!({"all": true}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"replayed": 5}));
 }
 
 async fn the_admin_token_guards_the_operator_routes(backend: Backend) {

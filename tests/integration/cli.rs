@@ -95,6 +95,14 @@ async fn the_events_command_lists_shows_and_replays(backend: Backend) {
         !unfiltered.status.success(),
         "a bare replay must not replay everything"
     );
+    assert!(
+        String::from_utf8_lossy(&unfiltered.stderr).contains("say so with all"),
+        "{}",
+        String::from_utf8_lossy(&unfiltered.stderr)
+    );
+    let all = hookrelay(&app, &["replay", "--all"]).await;
+    assert!(all.status.success());
+    assert!(String::from_utf8_lossy(&all.stdout).starts_with("replayed "));
     let bad_status = hookrelay(&app, &["list", "--status", "done"]).await;
     assert!(!bad_status.status.success());
 }

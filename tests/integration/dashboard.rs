@@ -384,16 +384,23 @@ async fn replay_buttons_need_the_pages_csrf_token(backend: Backend) {
     })
     .await;
 
-    // Replay by filter needs a replayable status, then takes every match.
+    // Replay by filter needs a filter (the one replay policy), then takes every match.
     let bulk_url = app.url("/ui/replay");
-    let without_status = client
+    let without_filter = client
         .post(&bulk_url)
         .header("cookie", &cookie)
-        .form(&[("csrf", field.as_str()), ("source", "billing")])
+        .form(&[("csrf", field.as_str()), ("status", "")])
         .send()
         .await
         .unwrap();
-    assert_eq!(without_status.status(), 400);
+    assert_eq!(without_filter.status(), 400);
+    assert!(
+        without_filter
+            .text()
+            .await
+            .unwrap()
+            .contains("needs at least one of")
+    );
     let forged = client
         .post(&bulk_url)
         .form(&[("csrf", field.as_str()), ("status", "dead_lettered")])

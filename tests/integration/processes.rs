@@ -425,6 +425,50 @@ async fn sigterm_under_load_drains_and_exits_cleanly(backend: Backend) {
     );
 }
 
+/// A delivery still waiting on a slow destination when SIGTERM arrives is handed
+/// back: the process exits at once, and the attempt does not count.
+async fn sigterm_hands_back_a_delivery_in_flight(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let slow = crate::receiver::Answer::status(200).delay(Duration::from_secs(30));
+    let receiver = crate::receiver::Receiver::start(vec![slow]).await;
+    let config = setup.path().join("hookrelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.shop]\ndestination = \"{}\"\ntimeout = \"60s\"\n",
+            receiver.url()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let (mut serve, address) = setup.start("serve", &[], &["--config", &config], "serve.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let response = post_json(&client, address, "shop", Some("slow-1"), &json!({})).await;
+    assert_eq!(response.status(), 202);
+    eventually(Duration::from_secs(10), "the delivery to start", || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+
+    let stopping = Instant::now();
+    serve.signal("TERM");
+    assert!(serve.wait_exit(Duration::from_secs(10)).await.success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(
+        setup
+            .count("SELECT COUNT(*) FROM events WHERE status = 'queued' AND attempts = 0")
+            .await,
+        1,
+        "the interrupted attempt was not handed back"
+    );
+}
+
 async fn every_log_line_is_json_in_the_seed_shape(backend: Backend) {
     let setup = Setup::new(backend).await;
     let (mut serve, address) = setup.start("serve", &[], &[], "serve.log");
@@ -552,6 +596,7 @@ async fn a_stalled_client_cannot_hold_up_shutdown(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    sigterm_hands_back_a_delivery_in_flight,
     a_stalled_client_cannot_hold_up_shutdown,
     a_worker_without_the_destination_does_not_swallow_events,
     a_killed_worker_s_event_is_taken_over_after_the_lease,

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorMark};
 use crate::domain::event::EventId;
-use crate::store::ReplayOutcome;
-use pages::{DELIVERED_COUNT_CAP, FilterForm, given};
+use crate::error_code::ErrorCode;
+use crate::ops::events::{OpsError, ReplayScope};
+use pages::{FilterForm, given};
 pub use session::require_dashboard;
 use session::{CsrfToken, check_csrf};
 
@@ -30,8 +31,8 @@ impl From<ApiError> for UiError {
     }
 }
 
-impl From<crate::store::StoreError> for UiError {
-    fn from(error: crate::store::StoreError) -> Self {
+impl From<OpsError> for UiError {
+    fn from(error: OpsError) -> Self {
         Self(error.into())
     }
 }
@@ -41,9 +42,15 @@ impl IntoResponse for UiError {
         let error = self.0;
         error.log_if_internal();
         let (status, code, message) = (error.status(), error.code(), error.to_string());
+        // Storage faults show the code's own words, never their cause.
+        let message = match code {
+            ErrorCode::StorageUnavailable => "storage is unavailable; retry later".to_owned(),
+            ErrorCode::InternalError => "internal error".to_owned(),
+            _ => message,
+        };
         let title = status.canonical_reason().unwrap_or("Error");
         let mut response = (status, pages::error(title, &message)).into_response();
-        response.extensions_mut().insert(ErrorCode(code));
+        response.extensions_mut().insert(ErrorMark(code));
         response
     }
 }
@@ -105,10 +112,11 @@ pub async fn overview(
     headers: HeaderMap,
     query: Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let Query(query) =
+        query.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
     let filter = FilterForm::new(query.status, query.source, query.since, query.until);
-    let gauges = state.store.gauges().await?;
-    let delivered = state.store.count_delivered(DELIVERED_COUNT_CAP).await?;
+    let counts = state.operators.counts().await?;
+    let (gauges, delivered) = (counts.gauges, counts.delivered);
 
     let cursor = given(query.cursor)
         .map(|c| {
@@ -119,7 +127,7 @@ pub async fn overview(
     let parsed = filter.parse().map_err(|e| e.to_string());
     let (page, error) = match parsed.and_then(|parsed| Ok((parsed, cursor?))) {
         Ok((parsed, cursor)) => (
-            Some(state.store.list_events(&parsed, PAGE_SIZE, cursor).await?),
+            Some(state.operators.list(&parsed, PAGE_SIZE, cursor).await?),
             None,
         ),
         Err(e) => (None, Some(e)),
@@ -162,12 +170,8 @@ pub async fn event(
     query: Result<Query<EventQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
     let id = EventId::from_stored(id);
-    let event = state
-        .store
-        .get_event(&id)
-        .await?
-        .ok_or(ApiError::NotFound("event"))?;
-    let attempts = state.store.list_attempts(&id).await?.unwrap_or_default();
+    let event = state.operators.get(&id).await?;
+    let attempts = state.operators.attempts(&id).await?;
     let replayed = query.is_ok_and(|Query(q)| q.replayed.is_some());
     let csrf = CsrfToken::for_request(&headers);
     let markup = pages::event(&pages::EventPage {
@@ -198,16 +202,18 @@ pub async fn find(
     let Some(wanted) = given(query.q) else {
         return Ok(see_other("/ui"));
     };
-    if let Some(event) = state
-        .store
-        .get_event(&EventId::from_stored(wanted.clone()))
-        .await?
+    match state
+        .operators
+        .get(&EventId::from_stored(wanted.clone()))
+        .await
     {
-        return Ok(see_other(&format!("/ui/events/{}", event.id)));
+        Ok(event) => return Ok(see_other(&format!("/ui/events/{}", event.id))),
+        Err(OpsError::NotFound) => {}
+        Err(other) => return Err(other.into()),
     }
     let Some(source) = given(query.source) else {
         return Err(ApiError::invalid(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!(
                 "no event has the id {wanted:?}; to find it by idempotency key, give its source \
                  too (keys are unique per source)"
@@ -215,10 +221,8 @@ pub async fn find(
         )
         .into());
     };
-    match state.store.find_by_key(&source, &wanted).await? {
-        Some(event) => Ok(see_other(&format!("/ui/events/{}", event.id))),
-        None => Err(ApiError::NotFound("event").into()),
-    }
+    let event = state.operators.find_by_key(&source, &wanted).await?;
+    Ok(see_other(&format!("/ui/events/{}", event.id)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,14 +240,8 @@ pub async fn replay(
     let field = form.ok().and_then(|Form(f)| f.csrf);
     check_csrf(&headers, field.as_deref())?;
     let id = EventId::from_stored(id);
-    match state.store.replay(&id, state.max_attempts).await? {
-        ReplayOutcome::Queued => {
-            tracing::info!(event_id = %id, "Event replayed from the dashboard");
-            Ok(see_other(&format!("/ui/events/{id}?replayed=1")))
-        }
-        ReplayOutcome::NotReplayable(status) => Err(ApiError::NotReplayable(status).into()),
-        ReplayOutcome::NotFound => Err(ApiError::NotFound("event").into()),
-    }
+    state.operators.replay(&id).await?;
+    Ok(see_other(&format!("/ui/events/{id}?replayed=1")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,23 +264,10 @@ pub async fn replay_matching(
     };
     check_csrf(&headers, form.csrf.as_deref())?;
     let shown = FilterForm::new(form.status, form.source, form.since, form.until);
-    let filter = shown
-        .parse()
-        .map_err(|e| ApiError::invalid("invalid_filter", e.to_string()))?;
-    // The button is only offered for a replayable status; never replay "everything"
-    // because a field went missing.
-    if !filter.status.is_some_and(|s| s.is_replayable()) {
-        return Err(ApiError::invalid(
-            "invalid_status",
-            "choose delivered or dead_lettered to replay by filter".into(),
-        )
-        .into());
-    }
-    let replayed = state
-        .store
-        .replay_matching(&filter, state.max_attempts)
-        .await?;
-    tracing::info!(replayed, "Events replayed by filter from the dashboard");
+    let filter = shown.parse().map_err(OpsError::from)?;
+    // The one replay policy: a form whose fields went missing never means "everything".
+    let scope = ReplayScope::new(filter, false)?;
+    let replayed = state.operators.replay_matching(&scope).await?;
     let query = serde_urlencoded::to_string(&shown).unwrap_or_default();
     Ok(see_other(&format!("/ui?{query}&replayed={replayed}")))
 }

@@ -10,7 +10,7 @@ use crate::store::{AttemptRecord, EventFilter, EventRecord, FilterError, QueueGa
 
 /// Above this many, the delivered count reads "10000+": counting further would read
 /// the whole history on every page view.
-pub const DELIVERED_COUNT_CAP: u64 = 10_000;
+pub use crate::ops::events::DELIVERED_COUNT_CAP;
 
 const STYLE: &str = r#"
 :root { color-scheme: light; --line: #d9dde3; --muted: #5b6472; --accent: #1f5fbf; }
@@ -338,12 +338,73 @@ pub fn event(page: &EventPage<'_>) -> Markup {
     )
 }
 
-/// Pretty JSON when the body is JSON, else the text as received.
+/// Pretty JSON when the body is JSON, else the text as received. Indented from the
+/// text itself, never re-encoded through a parsed value: key order, `10.50` and
+/// integers beyond 64 bits are shown as they were sent.
 fn payload_text(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|value| serde_json::to_string_pretty(&value).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+    match std::str::from_utf8(body) {
+        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
+            indent_json(text)
+        }
+        _ => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// Re-indents valid JSON text: two spaces a level, one member or item a line.
+fn indent_json(text: &str) -> String {
+    fn newline(out: &mut String, depth: usize) {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    }
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                if let Some(&close) = chars.peek().filter(|n| matches!(n, '}' | ']')) {
+                    // An empty object or array stays on its line.
+                    out.push(close);
+                    chars.next();
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn truncated(text: &str, limit: usize) -> &str {
@@ -396,6 +457,15 @@ mod tests {
     fn payloads_are_pretty_when_json_and_verbatim_otherwise() {
         assert_eq!(payload_text(br#"{"a":1}"#), "{\n  \"a\": 1\n}");
         assert_eq!(payload_text(b"a=1&b=2"), "a=1&b=2");
+    }
+
+    #[test]
+    fn pretty_payloads_keep_numbers_keys_and_strings_as_sent() {
+        let sent = br#"{"z":10.50,"big":123456789012345678901234567890,"s":"a,\"b\":[c]","e":{},"l":[ ],"n":[1,[2]]}"#;
+        assert_eq!(
+            payload_text(sent),
+            "{\n  \"z\": 10.50,\n  \"big\": 123456789012345678901234567890,\n  \"s\": \"a,\\\"b\\\":[c]\",\n  \"e\": {},\n  \"l\": [],\n  \"n\": [\n    1,\n    [\n      2\n    ]\n  ]\n}"
+        );
     }
 
     #[test]

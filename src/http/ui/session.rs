@@ -16,7 +16,7 @@ use hmac::Mac;
 
 use super::super::AppState;
 use super::super::auth::{admit, constant_time_eq, is_loopback};
-use super::super::error::{ApiError, ErrorCode};
+use super::super::error::{ApiError, ErrorMark};
 use crate::sources::Secret;
 
 pub const SESSION_COOKIE: &str = "hookrelay_session";
@@ -113,7 +113,7 @@ fn refusal_page(refused: &ApiError, here: &str) -> Response {
         (status == StatusCode::UNAUTHORIZED).then_some(here),
     );
     let mut response = (status, markup).into_response();
-    response.extensions_mut().insert(ErrorCode(refused.code()));
+    response.extensions_mut().insert(ErrorMark(refused.code()));
     response
 }
 

@@ -22,6 +22,8 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
+use queries::Column as _;
+
 use super::{
     AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
     NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError,
@@ -46,8 +48,26 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 const NOTIFY_WINDOW: Duration = Duration::from_millis(1);
 
 impl From<tokio_postgres::Error> for StoreError {
+    /// Connection trouble, timeouts, shutdowns, lock and resource limits are
+    /// "unavailable": a retry may succeed. An error the server reports about the
+    /// statement itself (syntax, constraint, type) is a fault of ours.
     fn from(error: tokio_postgres::Error) -> Self {
-        StoreError::Unavailable(Box::new(error))
+        let unavailable = match error.code() {
+            None => true,
+            Some(state) => {
+                let class = &state.code()[..2];
+                // 08 connection, 25006 read-only transaction, 40 rollback (deadlock,
+                // serialization), 53 resources, 55P03 lock not available, 57
+                // operator intervention (statement timeout, shutdown), 58 system.
+                matches!(class, "08" | "40" | "53" | "57" | "58")
+                    || matches!(state.code(), "25006" | "55P03" | "55006")
+            }
+        };
+        if unavailable {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Internal(Box::new(error))
+        }
     }
 }
 
@@ -137,7 +157,7 @@ async fn migrate(mut client: deadpool_postgres::Object) -> Result<(), StoreError
             &[],
         )
         .await?
-        .get(0);
+        .col(0)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
         tx.batch_execute(sql).await?;
         let version = index as i32 + 1;
@@ -159,10 +179,10 @@ async fn check_schema(client: &deadpool_postgres::Object) -> Result<(), StoreErr
             &[],
         )
         .await
-        .map_err(|_| StoreError::Invalid("the schema is missing; run `hookrelay migrate`".into()))?
-        .get(0);
+        .map_err(|_| StoreError::Schema("the schema is missing; run `hookrelay migrate`".into()))?
+        .col(0)?;
     if (applied as usize) < MIGRATIONS.len() {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Schema(format!(
             "schema version {applied} is older than {}; run `hookrelay migrate`",
             MIGRATIONS.len()
         )));

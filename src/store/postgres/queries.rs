@@ -57,7 +57,7 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
     let row = client
         .query_one(&select, &[&event.source.as_str(), &event.key.as_str()])
         .await?;
-    Ok(InsertOutcome::Duplicate(EventId::from_stored(row.get(0))))
+    Ok(InsertOutcome::Duplicate(EventId::from_stored(row.col(0)?)))
 }
 
 pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventRecord>> {
@@ -147,7 +147,7 @@ pub async fn replay(client: &Client, id: &EventId, fresh_attempts: u32) -> Resul
         .prepare_cached("SELECT status FROM events WHERE id = $1")
         .await?;
     Ok(match client.query_opt(&statement, &[&id.as_str()]).await? {
-        Some(row) => ReplayOutcome::NotReplayable(parse_status(row.get(0))?),
+        Some(row) => ReplayOutcome::NotReplayable(parse_status(row.col(0)?)?),
         None => ReplayOutcome::NotFound,
     })
 }
@@ -190,7 +190,7 @@ pub async fn replay_matching(
             ],
         )
         .await?;
-    let seqs: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    let seqs: Vec<i64> = rows.iter().map(|row| row.col(0)).collect::<Result<_>>()?;
     Ok(ReplayBatch {
         replayed: seqs.len() as u64,
         last_seq: seqs.iter().max().copied(),
@@ -203,35 +203,34 @@ pub async fn last_seq(client: &Client) -> Result<i64> {
     let statement = client
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
         .await?;
-    Ok(client.query_one(&statement, &[]).await?.get(0))
+    client.query_one(&statement, &[]).await?.col(0)
 }
 
 fn event_from_row(row: &Row) -> Result<EventRecord> {
-    let status = parse_status(row.get(3))?;
-    let next_attempt_at: Option<i64> = row.get(7);
+    let status = parse_status(row.col(3)?)?;
+    let next_attempt_at: Option<i64> = row.col(7)?;
     Ok(EventRecord {
-        seq: row.get(0),
-        id: EventId::from_stored(row.get(1)),
-        source: row.get(2),
+        seq: row.col(0)?,
+        id: EventId::from_stored(row.col(1)?),
+        source: row.col(2)?,
         status,
-        attempts: row.get::<_, i32>(4) as u32,
-        max_attempts: row.get::<_, i32>(5) as u32,
-        last_error: row.get(6),
+        attempts: row.col::<i32>(4)? as u32,
+        max_attempts: row.col::<i32>(5)? as u32,
+        last_error: row.col(6)?,
         next_retry_at: next_attempt_at
             .filter(|_| status == EventStatus::Retrying)
             .map(Timestamp),
-        created_at: Timestamp(row.get(8)),
-        updated_at: Timestamp(row.get(9)),
-        content_type: row.get(10),
-        headers: row.get(11),
-        body: row.get(12),
-        idempotency_key: row.get(13),
+        created_at: Timestamp(row.col(8)?),
+        updated_at: Timestamp(row.col(9)?),
+        content_type: row.col(10)?,
+        headers: row.col(11)?,
+        body: row.col(12)?,
+        idempotency_key: row.col(13)?,
     })
 }
 
 fn parse_status(text: &str) -> Result<EventStatus> {
-    text.parse()
-        .map_err(|e| StoreError::Invalid(format!("{e}")))
+    text.parse().map_err(StoreError::internal)
 }
 
 pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<AttemptRecord>>> {
@@ -250,15 +249,17 @@ pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<A
     let rows = client.query(&statement, &[&id.as_str()]).await?;
     Ok(Some(
         rows.iter()
-            .map(|row| AttemptRecord {
-                attempt: row.get::<_, i32>(0) as u32,
-                started_at: Timestamp(row.get(1)),
-                duration: Duration::from_micros(row.get::<_, i64>(2).max(0) as u64),
-                status_code: row.get::<_, Option<i32>>(3).map(|c| c as u16),
-                error: row.get(4),
-                response_body: row.get(5),
+            .map(|row| {
+                Ok(AttemptRecord {
+                    attempt: row.col::<i32>(0)? as u32,
+                    started_at: Timestamp(row.col(1)?),
+                    duration: Duration::from_micros(row.col::<i64>(2)?.max(0) as u64),
+                    status_code: row.col::<Option<i32>>(3)?.map(|c| c as u16),
+                    error: row.col(4)?,
+                    response_body: row.col(5)?,
+                })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
     ))
 }
 
@@ -284,19 +285,21 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
         .await?;
     let events = rows
         .iter()
-        .map(|row| ClaimedEvent {
-            id: EventId::from_stored(row.get(0)),
-            source: row.get(1),
-            attempt: row.get::<_, i32>(2) as u32,
-            max_attempts: row.get::<_, i32>(3) as u32,
-            content_type: row.get(4),
-            headers: row.get(5),
-            body: Bytes::from(row.get::<_, Vec<u8>>(6)),
-            received_at: Timestamp(row.get(7)),
-            attempts_at_replay: row.get::<_, i32>(8) as u32,
-            forward: row.get(9),
+        .map(|row| {
+            Ok(ClaimedEvent {
+                id: EventId::from_stored(row.col(0)?),
+                source: row.col(1)?,
+                attempt: row.col::<i32>(2)? as u32,
+                max_attempts: row.col::<i32>(3)? as u32,
+                content_type: row.col(4)?,
+                headers: row.col(5)?,
+                body: Bytes::from(row.col::<Vec<u8>>(6)?),
+                received_at: Timestamp(row.col(7)?),
+                attempts_at_replay: row.col::<i32>(8)? as u32,
+                forward: row.col(9)?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let next_due = tx
         .prepare_cached(
             // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may otherwise
@@ -308,7 +311,7 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
                   ORDER BY lease_until LIMIT 1))",
         )
         .await?;
-    let next_due: Option<i64> = tx.query_one(&next_due, &[]).await?.get(0);
+    let next_due: Option<i64> = tx.query_one(&next_due, &[]).await?.col(0)?;
     tx.commit().await?;
     Ok(Claim {
         events,
@@ -331,10 +334,10 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
     let expired = tx.query(&select, &[&now.0, &RECLAIM_BATCH]).await?;
     let mut reclaimed = Vec::with_capacity(expired.len());
     for row in expired {
-        let id = EventId::from_stored(row.get(0));
-        let source: String = row.get(1);
-        let attempt = row.get::<_, i32>(2) as u32;
-        let max_attempts = row.get::<_, i32>(3) as u32;
+        let id = EventId::from_stored(row.col(0)?);
+        let source: String = row.col(1)?;
+        let attempt = row.col::<i32>(2)? as u32;
+        let max_attempts = row.col::<i32>(3)? as u32;
         let started_at = Timestamp(row.get::<_, Option<i64>>(4).unwrap_or(now.0));
         let (status, error) = lease_expired(attempt, max_attempts);
         let next_attempt_at = (status == EventStatus::Retrying).then_some(now.0);
@@ -527,12 +530,12 @@ pub async fn gauges(client: &Client) -> Result<QueueGauges> {
         )
         .await?;
     let row = client.query_one(&statement, &[]).await?;
-    let oldest_due: Option<i64> = row.get(4);
+    let oldest_due: Option<i64> = row.col(4)?;
     Ok(QueueGauges {
-        queued: row.get(0),
-        retrying: row.get(1),
-        processing: row.get(2),
-        dead_lettered: row.get(3),
+        queued: row.col(0)?,
+        retrying: row.col(1)?,
+        processing: row.col(2)?,
+        dead_lettered: row.col(3)?,
         queue_lag: oldest_due
             .map(|due| Timestamp(due).until(now))
             .unwrap_or_default(),
@@ -547,7 +550,7 @@ pub async fn count_delivered(client: &Client, cap: u64) -> Result<u64> {
         )
         .await?;
     let row = client.query_one(&statement, &[&(cap as i64)]).await?;
-    Ok(row.get::<_, i64>(0) as u64)
+    Ok(row.col::<i64>(0)? as u64)
 }
 
 /// A real write, so that a read-only or unreachable database shows; and an insert
@@ -568,4 +571,17 @@ pub async fn probe_write(client: &Client) -> Result<()> {
         .execute(&statement, &[&Timestamp::now().0.to_string()])
         .await?;
     Ok(())
+}
+
+/// Reads a column; a type that does not match the schema is a fault of ours
+/// (`Internal`), never a panic.
+pub trait Column {
+    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, index: usize) -> Result<T>;
+}
+
+impl Column for Row {
+    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, index: usize) -> Result<T> {
+        self.try_get(index)
+            .map_err(|e| StoreError::Internal(Box::new(e)))
+    }
 }

@@ -96,14 +96,13 @@ impl Connector {
     pub fn reopen(&self) -> Result<Connection, StoreError> {
         let conn = open_connection(&self.path, false)?;
         if conn.is_readonly(MAIN_DB)? {
-            return Err(StoreError::Invalid(format!(
-                "{} can only be opened read-only",
-                self.path.display()
-            )));
+            return Err(StoreError::Unavailable(Box::new(std::io::Error::other(
+                format!("{} can only be opened read-only", self.path.display()),
+            ))));
         }
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if usize::try_from(version).unwrap_or(0) < self.schema_version {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::Schema(format!(
                 "{} has schema version {version}, not {}; run `hookrelay migrate`",
                 self.path.display(),
                 self.schema_version

@@ -39,8 +39,33 @@ const MIGRATIONS: &[&str] = &[
 const WATCH_INTERVAL: Duration = Duration::from_millis(5);
 
 impl From<rusqlite::Error> for StoreError {
+    /// The database's state (busy, full, gone, read-only, I/O) is "unavailable": a
+    /// retry may succeed. Anything else is a statement or value of ours it refused.
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Unavailable(Box::new(error))
+        use rusqlite::ErrorCode::*;
+        let unavailable = matches!(
+            error.sqlite_error_code(),
+            Some(
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | ReadOnly
+                    | NotADatabase
+                    | DatabaseCorrupt
+                    | OutOfMemory
+                    | FileLockingProtocolFailed
+                    | PermissionDenied
+                    | OperationInterrupted
+                    | OperationAborted
+            )
+        );
+        if unavailable {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Internal(Box::new(error))
+        }
     }
 }
 
@@ -130,7 +155,7 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<usize> {
 fn check_schema(conn: &Connection) -> Result<(), StoreError> {
     let applied = schema_version(conn)?;
     if applied < MIGRATIONS.len() {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Schema(format!(
             "schema version {applied} is older than {}; run `hookrelay migrate`",
             MIGRATIONS.len()
         )));

@@ -1,0 +1,226 @@
+//! What operators do with events: look them up, list them, replay them, count them.
+//! The JSON API, the dashboard and the CLI all call these, so each rule is written
+//! once: one page-size rule, one replay policy.
+
+use std::sync::Arc;
+
+use crate::domain::event::EventId;
+use crate::domain::lifecycle::EventStatus;
+use crate::store::{
+    AttemptRecord, EventFilter, EventPage, EventRecord, FilterError, QueueGauges, ReplayOutcome,
+    Store, StoreError,
+};
+
+/// Events per page when none is asked for, and the most one page holds.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+/// Delivered events are counted up to this: they are the history, and counting all of
+/// them would read all of it.
+pub const DELIVERED_COUNT_CAP: u64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("no such event")]
+    NotFound,
+    #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
+    NotReplayable(EventStatus),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("limit must be 1 to {MAX_PAGE}")]
+    Limit,
+    #[error("cursor is not one this API gave out")]
+    Cursor,
+    #[error("only delivered or dead_lettered events can be replayed")]
+    StatusNotReplayable,
+    #[error(
+        "a replay by filter needs at least one of status, source, since or until; \
+         to replay every delivered and dead-lettered event, say so with all"
+    )]
+    UnboundedReplay,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which events a bulk replay queues. A replay of everything is never the default:
+/// it has to be asked for by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayScope {
+    Matching(EventFilter),
+    Everything,
+}
+
+impl ReplayScope {
+    /// The one replay policy: a filter that matches everything is refused unless
+    /// `all` says that is meant; a status must be one a replay starts from.
+    pub fn new(filter: EventFilter, all: bool) -> Result<Self, OpsError> {
+        if filter.status.is_some_and(|s| !s.is_replayable()) {
+            return Err(OpsError::StatusNotReplayable);
+        }
+        match (filter == EventFilter::default(), all) {
+            (true, true) => Ok(Self::Everything),
+            (true, false) => Err(OpsError::UnboundedReplay),
+            (false, _) => Ok(Self::Matching(filter)),
+        }
+    }
+
+    fn filter(&self) -> EventFilter {
+        match self {
+            Self::Matching(filter) => filter.clone(),
+            Self::Everything => EventFilter::default(),
+        }
+    }
+}
+
+/// A page size as an operator writes it (`None`: the default).
+pub fn page_size(text: Option<&str>) -> Result<usize, OpsError> {
+    match text {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or(OpsError::Limit),
+    }
+}
+
+/// A cursor as this API gave it out (`next_cursor`).
+pub fn cursor(text: Option<&str>) -> Result<Option<i64>, OpsError> {
+    text.map(|c| c.parse::<i64>().map_err(|_| OpsError::Cursor))
+        .transpose()
+}
+
+/// Counts for the dashboard's cards.
+#[derive(Debug, Clone)]
+pub struct Counts {
+    pub gauges: QueueGauges,
+    /// Up to [`DELIVERED_COUNT_CAP`].
+    pub delivered: u64,
+}
+
+/// The operators' operations on one store.
+#[derive(Clone)]
+pub struct Operators {
+    store: Arc<dyn Store>,
+    /// Attempts a replay grants.
+    fresh_attempts: u32,
+}
+
+impl Operators {
+    pub fn new(store: Arc<dyn Store>, fresh_attempts: u32) -> Self {
+        Self {
+            store,
+            fresh_attempts,
+        }
+    }
+
+    pub async fn get(&self, id: &EventId) -> Result<EventRecord, OpsError> {
+        self.store.get_event(id).await?.ok_or(OpsError::NotFound)
+    }
+
+    /// The event a source sent with this idempotency key.
+    pub async fn find_by_key(&self, source: &str, key: &str) -> Result<EventRecord, OpsError> {
+        self.store
+            .find_by_key(source, key)
+            .await?
+            .ok_or(OpsError::NotFound)
+    }
+
+    pub async fn attempts(&self, id: &EventId) -> Result<Vec<AttemptRecord>, OpsError> {
+        self.store
+            .list_attempts(id)
+            .await?
+            .ok_or(OpsError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<EventPage, OpsError> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(OpsError::Limit);
+        }
+        Ok(self.store.list_events(filter, limit, before).await?)
+    }
+
+    pub async fn replay(&self, id: &EventId) -> Result<(), OpsError> {
+        match self.store.replay(id, self.fresh_attempts).await? {
+            ReplayOutcome::Queued => {
+                tracing::info!(event_id = %id, "Event replayed");
+                Ok(())
+            }
+            ReplayOutcome::NotReplayable(status) => Err(OpsError::NotReplayable(status)),
+            ReplayOutcome::NotFound => Err(OpsError::NotFound),
+        }
+    }
+
+    /// Queues every delivered or dead-lettered event in `scope`; how many it queued.
+    pub async fn replay_matching(&self, scope: &ReplayScope) -> Result<u64, OpsError> {
+        let replayed = self
+            .store
+            .replay_matching(&scope.filter(), self.fresh_attempts)
+            .await?;
+        tracing::info!(replayed, "Events replayed by filter");
+        Ok(replayed)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, OpsError> {
+        Ok(Counts {
+            gauges: self.store.gauges().await?,
+            delivered: self.store.count_delivered(DELIVERED_COUNT_CAP).await?,
+        })
+    }
+
+    pub async fn gauges(&self) -> Result<QueueGauges, OpsError> {
+        Ok(self.store.gauges().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_replay_policy() {
+        assert!(matches!(
+            ReplayScope::new(EventFilter::default(), false),
+            Err(OpsError::UnboundedReplay)
+        ));
+        assert_eq!(
+            ReplayScope::new(EventFilter::default(), true).unwrap(),
+            ReplayScope::Everything
+        );
+        let dead = EventFilter {
+            status: Some(EventStatus::DeadLettered),
+            ..EventFilter::default()
+        };
+        assert_eq!(
+            ReplayScope::new(dead.clone(), false).unwrap(),
+            ReplayScope::Matching(dead)
+        );
+        let queued = EventFilter {
+            status: Some(EventStatus::Queued),
+            ..EventFilter::default()
+        };
+        assert!(matches!(
+            ReplayScope::new(queued, true),
+            Err(OpsError::StatusNotReplayable)
+        ));
+    }
+
+    #[test]
+    fn page_sizes_and_cursors() {
+        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE);
+        assert_eq!(page_size(Some("500")).unwrap(), 500);
+        for bad in ["0", "501", "-1", "ten", ""] {
+            assert!(
+                matches!(page_size(Some(bad)), Err(OpsError::Limit)),
+                "{bad}"
+            );
+        }
+        assert_eq!(cursor(Some("42")).unwrap(), Some(42));
+        assert!(matches!(cursor(Some("x")), Err(OpsError::Cursor)));
+    }
+}
