@@ -1,9 +1,13 @@
-//! The event state machine: its states, their descriptions and the allowed transitions.
+//! The event state machine: its states, their descriptions, the allowed transitions,
+//! and the pure functions that decide each one. The store applies what these decide,
+//! fenced on the state they decided from; its SQL never chooses a status itself.
 
 use std::fmt;
 use std::str::FromStr;
 
 use thiserror::Error;
+
+use super::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventStatus {
@@ -123,9 +127,232 @@ pub fn lease_expired(attempt: u32, max_attempts: u32) -> (EventStatus, String) {
     (status_after(&lost, attempt, max_attempts), error)
 }
 
+/// Statuses a worker claims from (due ones only), and the status a claim moves to.
+pub const CLAIMABLE: [EventStatus; 2] = [EventStatus::Queued, EventStatus::Retrying];
+pub const CLAIMED: EventStatus = EventStatus::Processing;
+/// The statuses a replay starts from.
+pub const REPLAYABLE: [EventStatus; 2] = [EventStatus::Delivered, EventStatus::DeadLettered];
+
+/// What a finished attempt does to its event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub status: EventStatus,
+    /// When the next attempt is due (retrying only).
+    pub next_attempt_at: Option<Timestamp>,
+    pub error: Option<String>,
+}
+
+/// Decides where an attempt leaves its event. `delay` is the backoff the retry
+/// policy draws for this attempt; the destination's `Retry-After` can only lengthen it.
+pub fn finish(
+    outcome: &AttemptOutcome,
+    attempt: u32,
+    max_attempts: u32,
+    delay: std::time::Duration,
+    now: Timestamp,
+) -> Finish {
+    let status = status_after(outcome, attempt, max_attempts);
+    let asked = match outcome {
+        AttemptOutcome::Failed {
+            retry_after: Some(asked),
+            ..
+        } => *asked,
+        _ => std::time::Duration::ZERO,
+    };
+    let next_attempt_at = (status == EventStatus::Retrying).then(|| now.plus(delay.max(asked)));
+    let error = match outcome {
+        AttemptOutcome::Delivered => None,
+        AttemptOutcome::Failed { error, .. } | AttemptOutcome::FailedPermanently { error } => {
+            Some(error.clone())
+        }
+    };
+    Finish {
+        status,
+        next_attempt_at,
+        error,
+    }
+}
+
+/// An attempt handed back unfinished (graceful stop) does not count: the event goes
+/// back to where it was before the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    pub status: EventStatus,
+    pub attempts: u32,
+}
+
+pub fn release(attempt: u32) -> Release {
+    let attempts = attempt.saturating_sub(1);
+    Release {
+        status: if attempts == 0 {
+            EventStatus::Queued
+        } else {
+            EventStatus::Retrying
+        },
+        attempts,
+    }
+}
+
+/// A lease that ran out: the attempt is recorded as failed and the event is due at
+/// once, or dead-lettered if that was its last attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expiry {
+    pub status: EventStatus,
+    pub error: String,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+pub fn expire(attempt: u32, max_attempts: u32, now: Timestamp) -> Expiry {
+    let (status, error) = lease_expired(attempt, max_attempts);
+    Expiry {
+        status,
+        error,
+        next_attempt_at: (status == EventStatus::Retrying).then_some(now),
+    }
+}
+
+/// An operator's replay: queued again at once with `fresh` more attempts; the history
+/// is kept and the backoff starts again from the base delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    pub status: EventStatus,
+    pub max_attempts: u32,
+    pub attempts_at_replay: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayRefused {
+    NotFound,
+    NotReplayable(EventStatus),
+}
+
+/// `current` is the event's status and attempt count, `None` when there is no event.
+pub fn replay(current: Option<(EventStatus, u32)>, fresh: u32) -> Result<Replay, ReplayRefused> {
+    let (status, attempts) = current.ok_or(ReplayRefused::NotFound)?;
+    if !status.is_replayable() {
+        return Err(ReplayRefused::NotReplayable(status));
+    }
+    Ok(Replay {
+        status: EventStatus::Queued,
+        max_attempts: attempts.saturating_add(fresh),
+        attempts_at_replay: attempts,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_decided_transition_is_an_allowed_one() {
+        let now = Timestamp(1_000_000);
+        for outcome in [
+            AttemptOutcome::Delivered,
+            AttemptOutcome::Failed {
+                error: "x".into(),
+                retry_after: None,
+            },
+            AttemptOutcome::FailedPermanently { error: "x".into() },
+        ] {
+            for attempt in 1..=5 {
+                let finish = finish(&outcome, attempt, 5, Duration::from_secs(1), now);
+                assert!(CLAIMED.can_become(finish.status), "{finish:?}");
+            }
+        }
+        for attempt in 1..=5 {
+            assert!(CLAIMED.can_become(release(attempt).status));
+            assert!(CLAIMED.can_become(expire(attempt, 5, now).status));
+        }
+        for from in CLAIMABLE {
+            assert!(from.can_become(CLAIMED));
+        }
+        for from in REPLAYABLE {
+            let replay = replay(Some((from, 3)), 5).unwrap();
+            assert!(from.can_become(replay.status));
+        }
+    }
+
+    #[test]
+    fn finishing_schedules_retries_and_honours_retry_after() {
+        let now = Timestamp(0);
+        let failed = |retry_after| AttemptOutcome::Failed {
+            error: "HTTP 503".into(),
+            retry_after,
+        };
+        let backoff = Duration::from_secs(10);
+        let plain = finish(&failed(None), 1, 5, backoff, now);
+        assert_eq!(plain.status, EventStatus::Retrying);
+        assert_eq!(plain.next_attempt_at, Some(now.plus(backoff)));
+        assert_eq!(plain.error.as_deref(), Some("HTTP 503"));
+        let longer = finish(&failed(Some(Duration::from_secs(60))), 1, 5, backoff, now);
+        assert_eq!(
+            longer.next_attempt_at,
+            Some(now.plus(Duration::from_secs(60)))
+        );
+        let shorter = finish(&failed(Some(Duration::from_secs(1))), 1, 5, backoff, now);
+        assert_eq!(shorter.next_attempt_at, Some(now.plus(backoff)));
+        let last = finish(&failed(None), 5, 5, backoff, now);
+        assert_eq!(last.status, EventStatus::DeadLettered);
+        assert_eq!(last.next_attempt_at, None);
+        let delivered = finish(&AttemptOutcome::Delivered, 2, 5, backoff, now);
+        assert_eq!(
+            (delivered.status, delivered.error),
+            (EventStatus::Delivered, None)
+        );
+    }
+
+    #[test]
+    fn a_released_attempt_does_not_count() {
+        assert_eq!(
+            release(1),
+            Release {
+                status: EventStatus::Queued,
+                attempts: 0
+            }
+        );
+        assert_eq!(
+            release(3),
+            Release {
+                status: EventStatus::Retrying,
+                attempts: 2
+            }
+        );
+    }
+
+    #[test]
+    fn an_expired_lease_is_a_failed_attempt() {
+        let now = Timestamp(42);
+        let expiry = expire(2, 5, now);
+        assert_eq!(expiry.status, EventStatus::Retrying);
+        assert_eq!(expiry.next_attempt_at, Some(now));
+        assert!(expiry.error.contains("lease expired"));
+        assert_eq!(expire(5, 5, now).status, EventStatus::DeadLettered);
+        assert_eq!(expire(5, 5, now).next_attempt_at, None);
+    }
+
+    #[test]
+    fn replay_arithmetic() {
+        assert_eq!(
+            replay(Some((EventStatus::DeadLettered, 5)), 5),
+            Ok(Replay {
+                status: EventStatus::Queued,
+                max_attempts: 10,
+                attempts_at_replay: 5
+            })
+        );
+        assert_eq!(
+            replay(Some((EventStatus::Retrying, 2)), 5),
+            Err(ReplayRefused::NotReplayable(EventStatus::Retrying))
+        );
+        assert_eq!(replay(None, 5), Err(ReplayRefused::NotFound));
+        assert_eq!(
+            replay(Some((EventStatus::Delivered, u32::MAX)), 5)
+                .unwrap()
+                .max_attempts,
+            u32::MAX
+        );
+    }
 
     #[test]
     fn names_round_trip() {

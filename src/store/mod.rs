@@ -1,6 +1,7 @@
 //! Durable storage of events and attempts behind one `Store` trait.
 
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 mod url;
 
@@ -13,7 +14,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use crate::domain::event::{EventId, IdempotencyKey, SourceName};
-use crate::domain::lifecycle::EventStatus;
+use crate::domain::lifecycle::{self, EventStatus};
 use crate::domain::time::Timestamp;
 pub use url::DatabaseUrl;
 
@@ -219,6 +220,32 @@ pub struct EventPage {
     pub next_cursor: Option<i64>,
 }
 
+impl EventPage {
+    /// A page from up to `limit + 1` rows read newest first: the extra row only says
+    /// that there is another page.
+    pub fn from_rows(mut events: Vec<EventRecord>, limit: usize) -> Self {
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Self {
+            events,
+            next_cursor,
+        }
+    }
+}
+
+impl From<lifecycle::ReplayRefused> for ReplayOutcome {
+    fn from(refused: lifecycle::ReplayRefused) -> Self {
+        match refused {
+            lifecycle::ReplayRefused::NotFound => Self::NotFound,
+            lifecycle::ReplayRefused::NotReplayable(status) => Self::NotReplayable(status),
+        }
+    }
+}
+
 /// What `/metrics` reports about the queue.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueGauges {
@@ -339,10 +366,12 @@ pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Sto
 /// not hold the writer (and every webhook waiting on it) for the whole of it.
 pub const REPLAY_BATCH: usize = 500;
 
-/// One batch of a bulk replay: how many events it queued and the last `seq` it saw.
+/// One batch of a bulk replay: how many events it queued, how many it looked at, and
+/// the last `seq` it saw.
 pub struct ReplayBatch {
     pub replayed: u64,
     pub last_seq: Option<i64>,
+    pub examined: usize,
 }
 
 /// Runs `batch(after_seq)` until a batch comes back short. Each event is considered
@@ -356,10 +385,14 @@ where
     let mut total = 0;
     let mut after_seq = 0;
     loop {
-        let ReplayBatch { replayed, last_seq } = batch(after_seq).await?;
+        let ReplayBatch {
+            replayed,
+            last_seq,
+            examined,
+        } = batch(after_seq).await?;
         total += replayed;
         match last_seq {
-            Some(last) if replayed as usize >= REPLAY_BATCH => after_seq = last,
+            Some(last) if examined >= REPLAY_BATCH => after_seq = last,
             _ => return Ok(total),
         }
     }

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::{InFlight, WorkerSettings, deliver, simulate};
-use crate::domain::lifecycle::{AttemptOutcome, EventStatus, status_after};
+use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::time::Timestamp;
 use crate::store::{AttemptRecord, ClaimedEvent, FinishedAttempt, Store};
 
@@ -52,24 +52,18 @@ async fn run_in_span(context: Context, event: ClaimedEvent) {
         return;
     };
     let outcome = delivery.outcome;
-    let status = status_after(&outcome, event.attempt, event.max_attempts);
-    let next_attempt_at = (status == EventStatus::Retrying).then(|| {
-        let backoff = context.settings.retry.delay(event.attempt_in_round());
-        let asked = match &outcome {
-            AttemptOutcome::Failed {
-                retry_after: Some(delay),
-                ..
-            } => *delay,
-            _ => Duration::ZERO,
-        };
-        Timestamp::now().plus(backoff.max(asked))
-    });
-    let error = match &outcome {
-        AttemptOutcome::Delivered => None,
-        AttemptOutcome::Failed { error, .. } | AttemptOutcome::FailedPermanently { error } => {
-            Some(error.clone())
-        }
-    };
+    let backoff = context.settings.retry.delay(event.attempt_in_round());
+    let Finish {
+        status,
+        next_attempt_at,
+        error,
+    } = lifecycle::finish(
+        &outcome,
+        event.attempt,
+        event.max_attempts,
+        backoff,
+        Timestamp::now(),
+    );
     let finished = FinishedAttempt {
         id: event.id.clone(),
         attempt: event.attempt,

@@ -309,11 +309,13 @@ async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
     assert_eq!(everything.len(), 5);
 
     // No filter at all is never "everything" by accident; asked for by name, it is.
-    for unbounded in [json!({}), json!({"status": null})] {
-        let (status, body) = post(&app, "/events/replay", Some(unbounded)).await;
-        assert_eq!(status, 400);
-        assert_error(&body, "replay_needs_filter");
-    }
+    let (status, body) = post(&app, "/events/replay", Some(json!({}))).await;
+    assert_eq!(status, 400);
+    assert_error(&body, "replay_needs_filter");
+    // A member given as null is no filter either; it is refused as malformed.
+    let (status, body) = post(&app, "/events/replay", Some(json!({"status": null}))).await;
+    assert_eq!(status, 400);
+    assert_error(&body, "invalid_body");
     for id in dead.iter().chain([&other]) {
         app.wait_for_status(id, "dead_lettered", Duration::from_secs(10))
             .await;

@@ -72,6 +72,23 @@ impl TestDatabase {
         }
     }
 
+    /// Runs a statement written in SQL both backends understand.
+    pub async fn execute(&self, sql: &str) -> Result<u64, String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.sqlite_path()).unwrap();
+                conn.execute(sql, [])
+                    .map(|n| n as u64)
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Postgres => connect(&self.url)
+                .await
+                .execute(sql, &[])
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     /// The stored body and headers of the one event of `source`.
     pub async fn body_and_headers(&self, source: &str) -> (Vec<u8>, String) {
         let sql = "SELECT body, headers FROM events WHERE source = ";

@@ -13,6 +13,8 @@ mod helpers;
 
 mod ingest;
 mod lifecycle;
+mod migration;
+mod observability;
 mod openapi;
 mod outage;
 mod processes;
@@ -21,3 +23,4 @@ mod receiver;
 mod retention;
 mod scale_out;
 mod sources;
+mod store_contract;

@@ -532,9 +532,9 @@ async fn every_log_line_is_json_in_the_seed_shape(backend: Backend) {
             );
             assert_eq!(context["source"], "logs", "{line}");
         }
-        if message == "Request handled" {
+        if message == "Request handled" || message == "Event accepted" {
             assert_eq!(entry["component"], "api");
-            for field in ["method", "path", "status", "duration_ms"] {
+            for field in ["method", "path", "status", "duration_ms", "request_id"] {
                 assert!(
                     !entry["context"][field].is_null(),
                     "{field} missing: {line}"

@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_dead_letter_index.sql"),
     include_str!("../../../migrations/postgres/0003_replay_round.sql"),
     include_str!("../../../migrations/postgres/0004_forward.sql"),
+    include_str!("../../../migrations/postgres/0005_status_check.sql"),
 ];
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;

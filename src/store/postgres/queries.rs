@@ -8,8 +8,9 @@ use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::Row;
 
 use crate::domain::event::EventId;
-use crate::domain::lifecycle::{EventStatus, lease_expired};
+use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
+use crate::store::sql::{CLAIMABLE, REPLAYABLE};
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
     InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome, StoreError,
@@ -26,7 +27,7 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
             "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
                                  next_attempt_at, created_at, updated_at,
                                  content_type, headers, body, forward)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $5, $5, $6, $7, $8, $9)
+             VALUES ($1, $2, $3, $10, $4, $5, $5, $5, $6, $7, $8, $9)
              ON CONFLICT (source, idempotency_key) DO NOTHING
              RETURNING id",
         )
@@ -44,6 +45,7 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
                 &event.headers,
                 &&event.body[..],
                 &event.forward,
+                &EventStatus::Queued.as_str(),
             ],
         )
         .await?;
@@ -111,45 +113,89 @@ pub async fn list_events(
             ],
         )
         .await?;
-    let mut events = rows
+    let events = rows
         .iter()
         .map(event_from_row)
         .collect::<Result<Vec<_>>>()?;
-    let next_cursor = if events.len() > limit {
-        events.truncate(limit);
-        events.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    Ok(EventPage {
-        events,
-        next_cursor,
-    })
+    Ok(EventPage::from_rows(events, limit))
 }
 
 pub async fn replay(client: &Client, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome> {
-    let now = Timestamp::now().0;
-    let statement = client
-        .prepare_cached(
-            "UPDATE events SET status = 'queued', next_attempt_at = $2,
-                    max_attempts = attempts + $3, attempts_at_replay = attempts,
-                    updated_at = $2
-             WHERE id = $1 AND status IN ('delivered', 'dead_lettered')",
+    let read = client
+        .prepare_cached("SELECT status, attempts FROM events WHERE id = $1")
+        .await?;
+    // The write is fenced on what was read; should a worker change the event in
+    // between, read and decide again.
+    for _ in 0..3 {
+        let current = match client.query_opt(&read, &[&id.as_str()]).await? {
+            Some(row) => Some((parse_status(row.col(0)?)?, row.col::<i32>(1)? as u32)),
+            None => None,
+        };
+        let replay = match lifecycle::replay(current, fresh_attempts) {
+            Ok(replay) => replay,
+            Err(refused) => return Ok(refused.into()),
+        };
+        let (status, attempts) = current.expect("replay needs an event");
+        let applied = apply_replays(
+            client,
+            &[(id.as_str().to_owned(), status, attempts, replay)],
         )
         .await?;
-    let queued = client
-        .execute(&statement, &[&id.as_str(), &now, &(fresh_attempts as i32)])
-        .await?;
-    if queued == 1 {
-        return Ok(ReplayOutcome::Queued);
+        if !applied.is_empty() {
+            return Ok(ReplayOutcome::Queued);
+        }
     }
-    let statement = client
-        .prepare_cached("SELECT status FROM events WHERE id = $1")
-        .await?;
-    Ok(match client.query_opt(&statement, &[&id.as_str()]).await? {
+    let current = client.query_opt(&read, &[&id.as_str()]).await?;
+    Ok(match current {
         Some(row) => ReplayOutcome::NotReplayable(parse_status(row.col(0)?)?),
         None => ReplayOutcome::NotFound,
     })
+}
+
+/// Writes replays the domain decided, in one statement, each fenced on the status and
+/// attempts it was decided from. Returns the `seq` of each event replayed.
+async fn apply_replays(
+    client: &Client,
+    replays: &[(String, EventStatus, u32, Replay)],
+) -> Result<Vec<i64>> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE events AS e
+             SET status = d.status, next_attempt_at = $1, updated_at = $1,
+                 max_attempts = d.max_attempts, attempts_at_replay = d.attempts_at_replay
+             FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[])
+                  AS d(id, from_status, from_attempts, status, max_attempts, attempts_at_replay)
+             WHERE e.id = d.id AND e.status = d.from_status AND e.attempts = d.from_attempts
+             RETURNING e.seq",
+        )
+        .await?;
+    let ids: Vec<&str> = replays.iter().map(|r| r.0.as_str()).collect();
+    let from: Vec<&str> = replays.iter().map(|r| r.1.as_str()).collect();
+    let attempts: Vec<i32> = replays.iter().map(|r| r.2 as i32).collect();
+    let to: Vec<&str> = replays.iter().map(|r| r.3.status.as_str()).collect();
+    let max: Vec<i32> = replays
+        .iter()
+        .map(|r| r.3.max_attempts.min(i32::MAX as u32) as i32)
+        .collect();
+    let at_replay: Vec<i32> = replays
+        .iter()
+        .map(|r| r.3.attempts_at_replay as i32)
+        .collect();
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &Timestamp::now().0,
+                &ids,
+                &from,
+                &attempts,
+                &to,
+                &max,
+                &at_replay,
+            ],
+        )
+        .await?;
+    rows.iter().map(|row| row.col(0)).collect()
 }
 
 /// One batch of a bulk replay: up to `limit` matching events with `after_seq < seq <=
@@ -164,14 +210,9 @@ pub async fn replay_matching(
 ) -> Result<ReplayBatch> {
     let statement = client
         .prepare_cached(&format!(
-            "UPDATE events SET status = 'queued', next_attempt_at = $5,
-                    max_attempts = attempts + $6, attempts_at_replay = attempts,
-                    updated_at = $5
-             WHERE seq IN (SELECT seq FROM events
-                           WHERE seq > $7 AND seq <= $8
-                             AND status IN ('delivered', 'dead_lettered') AND {FILTER}
-                           ORDER BY seq LIMIT $9)
-             RETURNING seq"
+            "SELECT seq, id, status, attempts FROM events
+             WHERE seq > $5 AND seq <= $6 AND status IN {REPLAYABLE} AND {FILTER}
+             ORDER BY seq LIMIT $7"
         ))
         .await?;
     let rows = client
@@ -182,18 +223,26 @@ pub async fn replay_matching(
                 &filter.source,
                 &filter.since.map(|t| t.0),
                 &filter.until.map(|t| t.0),
-                &Timestamp::now().0,
-                &(fresh_attempts as i32),
                 &after_seq,
                 &upto_seq,
                 &(limit as i64),
             ],
         )
         .await?;
-    let seqs: Vec<i64> = rows.iter().map(|row| row.col(0)).collect::<Result<_>>()?;
+    let mut last_seq = None;
+    let mut replays = Vec::with_capacity(rows.len());
+    for row in &rows {
+        last_seq = Some(row.col::<i64>(0)?);
+        let (status, attempts) = (parse_status(row.col(2)?)?, row.col::<i32>(3)? as u32);
+        if let Ok(replay) = lifecycle::replay(Some((status, attempts)), fresh_attempts) {
+            replays.push((row.col::<String>(1)?, status, attempts, replay));
+        }
+    }
+    let replayed = apply_replays(client, &replays).await?.len() as u64;
     Ok(ReplayBatch {
-        replayed: seqs.len() as u64,
-        last_seq: seqs.iter().max().copied(),
+        replayed,
+        last_seq,
+        examined: rows.len(),
     })
 }
 
@@ -268,20 +317,28 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
     let tx = client.transaction().await?;
     let reclaimed = fail_expired_leases(&tx, now).await?;
     let statement = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE events
-             SET status = 'processing', attempts = attempts + 1, attempt_started_at = $1,
+             SET status = $4, attempts = attempts + 1, attempt_started_at = $1,
                  lease_until = $2, updated_at = $1
              WHERE id IN (SELECT id FROM events
-                          WHERE status IN ('queued', 'retrying') AND next_attempt_at <= $1
+                          WHERE status IN {CLAIMABLE} AND next_attempt_at <= $1
                           ORDER BY next_attempt_at LIMIT $3
                           FOR UPDATE SKIP LOCKED)
              RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
-                   attempts_at_replay, forward",
-        )
+                   attempts_at_replay, forward"
+        ))
         .await?;
     let rows = tx
-        .query(&statement, &[&now.0, &now.plus(lease).0, &(limit as i64)])
+        .query(
+            &statement,
+            &[
+                &now.0,
+                &now.plus(lease).0,
+                &(limit as i64),
+                &CLAIMED.as_str(),
+            ],
+        )
         .await?;
     let events = rows
         .iter()
@@ -301,15 +358,15 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
         })
         .collect::<Result<Vec<_>>>()?;
     let next_due = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may otherwise
             // aggregate over the whole queue instead of reading one index entry.
             "SELECT LEAST(
-                 (SELECT next_attempt_at FROM events WHERE status IN ('queued', 'retrying')
+                 (SELECT next_attempt_at FROM events WHERE status IN {CLAIMABLE}
                   ORDER BY next_attempt_at LIMIT 1),
                  (SELECT lease_until FROM events WHERE lease_until IS NOT NULL
-                  ORDER BY lease_until LIMIT 1))",
-        )
+                  ORDER BY lease_until LIMIT 1))"
+        ))
         .await?;
     let next_due: Option<i64> = tx.query_one(&next_due, &[]).await?.col(0)?;
     tx.commit().await?;
@@ -326,26 +383,32 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
     let select = tx
         .prepare_cached(
             "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
-             WHERE lease_until <= $1 AND status = 'processing'
+             WHERE lease_until <= $1 AND status = $3
              ORDER BY lease_until LIMIT $2
              FOR UPDATE SKIP LOCKED",
         )
         .await?;
-    let expired = tx.query(&select, &[&now.0, &RECLAIM_BATCH]).await?;
+    let expired = tx
+        .query(&select, &[&now.0, &RECLAIM_BATCH, &CLAIMED.as_str()])
+        .await?;
     let mut reclaimed = Vec::with_capacity(expired.len());
     for row in expired {
         let id = EventId::from_stored(row.col(0)?);
         let source: String = row.col(1)?;
         let attempt = row.col::<i32>(2)? as u32;
         let max_attempts = row.col::<i32>(3)? as u32;
-        let started_at = Timestamp(row.get::<_, Option<i64>>(4).unwrap_or(now.0));
-        let (status, error) = lease_expired(attempt, max_attempts);
-        let next_attempt_at = (status == EventStatus::Retrying).then_some(now.0);
+        let started_at = Timestamp(row.col::<Option<i64>>(4)?.unwrap_or(now.0));
+        let Expiry {
+            status,
+            error,
+            next_attempt_at,
+        } = lifecycle::expire(attempt, max_attempts, now);
+        // Fenced on the attempt whose lease ran out (the row is also locked).
         let update = tx
             .prepare_cached(
                 "UPDATE events SET status = $2, last_error = $3, next_attempt_at = $4,
                         lease_until = NULL, attempt_started_at = NULL, updated_at = $5
-                 WHERE id = $1",
+                 WHERE id = $1 AND attempts = $6 AND status = $7",
             )
             .await?;
         tx.execute(
@@ -354,8 +417,10 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
                 &id.as_str(),
                 &status.as_str(),
                 &error,
-                &next_attempt_at,
+                &next_attempt_at.map(|t| t.0),
                 &now.0,
+                &(attempt as i32),
+                &CLAIMED.as_str(),
             ],
         )
         .await?;
@@ -414,13 +479,18 @@ pub async fn renew_leases(
             "UPDATE events e SET lease_until = $1
              FROM unnest($2::text[], $3::int[]) AS running(id, attempt)
              WHERE e.id = running.id AND e.attempts = running.attempt
-               AND e.status = 'processing'",
+               AND e.status = $4",
         )
         .await?;
     let renewed = client
         .execute(
             &statement,
-            &[&Timestamp::now().plus(lease).0, &ids, &numbers],
+            &[
+                &Timestamp::now().plus(lease).0,
+                &ids,
+                &numbers,
+                &CLAIMED.as_str(),
+            ],
         )
         .await?;
     Ok(renewed as usize)
@@ -436,7 +506,7 @@ pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Resu
             "WITH updated AS (
                  UPDATE events SET status = $3, last_error = $4, next_attempt_at = $5,
                         lease_until = NULL, attempt_started_at = NULL, updated_at = $6
-                 WHERE id = $1 AND attempts = $2 AND status = 'processing'
+                 WHERE id = $1 AND attempts = $2 AND status = $11
                  RETURNING id)
              INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
                                    error, response_body)
@@ -458,6 +528,7 @@ pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Resu
                 &(record.duration.as_micros() as i64),
                 &record.status_code.map(i32::from),
                 &record.response_body,
+                &CLAIMED.as_str(),
             ],
         )
         .await?;
@@ -466,17 +537,27 @@ pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Resu
 
 pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> {
     let now = Timestamp::now().0;
+    let release = lifecycle::release(attempt);
     let statement = client
         .prepare_cached(
             "UPDATE events
-             SET status = CASE WHEN attempts = 1 THEN 'queued' ELSE 'retrying' END,
-                 attempts = attempts - 1, next_attempt_at = $3, lease_until = NULL,
+             SET status = $4, attempts = $5, next_attempt_at = $3, lease_until = NULL,
                  attempt_started_at = NULL, updated_at = $3
-             WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+             WHERE id = $1 AND attempts = $2 AND status = $6",
         )
         .await?;
     client
-        .execute(&statement, &[&id.as_str(), &(attempt as i32), &now])
+        .execute(
+            &statement,
+            &[
+                &id.as_str(),
+                &(attempt as i32),
+                &now,
+                &release.status.as_str(),
+                &(release.attempts as i32),
+                &CLAIMED.as_str(),
+            ],
+        )
         .await?;
     Ok(())
 }

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_dead_letter_index.sql"),
     include_str!("../../../migrations/sqlite/0003_replay_round.sql"),
     include_str!("../../../migrations/sqlite/0004_forward.sql"),
+    include_str!("../../../migrations/sqlite/0005_status_check.sql"),
 ];
 
 /// How often a worker in its own process looks for commits made by other processes.

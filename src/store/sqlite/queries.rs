@@ -6,8 +6,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::domain::event::EventId;
-use crate::domain::lifecycle::{EventStatus, lease_expired};
+use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
+use crate::store::sql::{CLAIMABLE, REPLAYABLE};
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
     InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome,
@@ -23,7 +24,7 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
             "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
                                  next_attempt_at, created_at, updated_at,
                                  content_type, headers, body, forward)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, ?5, ?6, ?7, ?8, ?9)
+             VALUES (?1, ?2, ?3, ?10, ?4, ?5, ?5, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (source, idempotency_key) DO NOTHING",
         )?
         .execute(params![
@@ -36,6 +37,7 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
             event.headers,
             &event.body[..],
             event.forward,
+            EventStatus::Queued.as_str(),
         ])?;
     if inserted == 1 {
         return Ok(InsertOutcome::Accepted(event.id.clone()));
@@ -84,7 +86,7 @@ pub fn list_events(
          WHERE {FILTER} AND (?5 IS NULL OR seq < ?5)
          ORDER BY seq DESC LIMIT ?6"
     ))?;
-    let mut events = statement
+    let events = statement
         .query_map(
             params![
                 filter.status.map(EventStatus::as_str),
@@ -97,16 +99,7 @@ pub fn list_events(
             event_from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_cursor = if events.len() > limit {
-        events.truncate(limit);
-        events.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    Ok(EventPage {
-        events,
-        next_cursor,
-    })
+    Ok(EventPage::from_rows(events, limit))
 }
 
 pub fn replay(
@@ -114,26 +107,45 @@ pub fn replay(
     id: &EventId,
     fresh_attempts: u32,
 ) -> rusqlite::Result<ReplayOutcome> {
-    let now = Timestamp::now().0;
-    let queued = conn
-        .prepare_cached(
-            "UPDATE events SET status = 'queued', next_attempt_at = ?2,
-                    max_attempts = attempts + ?3, attempts_at_replay = attempts,
-                    updated_at = ?2
-             WHERE id = ?1 AND status IN ('delivered', 'dead_lettered')",
-        )?
-        .execute(params![id.as_str(), now, fresh_attempts])?;
-    if queued == 1 {
-        return Ok(ReplayOutcome::Queued);
-    }
-    let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM events WHERE id = ?1")?
-        .query_row([id.as_str()], |row| row.get(0))
+    let current = conn
+        .prepare_cached("SELECT status, attempts FROM events WHERE id = ?1")?
+        .query_row([id.as_str()], |row| {
+            Ok((parse_status(row, 0)?, row.get(1)?))
+        })
         .optional()?;
-    Ok(match status.map(|s| s.parse::<EventStatus>()) {
-        Some(Ok(status)) => ReplayOutcome::NotReplayable(status),
-        _ => ReplayOutcome::NotFound,
-    })
+    let replay = match lifecycle::replay(current, fresh_attempts) {
+        Ok(replay) => replay,
+        Err(refused) => return Ok(refused.into()),
+    };
+    let (status, attempts) = current.expect("replay needs an event");
+    apply_replay(conn, id, status, attempts, &replay)?;
+    Ok(ReplayOutcome::Queued)
+}
+
+/// Writes a replay the domain decided, fenced on the status and attempts it saw (the
+/// whole replay runs in one write transaction, so the fence always holds here).
+fn apply_replay(
+    conn: &Connection,
+    id: &EventId,
+    from: EventStatus,
+    attempts: u32,
+    replay: &Replay,
+) -> rusqlite::Result<usize> {
+    let now = Timestamp::now().0;
+    conn.prepare_cached(
+        "UPDATE events SET status = ?4, next_attempt_at = ?5, max_attempts = ?6,
+                attempts_at_replay = ?7, updated_at = ?5
+         WHERE id = ?1 AND status = ?2 AND attempts = ?3",
+    )?
+    .execute(params![
+        id.as_str(),
+        from.as_str(),
+        attempts,
+        replay.status.as_str(),
+        now,
+        replay.max_attempts,
+        replay.attempts_at_replay,
+    ])
 }
 
 /// One batch of a bulk replay: up to `limit` matching events with `after_seq < seq <=
@@ -146,17 +158,11 @@ pub fn replay_matching(
     upto_seq: i64,
     limit: usize,
 ) -> rusqlite::Result<ReplayBatch> {
-    let now = Timestamp::now().0;
-    let seqs: Vec<i64> = conn
+    let candidates: Vec<(i64, String, EventStatus, u32)> = conn
         .prepare_cached(&format!(
-            "UPDATE events SET status = 'queued', next_attempt_at = ?5,
-                    max_attempts = attempts + ?6, attempts_at_replay = attempts,
-                    updated_at = ?5
-             WHERE seq IN (SELECT seq FROM events
-                           WHERE seq > ?7 AND seq <= ?8
-                             AND status IN ('delivered', 'dead_lettered') AND {FILTER}
-                           ORDER BY seq LIMIT ?9)
-             RETURNING seq"
+            "SELECT seq, id, status, attempts FROM events
+             WHERE seq > ?5 AND seq <= ?6 AND status IN {REPLAYABLE} AND {FILTER}
+             ORDER BY seq LIMIT ?7"
         ))?
         .query_map(
             params![
@@ -164,18 +170,24 @@ pub fn replay_matching(
                 filter.source,
                 filter.since.map(|t| t.0),
                 filter.until.map(|t| t.0),
-                now,
-                fresh_attempts,
                 after_seq,
                 upto_seq,
                 limit as i64,
             ],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?, parse_status(row, 2)?, row.get(3)?)),
         )?
         .collect::<rusqlite::Result<_>>()?;
+    let mut replayed = 0;
+    for (_, id, status, attempts) in &candidates {
+        if let Ok(replay) = lifecycle::replay(Some((*status, *attempts)), fresh_attempts) {
+            let id = EventId::from_stored(id.clone());
+            replayed += apply_replay(conn, &id, *status, *attempts, &replay)? as u64;
+        }
+    }
     Ok(ReplayBatch {
-        replayed: seqs.len() as u64,
-        last_seq: seqs.iter().max().copied(),
+        replayed,
+        last_seq: candidates.last().map(|(seq, ..)| *seq),
+        examined: candidates.len(),
     })
 }
 
@@ -248,31 +260,34 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
     let now = Timestamp::now();
     let reclaimed = fail_expired_leases(conn, now)?;
     let lease_until = now.plus(lease);
-    let mut statement = conn.prepare_cached(
+    let mut statement = conn.prepare_cached(&format!(
         "UPDATE events
-         SET status = 'processing', attempts = attempts + 1, attempt_started_at = ?1,
+         SET status = ?4, attempts = attempts + 1, attempt_started_at = ?1,
              lease_until = ?2, updated_at = ?1
          WHERE id IN (SELECT id FROM events
-                      WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?1
+                      WHERE status IN {CLAIMABLE} AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)
          RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
-                   attempts_at_replay, forward",
-    )?;
+                   attempts_at_replay, forward"
+    ))?;
     let events = statement
-        .query_map(params![now.0, lease_until.0, limit as i64], |row| {
-            Ok(ClaimedEvent {
-                id: EventId::from_stored(row.get(0)?),
-                source: row.get(1)?,
-                attempt: row.get(2)?,
-                max_attempts: row.get(3)?,
-                content_type: row.get(4)?,
-                headers: row.get(5)?,
-                body: Bytes::from(row.get::<_, Vec<u8>>(6)?),
-                received_at: Timestamp(row.get(7)?),
-                attempts_at_replay: row.get(8)?,
-                forward: row.get(9)?,
-            })
-        })?
+        .query_map(
+            params![now.0, lease_until.0, limit as i64, CLAIMED.as_str()],
+            |row| {
+                Ok(ClaimedEvent {
+                    id: EventId::from_stored(row.get(0)?),
+                    source: row.get(1)?,
+                    attempt: row.get(2)?,
+                    max_attempts: row.get(3)?,
+                    content_type: row.get(4)?,
+                    headers: row.get(5)?,
+                    body: Bytes::from(row.get::<_, Vec<u8>>(6)?),
+                    received_at: Timestamp(row.get(7)?),
+                    attempts_at_replay: row.get(8)?,
+                    forward: row.get(9)?,
+                })
+            },
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_due = next_due(conn)?;
     Ok(Claim {
@@ -288,35 +303,44 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
     let expired = conn
         .prepare_cached(
             "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
-             WHERE lease_until <= ?1 AND status = 'processing'
+             WHERE lease_until <= ?1 AND status = ?3
              ORDER BY lease_until LIMIT ?2",
         )?
-        .query_map(params![now.0, RECLAIM_BATCH as i64], |row| {
-            Ok((
-                EventId::from_stored(row.get(0)?),
-                row.get::<_, String>(1)?,
-                row.get::<_, u32>(2)?,
-                row.get::<_, u32>(3)?,
-                row.get::<_, Option<i64>>(4)?,
-            ))
-        })?
+        .query_map(
+            params![now.0, RECLAIM_BATCH as i64, CLAIMED.as_str()],
+            |row| {
+                Ok((
+                    EventId::from_stored(row.get(0)?),
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u32>(2)?,
+                    row.get::<_, u32>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                ))
+            },
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut reclaimed = Vec::with_capacity(expired.len());
     for (id, source, attempt, max_attempts, started_at) in expired {
         let started_at = Timestamp(started_at.unwrap_or(now.0));
-        let (status, error) = lease_expired(attempt, max_attempts);
-        let next_attempt_at = (status == EventStatus::Retrying).then_some(now.0);
+        let Expiry {
+            status,
+            error,
+            next_attempt_at,
+        } = lifecycle::expire(attempt, max_attempts, now);
+        // Fenced on the attempt whose lease ran out.
         conn.prepare_cached(
             "UPDATE events SET status = ?2, last_error = ?3, next_attempt_at = ?4,
                     lease_until = NULL, attempt_started_at = NULL, updated_at = ?5
-             WHERE id = ?1",
+             WHERE id = ?1 AND attempts = ?6 AND status = ?7",
         )?
         .execute(params![
             id.as_str(),
             status.as_str(),
             error,
-            next_attempt_at,
-            now.0
+            next_attempt_at.map(|t| t.0),
+            now.0,
+            attempt,
+            CLAIMED.as_str(),
         ])?;
         insert_attempt(
             conn,
@@ -342,12 +366,12 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
 
 fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
     let due: Option<i64> = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT MIN(t) FROM (
-                 SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN ('queued', 'retrying')
+                 SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN {CLAIMABLE}
                  UNION ALL
-                 SELECT MIN(lease_until) FROM events WHERE lease_until IS NOT NULL)",
-        )?
+                 SELECT MIN(lease_until) FROM events WHERE lease_until IS NOT NULL)"
+        ))?
         .query_row([], |row| row.get(0))?;
     Ok(due.map(Timestamp))
 }
@@ -360,11 +384,16 @@ pub fn renew_leases(
     let lease_until = Timestamp::now().plus(lease);
     let mut statement = conn.prepare_cached(
         "UPDATE events SET lease_until = ?3
-         WHERE id = ?1 AND attempts = ?2 AND status = 'processing'",
+         WHERE id = ?1 AND attempts = ?2 AND status = ?4",
     )?;
     let mut renewed = 0;
     for (id, attempt) in attempts {
-        renewed += statement.execute(params![id.as_str(), attempt, lease_until.0])?;
+        renewed += statement.execute(params![
+            id.as_str(),
+            attempt,
+            lease_until.0,
+            CLAIMED.as_str()
+        ])?;
     }
     Ok(renewed)
 }
@@ -376,7 +405,7 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
         .prepare_cached(
             "UPDATE events SET status = ?3, last_error = ?4, next_attempt_at = ?5,
                     lease_until = NULL, attempt_started_at = NULL, updated_at = ?6
-             WHERE id = ?1 AND attempts = ?2 AND status = 'processing'",
+             WHERE id = ?1 AND attempts = ?2 AND status = ?7",
         )?
         .execute(params![
             finished.id.as_str(),
@@ -385,6 +414,7 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
             finished.record.error,
             finished.next_attempt_at.map(|t| t.0),
             now.0,
+            CLAIMED.as_str(),
         ])?;
     if updated == 0 {
         return Ok(false);
@@ -413,14 +443,21 @@ fn insert_attempt(conn: &Connection, id: &EventId, record: &AttemptRecord) -> ru
 
 pub fn release(conn: &Connection, id: &EventId, attempt: u32) -> rusqlite::Result<()> {
     let now = Timestamp::now().0;
+    let release = lifecycle::release(attempt);
     conn.prepare_cached(
         "UPDATE events
-         SET status = CASE WHEN attempts = 1 THEN 'queued' ELSE 'retrying' END,
-             attempts = attempts - 1, next_attempt_at = ?3, lease_until = NULL,
+         SET status = ?4, attempts = ?5, next_attempt_at = ?3, lease_until = NULL,
              attempt_started_at = NULL, updated_at = ?3
-         WHERE id = ?1 AND attempts = ?2 AND status = 'processing'",
+         WHERE id = ?1 AND attempts = ?2 AND status = ?6",
     )?
-    .execute(params![id.as_str(), attempt, now])?;
+    .execute(params![
+        id.as_str(),
+        attempt,
+        now,
+        release.status.as_str(),
+        release.attempts,
+        CLAIMED.as_str(),
+    ])?;
     Ok(())
 }
 

@@ -1,0 +1,44 @@
+//! Status lists that both backends write into their SQL text. They are the domain's
+//! names (a test holds them to it), written as literals rather than bound because a
+//! partial index is only used when the query's own text implies the index's
+//! predicate, and a bound value cannot.
+
+/// Due work: the statuses a claim takes from (`events_due` is over these).
+pub const CLAIMABLE: &str = "('queued', 'retrying')";
+/// The statuses a replay starts from.
+pub const REPLAYABLE: &str = "('delivered', 'dead_lettered')";
+
+#[cfg(test)]
+fn sql_list(statuses: &[crate::domain::lifecycle::EventStatus]) -> String {
+    let names: Vec<String> = statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("({})", names.join(", "))
+}
+
+/// Every status, as the schema's `CHECK` lists them.
+#[cfg(test)]
+fn all_statuses() -> String {
+    sql_list(&crate::domain::lifecycle::EventStatus::ALL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::{
+        CLAIMABLE as CLAIMABLE_STATUSES, REPLAYABLE as REPLAYABLE_STATUSES,
+    };
+
+    #[test]
+    fn the_sql_lists_are_the_domains() {
+        assert_eq!(CLAIMABLE, sql_list(&CLAIMABLE_STATUSES));
+        assert_eq!(REPLAYABLE, sql_list(&REPLAYABLE_STATUSES));
+        for migration in [
+            include_str!("../../migrations/sqlite/0005_status_check.sql"),
+            include_str!("../../migrations/postgres/0005_status_check.sql"),
+        ] {
+            assert!(migration.contains(&format!("CHECK (status IN {})", all_statuses())));
+        }
+    }
+}
