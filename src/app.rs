@@ -143,7 +143,7 @@ impl Application {
 
         match self.listener {
             Some(listener) => {
-                let router = http::router(AppState {
+                let router = http::router(AppState::new(http::Shared {
                     store: self.store.clone(),
                     sources: self.config.sources.clone(),
                     max_attempts: self.config.retry.max_attempts,
@@ -154,7 +154,7 @@ impl Application {
                     operators: Operators::new(self.store.clone(), self.config.retry.max_attempts),
                     metrics: self.metrics.clone(),
                     request_timeout: self.config.request_timeout,
-                });
+                }));
                 if self.config.admin_token.is_none() {
                     tracing::warn!(
                         "HOOKRELAY_ADMIN_TOKEN is not set: /events, /metrics and /ui answer \

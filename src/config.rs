@@ -137,7 +137,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("shutdown_grace", "20s"),
     ("header_read_timeout", "10s"),
     ("body_read_timeout", "30s"),
-    ("request_timeout", "30s"),
+    ("request_timeout", "60s"),
 ];
 
 struct Layered {

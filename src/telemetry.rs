@@ -35,6 +35,7 @@ pub fn init(filter: &str, target: LogTarget) -> Result<WorkerGuard, String> {
     };
     let layer = tracing_subscriber::fmt::layer()
         .event_format(JsonLine)
+        .fmt_fields(NoFields)
         .with_writer(writer);
     tracing_subscriber::registry()
         .with(filter)
@@ -88,7 +89,11 @@ where
         line.extend_from_slice(b",\"context\":{");
         line.extend_from_slice(&fields.context);
         line.extend_from_slice(b"}}");
-        writeln!(writer, "{}", String::from_utf8_lossy(&line))
+        // Every piece above is UTF-8 already: no lossy copy of the line.
+        match std::str::from_utf8(&line) {
+            Ok(text) => writeln!(writer, "{text}"),
+            Err(_) => writeln!(writer, "{}", String::from_utf8_lossy(&line)),
+        }
     }
 }
 
@@ -128,6 +133,20 @@ fn component_of(target: &str) -> &str {
         (Some("hookrelay"), Some(module)) => module,
         (Some(other), _) => other,
         (None, _) => "hookrelay",
+    }
+}
+
+/// The fmt layer's own record of span fields, left empty: [`SpanFields`] keeps them,
+/// already as JSON, and formatting them twice would cost every request.
+pub struct NoFields;
+
+impl<'writer> FormatFields<'writer> for NoFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
     }
 }
 
@@ -325,6 +344,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(SpanFields).with(
             tracing_subscriber::fmt::layer()
                 .event_format(JsonLine)
+                .fmt_fields(NoFields)
                 .with_writer(move || writer.clone()),
         );
         tracing::subscriber::with_default(subscriber, || {

@@ -36,8 +36,26 @@ use crate::store::Store;
 use error::ApiError;
 use webhooks::IngestedEvent;
 
+/// What every handler shares, behind one `Arc`: cloned for each request and layer,
+/// so a clone must cost one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub sources: Arc<Sources>,
     pub max_attempts: u32,
@@ -179,13 +197,12 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(
-            request_timeout,
-            limit_duration,
-        ))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(body_limits, body::read_body))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            request_scope,
+        ))
         .with_state(state)
 }
 
@@ -201,44 +218,53 @@ fn request_id(request: &Request) -> HeaderValue {
         .filter(|v| (1..=128).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic))
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string())
-                .expect("hex is a valid header value")
+            // Random enough to tell requests apart; no system call per request.
+            let mut id = [0u8; 32];
+            let random = fastrand::u128(..);
+            for (i, digit) in id.iter_mut().enumerate() {
+                *digit = b"0123456789abcdef"[((random >> (i * 4)) & 0xf) as usize];
+            }
+            HeaderValue::from_bytes(&id).expect("hex is a valid header value")
         })
 }
 
 /// One line per request: method, path (never the query), status and duration, and
 /// for a stored webhook the event's id and source. Every line logged while the
 /// request runs carries its `request_id` (an error-level span, so that it is
-/// rendered whatever the log filter), and so does the answer.
-async fn log_request(request: Request, next: Next) -> Response {
+/// rendered whatever the log filter), and so does the answer. No request runs longer
+/// than `limit`: a slow store answers 503 rather than hold the client for ever.
+async fn request_scope(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let id = request_id(&request);
-    let span = tracing::error_span!(
-        "request",
-        request_id = id.to_str().unwrap_or_default(),
-        event_id = tracing::field::Empty,
-        source = tracing::field::Empty,
-    );
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
+    let mut response = match tokio::time::timeout(limit, next.run(request))
+        .instrument(span.clone())
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout { limit }.into_response(),
+    };
     response.headers_mut().insert(REQUEST_ID, id);
     let status = response.status().as_u16();
     let duration_ms = millis(started.elapsed());
     let _entered = span.enter();
     match response.extensions().get::<IngestedEvent>() {
-        Some(event) => {
-            span.record("event_id", tracing::field::display(&event.id));
-            span.record("source", tracing::field::display(&event.source));
-            tracing::info!(
-                method = %method,
-                path = %path,
-                status,
-                duration_ms,
-                "{}",
-                if event.duplicate { "Duplicate event dropped" } else { "Event accepted" }
-            )
-        }
+        Some(event) => tracing::info!(
+            event_id = %event.id,
+            source = %event.source,
+            method = %method,
+            path = %path,
+            status,
+            duration_ms,
+            "{}",
+            if event.duplicate { "Duplicate event dropped" } else { "Event accepted" }
+        ),
         None => tracing::info!(
             method = %method,
             path = %path,
@@ -249,19 +275,6 @@ async fn log_request(request: Request, next: Next) -> Response {
     }
     drop(_entered);
     response
-}
-
-/// No request runs longer than this; a slow store answers 503 rather than hold the
-/// client and its connection for ever.
-async fn limit_duration(
-    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout { limit }.into_response(),
-    }
 }
 
 /// A path that is no route. Under `/webhooks/` it still counts as a refused webhook.

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, header};
+use serde::de::IgnoredAny;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::domain::event::{EventId, SourceName};
 use crate::domain::time::Timestamp;
@@ -227,7 +227,7 @@ fn parse_json(body: &[u8], tree: bool) -> Result<Option<Value>, Refusal> {
             .map_err(|e| Refusal::InvalidJson(e.to_string()))
     } else {
         // Any JSON value is fine, arrays included; no tree is built.
-        serde_json::from_str::<&RawValue>(text)
+        serde_json::from_str::<IgnoredAny>(text)
             .map(|_| None)
             .map_err(|e| Refusal::InvalidJson(e.to_string()))
     }

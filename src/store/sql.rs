@@ -3,8 +3,25 @@
 //! partial index is only used when the query's own text implies the index's
 //! predicate, and a bound value cannot.
 
-/// Due work: the statuses a claim takes from (`events_due` is over these).
-pub const CLAIMABLE: &str = "('queued', 'retrying')";
+/// Due work: the statuses a claim takes from (`events_due` is over these). A macro as
+/// well as a constant, so that the hot statements are `concat!`ed at compile time.
+macro_rules! claimable {
+    () => {
+        "('queued', 'retrying')"
+    };
+}
+pub(crate) use claimable;
+
+/// The status a claim moves to: fences (`AND status = 'processing'`) are written
+/// literally too. SQLite re-prepares a statement on every execution when a bound
+/// value helped choose its plan, and a status compared in a WHERE clause does (the
+/// partial indexes are over statuses); values set, not compared, stay bound.
+macro_rules! claimed {
+    () => {
+        "'processing'"
+    };
+}
+pub(crate) use claimed;
 /// The statuses a replay starts from.
 pub const REPLAYABLE: &str = "('delivered', 'dead_lettered')";
 
@@ -27,12 +44,13 @@ fn all_statuses() -> String {
 mod tests {
     use super::*;
     use crate::domain::lifecycle::{
-        CLAIMABLE as CLAIMABLE_STATUSES, REPLAYABLE as REPLAYABLE_STATUSES,
+        CLAIMABLE as CLAIMABLE_STATUSES, CLAIMED, REPLAYABLE as REPLAYABLE_STATUSES,
     };
 
     #[test]
     fn the_sql_lists_are_the_domains() {
-        assert_eq!(CLAIMABLE, sql_list(&CLAIMABLE_STATUSES));
+        assert_eq!(claimable!(), sql_list(&CLAIMABLE_STATUSES));
+        assert_eq!(claimed!(), format!("'{}'", CLAIMED.as_str()));
         assert_eq!(REPLAYABLE, sql_list(&REPLAYABLE_STATUSES));
         for migration in [
             include_str!("../../migrations/sqlite/0005_status_check.sql"),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
+use tracing::Span;
 
 use super::{InFlight, WorkerSettings, deliver, simulate};
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
@@ -23,22 +23,24 @@ pub struct Context {
     pub shutdown: CancellationToken,
 }
 
-/// Runs one attempt inside a span naming the event and its source, so that every line
-/// logged about it carries both (an error-level span: rendered whatever the filter).
+/// Runs one attempt. Its log lines are written inside a span naming the event and its
+/// source, so that each carries both (an error-level span: rendered whatever the
+/// filter). The span is entered only to log, not on every poll of the delivery: that
+/// would cost more than the lines it labels.
 pub async fn run(context: Context, event: ClaimedEvent) {
     let span = tracing::error_span!(
         "attempt",
         event_id = %event.id,
         source = %event.source,
     );
-    run_in_span(context, event).instrument(span).await
+    run_in_span(context, event, &span).await
 }
 
-async fn run_in_span(context: Context, event: ClaimedEvent) {
+async fn run_in_span(context: Context, event: ClaimedEvent, span: &Span) {
     if let Ok(mut map) = context.in_flight.lock() {
         map.insert(event.id.clone(), event.attempt);
     }
-    tracing::debug!(attempt = event.attempt, "Processing event");
+    span.in_scope(|| tracing::debug!(attempt = event.attempt, "Processing event"));
     let started_at = Timestamp::now();
     let clock = Instant::now();
     let outcome = run_attempt(&context, &event).await;
@@ -48,7 +50,7 @@ async fn run_in_span(context: Context, event: ClaimedEvent) {
     }
 
     let Some(delivery) = outcome else {
-        release(&context, &event).await;
+        release(&context, &event, span).await;
         return;
     };
     let outcome = delivery.outcome;
@@ -78,13 +80,13 @@ async fn run_in_span(context: Context, event: ClaimedEvent) {
         },
         next_attempt_at,
     };
-    if record(&context, finished).await {
+    if record(&context, finished, span).await {
         let metrics = &context.settings.metrics;
         metrics.attempt(status.as_str(), duration.as_secs_f64());
         if status == EventStatus::Delivered {
             metrics.delivered_after(event.received_at.until(Timestamp::now()).as_secs_f64());
         }
-        log_outcome(&event, status, duration, error.as_deref(), next_attempt_at);
+        span.in_scope(|| log_outcome(&event, status, duration, error.as_deref(), next_attempt_at));
         if status == EventStatus::Retrying {
             // The claim loop may be asleep until a later moment; a retry may be due
             // sooner than that.
@@ -129,11 +131,12 @@ async fn run_attempt(context: &Context, event: &ClaimedEvent) -> Option<deliver:
 
 /// Writes the outcome; a store outage is waited out briefly, after which the lease
 /// expiry makes the attempt count as failed (and the event is tried again).
-async fn record(context: &Context, finished: FinishedAttempt) -> bool {
+async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> bool {
     for _ in 0..RECORD_TRIES {
         match context.store.finish_attempt(finished.clone()).await {
             Ok(true) => return true,
             Ok(false) => {
+                let _entered = span.enter();
                 tracing::warn!(
                     attempt = finished.attempt,
                     "Lease was lost before the outcome was recorded; the event will be retried"
@@ -141,10 +144,12 @@ async fn record(context: &Context, finished: FinishedAttempt) -> bool {
                 return false;
             }
             Err(error) => {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    "Recording an attempt failed"
-                );
+                span.in_scope(|| {
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "Recording an attempt failed"
+                    )
+                });
                 tokio::time::sleep(RECORD_RETRY_DELAY).await;
             }
         }
@@ -152,8 +157,10 @@ async fn record(context: &Context, finished: FinishedAttempt) -> bool {
     false
 }
 
-async fn release(context: &Context, event: &ClaimedEvent) {
-    match context.store.release(&event.id, event.attempt).await {
+async fn release(context: &Context, event: &ClaimedEvent, span: &Span) {
+    let released = context.store.release(&event.id, event.attempt).await;
+    let _entered = span.enter();
+    match released {
         Ok(()) => tracing::info!(
             attempt = event.attempt,
             "Attempt interrupted by shutdown; event handed back"

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
-use crate::store::sql::{CLAIMABLE, REPLAYABLE};
+use crate::store::sql::{REPLAYABLE, claimable, claimed};
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
     InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome, StoreError,
@@ -317,12 +317,14 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
     let tx = client.transaction().await?;
     let reclaimed = fail_expired_leases(&tx, now).await?;
     let statement = tx
-        .prepare_cached(&format!(
+        .prepare_cached(concat!(
             "UPDATE events
              SET status = $4, attempts = attempts + 1, attempt_started_at = $1,
                  lease_until = $2, updated_at = $1
              WHERE id IN (SELECT id FROM events
-                          WHERE status IN {CLAIMABLE} AND next_attempt_at <= $1
+                          WHERE status IN ",
+            claimable!(),
+            " AND next_attempt_at <= $1
                           ORDER BY next_attempt_at LIMIT $3
                           FOR UPDATE SKIP LOCKED)
              RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
@@ -358,11 +360,13 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
         })
         .collect::<Result<Vec<_>>>()?;
     let next_due = tx
-        .prepare_cached(&format!(
+        .prepare_cached(concat!(
             // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may otherwise
             // aggregate over the whole queue instead of reading one index entry.
             "SELECT LEAST(
-                 (SELECT next_attempt_at FROM events WHERE status IN {CLAIMABLE}
+                 (SELECT next_attempt_at FROM events WHERE status IN ",
+            claimable!(),
+            "
                   ORDER BY next_attempt_at LIMIT 1),
                  (SELECT lease_until FROM events WHERE lease_until IS NOT NULL
                   ORDER BY lease_until LIMIT 1))"
@@ -381,16 +385,16 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
 /// worker cannot loop forever; the event is due again at once, or dead-lettered.
 async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec<ReclaimedEvent>> {
     let select = tx
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
-             WHERE lease_until <= $1 AND status = $3
+             WHERE lease_until <= $1 AND status = ",
+            claimed!(),
+            "
              ORDER BY lease_until LIMIT $2
-             FOR UPDATE SKIP LOCKED",
-        )
+             FOR UPDATE SKIP LOCKED"
+        ))
         .await?;
-    let expired = tx
-        .query(&select, &[&now.0, &RECLAIM_BATCH, &CLAIMED.as_str()])
-        .await?;
+    let expired = tx.query(&select, &[&now.0, &RECLAIM_BATCH]).await?;
     let mut reclaimed = Vec::with_capacity(expired.len());
     for row in expired {
         let id = EventId::from_stored(row.col(0)?);
@@ -405,11 +409,12 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
         } = lifecycle::expire(attempt, max_attempts, now);
         // Fenced on the attempt whose lease ran out (the row is also locked).
         let update = tx
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE events SET status = $2, last_error = $3, next_attempt_at = $4,
                         lease_until = NULL, attempt_started_at = NULL, updated_at = $5
-                 WHERE id = $1 AND attempts = $6 AND status = $7",
-            )
+                 WHERE id = $1 AND attempts = $6 AND status = ",
+                claimed!()
+            ))
             .await?;
         tx.execute(
             &update,
@@ -420,7 +425,6 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
                 &next_attempt_at.map(|t| t.0),
                 &now.0,
                 &(attempt as i32),
-                &CLAIMED.as_str(),
             ],
         )
         .await?;
@@ -475,22 +479,18 @@ pub async fn renew_leases(
     let ids: Vec<&str> = attempts.iter().map(|(id, _)| id.as_str()).collect();
     let numbers: Vec<i32> = attempts.iter().map(|(_, n)| *n as i32).collect();
     let statement = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "UPDATE events e SET lease_until = $1
              FROM unnest($2::text[], $3::int[]) AS running(id, attempt)
              WHERE e.id = running.id AND e.attempts = running.attempt
-               AND e.status = $4",
-        )
+               AND e.status = ",
+            claimed!()
+        ))
         .await?;
     let renewed = client
         .execute(
             &statement,
-            &[
-                &Timestamp::now().plus(lease).0,
-                &ids,
-                &numbers,
-                &CLAIMED.as_str(),
-            ],
+            &[&Timestamp::now().plus(lease).0, &ids, &numbers],
         )
         .await?;
     Ok(renewed as usize)
@@ -502,16 +502,18 @@ pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Resu
     let now = Timestamp::now();
     // The attempt number fences out a worker whose lease was taken over.
     let statement = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "WITH updated AS (
                  UPDATE events SET status = $3, last_error = $4, next_attempt_at = $5,
                         lease_until = NULL, attempt_started_at = NULL, updated_at = $6
-                 WHERE id = $1 AND attempts = $2 AND status = $11
+                 WHERE id = $1 AND attempts = $2 AND status = ",
+            claimed!(),
+            "
                  RETURNING id)
              INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
                                    error, response_body)
-             SELECT id, $2, $7, $8, $9, $4, $10 FROM updated",
-        )
+             SELECT id, $2, $7, $8, $9, $4, $10 FROM updated"
+        ))
         .await?;
     let record = &finished.record;
     let written = client
@@ -528,7 +530,6 @@ pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Resu
                 &(record.duration.as_micros() as i64),
                 &record.status_code.map(i32::from),
                 &record.response_body,
-                &CLAIMED.as_str(),
             ],
         )
         .await?;
@@ -539,12 +540,13 @@ pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> 
     let now = Timestamp::now().0;
     let release = lifecycle::release(attempt);
     let statement = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "UPDATE events
              SET status = $4, attempts = $5, next_attempt_at = $3, lease_until = NULL,
                  attempt_started_at = NULL, updated_at = $3
-             WHERE id = $1 AND attempts = $2 AND status = $6",
-        )
+             WHERE id = $1 AND attempts = $2 AND status = ",
+            claimed!()
+        ))
         .await?;
     client
         .execute(
@@ -555,7 +557,6 @@ pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> 
                 &now,
                 &release.status.as_str(),
                 &(release.attempts as i32),
-                &CLAIMED.as_str(),
             ],
         )
         .await?;

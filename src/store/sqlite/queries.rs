@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
-use crate::store::sql::{CLAIMABLE, REPLAYABLE};
+use crate::store::sql::{REPLAYABLE, claimable, claimed};
 use crate::store::{
     AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
     InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome,
@@ -260,12 +260,14 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
     let now = Timestamp::now();
     let reclaimed = fail_expired_leases(conn, now)?;
     let lease_until = now.plus(lease);
-    let mut statement = conn.prepare_cached(&format!(
+    let mut statement = conn.prepare_cached(concat!(
         "UPDATE events
          SET status = ?4, attempts = attempts + 1, attempt_started_at = ?1,
              lease_until = ?2, updated_at = ?1
          WHERE id IN (SELECT id FROM events
-                      WHERE status IN {CLAIMABLE} AND next_attempt_at <= ?1
+                      WHERE status IN ",
+        claimable!(),
+        " AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)
          RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
                    attempts_at_replay, forward"
@@ -301,23 +303,22 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
 /// worker cannot loop forever; the event is due again at once, or dead-lettered.
 fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Vec<ReclaimedEvent>> {
     let expired = conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
-             WHERE lease_until <= ?1 AND status = ?3
-             ORDER BY lease_until LIMIT ?2",
-        )?
-        .query_map(
-            params![now.0, RECLAIM_BATCH as i64, CLAIMED.as_str()],
-            |row| {
-                Ok((
-                    EventId::from_stored(row.get(0)?),
-                    row.get::<_, String>(1)?,
-                    row.get::<_, u32>(2)?,
-                    row.get::<_, u32>(3)?,
-                    row.get::<_, Option<i64>>(4)?,
-                ))
-            },
-        )?
+             WHERE lease_until <= ?1 AND status = ",
+            claimed!(),
+            "
+             ORDER BY lease_until LIMIT ?2"
+        ))?
+        .query_map(params![now.0, RECLAIM_BATCH as i64], |row| {
+            Ok((
+                EventId::from_stored(row.get(0)?),
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, u32>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+            ))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut reclaimed = Vec::with_capacity(expired.len());
     for (id, source, attempt, max_attempts, started_at) in expired {
@@ -328,11 +329,12 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
             next_attempt_at,
         } = lifecycle::expire(attempt, max_attempts, now);
         // Fenced on the attempt whose lease ran out.
-        conn.prepare_cached(
+        conn.prepare_cached(concat!(
             "UPDATE events SET status = ?2, last_error = ?3, next_attempt_at = ?4,
                     lease_until = NULL, attempt_started_at = NULL, updated_at = ?5
-             WHERE id = ?1 AND attempts = ?6 AND status = ?7",
-        )?
+             WHERE id = ?1 AND attempts = ?6 AND status = ",
+            claimed!()
+        ))?
         .execute(params![
             id.as_str(),
             status.as_str(),
@@ -340,7 +342,6 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
             next_attempt_at.map(|t| t.0),
             now.0,
             attempt,
-            CLAIMED.as_str(),
         ])?;
         insert_attempt(
             conn,
@@ -366,9 +367,11 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
 
 fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
     let due: Option<i64> = conn
-        .prepare_cached(&format!(
+        .prepare_cached(concat!(
             "SELECT MIN(t) FROM (
-                 SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN {CLAIMABLE}
+                 SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN ",
+            claimable!(),
+            "
                  UNION ALL
                  SELECT MIN(lease_until) FROM events WHERE lease_until IS NOT NULL)"
         ))?
@@ -382,18 +385,14 @@ pub fn renew_leases(
     lease: Duration,
 ) -> rusqlite::Result<usize> {
     let lease_until = Timestamp::now().plus(lease);
-    let mut statement = conn.prepare_cached(
+    let mut statement = conn.prepare_cached(concat!(
         "UPDATE events SET lease_until = ?3
-         WHERE id = ?1 AND attempts = ?2 AND status = ?4",
-    )?;
+         WHERE id = ?1 AND attempts = ?2 AND status = ",
+        claimed!()
+    ))?;
     let mut renewed = 0;
     for (id, attempt) in attempts {
-        renewed += statement.execute(params![
-            id.as_str(),
-            attempt,
-            lease_until.0,
-            CLAIMED.as_str()
-        ])?;
+        renewed += statement.execute(params![id.as_str(), attempt, lease_until.0,])?;
     }
     Ok(renewed)
 }
@@ -402,11 +401,12 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
     let now = Timestamp::now();
     // The attempt number fences out a worker whose lease was taken over.
     let updated = conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "UPDATE events SET status = ?3, last_error = ?4, next_attempt_at = ?5,
                     lease_until = NULL, attempt_started_at = NULL, updated_at = ?6
-             WHERE id = ?1 AND attempts = ?2 AND status = ?7",
-        )?
+             WHERE id = ?1 AND attempts = ?2 AND status = ",
+            claimed!()
+        ))?
         .execute(params![
             finished.id.as_str(),
             finished.attempt,
@@ -414,7 +414,6 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
             finished.record.error,
             finished.next_attempt_at.map(|t| t.0),
             now.0,
-            CLAIMED.as_str(),
         ])?;
     if updated == 0 {
         return Ok(false);
@@ -444,19 +443,19 @@ fn insert_attempt(conn: &Connection, id: &EventId, record: &AttemptRecord) -> ru
 pub fn release(conn: &Connection, id: &EventId, attempt: u32) -> rusqlite::Result<()> {
     let now = Timestamp::now().0;
     let release = lifecycle::release(attempt);
-    conn.prepare_cached(
+    conn.prepare_cached(concat!(
         "UPDATE events
          SET status = ?4, attempts = ?5, next_attempt_at = ?3, lease_until = NULL,
              attempt_started_at = NULL, updated_at = ?3
-         WHERE id = ?1 AND attempts = ?2 AND status = ?6",
-    )?
+         WHERE id = ?1 AND attempts = ?2 AND status = ",
+        claimed!()
+    ))?
     .execute(params![
         id.as_str(),
         attempt,
         now,
         release.status.as_str(),
         release.attempts,
-        CLAIMED.as_str(),
     ])?;
     Ok(())
 }
