@@ -3,4 +3,5 @@
 pub mod event;
 pub mod lifecycle;
 pub mod retry;
+pub mod routing;
 pub mod time;

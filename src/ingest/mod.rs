@@ -1,5 +1,6 @@
 //! What happens to a webhook before it is stored: media type, body and key checks.
 
+pub mod event_type;
 pub mod key;
 pub mod media;
 pub mod signature;

@@ -1,0 +1,384 @@
+//! Which events a route takes: event-type globs and the filter language of
+//! `[[sources.NAME.routes]]`, parsed once at start and matched against a JSON document
+//! `{"event_type", "headers": {lower-case name: value}, "body"}`.
+//!
+//! A literal matches by equality (numbers by value: `1` matches `1.0`); an object
+//! matches when each of its keys matches the field of that name, nested as deep as
+//! the document; an object whose keys all start with `$` is a set of operators:
+//! `$eq $neq $in $nin $gt $gte $lt $lte $exist $regex $and $or $not`. A missing field
+//! matches only `$exist: false`, `$neq` and `$nin`. Values of different types never
+//! match (a number compared with a string is no match, not an error). Against an
+//! array, a scalar literal or operator matches when any element does.
+
+use std::cmp::Ordering;
+
+use regex::Regex;
+use serde_json::Value;
+use thiserror::Error;
+
+/// Why a filter was refused at start.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FilterError {
+    #[error("unknown operator {0}")]
+    UnknownOperator(String),
+    #[error("{operator} needs {expected}")]
+    Operand {
+        operator: &'static str,
+        expected: &'static str,
+    },
+    #[error("an object mixes operators ($…) with field names: {0}")]
+    Mixed(String),
+    #[error("$regex {pattern:?}: {reason}")]
+    Regex { pattern: String, reason: String },
+}
+
+/// A parsed filter.
+#[derive(Debug, Clone)]
+pub enum Filter {
+    /// Equality with this value.
+    Literal(Value),
+    /// Each named field matches its filter.
+    Fields(Vec<(String, Filter)>),
+    /// Every operator matches.
+    Operators(Vec<Operator>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Operator {
+    Eq(Value),
+    Neq(Value),
+    In(Vec<Value>),
+    Nin(Vec<Value>),
+    Compare(Ordering, bool, Value),
+    Exist(bool),
+    Regex(Regex),
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+}
+
+impl Filter {
+    pub fn parse(value: &Value) -> Result<Self, FilterError> {
+        let Value::Object(object) = value else {
+            return Ok(Self::Literal(value.clone()));
+        };
+        let operators = object.keys().filter(|k| k.starts_with('$')).count();
+        if operators == 0 {
+            return object
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), Self::parse(value)?)))
+                .collect::<Result<_, _>>()
+                .map(Self::Fields);
+        }
+        if operators != object.len() {
+            let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+            return Err(FilterError::Mixed(keys.join(", ")));
+        }
+        object
+            .iter()
+            .map(|(name, operand)| Operator::parse(name, operand))
+            .collect::<Result<_, _>>()
+            .map(Self::Operators)
+    }
+
+    /// Whether `value` (absent: `None`) matches.
+    pub fn matches(&self, value: Option<&Value>) -> bool {
+        match self {
+            Self::Literal(expected) => value.is_some_and(|v| equal_or_contains(v, expected)),
+            Self::Fields(fields) => match value {
+                Some(Value::Object(object)) => fields
+                    .iter()
+                    .all(|(name, filter)| filter.matches(object.get(name))),
+                Some(Value::Array(items)) => items.iter().any(|item| self.matches(Some(item))),
+                _ => false,
+            },
+            Self::Operators(operators) => operators.iter().all(|op| op.matches(value)),
+        }
+    }
+}
+
+impl Operator {
+    fn parse(name: &str, operand: &Value) -> Result<Self, FilterError> {
+        let list = |operator: &'static str| match operand {
+            Value::Array(items) => Ok(items.clone()),
+            _ => Err(FilterError::Operand {
+                operator,
+                expected: "a list",
+            }),
+        };
+        let filters = |operator: &'static str| -> Result<Vec<Filter>, FilterError> {
+            list(operator)?.iter().map(Filter::parse).collect()
+        };
+        let comparable = |operator: &'static str| match operand {
+            Value::Number(_) | Value::String(_) => Ok(operand.clone()),
+            _ => Err(FilterError::Operand {
+                operator,
+                expected: "a number or a string",
+            }),
+        };
+        Ok(match name {
+            "$eq" => Self::Eq(operand.clone()),
+            "$neq" => Self::Neq(operand.clone()),
+            "$in" => Self::In(list("$in")?),
+            "$nin" => Self::Nin(list("$nin")?),
+            "$gt" => Self::Compare(Ordering::Greater, false, comparable("$gt")?),
+            "$gte" => Self::Compare(Ordering::Greater, true, comparable("$gte")?),
+            "$lt" => Self::Compare(Ordering::Less, false, comparable("$lt")?),
+            "$lte" => Self::Compare(Ordering::Less, true, comparable("$lte")?),
+            "$exist" => match operand {
+                Value::Bool(wanted) => Self::Exist(*wanted),
+                _ => {
+                    return Err(FilterError::Operand {
+                        operator: "$exist",
+                        expected: "true or false",
+                    });
+                }
+            },
+            "$regex" => {
+                let Value::String(pattern) = operand else {
+                    return Err(FilterError::Operand {
+                        operator: "$regex",
+                        expected: "a string",
+                    });
+                };
+                Self::Regex(Regex::new(pattern).map_err(|e| FilterError::Regex {
+                    pattern: pattern.clone(),
+                    reason: e.to_string(),
+                })?)
+            }
+            "$and" => Self::And(filters("$and")?),
+            "$or" => Self::Or(filters("$or")?),
+            "$not" => Self::Not(Box::new(Filter::parse(operand)?)),
+            other => return Err(FilterError::UnknownOperator(other.to_owned())),
+        })
+    }
+
+    fn matches(&self, value: Option<&Value>) -> bool {
+        match self {
+            Self::Eq(expected) => value.is_some_and(|v| equal_or_contains(v, expected)),
+            Self::Neq(expected) => !value.is_some_and(|v| equal_or_contains(v, expected)),
+            Self::In(set) => value.is_some_and(|v| set.iter().any(|e| equal_or_contains(v, e))),
+            Self::Nin(set) => !value.is_some_and(|v| set.iter().any(|e| equal_or_contains(v, e))),
+            Self::Compare(direction, or_equal, bound) => value.is_some_and(|v| {
+                any_element(v, &|item| match compare(item, bound) {
+                    Some(Ordering::Equal) => *or_equal,
+                    Some(order) => order == *direction,
+                    None => false,
+                })
+            }),
+            Self::Exist(wanted) => value.is_some() == *wanted,
+            Self::Regex(regex) => value.is_some_and(|v| {
+                any_element(v, &|item| item.as_str().is_some_and(|s| regex.is_match(s)))
+            }),
+            Self::And(filters) => filters.iter().all(|f| f.matches(value)),
+            Self::Or(filters) => filters.iter().any(|f| f.matches(value)),
+            Self::Not(filter) => !filter.matches(value),
+        }
+    }
+}
+
+/// `value` itself, or each element when it is an array.
+fn any_element(value: &Value, test: &dyn Fn(&Value) -> bool) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(test),
+        other => test(other),
+    }
+}
+
+/// Equal, numbers by value; a scalar also matches an array holding it.
+fn equal_or_contains(value: &Value, expected: &Value) -> bool {
+    if equal(value, expected) {
+        return true;
+    }
+    match (value, expected) {
+        (Value::Array(items), scalar) if !scalar.is_array() => {
+            items.iter().any(|item| equal(item, scalar))
+        }
+        _ => false,
+    }
+}
+
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// Numbers with numbers, strings with strings (RFC 3339 times order as text); other
+/// pairs do not compare.
+fn compare(value: &Value, bound: &Value) -> Option<Ordering> {
+    match (value, bound) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+/// An event-type pattern: `*` matches within one segment (segments end at `.` or
+/// `/`), or anything at all when it ends the pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeGlob(String);
+
+impl TypeGlob {
+    pub fn new(pattern: &str) -> Self {
+        Self(pattern.to_owned())
+    }
+
+    pub fn matches(&self, event_type: &str) -> bool {
+        glob(self.0.as_bytes(), event_type.as_bytes())
+    }
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', [])) => true,
+        Some((b'*', rest)) => {
+            // Within the segment: try every split that crosses no separator.
+            let mut i = 0;
+            loop {
+                if glob(rest, &text[i..]) {
+                    return true;
+                }
+                if i == text.len() || matches!(text[i], b'.' | b'/') {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        Some((c, rest)) => text
+            .split_first()
+            .is_some_and(|(t, tail)| t == c && glob(rest, tail)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(value: Value) -> Filter {
+        Filter::parse(&value).unwrap()
+    }
+
+    fn matches(f: Value, doc: Value) -> bool {
+        filter(f).matches(Some(&doc))
+    }
+
+    #[test]
+    fn literals_and_nested_objects() {
+        let doc = json!({"body": {"data": {"object": {"amount": 12000, "currency": "usd"}}}});
+        assert!(matches(
+            json!({"body": {"data": {"object": {"currency": "usd"}}}}),
+            doc.clone()
+        ));
+        assert!(!matches(
+            json!({"body": {"data": {"object": {"currency": "eur"}}}}),
+            doc.clone()
+        ));
+        assert!(matches(
+            json!({"body": {"data": {"object": {"amount": 12000.0}}}}),
+            doc.clone()
+        ));
+        // A missing field, or one of another type, is no match.
+        assert!(!matches(json!({"body": {"missing": 1}}), doc.clone()));
+        assert!(!matches(
+            json!({"body": {"data": {"object": {"amount": "12000"}}}}),
+            doc.clone()
+        ));
+        assert!(!matches(
+            json!({"body": {"data": {"object": {"amount": {"x": 1}}}}}),
+            doc
+        ));
+    }
+
+    #[test]
+    fn every_operator() {
+        let doc = json!({"n": 10, "s": "invoice.paid", "t": "2026-12-01T00:00:00Z",
+                         "tags": ["a", "b"], "null": null});
+        let cases = [
+            (json!({"n": {"$eq": 10}}), true),
+            (json!({"n": {"$neq": 10}}), false),
+            (json!({"missing": {"$neq": 10}}), true),
+            (json!({"n": {"$in": [1, 10]}}), true),
+            (json!({"n": {"$nin": [1, 10]}}), false),
+            (json!({"missing": {"$nin": [1]}}), true),
+            (json!({"n": {"$gt": 9, "$lt": 11}}), true),
+            (json!({"n": {"$gte": 10, "$lte": 10}}), true),
+            (json!({"n": {"$gt": 10}}), false),
+            (json!({"n": {"$gt": "9"}}), false),
+            (json!({"t": {"$gte": "2026-11-30T00:00:00Z"}}), true),
+            (json!({"n": {"$exist": true}}), true),
+            (json!({"missing": {"$exist": false}}), true),
+            (json!({"null": {"$exist": true}}), true),
+            (json!({"s": {"$regex": "^invoice\\."}}), true),
+            (json!({"n": {"$regex": "1"}}), false),
+            (json!({"tags": "b"}), true),
+            (json!({"tags": {"$in": ["c", "a"]}}), true),
+            (json!({"tags": {"$regex": "^b$"}}), true),
+            (json!({"$and": [{"n": 10}, {"s": "invoice.paid"}]}), true),
+            (json!({"$or": [{"n": 1}, {"s": "invoice.paid"}]}), true),
+            (json!({"$or": [{"n": 1}, {"s": "x"}]}), false),
+            (json!({"$not": {"n": 1}}), true),
+            (json!({"n": {"$not": {"$gt": 5}}}), false),
+        ];
+        for (f, expected) in cases {
+            assert_eq!(matches(f.clone(), doc.clone()), expected, "{f}");
+        }
+    }
+
+    #[test]
+    fn bad_filters_are_refused_with_the_reason() {
+        let cases = [
+            (
+                json!({"n": {"$between": [1, 2]}}),
+                "unknown operator $between",
+            ),
+            (json!({"n": {"$in": 1}}), "$in needs a list"),
+            (json!({"n": {"$gt": [1]}}), "$gt needs a number or a string"),
+            (
+                json!({"n": {"$exist": "yes"}}),
+                "$exist needs true or false",
+            ),
+            (json!({"n": {"$regex": "("}}), "$regex \"(\""),
+            (json!({"n": {"$eq": 1, "x": 2}}), "mixes operators"),
+            (json!({"$and": {"n": 1}}), "$and needs a list"),
+        ];
+        for (f, reason) in cases {
+            let error = Filter::parse(&f).unwrap_err().to_string();
+            assert!(error.contains(reason), "{f}: {error}");
+        }
+    }
+
+    #[test]
+    fn event_type_globs() {
+        let cases = [
+            ("invoice.*", "invoice.paid", true),
+            ("invoice.*", "invoice.payment.failed", true),
+            ("invoice.*.failed", "invoice.payment.failed", true),
+            ("invoice.*.failed", "invoice.payment.x.failed", false),
+            (
+                "customer.subscription.deleted",
+                "customer.subscription.deleted",
+                true,
+            ),
+            (
+                "customer.subscription.deleted",
+                "customer.subscription",
+                false,
+            ),
+            ("orders/*", "orders/create", true),
+            ("issues.op*", "issues.opened", true),
+            ("*", "anything.at/all", true),
+            ("push", "pushed", false),
+        ];
+        for (pattern, event_type, expected) in cases {
+            assert_eq!(
+                TypeGlob::new(pattern).matches(event_type),
+                expected,
+                "{pattern} / {event_type}"
+            );
+        }
+    }
+}
