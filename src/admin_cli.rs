@@ -83,10 +83,7 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
         }
         EventsCommand::Show { id } => {
             let event_id = EventId::from_stored(id.clone());
-            let event = operators.get(&event_id).await.map_err(|e| match e {
-                OpsError::NotFound => AdminError::NotFound(id),
-                other => other.into(),
-            })?;
+            let event = operators.get(&event_id).await.map_err(naming(&id))?;
             let attempts = operators.attempts(&event_id).await?;
             let shown = ShownEvent {
                 event: EventView::from(event),
@@ -115,10 +112,7 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
             operators
                 .replay(&EventId::from_stored(id.clone()))
                 .await
-                .map_err(|e| match e {
-                    OpsError::NotFound => AdminError::NotFound(id.clone()),
-                    other => other.into(),
-                })?;
+                .map_err(naming(&id))?;
             writeln!(out, "queued {id}")?;
         }
         EventsCommand::Replay {
@@ -132,6 +126,14 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
         }
     }
     Ok(())
+}
+
+/// "No event ID" rather than a bare "no such event" when the id was given.
+fn naming(id: &str) -> impl FnOnce(OpsError) -> AdminError + '_ {
+    move |error| match error {
+        OpsError::NotFound => AdminError::NotFound(id.to_owned()),
+        other => other.into(),
+    }
 }
 
 fn filter_of(args: FilterArgs) -> Result<EventFilter, OpsError> {

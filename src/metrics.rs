@@ -226,3 +226,43 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{EventId, SourceName};
+
+    fn stored(name: &str, configured: bool) -> Ingested {
+        Ingested {
+            source: Some(KnownSource {
+                name: SourceName::parse(name).unwrap(),
+                configured,
+            }),
+            result: Ok(Accepted::Stored(EventId::generate())),
+        }
+    }
+
+    #[test]
+    fn configured_sources_keep_their_label_when_the_others_are_full() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_SOURCES + 5 {
+            metrics.webhook(&stored(&format!("unconfigured-{i}"), false), 0.0);
+        }
+        metrics.webhook(&stored("billing", true), 0.0);
+        metrics.webhook(
+            &Ingested {
+                source: None,
+                result: Err(crate::ops::ingest::Refusal::InvalidSource),
+            },
+            0.0,
+        );
+        let text = metrics.render(&QueueGauges::default());
+        assert!(text.contains("source=\"billing\""), "{text}");
+        assert!(text.contains("source=\"_other\""), "{text}");
+        assert!(text.contains("source=\"_unknown\""), "{text}");
+        assert!(
+            !text.contains(&format!("unconfigured-{}", MAX_SOURCES + 1)),
+            "{text}"
+        );
+    }
+}

@@ -232,11 +232,14 @@ impl Sources {
         self.configured.get(name).cloned()
     }
 
-    /// The settings for `name`, or `None` when unknown sources are refused.
-    pub fn resolve(&self, name: &str) -> Option<Arc<SourceSettings>> {
+    /// The settings for `name` and whether they are configured (rather than those of
+    /// an unknown source that is accepted), or `None` when unknown sources are refused.
+    pub fn resolve(&self, name: &str) -> Option<(Arc<SourceSettings>, bool)> {
         match self.get(name) {
-            Some(settings) => Some(settings),
-            None if self.accept_unknown => Some(Arc::new(SourceSettings::unconfigured(name))),
+            Some(settings) => Some((settings, true)),
+            None if self.accept_unknown => {
+                Some((Arc::new(SourceSettings::unconfigured(name)), false))
+            }
             None => None,
         }
     }
@@ -525,9 +528,14 @@ mod tests {
     #[test]
     fn unknown_sources_follow_the_switch() {
         let open = Sources::new(true, vec![]);
-        assert_eq!(open.resolve("anything").unwrap().verify, Scheme::None);
+        let (anything, configured) = open.resolve("anything").unwrap();
+        assert_eq!((anything.verify, configured), (Scheme::None, false));
         let closed = Sources::new(false, vec![SourceSettings::unconfigured("known")]);
-        assert!(closed.resolve("known").is_some());
+        assert!(
+            closed
+                .resolve("known")
+                .is_some_and(|(_, configured)| configured)
+        );
         assert!(closed.resolve("other").is_none());
     }
 

@@ -125,7 +125,7 @@ impl ApiError {
     }
 
     /// What the client is told: never a cause's text.
-    fn public_message(&self) -> String {
+    pub(super) fn public_message(&self) -> String {
         match self {
             Self::Refused(Refusal::Storage(_)) | Self::StorageUnavailable(_) => {
                 "storage is unavailable; retry later".into()
@@ -177,10 +177,6 @@ impl From<OpsError> for ApiError {
     }
 }
 
-/// Which error a response carries, for the request log.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorMark(pub ErrorCode);
-
 /// The error body every route shares: `{"error": {"code", "message"}}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -210,7 +206,6 @@ impl IntoResponse for ApiError {
         let code = self.code();
         let mut response =
             (self.status(), error_body(code, &self.public_message())).into_response();
-        response.extensions_mut().insert(ErrorMark(code));
         if matches!(code, ErrorCode::StorageUnavailable | ErrorCode::Timeout) {
             response
                 .headers_mut()

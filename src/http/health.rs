@@ -1,6 +1,7 @@
 //! `GET /health` (the process runs) and `GET /ready` (the database can be written).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -18,38 +19,36 @@ const READY_TIMEOUT: Duration = Duration::from_secs(3);
 /// pass while the events' own writes fail (a full disk, a lock on the table).
 const RECENT_FAILURE: Duration = Duration::from_secs(5);
 
-/// The outcome of the most recent webhook commits.
+/// The outcome of the most recent webhook commit: when it failed, or `None` when it
+/// was committed. Every webhook records into it, so a success only locks when it has
+/// a failure to clear.
 #[derive(Debug, Default)]
 pub struct WriteHealth {
-    failing_since: Mutex<Option<Instant>>,
     last_failure: Mutex<Option<Instant>>,
+    any_failure: AtomicBool,
 }
 
 impl WriteHealth {
     pub fn committed(&self) {
-        if let Ok(mut since) = self.failing_since.lock() {
-            *since = None;
+        if self.any_failure.swap(false, Ordering::Relaxed)
+            && let Ok(mut last) = self.last_failure.lock()
+        {
+            *last = None;
         }
     }
 
     pub fn failed(&self) {
-        let now = Instant::now();
-        if let Ok(mut since) = self.failing_since.lock() {
-            since.get_or_insert(now);
-        }
         if let Ok(mut last) = self.last_failure.lock() {
-            *last = Some(now);
+            *last = Some(Instant::now());
         }
+        self.any_failure.store(true, Ordering::Relaxed);
     }
 
     /// True while commits fail: the last one failed, and recently.
     fn failing(&self) -> bool {
-        let failing = self.failing_since.lock().is_ok_and(|since| since.is_some());
-        let recent = self
-            .last_failure
+        self.last_failure
             .lock()
-            .is_ok_and(|last| last.is_some_and(|at| at.elapsed() < RECENT_FAILURE));
-        failing && recent
+            .is_ok_and(|last| last.is_some_and(|at| at.elapsed() < RECENT_FAILURE))
     }
 }
 

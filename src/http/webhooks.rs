@@ -74,7 +74,7 @@ pub async fn receive(
     )
     .await;
     match &ingested.result {
-        Ok(_) => state.write_health.committed(),
+        Ok(Accepted::Stored(_) | Accepted::Duplicate(_)) => state.write_health.committed(),
         Err(Refusal::Storage(_)) => state.write_health.failed(),
         Err(Refusal::InvalidSignature(reason)) => {
             if let Some(source) = &ingested.source {
@@ -85,7 +85,7 @@ pub async fn receive(
                 );
             }
         }
-        Err(_) => {}
+        Ok(Accepted::Challenge(_)) | Err(_) => {}
     }
     state
         .metrics

@@ -141,10 +141,9 @@ fn known_source(
     name: &str,
 ) -> Result<(KnownSource, std::sync::Arc<SourceSettings>), Refusal> {
     let name = SourceName::parse(name).map_err(|_| Refusal::InvalidSource)?;
-    let settings = sources
+    let (settings, configured) = sources
         .resolve(name.as_str())
         .ok_or_else(|| Refusal::UnknownSource(name.to_string()))?;
-    let configured = sources.get(name.as_str()).is_some();
     Ok((KnownSource { name, configured }, settings))
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiError, ErrorMark};
+use super::error::ApiError;
 use crate::domain::event::EventId;
 use crate::error_code::ErrorCode;
 use crate::ops::events::{OpsError, ReplayScope};
@@ -41,17 +41,9 @@ impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let error = self.0;
         error.log_if_internal();
-        let (status, code, message) = (error.status(), error.code(), error.to_string());
-        // Storage faults show the code's own words, never their cause.
-        let message = match code {
-            ErrorCode::StorageUnavailable => "storage is unavailable; retry later".to_owned(),
-            ErrorCode::InternalError => "internal error".to_owned(),
-            _ => message,
-        };
+        let status = error.status();
         let title = status.canonical_reason().unwrap_or("Error");
-        let mut response = (status, pages::error(title, &message)).into_response();
-        response.extensions_mut().insert(ErrorMark(code));
-        response
+        (status, pages::error(title, &error.public_message())).into_response()
     }
 }
 

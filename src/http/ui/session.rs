@@ -16,7 +16,7 @@ use hmac::Mac;
 
 use super::super::AppState;
 use super::super::auth::{admit, constant_time_eq, is_loopback};
-use super::super::error::{ApiError, ErrorMark};
+use super::super::error::ApiError;
 use crate::sources::Secret;
 
 pub const SESSION_COOKIE: &str = "hookrelay_session";
@@ -112,9 +112,7 @@ fn refusal_page(refused: &ApiError, here: &str) -> Response {
         &refused.to_string(),
         (status == StatusCode::UNAUTHORIZED).then_some(here),
     );
-    let mut response = (status, markup).into_response();
-    response.extensions_mut().insert(ErrorMark(refused.code()));
-    response
+    (status, markup).into_response()
 }
 
 /// The `token` parameter, and the rest of the query (`None` when nothing is left).

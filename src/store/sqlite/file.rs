@@ -42,16 +42,14 @@ const MAX_IDLE_READERS: usize = 8;
 #[derive(Clone)]
 pub struct Connector {
     path: PathBuf,
-    schema_version: usize,
     generation: Arc<AtomicU64>,
     idle: Arc<Mutex<Vec<(u64, Connection)>>>,
 }
 
 impl Connector {
-    pub fn new(path: PathBuf, schema_version: usize) -> Self {
+    pub fn new(path: PathBuf) -> Self {
         Self {
             path,
-            schema_version,
             generation: Arc::new(AtomicU64::new(0)),
             idle: Arc::default(),
         }
@@ -100,14 +98,7 @@ impl Connector {
                 format!("{} can only be opened read-only", self.path.display()),
             ))));
         }
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if usize::try_from(version).unwrap_or(0) < self.schema_version {
-            return Err(StoreError::Schema(format!(
-                "{} has schema version {version}, not {}; run `hookrelay migrate`",
-                self.path.display(),
-                self.schema_version
-            )));
-        }
+        super::check_schema(&conn)?;
         Ok(conn)
     }
 

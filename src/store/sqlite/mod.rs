@@ -88,7 +88,7 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
-        let connector = Connector::new(path.clone(), MIGRATIONS.len());
+        let connector = Connector::new(path.clone());
         let conn = connector.create()?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         if options.migrate {
