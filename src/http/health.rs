@@ -30,7 +30,9 @@ pub struct WriteHealth {
 
 impl WriteHealth {
     pub fn committed(&self) {
-        if self.any_failure.swap(false, Ordering::Relaxed)
+        // A read on the hot path; a write only when there is something to clear.
+        if self.any_failure.load(Ordering::Relaxed)
+            && self.any_failure.swap(false, Ordering::Relaxed)
             && let Ok(mut last) = self.last_failure.lock()
         {
             *last = None;
