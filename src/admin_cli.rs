@@ -1,15 +1,17 @@
-//! `hookrelay events list|show|replay`: the operator's API, on the database directly,
-//! for when the HTTP API is not at hand.
+//! `hookrelay events list|show|replay` and `hookrelay destinations`: the operator's
+//! API, on the database directly, for when the HTTP API is not at hand; and
+//! `hookrelay routes test`, which needs only the config.
 
 use std::io::Write;
 
 use thiserror::Error;
 
-use crate::cli::{EventsCommand, FilterArgs};
+use crate::cli::{DestinationsCommand, EventsCommand, FilterArgs, RoutesCommand};
 use crate::config::Config;
 use crate::domain::event::EventId;
 use crate::ops::events::{Operators, OpsError, ReplayScope};
-use crate::ops::views::{AttemptView, EventView};
+use crate::ops::routing::{self, Routable};
+use crate::ops::views::{AttemptView, DestinationView, EventView};
 use crate::store::{self, EventFilter, OpenOptions, StoreError};
 
 #[derive(Debug, Error)]
@@ -33,7 +35,13 @@ struct ShownEvent {
     attempts: Vec<AttemptView>,
 }
 
-pub async fn run(command: EventsCommand, config: &Config) -> Result<(), AdminError> {
+/// What the command-line operator asked for.
+pub enum AdminCommand {
+    Events(EventsCommand),
+    Destinations(Option<DestinationsCommand>),
+}
+
+pub async fn run(command: AdminCommand, config: &Config) -> Result<(), AdminError> {
     let options = OpenOptions {
         migrate: config.migrate_on_start,
         runs_api: false,
@@ -41,10 +49,153 @@ pub async fn run(command: EventsCommand, config: &Config) -> Result<(), AdminErr
         pool_size: 2,
     };
     let store = store::open(&config.database, options).await?;
-    let operators = Operators::new(store.clone(), config.retry.max_attempts);
-    let result = execute(command, &operators).await;
+    let operators = Operators::new(
+        store.clone(),
+        config.sources.clone(),
+        config.retry.max_attempts,
+    );
+    let result = match command {
+        AdminCommand::Events(command) => execute(command, &operators).await,
+        AdminCommand::Destinations(command) => destinations(command, &operators).await,
+    };
     store.close().await;
     result
+}
+
+async fn destinations(
+    command: Option<DestinationsCommand>,
+    operators: &Operators,
+) -> Result<(), AdminError> {
+    let json = matches!(command, Some(DestinationsCommand::List { json: true }));
+    let mut out = std::io::stdout().lock();
+    let all = operators.destinations().await?;
+    if !json {
+        writeln!(
+            out,
+            "{:<24}  {:<8}  {:>8}  {:>9}  {:>9}  {:>11}  {:<20}  {:<20}",
+            "DESTINATION",
+            "STATE",
+            "BACKLOG",
+            "SCHEDULED",
+            "IN FLIGHT",
+            "OLDEST DUE",
+            "LAST SUCCESS",
+            "LAST FAILURE"
+        )?;
+    }
+    for destination in all {
+        if json {
+            let view = DestinationView::from(destination);
+            writeln!(out, "{}", serde_json::to_string(&view).unwrap_or_default())?;
+            continue;
+        }
+        let when = |t: Option<crate::domain::time::Timestamp>| {
+            t.map(|t| t.to_rfc3339()[..19].to_owned())
+                .unwrap_or_else(|| "-".into())
+        };
+        writeln!(
+            out,
+            "{:<24}  {:<8}  {:>8}  {:>9}  {:>9}  {:>11}  {:<20}  {:<20}",
+            destination.name,
+            destination.state.as_str(),
+            destination.stats.backlog,
+            destination.stats.scheduled,
+            destination.stats.in_flight,
+            destination
+                .oldest_due_age
+                .map(|a| format!("{:.1}s", a.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
+            when(destination.stats.last_success_at),
+            when(destination.stats.last_failure_at),
+        )?;
+    }
+    Ok(())
+}
+
+/// `routes test`: which destinations an event would go to, and why the others not.
+pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError> {
+    let RoutesCommand::Test {
+        source,
+        headers,
+        body,
+    } = command;
+    let Some((settings, configured)) = config.sources.resolve(&source) else {
+        return Err(AdminError::Invalid(format!(
+            "source {source:?} is not configured and unknown sources are refused"
+        )));
+    };
+    let mut map = http::HeaderMap::new();
+    for header in &headers {
+        let (name, value) = header.split_once(':').ok_or_else(|| {
+            AdminError::Invalid(format!("--header {header:?}: write it as 'Name: value'"))
+        })?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| AdminError::Invalid(format!("--header {header:?}: bad header name")))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| AdminError::Invalid(format!("--header {header:?}: bad header value")))?;
+        map.append(name, value);
+    }
+    let raw = if body.as_os_str() == "-" {
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw)?;
+        raw
+    } else {
+        std::fs::read(&body).map_err(|e| {
+            AdminError::Invalid(format!("cannot read {}: {e}", body.display()))
+        })?
+    };
+    let tree: Option<serde_json::Value> = serde_json::from_slice(&raw).ok();
+    let explanation = routing::explain(
+        &settings,
+        &Routable {
+            headers: &map,
+            body: tree.as_ref(),
+            raw_body: &raw,
+        },
+    );
+    let mut out = std::io::stdout().lock();
+    if !configured {
+        writeln!(out, "source {source} is not configured: it is accepted as unknown")?;
+    }
+    if tree.is_none() {
+        writeln!(out, "the body is not JSON: filters see it as a string")?;
+    }
+    writeln!(
+        out,
+        "event type: {}",
+        explanation.event_type.as_deref().unwrap_or("(none)")
+    )?;
+    if explanation.built_in {
+        writeln!(out, "no routes: the built-in processor takes every event")?;
+        return Ok(());
+    }
+    let mut delivered_to: Vec<&str> = Vec::new();
+    for (index, (destination, verdict)) in explanation.routes.iter().enumerate() {
+        let matched = *verdict == crate::domain::routing::Verdict::Matched;
+        let note = if matched && delivered_to.contains(&destination.as_str()) {
+            " (already chosen by an earlier route: one delivery)"
+        } else {
+            ""
+        };
+        if matched {
+            delivered_to.push(destination);
+        }
+        writeln!(
+            out,
+            "route {index} -> {destination}: {}{note}",
+            if matched { "delivers" } else { "skips" }
+        )?;
+        if !matched {
+            writeln!(out, "    because {}", verdict.describe())?;
+        }
+    }
+    if delivered_to.is_empty() {
+        writeln!(out, "no route matches: the event would be stored as filtered")?;
+    } else {
+        delivered_to.dedup();
+        writeln!(out, "deliveries: {}", delivered_to.join(", "))?;
+    }
+    Ok(())
 }
 
 async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), AdminError> {
@@ -59,8 +210,8 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
             if !json {
                 writeln!(
                     out,
-                    "{:<40}  {:<16}  {:<13}  {:>8}  {:<24}  LAST ERROR",
-                    "ID", "SOURCE", "STATUS", "ATTEMPTS", "CREATED"
+                    "{:<40}  {:<16}  {:<13}  {:>10}  {:>8}  {:<24}  LAST ERROR",
+                    "ID", "SOURCE", "STATUS", "DELIVERIES", "ATTEMPTS", "CREATED"
                 )?;
             }
             for event in page.events {
@@ -68,15 +219,19 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
                     let view = EventView::from(event);
                     writeln!(out, "{}", serde_json::to_string(&view).unwrap_or_default())?;
                 } else {
+                    let summary = event.summary();
                     writeln!(
                         out,
-                        "{:<40}  {:<16}  {:<13}  {:>8}  {:<24}  {}",
+                        "{:<40}  {:<16}  {:<13}  {:>10}  {:>8}  {:<24}  {}",
                         event.id.as_str(),
                         event.source,
-                        event.status.as_str(),
-                        event.attempts,
+                        event.status().as_str(),
+                        event.deliveries.len(),
+                        summary.map_or(0, |s| s.attempts),
                         event.created_at.to_rfc3339(),
-                        event.last_error.as_deref().unwrap_or("")
+                        summary
+                            .and_then(|s| s.last_error.as_deref())
+                            .unwrap_or("")
                     )?;
                 }
             }
@@ -106,14 +261,19 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
                 || filter.until.is_some()
             {
                 return Err(AdminError::Invalid(
-                    "give an event id or filters, not both".into(),
+                    "give an event id (with --destination for one delivery) or filters, not both"
+                        .into(),
                 ));
             }
-            operators
-                .replay(&EventId::from_stored(id.clone()))
+            let queued = operators
+                .replay(&EventId::from_stored(id.clone()), filter.destination.as_deref())
                 .await
                 .map_err(naming(&id))?;
-            writeln!(out, "queued {id}")?;
+            writeln!(
+                out,
+                "queued {id} ({queued} deliver{})",
+                if queued == 1 { "y" } else { "ies" }
+            )?;
         }
         EventsCommand::Replay {
             id: None,
@@ -140,6 +300,7 @@ fn filter_of(args: FilterArgs) -> Result<EventFilter, OpsError> {
     Ok(EventFilter::parse(
         args.status.as_deref(),
         args.source,
+        args.destination,
         args.since.as_deref(),
         args.until.as_deref(),
     )?)

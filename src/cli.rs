@@ -40,6 +40,59 @@ pub enum Command {
     Migrate(CommonArgs),
     /// Inspect and replay events, working on the database directly.
     Events(EventsArgs),
+    /// Show destinations (state, backlog, in flight, oldest due, last outcomes), working
+    /// on the database directly.
+    Destinations(DestinationsArgs),
+    /// Try a source's routes on an event before relying on them.
+    Routes(RoutesArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DestinationsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: Option<DestinationsCommand>,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum DestinationsCommand {
+    /// Every configured destination and any other with deliveries (the default).
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RoutesArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: RoutesCommand,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum RoutesCommand {
+    /// Show which destinations would receive an event and why the others would not.
+    ///
+    /// Reads the config file only (no database, no signature check), e.g.
+    /// `hookrelay routes test --source github --header 'X-GitHub-Event: issues'
+    /// --body issue.json`.
+    Test {
+        /// The source whose routes to try.
+        #[arg(long)]
+        source: String,
+        /// A request header, `Name: value`; repeat for several.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// The request body; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        body: PathBuf,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -78,19 +131,23 @@ pub enum EventsCommand {
         filter: FilterArgs,
         /// Replay every delivered and dead-lettered event (a replay with no filter is
         /// refused without this).
-        #[arg(long, conflicts_with_all = ["id", "status", "source", "since", "until"])]
+        #[arg(long, conflicts_with_all = ["id", "status", "source", "destination", "since", "until"])]
         all: bool,
     },
 }
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct FilterArgs {
-    /// queued, processing, retrying, delivered or dead_lettered.
+    /// queued, processing, retrying, delivered, dead_lettered or filtered (a
+    /// delivery in this status; filtered: no delivery).
     #[arg(long)]
     pub status: Option<String>,
     /// Only this source.
     #[arg(long)]
     pub source: Option<String>,
+    /// Only deliveries to this destination (replay: only that delivery of the event).
+    #[arg(long)]
+    pub destination: Option<String>,
     /// Received at or after this RFC 3339 time, e.g. 2026-11-30T12:00:00Z.
     #[arg(long)]
     pub since: Option<String>,

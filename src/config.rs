@@ -12,6 +12,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::domain::retry::RetryPolicy;
+use crate::destinations;
 use crate::sources::{self, Secret, Sources};
 use crate::store::DatabaseUrl;
 use crate::units::{parse_duration, parse_size};
@@ -78,6 +79,13 @@ pub enum ConfigError {
     Source {
         path: PathBuf,
         source_name: String,
+        field: String,
+        reason: String,
+    },
+    #[error("config file {path}: [destinations.{destination}] {field}: {reason}")]
+    Destination {
+        path: PathBuf,
+        destination: String,
         field: String,
         reason: String,
     },
@@ -262,7 +270,8 @@ fn read_file(
     })?;
     let mut values = Vec::new();
     let mut accept_unknown = true;
-    let mut configured = Vec::new();
+    let mut configured = sources::ParsedSources::default();
+    let mut destinations = Vec::new();
     for (key, value) in table {
         let wrong_type = |expected| ConfigError::WrongType {
             path: path.to_owned(),
@@ -285,6 +294,20 @@ fn read_file(
                 continue;
             }
             ("sources", _) => return Err(wrong_type("a table of [sources.NAME] sections")),
+            ("destinations", toml::Value::Table(table)) => {
+                destinations = destinations::parse_table(table, env).map_err(|e| {
+                    ConfigError::Destination {
+                        path: path.to_owned(),
+                        destination: e.destination,
+                        field: e.field,
+                        reason: e.reason,
+                    }
+                })?;
+                continue;
+            }
+            ("destinations", _) => {
+                return Err(wrong_type("a table of [destinations.NAME] sections"));
+            }
             (_, value) => values.push((key, value)),
         }
     }
@@ -310,10 +333,14 @@ fn read_file(
         };
         settings.push((*name, text));
     }
-    Ok(FileContents {
-        settings,
-        sources: Sources::new(accept_unknown, configured),
-    })
+    let sources =
+        Sources::build(accept_unknown, configured, destinations).map_err(|e| ConfigError::Source {
+            path: path.to_owned(),
+            source_name: e.source_name,
+            field: e.field,
+            reason: e.reason,
+        })?;
+    Ok(FileContents { settings, sources })
 }
 
 fn parse_at_least(raw: &str, min: u32) -> Result<u32, String> {

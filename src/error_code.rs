@@ -10,6 +10,7 @@ pub enum ErrorCode {
     InvalidIdempotencyKey,
     InvalidJson,
     InvalidStatus,
+    InvalidDestination,
     InvalidTimestamp,
     InvalidLimit,
     InvalidCursor,
@@ -33,12 +34,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::InvalidSource,
         Self::MissingIdempotencyKey,
         Self::InvalidIdempotencyKey,
         Self::InvalidJson,
         Self::InvalidStatus,
+        Self::InvalidDestination,
         Self::InvalidTimestamp,
         Self::InvalidLimit,
         Self::InvalidCursor,
@@ -68,6 +70,7 @@ impl ErrorCode {
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::InvalidJson => "invalid_json",
             Self::InvalidStatus => "invalid_status",
+            Self::InvalidDestination => "invalid_destination",
             Self::InvalidTimestamp => "invalid_timestamp",
             Self::InvalidLimit => "invalid_limit",
             Self::InvalidCursor => "invalid_cursor",

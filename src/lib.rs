@@ -8,6 +8,7 @@ pub mod admin_cli;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod destinations;
 pub mod domain;
 pub mod error_code;
 pub mod http;

@@ -9,7 +9,8 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use hookrelay::app::{Application, Role};
-use hookrelay::cli::{Cli, Command, CommonArgs, EventsCommand};
+use hookrelay::admin_cli::AdminCommand;
+use hookrelay::cli::{Cli, Command, CommonArgs, RoutesCommand};
 use hookrelay::config::{Config, Overrides};
 use hookrelay::store::{self, OpenOptions};
 use hookrelay::telemetry::LogTarget;
@@ -22,7 +23,17 @@ fn main() -> ExitCode {
         Command::Api(args) => (Task::Run(Role::Api), args.common, args.listen),
         Command::Worker(common) => (Task::Run(Role::Worker), common, None),
         Command::Migrate(common) => (Task::Migrate, common, None),
-        Command::Events(args) => (Task::Events(args.command), args.common, None),
+        Command::Events(args) => (
+            Task::Admin(AdminCommand::Events(args.command)),
+            args.common,
+            None,
+        ),
+        Command::Destinations(args) => (
+            Task::Admin(AdminCommand::Destinations(args.command)),
+            args.common,
+            None,
+        ),
+        Command::Routes(args) => (Task::Routes(args.command), args.common, None),
     };
     let config = match Config::load(&overrides(common, listen)) {
         Ok(config) => config,
@@ -32,7 +43,7 @@ fn main() -> ExitCode {
         }
     };
     let log_target = match task {
-        Task::Events(_) => LogTarget::Stderr,
+        Task::Admin(_) | Task::Routes(_) => LogTarget::Stderr,
         _ => LogTarget::Stdout,
     };
     let _log_guard = match telemetry::init(&config.log_filter, log_target) {
@@ -72,7 +83,8 @@ fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
 enum Task {
     Run(Role),
     Migrate,
-    Events(EventsCommand),
+    Admin(AdminCommand),
+    Routes(RoutesCommand),
 }
 
 async fn run(task: Task, config: Config) -> anyhow::Result<()> {
@@ -90,7 +102,8 @@ async fn run(task: Task, config: Config) -> anyhow::Result<()> {
             tracing::info!(database = %config.database, "Schema is up to date");
             return Ok(());
         }
-        Task::Events(command) => return Ok(admin_cli::run(command, &config).await?),
+        Task::Admin(command) => return Ok(admin_cli::run(command, &config).await?),
+        Task::Routes(command) => return Ok(admin_cli::routes(command, &config)?),
     };
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());

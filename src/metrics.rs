@@ -76,9 +76,10 @@ impl Metrics {
         let attempts = IntCounterVec::new(
             Opts::new(
                 "hookrelay_attempts_total",
-                "Finished delivery attempts by the state they left the event in",
+                "Finished delivery attempts by destination and the state they left the \
+                 delivery in",
             ),
-            &["outcome"],
+            &["destination", "outcome"],
         )
         .expect("valid metric");
         let attempt_seconds = Histogram::with_opts(
@@ -196,9 +197,12 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// `outcome` is the status the attempt left the event in.
-    pub fn attempt(&self, outcome: &str, seconds: f64) {
-        self.attempts.with_label_values(&[outcome]).inc();
+    /// `outcome` is the status the attempt left the delivery in. Destination names
+    /// come from the config file, so the label is bounded like configured sources.
+    pub fn attempt(&self, destination: &str, outcome: &str, seconds: f64) {
+        self.attempts
+            .with_label_values(&[destination, outcome])
+            .inc();
         self.attempt_seconds.observe(seconds);
     }
 

@@ -1,6 +1,6 @@
 //! Per-source settings from the config file's `[sources.NAME]` tables: how a sender
-//! signs, where its idempotency key is, which content types it may send and where its
-//! events are delivered.
+//! signs, where its idempotency key and event type are, which content types it may
+//! send, and its routes (`[[sources.NAME.routes]]`, or its own `destination = "URL"`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +13,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
+use crate::destinations::{self, BUILT_IN, DestinationSettings, Destinations};
+use crate::domain::routing::{Filter, Route, TypeGlob};
 use crate::units::parse_duration;
 
 /// A `[sources.NAME]` table that cannot be used: which source, which field, why.
@@ -172,17 +174,16 @@ pub struct SourceSettings {
     pub tolerance: Duration,
     /// Tried in order after the `Idempotency-Key` header.
     pub keys: Vec<KeyLocation>,
-    pub destination: Option<reqwest::Url>,
-    pub timeout: Duration,
+    /// Where the event type is, when not where the scheme puts it.
+    pub event_type: Option<KeyLocation>,
     /// Accepted media types (lower-case essences). `application/json` stands for every
     /// JSON type, `application/*+json` included.
     pub content_types: Vec<String>,
-    /// Re-signs deliveries with Standard Webhooks headers.
-    pub signing_secret: Option<Secret>,
+    /// In the order written; none: the built-in processor.
+    pub routes: Vec<Route>,
 }
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SourceSettings {
     /// A source that is not configured: no signature, JSON only, the built-in processor.
@@ -193,19 +194,26 @@ impl SourceSettings {
             secrets: Vec::new(),
             tolerance: DEFAULT_TOLERANCE,
             keys: Vec::new(),
-            destination: None,
-            timeout: DEFAULT_TIMEOUT,
+            event_type: None,
             content_types: vec!["application/json".into()],
-            signing_secret: None,
+            routes: Vec::new(),
         }
+    }
+
+    /// Whether routing reads the event's type or document, so the body must be parsed.
+    pub fn routes_read_the_event(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.reads_document() || !r.event_types.is_empty())
     }
 }
 
-/// Every configured source, and what to do with the others.
+/// Every configured source, what to do with the others, and every destination.
 #[derive(Debug, Clone)]
 pub struct Sources {
     pub accept_unknown: bool,
     configured: HashMap<String, Arc<SourceSettings>>,
+    pub destinations: Destinations,
 }
 
 impl Default for Sources {
@@ -213,6 +221,7 @@ impl Default for Sources {
         Self {
             accept_unknown: true,
             configured: HashMap::new(),
+            destinations: Destinations::default(),
         }
     }
 }
@@ -225,7 +234,57 @@ impl Sources {
                 .into_iter()
                 .map(|s| (s.name.clone(), Arc::new(s)))
                 .collect(),
+            destinations: Destinations::default(),
         }
+    }
+
+    /// Sources and destinations together, checked against each other: every route
+    /// names a destination that exists.
+    pub fn build(
+        accept_unknown: bool,
+        parsed: ParsedSources,
+        destinations: Vec<DestinationSettings>,
+    ) -> Result<Self, SourceError> {
+        let mut all = Destinations::new(destinations);
+        for own in parsed.own_destinations {
+            if all.contains(&own.name) {
+                return Err(SourceError {
+                    source_name: own.name.clone(),
+                    field: "destination".into(),
+                    reason: format!(
+                        "the source's own destination is named {:?}, like [destinations.{}]; \
+                         route to [destinations.{}] instead",
+                        own.name, own.name, own.name
+                    ),
+                });
+            }
+            all.insert(own);
+        }
+        for source in &parsed.sources {
+            for (index, route) in source.routes.iter().enumerate() {
+                if !all.contains(&route.destination) {
+                    return Err(SourceError {
+                        source_name: source.name.clone(),
+                        field: format!("routes[{index}].destination"),
+                        reason: format!(
+                            "no destination is named {:?}; define [destinations.{}]",
+                            route.destination, route.destination
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            destinations: all,
+            ..Self::new(accept_unknown, parsed.sources)
+        })
+    }
+
+    /// Every configured source, in name order.
+    pub fn configured(&self) -> Vec<Arc<SourceSettings>> {
+        let mut all: Vec<_> = self.configured.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<SourceSettings>> {
@@ -262,18 +321,38 @@ struct SourceTable {
     secrets: Option<Vec<String>>,
     tolerance: Option<String>,
     key: Option<String>,
+    event_type: Option<String>,
     destination: Option<String>,
     timeout: Option<String>,
     content_types: Option<Vec<String>>,
     signing_secret: Option<String>,
+    #[serde(default)]
+    routes: Vec<RouteTable>,
+}
+
+/// One `[[sources.NAME.routes]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteTable {
+    destination: String,
+    event_types: Option<Vec<String>>,
+    filter: Option<toml::Value>,
+}
+
+/// The sources of the config file, and the destinations that their own
+/// `destination = "URL"` settings make (each named after its source).
+#[derive(Debug, Default)]
+pub struct ParsedSources {
+    pub sources: Vec<SourceSettings>,
+    pub own_destinations: Vec<DestinationSettings>,
 }
 
 /// Parses the `sources` table of the config file.
 pub fn parse_table(
     table: toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<SourceSettings>, SourceError> {
-    let mut sources = Vec::new();
+) -> Result<ParsedSources, SourceError> {
+    let mut parsed = ParsedSources::default();
     for (name, value) in table {
         let invalid = |field: &str, reason: String| SourceError {
             source_name: name.clone(),
@@ -285,9 +364,11 @@ pub fn parse_table(
         let raw: SourceTable = value
             .try_into()
             .map_err(|e: toml::de::Error| invalid("table", e.message().to_owned()))?;
-        sources.push(build(&name, raw, env, &invalid)?);
+        let (source, own) = build(&name, raw, env, &invalid)?;
+        parsed.sources.push(source);
+        parsed.own_destinations.extend(own);
     }
-    Ok(sources)
+    Ok(parsed)
 }
 
 fn build(
@@ -295,7 +376,7 @@ fn build(
     raw: SourceTable,
     env: &dyn Fn(&str) -> Option<String>,
     invalid: &dyn Fn(&str, String) -> SourceError,
-) -> Result<SourceSettings, SourceError> {
+) -> Result<(SourceSettings, Option<DestinationSettings>), SourceError> {
     let verify: Scheme = raw
         .verify
         .as_deref()
@@ -343,25 +424,56 @@ fn build(
         Some(text) => vec![text.parse().map_err(|e| invalid("key", e))?],
         None => verify.default_keys(),
     };
-    let destination = match raw.destination {
+    let event_type = raw
+        .event_type
+        .map(|text| text.parse::<KeyLocation>())
+        .transpose()
+        .map_err(|e| invalid("event_type", e))?;
+    // The source's own destination: one route, to a destination named after it.
+    let own = match raw.destination {
         Some(text) => {
-            let text = expand_env(&text, env).map_err(|e| invalid("destination", e))?;
-            let url =
-                reqwest::Url::parse(&text).map_err(|e| invalid("destination", e.to_string()))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(
-                    "destination",
-                    "must be an http:// or https:// URL".into(),
-                ));
+            let url = destinations::parse_url(&text, env).map_err(|e| invalid("destination", e))?;
+            let mut own = DestinationSettings::new(name, url);
+            if let Some(text) = &raw.timeout {
+                own.timeout = destinations::parse_positive(text).map_err(|e| invalid("timeout", e))?;
             }
-            Some(url)
+            own.signing_secret = raw
+                .signing_secret
+                .as_deref()
+                .map(|text| destinations::parse_signing_secret(text, env))
+                .transpose()
+                .map_err(|e| invalid("signing_secret", e))?;
+            Some(own)
         }
-        None => None,
+        None => {
+            for (field, set) in [
+                ("timeout", raw.timeout.is_some()),
+                ("signing_secret", raw.signing_secret.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        field,
+                        "applies to the source's own `destination`; for routes, set it in \
+                         [destinations.NAME]"
+                            .into(),
+                    ));
+                }
+            }
+            None
+        }
     };
-    let timeout = match raw.timeout {
-        Some(text) => parse_duration(&text).map_err(|e| invalid("timeout", e))?,
-        None => DEFAULT_TIMEOUT,
-    };
+    if name == BUILT_IN && own.is_some() {
+        return Err(invalid(
+            "destination",
+            format!("{BUILT_IN:?} is the built-in processor's name; rename the source or route it"),
+        ));
+    }
+    let mut routes: Vec<Route> = own.iter().map(|d| Route::catch_all(&d.name)).collect();
+    for (index, route) in raw.routes.into_iter().enumerate() {
+        routes.push(build_route(route).map_err(|(field, reason)| {
+            invalid(&format!("routes[{index}].{field}"), reason)
+        })?);
+    }
     let content_types = match raw.content_types {
         Some(types) if types.is_empty() => {
             return Err(invalid("content_types", "needs at least one type".into()));
@@ -387,30 +499,54 @@ fn build(
             .collect::<Result<_, _>>()?,
         None => vec!["application/json".into()],
     };
-    let signing_secret = match raw.signing_secret {
-        Some(text) => {
-            let text = expand_env(&text, env).map_err(|e| invalid("signing_secret", e))?;
-            let secret = Secret::from_whsec(&text).and_then(non_empty);
-            Some(secret.map_err(|e| invalid("signing_secret", e))?)
-        }
-        None => None,
-    };
-    Ok(SourceSettings {
+    let settings = SourceSettings {
         name: name.to_owned(),
         verify,
         secrets,
         tolerance,
         keys,
-        destination,
-        timeout,
+        event_type,
         content_types,
-        signing_secret,
+        routes,
+    };
+    Ok((settings, own))
+}
+
+/// A route as written, or the field at fault and why.
+fn build_route(raw: RouteTable) -> Result<Route, (&'static str, String)> {
+    let event_types = match raw.event_types {
+        Some(types) if types.is_empty() => {
+            return Err((
+                "event_types",
+                "is empty, so it would match nothing; leave it out to match every type".into(),
+            ));
+        }
+        Some(types) => types.iter().map(|t| TypeGlob::new(t)).collect(),
+        None => Vec::new(),
+    };
+    let filter = match raw.filter {
+        Some(value) => {
+            let json = serde_json::to_value(value).map_err(|e| ("filter", e.to_string()))?;
+            if !json.is_object() {
+                return Err((
+                    "filter",
+                    "must be a table such as { body = { type = \"invoice.paid\" } }".into(),
+                ));
+            }
+            Some(Filter::parse(&json).map_err(|e| ("filter", e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(Route {
+        destination: raw.destination,
+        event_types,
+        filter,
     })
 }
 
 /// A zero-length key would make every signature trivially computable: verification
 /// silently off. `whsec_` alone (or `whsec_${VAR}` with `VAR` empty) decodes to that.
-fn non_empty(secret: Secret) -> Result<Secret, String> {
+pub fn non_empty(secret: Secret) -> Result<Secret, String> {
     if secret.bytes().is_empty() {
         Err("decodes to an empty key; a signing key must not be empty".into())
     } else {
@@ -419,7 +555,7 @@ fn non_empty(secret: Secret) -> Result<Secret, String> {
 }
 
 /// Replaces every `${NAME}` with the environment variable's value.
-fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -447,7 +583,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        parse_table(table, &|name| env.get(name).cloned())
+        parse_table(table, &|name| env.get(name).cloned()).map(|parsed| parsed.sources)
     }
 
     #[test]
@@ -546,5 +682,84 @@ mod tests {
             ..SourceSettings::unconfigured("x")
         };
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    fn build_all(text: &str) -> Result<Sources, SourceError> {
+        let mut table: toml::Table = text.parse().unwrap();
+        let destinations = match table.remove("destinations") {
+            Some(toml::Value::Table(t)) => destinations::parse_table(t, &|_| None).unwrap(),
+            _ => Vec::new(),
+        };
+        let sources = match table.remove("sources") {
+            Some(toml::Value::Table(t)) => parse_table(t, &|_| None)?,
+            _ => ParsedSources::default(),
+        };
+        Sources::build(true, sources, destinations)
+    }
+
+    #[test]
+    fn routes_are_parsed_and_checked_against_the_destinations() {
+        let sources = build_all(
+            "[destinations.billing]\nurl = \"http://127.0.0.1:1/b\"\n\
+             [sources.stripe]\nevent_type = \"json:/type\"\n\
+             [[sources.stripe.routes]]\ndestination = \"billing\"\nevent_types = [\"invoice.*\"]\n\
+             [[sources.stripe.routes]]\ndestination = \"billing\"\n\
+             filter = { body = { data = { object = { amount = { \"$gte\" = 10000 } } } } }\n\
+             [sources.legacy]\ndestination = \"http://127.0.0.1:1/l\"\ntimeout = \"3s\"\n",
+        )
+        .unwrap();
+        let stripe = sources.get("stripe").unwrap();
+        assert_eq!(stripe.routes.len(), 2);
+        assert!(stripe.routes_read_the_event());
+        assert_eq!(stripe.event_type, Some(KeyLocation::Json("/type".into())));
+        // The source's own destination is a route to a destination named after it.
+        let legacy = sources.get("legacy").unwrap();
+        assert_eq!(legacy.routes[0].destination, "legacy");
+        assert!(!legacy.routes_read_the_event());
+        let own = sources.destinations.get("legacy").unwrap();
+        assert_eq!(own.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn bad_routes_are_refused_with_the_source_route_and_reason() {
+        let cases = [
+            (
+                "[sources.s]\n[[sources.s.routes]]\ndestination = \"nowhere\"\n",
+                "routes[0].destination",
+                "nowhere",
+            ),
+            (
+                "[destinations.d]\nurl = \"http://x\"\n[sources.s]\n[[sources.s.routes]]\ndestination = \"d\"\nfilter = { body = { \"$gt\" = [1] } }\n",
+                "routes[0].filter",
+                "$gt",
+            ),
+            (
+                "[destinations.d]\nurl = \"http://x\"\n[sources.s]\n[[sources.s.routes]]\ndestination = \"d\"\n[[sources.s.routes]]\ndestination = \"d\"\nfilter = { body = { \"$regex\" = \"(\" } }\n",
+                "routes[1].filter",
+                "regex",
+            ),
+            (
+                "[destinations.d]\nurl = \"http://x\"\n[sources.s]\n[[sources.s.routes]]\ndestination = \"d\"\nevent_types = []\n",
+                "routes[0].event_types",
+                "empty",
+            ),
+            (
+                "[destinations.d]\nurl = \"http://x\"\n[sources.s]\n[[sources.s.routes]]\ndestination = \"d\"\nfilter = { body = { \"$bogus\" = 1 } }\n",
+                "routes[0].filter",
+                "$bogus",
+            ),
+            (
+                "[destinations.d]\nurl = \"http://x\"\n[sources.d]\ndestination = \"http://y\"\n",
+                "destination",
+                "destinations.d",
+            ),
+            ("[sources.s]\ntimeout = \"5s\"\n", "timeout", "destination"),
+            ("[sources.s]\nevent_type = \"body:type\"\n", "event_type", "json:"),
+        ];
+        for (text, field, reason) in cases {
+            let error = build_all(text).unwrap_err();
+            assert_eq!(error.field, field, "{error}");
+            assert!(error.to_string().contains(reason), "{reason}: {error}");
+        }
     }
 }

@@ -1,6 +1,8 @@
-//! The event state machine: its states, their descriptions, the allowed transitions,
-//! and the pure functions that decide each one. The store applies what these decide,
-//! fenced on the state they decided from; its SQL never chooses a status itself.
+//! The delivery state machine: its states, their descriptions, the allowed
+//! transitions, and the pure functions that decide each one. The store applies what
+//! these decide, fenced on the state they decided from; its SQL never chooses a status
+//! itself. An event's status is its one delivery's, or a summary of several
+//! ([`summarize`]), or `filtered` when no route took it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +18,8 @@ pub enum EventStatus {
     Retrying,
     Delivered,
     DeadLettered,
+    /// An event that matched no route: it has no delivery. Never a delivery's status.
+    Filtered,
 }
 
 #[derive(Debug, Error)]
@@ -23,7 +27,16 @@ pub enum EventStatus {
 pub struct UnknownStatus(pub String);
 
 impl EventStatus {
-    pub const ALL: [EventStatus; 5] = [
+    pub const ALL: [EventStatus; 6] = [
+        Self::Queued,
+        Self::Processing,
+        Self::Retrying,
+        Self::Delivered,
+        Self::DeadLettered,
+        Self::Filtered,
+    ];
+    /// The states a delivery can be in (the schema's `CHECK`).
+    pub const DELIVERY: [EventStatus; 5] = [
         Self::Queued,
         Self::Processing,
         Self::Retrying,
@@ -38,6 +51,7 @@ impl EventStatus {
             Self::Retrying => "retrying",
             Self::Delivered => "delivered",
             Self::DeadLettered => "dead_lettered",
+            Self::Filtered => "filtered",
         }
     }
 
@@ -48,6 +62,7 @@ impl EventStatus {
             Self::Retrying => "Failed, scheduled for retry",
             Self::Delivered => "Successfully processed",
             Self::DeadLettered => "Permanently failed after max attempts",
+            Self::Filtered => "Matched no route",
         }
     }
 
@@ -226,7 +241,43 @@ pub enum ReplayRefused {
     NotReplayable(EventStatus),
 }
 
-/// `current` is the event's status and attempt count, `None` when there is no event.
+/// One delivery's state, as an event's summary reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryState {
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// How far a delivery is from done: the summary of several shows the one furthest.
+fn distance_from_done(status: EventStatus) -> u8 {
+    match status {
+        EventStatus::Queued => 4,
+        EventStatus::Retrying => 3,
+        EventStatus::Processing => 2,
+        EventStatus::DeadLettered => 1,
+        EventStatus::Delivered | EventStatus::Filtered => 0,
+    }
+}
+
+/// An event's state from its deliveries: the one delivery's when it has one;
+/// `delivered` when all are; `dead_lettered` when all are finished and one is
+/// dead-lettered; otherwise the state of the one furthest from done (the most
+/// attempts among equals). `None` when there are none: the event is filtered.
+pub fn summarize<'a>(
+    deliveries: impl IntoIterator<Item = &'a DeliveryState>,
+) -> Option<&'a DeliveryState> {
+    deliveries.into_iter().max_by(|a, b| {
+        distance_from_done(a.status)
+            .cmp(&distance_from_done(b.status))
+            .then(a.attempts.cmp(&b.attempts))
+    })
+}
+
+/// `current` is the delivery's status and attempt count, `None` when there is none.
 pub fn replay(current: Option<(EventStatus, u32)>, fresh: u32) -> Result<Replay, ReplayRefused> {
     let (status, attempts) = current.ok_or(ReplayRefused::NotFound)?;
     if !status.is_replayable() {
@@ -403,5 +454,31 @@ mod tests {
             status_after(&AttemptOutcome::Delivered, 5, 5),
             EventStatus::Delivered
         );
+    }
+
+    #[test]
+    fn an_event_reads_as_its_deliveries_summarised() {
+        use EventStatus::*;
+        let state = |status, attempts| DeliveryState {
+            status,
+            attempts,
+            max_attempts: 5,
+            last_error: None,
+            next_attempt_at: None,
+            updated_at: Timestamp(0),
+        };
+        let summary = |states: &[DeliveryState]| summarize(states).map(|s| s.status);
+        assert_eq!(summary(&[]), None);
+        assert_eq!(summary(&[state(Retrying, 2)]), Some(Retrying));
+        assert_eq!(summary(&[state(Delivered, 1), state(Delivered, 3)]), Some(Delivered));
+        assert_eq!(
+            summarize(&[state(Delivered, 1), state(Delivered, 3)]).map(|s| s.attempts),
+            Some(3)
+        );
+        assert_eq!(summary(&[state(Delivered, 1), state(DeadLettered, 5)]), Some(DeadLettered));
+        assert_eq!(summary(&[state(DeadLettered, 5), state(Retrying, 1)]), Some(Retrying));
+        assert_eq!(summary(&[state(Processing, 1), state(Queued, 0)]), Some(Queued));
+        assert_eq!(summary(&[state(Delivered, 1), state(Processing, 2)]), Some(Processing));
+        assert_eq!(summary(&[state(Retrying, 1), state(Processing, 2)]), Some(Retrying));
     }
 }

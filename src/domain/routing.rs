@@ -253,6 +253,87 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// One `[[sources.NAME.routes]]`: a destination and what it takes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub destination: String,
+    /// Empty: every type (and events without one).
+    pub event_types: Vec<TypeGlob>,
+    pub filter: Option<Filter>,
+}
+
+impl Route {
+    /// A route that takes everything (a source's own `destination = "URL"`).
+    pub fn catch_all(destination: &str) -> Self {
+        Self {
+            destination: destination.to_owned(),
+            event_types: Vec::new(),
+            filter: None,
+        }
+    }
+
+    /// Whether the event document is needed to decide (a filter reads it).
+    pub fn reads_document(&self) -> bool {
+        self.filter.is_some()
+    }
+}
+
+/// Why a route took an event or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Matched,
+    /// The route names event types and the event has none.
+    NoEventType,
+    EventTypeDiffers,
+    FilterDiffers,
+}
+
+impl Verdict {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Matched => "matches",
+            Self::NoEventType => "the event has no type and the route names event_types",
+            Self::EventTypeDiffers => "the event type is not one of the route's event_types",
+            Self::FilterDiffers => "the filter does not match",
+        }
+    }
+}
+
+/// The verdict of `route` on an event of `event_type` whose document (`{"event_type",
+/// "headers", "body"}`) is `document`.
+pub fn judge(route: &Route, event_type: Option<&str>, document: Option<&Value>) -> Verdict {
+    if !route.event_types.is_empty() {
+        let Some(event_type) = event_type else {
+            return Verdict::NoEventType;
+        };
+        if !route.event_types.iter().any(|glob| glob.matches(event_type)) {
+            return Verdict::EventTypeDiffers;
+        }
+    }
+    match &route.filter {
+        Some(filter) if !filter.matches(document) => Verdict::FilterDiffers,
+        _ => Verdict::Matched,
+    }
+}
+
+/// The destinations an event goes to: each matched route's, once each, in the order
+/// the routes are written.
+pub fn destinations<'r>(
+    routes: &'r [Route],
+    event_type: Option<&str>,
+    document: Option<&Value>,
+) -> Vec<&'r str> {
+    let mut chosen: Vec<&str> = Vec::with_capacity(routes.len());
+    for route in routes {
+        if !chosen.contains(&route.destination.as_str())
+            && judge(route, event_type, document) == Verdict::Matched
+        {
+            chosen.push(&route.destination);
+        }
+    }
+    chosen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +461,41 @@ mod tests {
                 "{pattern} / {event_type}"
             );
         }
+    }
+
+    #[test]
+    fn routes_combine_types_and_filters_and_name_each_destination_once() {
+        let route = |destination: &str, types: &[&str], filter: Option<Value>| Route {
+            destination: destination.into(),
+            event_types: types.iter().map(|t| TypeGlob::new(t)).collect(),
+            filter: filter.map(|f| Filter::parse(&f).unwrap()),
+        };
+        let routes = vec![
+            route("billing", &["invoice.*"], None),
+            route(
+                "analytics",
+                &[],
+                Some(json!({"body": {"data": {"object": {"amount": {"$gte": 10000}}}}})),
+            ),
+            route("billing", &[], None),
+            route("archive", &[], None),
+        ];
+        let document = json!({"event_type": "invoice.paid", "headers": {},
+                              "body": {"data": {"object": {"amount": 500}}}});
+        assert_eq!(
+            destinations(&routes, Some("invoice.paid"), Some(&document)),
+            vec!["billing", "archive"]
+        );
+        assert_eq!(
+            judge(&routes[1], Some("invoice.paid"), Some(&document)),
+            Verdict::FilterDiffers
+        );
+        assert_eq!(judge(&routes[0], None, Some(&document)), Verdict::NoEventType);
+        assert_eq!(
+            judge(&routes[0], Some("charge.succeeded"), None),
+            Verdict::EventTypeDiffers
+        );
+        // A filter with no document to read matches nothing but `$exist: false`.
+        assert_eq!(judge(&routes[1], None, None), Verdict::FilterDiffers);
     }
 }

@@ -14,6 +14,7 @@ use super::events::EventView;
 use crate::domain::event::EventId;
 use crate::error_code::ErrorCode;
 use crate::ops::events::{self, ReplayScope};
+use crate::ops::views::{DestinationList, DestinationView};
 use crate::store::EventFilter;
 
 /// An event's status, as the documentation names the values a filter takes.
@@ -26,6 +27,7 @@ pub enum StatusName {
     Retrying,
     Delivered,
     DeadLettered,
+    Filtered,
 }
 
 /// The statuses a replay starts from.
@@ -48,6 +50,10 @@ pub struct ListParams {
     /// Only events of this source.
     #[param(pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
     source: Option<String>,
+    /// Only events with a delivery to this destination (with `status`: a delivery to
+    /// it in that status).
+    #[param(pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
+    destination: Option<String>,
     /// Received at or after (RFC 3339).
     #[param(format = DateTime)]
     since: Option<String>,
@@ -76,7 +82,7 @@ pub struct EventList {
     params(ListParams),
     responses(
         (status = 200, body = EventList),
-        (status = 400, description = "invalid_status, invalid_source, invalid_timestamp, invalid_limit, invalid_cursor or invalid_query", body = ErrorBody),
+        (status = 400, description = "invalid_status, invalid_source, invalid_destination, invalid_timestamp, invalid_limit, invalid_cursor or invalid_query", body = ErrorBody),
     ),
     security(("admin_token" = []))
 )]
@@ -89,6 +95,7 @@ pub async fn list_events(
     let filter = EventFilter::parse(
         params.status.as_deref(),
         params.source,
+        params.destination,
         params.since.as_deref(),
         params.until.as_deref(),
     )?;
@@ -107,25 +114,47 @@ pub struct Queued {
     status: &'static str,
 }
 
-/// Queue a delivered or dead-lettered event again, with a fresh set of attempts.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReplayParams {
+    /// Replay only the delivery to this destination.
+    #[param(pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
+    destination: Option<String>,
+}
+
+/// Queue an event's delivered or dead-lettered deliveries again (only the one to
+/// `destination`, when given), each with a fresh set of attempts. A `filtered` event
+/// is routed again with the routes configured now.
 #[utoipa::path(
     post,
     path = "/events/{id}/replay",
     tag = "events",
-    params(("id" = String, Path, description = "evt_<uuid>")),
+    params(("id" = String, Path, description = "evt_<uuid>"), ReplayParams),
     responses(
         (status = 202, body = Queued),
-        (status = 404, description = "not_found", body = ErrorBody),
-        (status = 409, description = "not_replayable", body = ErrorBody),
+        (status = 400, description = "invalid_destination or invalid_query", body = ErrorBody),
+        (status = 404, description = "not_found: no such event, or no delivery to that destination", body = ErrorBody),
+        (status = 409, description = "not_replayable: no delivery is finished, or a filtered event still matches no route", body = ErrorBody),
     ),
     security(("admin_token" = []))
 )]
 pub async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    params: Result<Query<ReplayParams>, QueryRejection>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let Query(params) =
+        params.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
+    if let Some(destination) = &params.destination {
+        crate::domain::event::SourceName::parse(destination).map_err(|_| {
+            ApiError::from(crate::store::FilterError::Destination)
+        })?;
+    }
     let id = EventId::from_stored(id);
-    state.operators.replay(&id).await?;
+    state
+        .operators
+        .replay(&id, params.destination.as_deref())
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Queued {
@@ -147,6 +176,10 @@ pub struct ReplayFilter {
     #[schema(value_type = Option<String>, nullable = false, pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
     #[serde(default, deserialize_with = "present")]
     source: Option<String>,
+    /// Only deliveries to this destination.
+    #[schema(value_type = Option<String>, nullable = false, pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
+    #[serde(default, deserialize_with = "present")]
+    destination: Option<String>,
     /// Received at or after (RFC 3339).
     #[schema(value_type = Option<String>, nullable = false, format = DateTime)]
     #[serde(default, deserialize_with = "present")]
@@ -215,7 +248,8 @@ pub struct Replayed {
     replayed: u64,
 }
 
-/// Replay every delivered or dead-lettered event matching the filter.
+/// Replay every delivered or dead-lettered delivery of the events matching the filter
+/// (`replayed` counts deliveries).
 #[utoipa::path(
     post,
     path = "/events/replay",
@@ -223,7 +257,7 @@ pub struct Replayed {
     request_body = ReplayFilter,
     responses(
         (status = 200, body = Replayed),
-        (status = 400, description = "invalid_status, invalid_source, invalid_timestamp, invalid_body, or replay_needs_filter for a replay with no filter and no \"all\": true", body = ErrorBody),
+        (status = 400, description = "invalid_status, invalid_source, invalid_destination, invalid_timestamp, invalid_body, or replay_needs_filter for a replay with no filter and no \"all\": true", body = ErrorBody),
     ),
     security(("admin_token" = []))
 )]
@@ -235,12 +269,29 @@ pub async fn replay_matching(
     let filter = EventFilter::parse(
         body.status.as_deref(),
         body.source,
+        body.destination,
         body.since.as_deref(),
         body.until.as_deref(),
     )?;
     let scope = ReplayScope::new(filter, body.all.unwrap_or(false))?;
     let replayed = state.operators.replay_matching(&scope).await?;
     Ok(Json(Replayed { replayed }))
+}
+
+/// Every destination: its state, backlog, attempts in flight, the age of its oldest
+/// due delivery, its last success and failure.
+#[utoipa::path(
+    get,
+    path = "/destinations",
+    tag = "destinations",
+    responses((status = 200, body = DestinationList)),
+    security(("admin_token" = []))
+)]
+pub async fn destinations(State(state): State<AppState>) -> Result<Json<DestinationList>, ApiError> {
+    let all = state.operators.destinations().await?;
+    Ok(Json(DestinationList {
+        destinations: all.into_iter().map(DestinationView::from).collect(),
+    }))
 }
 
 /// Prometheus text format.

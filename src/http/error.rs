@@ -5,7 +5,6 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::domain::lifecycle::EventStatus;
 use crate::error_code::ErrorCode;
 use crate::ops::events::OpsError;
 use crate::ops::ingest::Refusal;
@@ -25,6 +24,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A 404 that says what is missing.
+    #[error("{0}")]
+    Missing(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{message}")]
@@ -41,8 +43,8 @@ pub enum ApiError {
     Forbidden,
     #[error("this form did not come from the dashboard page; reload the page and try again")]
     CsrfRejected,
-    #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
-    NotReplayable(EventStatus),
+    #[error("{0}")]
+    NotReplayable(String),
     #[error("the request took longer than {}; retry later", humantime::format_duration(*.limit))]
     Timeout { limit: std::time::Duration },
     #[error("storage is unavailable; retry later")]
@@ -59,7 +61,7 @@ impl ApiError {
             Self::RequestTimeout { .. } => ErrorCode::RequestTimeout,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::NotFound(_) | Self::Missing(_) => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::InvalidRequest { code, .. } => *code,
             Self::Unauthorized | Self::DashboardSignIn => ErrorCode::Unauthorized,
@@ -80,6 +82,7 @@ impl ApiError {
             | InvalidIdempotencyKey
             | InvalidJson
             | InvalidStatus
+            | InvalidDestination
             | InvalidTimestamp
             | InvalidLimit
             | InvalidCursor
@@ -152,6 +155,7 @@ impl From<FilterError> for ApiError {
         let code = match error {
             FilterError::Status => ErrorCode::InvalidStatus,
             FilterError::Source => ErrorCode::InvalidSource,
+            FilterError::Destination => ErrorCode::InvalidDestination,
             FilterError::Timestamp(_) => ErrorCode::InvalidTimestamp,
         };
         Self::invalid(code, error.to_string())
@@ -162,7 +166,12 @@ impl From<OpsError> for ApiError {
     fn from(error: OpsError) -> Self {
         match error {
             OpsError::NotFound => Self::NotFound("event"),
-            OpsError::NotReplayable(status) => Self::NotReplayable(status),
+            OpsError::NotReplayable(_) | OpsError::StillFiltered => {
+                Self::NotReplayable(error.to_string())
+            }
+            OpsError::NoDelivery(_) | OpsError::UnknownDestination(_) => {
+                Self::Missing(error.to_string())
+            }
             OpsError::Filter(filter) => filter.into(),
             OpsError::Limit => Self::invalid(ErrorCode::InvalidLimit, error.to_string()),
             OpsError::Cursor => Self::invalid(ErrorCode::InvalidCursor, error.to_string()),

@@ -85,6 +85,7 @@ pub struct Shared {
     tags(
         (name = "webhooks", description = "What senders call"),
         (name = "events", description = "Operators: inspect and replay (admin token)"),
+        (name = "destinations", description = "Operators: the applications events are delivered to (admin token)"),
         (name = "operations", description = "Operators: metrics and the dashboard (admin token)"),
         (name = "probes", description = "Liveness and readiness; always open"),
     )
@@ -163,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(events::list_attempts))
         .routes(routes!(admin::replay))
         .routes(routes!(admin::metrics))
+        .routes(routes!(admin::destinations))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -173,6 +175,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/events/{id}", get(ui::event))
         .route("/ui/events/{id}/replay", post(ui::replay))
         .route("/ui/replay", post(ui::replay_matching))
+        .route("/ui/destinations", get(ui::destinations))
+        .route("/ui/destinations/{name}", get(ui::destination))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             ui::require_dashboard,

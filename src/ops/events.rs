@@ -4,11 +4,16 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
+use crate::ops::routing::{self, Routable};
+use crate::sources::Sources;
 use crate::store::{
-    AttemptRecord, EventFilter, EventPage, EventRecord, FilterError, QueueGauges, ReplayOutcome,
-    Store, StoreError,
+    AttemptBudget, AttemptRecord, EventFilter, EventPage, EventRecord, FilterError, QueueGauges,
+    ReplayOutcome, Store, StoreError,
 };
 
 /// Events per page when none is asked for, and the most one page holds.
@@ -24,6 +29,12 @@ pub enum OpsError {
     NotFound,
     #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
     NotReplayable(EventStatus),
+    #[error("the event has no delivery to destination {0:?}")]
+    NoDelivery(String),
+    #[error("no destination is named {0:?}")]
+    UnknownDestination(String),
+    #[error("the event still matches no route of its source; it stays filtered")]
+    StillFiltered,
     #[error(transparent)]
     Filter(#[from] FilterError),
     #[error("limit must be 1 to {MAX_PAGE}")]
@@ -90,6 +101,21 @@ pub fn cursor(text: Option<&str>) -> Result<Option<i64>, OpsError> {
         .transpose()
 }
 
+/// Headers as stored (`[[name, value], …]`) back into a map; pairs that are not valid
+/// headers are left out.
+pub fn stored_headers(json: &str) -> HeaderMap {
+    let pairs: Vec<(String, String)> = serde_json::from_str(json).unwrap_or_default();
+    pairs
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?,
+                HeaderValue::from_str(&value).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// Counts for the dashboard's cards.
 #[derive(Debug, Clone)]
 pub struct Counts {
@@ -102,16 +128,37 @@ pub struct Counts {
 #[derive(Clone)]
 pub struct Operators {
     store: Arc<dyn Store>,
-    /// Attempts a replay grants.
-    fresh_attempts: u32,
+    /// The routes and destinations, for replays of filtered events and the
+    /// destinations' list.
+    sources: Arc<Sources>,
+    /// Attempts a replay grants, by destination.
+    budget: AttemptBudget,
 }
 
 impl Operators {
-    pub fn new(store: Arc<dyn Store>, fresh_attempts: u32) -> Self {
+    /// `max_attempts`: the attempts a replay grants where a destination does not say.
+    pub fn new(store: Arc<dyn Store>, sources: Arc<Sources>, max_attempts: u32) -> Self {
+        let budget = AttemptBudget {
+            default: max_attempts,
+            by_destination: sources
+                .destinations
+                .iter()
+                .filter_map(|d| Some((d.name.clone(), d.max_attempts?)))
+                .collect(),
+        };
         Self {
             store,
-            fresh_attempts,
+            sources,
+            budget,
         }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.sources
     }
 
     pub async fn get(&self, id: &EventId) -> Result<EventRecord, OpsError> {
@@ -145,22 +192,66 @@ impl Operators {
         Ok(self.store.list_events(filter, limit, before).await?)
     }
 
-    pub async fn replay(&self, id: &EventId) -> Result<(), OpsError> {
-        match self.store.replay(id, self.fresh_attempts).await? {
-            ReplayOutcome::Queued => {
-                tracing::info!(event_id = %id, "Event replayed");
-                Ok(())
+    /// Queues the event's finished deliveries again (only the one to `destination`,
+    /// when given); a filtered event is routed again with today's routes. Returns how
+    /// many deliveries were queued.
+    pub async fn replay(&self, id: &EventId, destination: Option<&str>) -> Result<u64, OpsError> {
+        let outcome = self.store.replay(id, destination, &self.budget).await?;
+        let queued = match outcome {
+            ReplayOutcome::Queued(n) => n,
+            ReplayOutcome::NotReplayable(EventStatus::Filtered) => self.route_again(id).await?,
+            ReplayOutcome::NotReplayable(status) => return Err(OpsError::NotReplayable(status)),
+            ReplayOutcome::NotFound => return Err(OpsError::NotFound),
+            ReplayOutcome::NoDelivery => {
+                return Err(OpsError::NoDelivery(
+                    destination.unwrap_or_default().to_owned(),
+                ));
             }
-            ReplayOutcome::NotReplayable(status) => Err(OpsError::NotReplayable(status)),
-            ReplayOutcome::NotFound => Err(OpsError::NotFound),
+        };
+        tracing::info!(
+            event_id = %id,
+            destination = destination.unwrap_or("all"),
+            deliveries = queued,
+            "Event replayed"
+        );
+        Ok(queued)
+    }
+
+    /// Routes a filtered event with the routes configured now.
+    async fn route_again(&self, id: &EventId) -> Result<u64, OpsError> {
+        let event = self.get(id).await?;
+        let Some((settings, _)) = self.sources.resolve(&event.source) else {
+            return Err(OpsError::StillFiltered);
+        };
+        let headers = stored_headers(&event.headers);
+        let tree: Option<serde_json::Value> = serde_json::from_slice(&event.body).ok();
+        let (_, deliveries) = routing::route(
+            &settings,
+            &self.sources.destinations,
+            self.budget.default,
+            &Routable {
+                headers: &headers,
+                body: tree.as_ref(),
+                raw_body: &Bytes::from(event.body.clone()),
+            },
+        );
+        if deliveries.is_empty() {
+            return Err(OpsError::StillFiltered);
+        }
+        let count = deliveries.len() as u64;
+        if self.store.add_deliveries(id, deliveries).await? {
+            Ok(count)
+        } else {
+            // Routed meanwhile by another replay: report what it is now.
+            Err(OpsError::NotReplayable(self.get(id).await?.status()))
         }
     }
 
-    /// Queues every delivered or dead-lettered event in `scope`; how many it queued.
+    /// Queues every delivered or dead-lettered delivery in `scope`; how many it queued.
     pub async fn replay_matching(&self, scope: &ReplayScope) -> Result<u64, OpsError> {
         let replayed = self
             .store
-            .replay_matching(&scope.filter(), self.fresh_attempts)
+            .replay_matching(&scope.filter(), &self.budget)
             .await?;
         tracing::info!(replayed, "Events replayed by filter");
         Ok(replayed)

@@ -14,6 +14,8 @@ use crate::ingest::headers_to_json;
 use crate::ingest::key::{self, KeyError};
 use crate::ingest::media::{self, MediaType};
 use crate::ingest::signature::{self, SignatureError};
+use crate::destinations::Destinations;
+use crate::ops::routing::{self, Routable};
 use crate::sources::{KeyLocation, Scheme, SourceSettings, Sources};
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError};
 
@@ -112,7 +114,14 @@ pub async fn accept(
         }
     };
     let (known, settings) = source;
-    let result = match decide(&settings, &known.name, request, now, max_attempts) {
+    let result = match decide(
+        &settings,
+        &sources.destinations,
+        &known.name,
+        request,
+        now,
+        max_attempts,
+    ) {
         Ok(Decision::Challenge(challenge)) => Ok(Accepted::Challenge(challenge)),
         Ok(Decision::Store(event)) => match store.insert_event(*event).await {
             Ok(InsertOutcome::Accepted(id)) => Ok(Accepted::Stored(id)),
@@ -148,9 +157,10 @@ fn known_source(
 }
 
 /// The checks, in order, with no I/O: media type, signature on the raw bytes, JSON,
-/// Slack's handshake, the key. The body is parsed at most once.
+/// Slack's handshake, the key; then the routes. The body is parsed at most once.
 pub fn decide(
     settings: &SourceSettings,
+    destinations: &Destinations,
     source: &SourceName,
     request: Request,
     now: Timestamp,
@@ -184,8 +194,19 @@ pub fn decide(
                 KeyError::Invalid(reason) => Refusal::InvalidKey(reason),
             },
         )?;
+    let (event_type, deliveries) = routing::route(
+        settings,
+        destinations,
+        max_attempts,
+        &Routable {
+            headers: &headers,
+            body: tree.as_ref(),
+            raw_body: &body,
+        },
+    );
     Ok(Decision::Store(Box::new(NewEvent {
         id: EventId::generate(),
+        event_type,
         content_type: headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -195,18 +216,20 @@ pub fn decide(
         key,
         body,
         received_at: now,
-        max_attempts,
-        forward: settings.destination.is_some(),
+        deliveries,
     })))
 }
 
-/// Whether anything will read inside the body: Slack's handshake or a key in it.
+/// Whether anything will read inside the body: Slack's handshake, a key or the event
+/// type in it, or a route.
 fn needs_tree(settings: &SourceSettings) -> bool {
     settings.verify == Scheme::Slack
         || settings
             .keys
             .iter()
+            .chain(&settings.event_type)
             .any(|location| matches!(location, KeyLocation::Json(_)))
+        || settings.routes_read_the_event()
 }
 
 /// Validates the body as JSON (UTF-8 throughout, RFC 8259), building a tree only
@@ -260,6 +283,7 @@ mod tests {
         let name = SourceName::parse(&request.source).unwrap();
         decide(
             settings,
+            &Destinations::default(),
             &name,
             request,
             Timestamp(1_700_000_000_000_000),
@@ -280,8 +304,9 @@ mod tests {
         };
         assert_eq!(event.key.as_str(), "k-1");
         assert_eq!(&event.body[..], br#"{"a":1}"#);
-        assert!(!event.forward);
-        assert_eq!(event.max_attempts, 5);
+        assert_eq!(event.deliveries.len(), 1);
+        assert_eq!(event.deliveries[0].destination, crate::destinations::BUILT_IN);
+        assert_eq!(event.deliveries[0].max_attempts, 5);
     }
 
     #[test]

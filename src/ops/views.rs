@@ -4,7 +4,10 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::store::{AttemptRecord, EventRecord};
+use crate::domain::lifecycle::{DeliveryState, EventStatus};
+use crate::domain::time::Timestamp;
+use crate::ops::destinations::DestinationStatus;
+use crate::store::{AttemptRecord, DeliveryRecord, EventRecord};
 
 /// Responses carry at most this much of a destination's answer.
 const RESPONSE_BODY_LIMIT: usize = 1024;
@@ -26,24 +29,117 @@ pub struct EventView {
     #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
     status_description: &'static str,
+    /// The event's type, where its source or scheme names one.
+    event_type: Option<String>,
+    /// One per destination the event was routed to; none when it is `filtered`.
+    deliveries: Vec<DeliveryView>,
+}
+
+/// One delivery of an event.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    destination: String,
+    status: &'static str,
+    attempts: u32,
+    max_attempts: u32,
+    last_error: Option<String>,
+    next_retry_at: Option<String>,
+    updated_at: String,
+}
+
+/// Only a retrying delivery has a next retry; a queued one is due now.
+fn next_retry_at(state: &DeliveryState) -> Option<String> {
+    state
+        .next_attempt_at
+        .filter(|_| state.status == EventStatus::Retrying)
+        .map(Timestamp::to_rfc3339)
+}
+
+impl From<&DeliveryRecord> for DeliveryView {
+    fn from(delivery: &DeliveryRecord) -> Self {
+        let state = &delivery.state;
+        Self {
+            destination: delivery.destination.clone(),
+            status: state.status.as_str(),
+            attempts: state.attempts,
+            max_attempts: state.max_attempts,
+            last_error: state.last_error.clone(),
+            next_retry_at: next_retry_at(state),
+            updated_at: state.updated_at.to_rfc3339(),
+        }
+    }
 }
 
 impl From<EventRecord> for EventView {
     fn from(event: EventRecord) -> Self {
+        let status = event.status();
+        let summary = event.summary();
+        // The event last changed when its latest delivery did (or when it arrived).
+        let updated_at = event
+            .deliveries
+            .iter()
+            .map(|d| d.state.updated_at)
+            .max()
+            .unwrap_or(event.created_at);
         Self {
             id: event.id.to_string(),
-            source: event.source,
-            status: event.status.as_str(),
-            attempts: event.attempts,
-            max_attempts: event.max_attempts,
-            last_error: event.last_error,
-            next_retry_at: event.next_retry_at.map(|t| t.to_rfc3339()),
+            source: event.source.clone(),
+            status: status.as_str(),
+            attempts: summary.map_or(0, |s| s.attempts),
+            max_attempts: summary.map_or(0, |s| s.max_attempts),
+            last_error: summary.and_then(|s| s.last_error.clone()),
+            next_retry_at: summary.and_then(next_retry_at),
             created_at: event.created_at.to_rfc3339(),
-            updated_at: event.updated_at.to_rfc3339(),
+            updated_at: updated_at.to_rfc3339(),
             payload: payload_value(&event.body),
-            status_description: event.status.description(),
+            status_description: status.description(),
+            event_type: event.event_type.clone(),
+            deliveries: event.deliveries.iter().map(DeliveryView::from).collect(),
         }
     }
+}
+
+/// A destination as `GET /destinations` shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DestinationView {
+    name: String,
+    /// Without credentials or query string; null for the built-in processor.
+    url: Option<String>,
+    /// False for a destination the config no longer names (its deliveries wait).
+    configured: bool,
+    /// `active`, `paused`, or `failing` while its breaker is open.
+    state: &'static str,
+    /// Deliveries due now.
+    backlog: i64,
+    /// Deliveries waiting for a later retry.
+    scheduled: i64,
+    in_flight: i64,
+    /// How long the oldest due delivery has waited, in seconds.
+    oldest_due_age_seconds: Option<f64>,
+    last_success_at: Option<String>,
+    last_failure_at: Option<String>,
+}
+
+impl From<DestinationStatus> for DestinationView {
+    fn from(status: DestinationStatus) -> Self {
+        Self {
+            name: status.name,
+            url: status.url,
+            configured: status.configured,
+            state: status.state.as_str(),
+            backlog: status.stats.backlog,
+            scheduled: status.stats.scheduled,
+            in_flight: status.stats.in_flight,
+            oldest_due_age_seconds: status.oldest_due_age.map(|age| age.as_secs_f64()),
+            last_success_at: status.stats.last_success_at.map(Timestamp::to_rfc3339),
+            last_failure_at: status.stats.last_failure_at.map(Timestamp::to_rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DestinationList {
+    pub destinations: Vec<DestinationView>,
 }
 
 /// The body's own JSON text when it is JSON, else the body as a JSON string. Not
@@ -57,6 +153,8 @@ pub fn payload_value(body: &[u8]) -> Box<RawValue> {
 /// One delivery attempt.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
+    /// The destination it went to (`built-in` for the built-in processor).
+    destination: String,
     attempt: u32,
     started_at: String,
     duration_ms: u64,
@@ -68,6 +166,7 @@ pub struct AttemptView {
 impl From<AttemptRecord> for AttemptView {
     fn from(record: AttemptRecord) -> Self {
         Self {
+            destination: record.destination,
             attempt: record.attempt,
             started_at: record.started_at.to_rfc3339(),
             duration_ms: record.duration.as_millis() as u64,

@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use crate::domain::event::{EventId, IdempotencyKey, SourceName};
-use crate::domain::lifecycle::{self, EventStatus};
+use crate::domain::lifecycle::{self, DeliveryState, EventStatus};
 use crate::domain::time::Timestamp;
 pub use url::DatabaseUrl;
 
@@ -49,20 +49,27 @@ impl StoreError {
     }
 }
 
-/// An event as the API hands it to the store.
+/// An event as the API hands it to the store, with the deliveries its routes chose.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: EventId,
     pub source: SourceName,
     pub key: IdempotencyKey,
+    pub event_type: Option<String>,
     pub content_type: Option<String>,
     /// The request headers as a JSON array of `[name, value]` pairs.
     pub headers: String,
     pub body: Bytes,
     pub received_at: Timestamp,
+    /// None: the event matched no route and is kept as `filtered`.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// A delivery decided at ingest (or when a filtered event is routed again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub destination: String,
     pub max_attempts: u32,
-    /// The source had a destination when the event arrived.
-    pub forward: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,27 +79,49 @@ pub enum InsertOutcome {
     Duplicate(EventId),
 }
 
+/// A delivery's row id: what claims, leases and outcomes are fenced on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeliveryId(pub i64);
+
 #[derive(Debug, Clone)]
 pub struct EventRecord {
     /// Arrival order; the cursor of event listings.
     pub seq: i64,
     pub id: EventId,
     pub source: String,
-    pub status: EventStatus,
-    pub attempts: u32,
-    pub max_attempts: u32,
-    pub last_error: Option<String>,
-    pub next_retry_at: Option<Timestamp>,
+    pub event_type: Option<String>,
     pub created_at: Timestamp,
-    pub updated_at: Timestamp,
     pub content_type: Option<String>,
     pub headers: String,
     pub body: Vec<u8>,
     pub idempotency_key: String,
+    /// In the order they were made.
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+impl EventRecord {
+    /// The event's state as one delivery's: see [`lifecycle::summarize`].
+    pub fn summary(&self) -> Option<&DeliveryState> {
+        lifecycle::summarize(self.deliveries.iter().map(|d| &d.state))
+    }
+
+    /// The event's status: its summary's, or `filtered` with no delivery.
+    pub fn status(&self) -> EventStatus {
+        self.summary()
+            .map_or(EventStatus::Filtered, |summary| summary.status)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    pub destination: String,
+    pub state: DeliveryState,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {
+    /// Where the attempt went (a destination's name, or the built-in processor).
+    pub destination: String,
     pub attempt: u32,
     pub started_at: Timestamp,
     pub duration: Duration,
@@ -101,10 +130,12 @@ pub struct AttemptRecord {
     pub response_body: Option<String>,
 }
 
-/// An event a worker now holds a lease on.
+/// A delivery a worker now holds a lease on, with its event.
 #[derive(Debug, Clone)]
-pub struct ClaimedEvent {
-    pub id: EventId,
+pub struct ClaimedDelivery {
+    pub delivery: DeliveryId,
+    pub event_id: EventId,
+    pub destination: String,
     /// When the event arrived.
     pub received_at: Timestamp,
     pub source: String,
@@ -113,34 +144,32 @@ pub struct ClaimedEvent {
     pub max_attempts: u32,
     /// Attempts made before the last replay (0 if never replayed).
     pub attempts_at_replay: u32,
-    /// It arrived for a destination: never for the built-in processor.
-    pub forward: bool,
     pub content_type: Option<String>,
     pub headers: String,
     pub body: Bytes,
 }
 
-impl ClaimedEvent {
+impl ClaimedDelivery {
     /// This attempt's number since the last replay: what the backoff grows with, so
-    /// that a replayed event is retried at the policy's pace, not hours apart.
+    /// that a replayed delivery is retried at the policy's pace, not hours apart.
     pub fn attempt_in_round(&self) -> u32 {
         self.attempt.saturating_sub(self.attempts_at_replay).max(1)
     }
 }
 
-/// An event whose worker stopped before finishing; its attempt was recorded as failed.
+/// A delivery whose worker stopped before finishing; its attempt was recorded as failed.
 #[derive(Debug, Clone)]
-pub struct ReclaimedEvent {
-    pub id: EventId,
-    pub source: String,
+pub struct ReclaimedDelivery {
+    pub event_id: EventId,
+    pub destination: String,
     pub attempt: u32,
     pub status: EventStatus,
 }
 
 #[derive(Debug, Default)]
 pub struct Claim {
-    pub events: Vec<ClaimedEvent>,
-    pub reclaimed: Vec<ReclaimedEvent>,
+    pub deliveries: Vec<ClaimedDelivery>,
+    pub reclaimed: Vec<ReclaimedDelivery>,
     /// The earliest moment more work becomes due (a retry or a lease running out).
     pub next_due: Option<Timestamp>,
 }
@@ -148,18 +177,87 @@ pub struct Claim {
 /// The result of one attempt, written in one transaction with its attempt record.
 #[derive(Debug, Clone)]
 pub struct FinishedAttempt {
-    pub id: EventId,
+    pub delivery: DeliveryId,
+    pub event_id: EventId,
     pub attempt: u32,
     pub status: EventStatus,
     pub record: AttemptRecord,
     pub next_attempt_at: Option<Timestamp>,
 }
 
+/// How many fresh attempts a replay grants, by destination.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptBudget {
+    pub default: u32,
+    pub by_destination: std::collections::HashMap<String, u32>,
+}
+
+impl AttemptBudget {
+    pub fn of(&self, destination: &str) -> u32 {
+        self.by_destination
+            .get(destination)
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+/// One destination as the database knows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DestinationStats {
+    pub name: String,
+    /// Deliveries due now (queued, or retrying and due).
+    pub backlog: i64,
+    /// Deliveries waiting for a later retry.
+    pub scheduled: i64,
+    pub in_flight: i64,
+    /// When the oldest due delivery became due.
+    pub oldest_due: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub last_failure_at: Option<Timestamp>,
+}
+
+impl DestinationStats {
+    /// One entry per destination from the three reads both backends make: due and
+    /// scheduled deliveries, attempts in flight, last outcomes.
+    pub fn merge(
+        waiting: Vec<(String, i64, i64, Option<i64>)>,
+        in_flight: Vec<(String, i64)>,
+        outcomes: Vec<(String, Option<i64>, Option<i64>)>,
+    ) -> Vec<Self> {
+        let mut all: std::collections::BTreeMap<String, Self> = Default::default();
+        fn entry(all: &mut std::collections::BTreeMap<String, DestinationStats>, name: String) -> &mut DestinationStats {
+            all.entry(name.clone()).or_insert_with(|| DestinationStats {
+                name,
+                ..DestinationStats::default()
+            })
+        }
+        for (name, due, scheduled, oldest) in waiting {
+            let stats = entry(&mut all, name);
+            stats.backlog = due;
+            stats.scheduled = scheduled;
+            stats.oldest_due = oldest.map(Timestamp);
+        }
+        for (name, running) in in_flight {
+            entry(&mut all, name).in_flight = running;
+        }
+        for (name, success, failure) in outcomes {
+            let stats = entry(&mut all, name);
+            stats.last_success_at = success.map(Timestamp);
+            stats.last_failure_at = failure.map(Timestamp);
+        }
+        all.into_values().collect()
+    }
+}
+
 /// Which events an operator asks for. Every field narrows the set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventFilter {
+    /// An event matches when one of its deliveries (to `destination`, when given) is
+    /// in this status; `filtered` matches events with none.
     pub status: Option<EventStatus>,
     pub source: Option<String>,
+    /// Events with a delivery to this destination.
+    pub destination: Option<String>,
     /// Received at or after.
     pub since: Option<Timestamp>,
     /// Received before.
@@ -168,10 +266,12 @@ pub struct EventFilter {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FilterError {
-    #[error("status must be queued, processing, retrying, delivered or dead_lettered")]
+    #[error("status must be queued, processing, retrying, delivered, dead_lettered or filtered")]
     Status,
     #[error("source must be 1-64 characters of A-Z a-z 0-9 _ - .")]
     Source,
+    #[error("destination must be 1-64 characters of A-Z a-z 0-9 _ - .")]
+    Destination,
     #[error("{0:?} is not an RFC 3339 time such as 2026-11-30T12:00:00Z")]
     Timestamp(String),
 }
@@ -181,6 +281,7 @@ impl EventFilter {
     pub fn parse(
         status: Option<&str>,
         source: Option<String>,
+        destination: Option<String>,
         since: Option<&str>,
         until: Option<&str>,
     ) -> Result<Self, FilterError> {
@@ -190,6 +291,9 @@ impl EventFilter {
         // A name no source can have would match nothing: say so rather than answer empty.
         if let Some(source) = &source {
             SourceName::parse(source).map_err(|_| FilterError::Source)?;
+        }
+        if let Some(destination) = &destination {
+            SourceName::parse(destination).map_err(|_| FilterError::Destination)?;
         }
         // Any RFC 3339 time; also the looser UTC forms people type
         // (`2026-11-30 12:00:00`), as earlier releases accepted them.
@@ -206,6 +310,7 @@ impl EventFilter {
         Ok(Self {
             status,
             source,
+            destination,
             since: since.map(time).transpose()?,
             until: until.map(time).transpose()?,
         })
@@ -240,7 +345,7 @@ impl EventPage {
 impl From<lifecycle::ReplayRefused> for ReplayOutcome {
     fn from(refused: lifecycle::ReplayRefused) -> Self {
         match refused {
-            lifecycle::ReplayRefused::NotFound => Self::NotFound,
+            lifecycle::ReplayRefused::NotFound => Self::NoDelivery,
             lifecycle::ReplayRefused::NotReplayable(status) => Self::NotReplayable(status),
         }
     }
@@ -259,9 +364,13 @@ pub struct QueueGauges {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayOutcome {
-    Queued,
+    /// This many deliveries were queued again.
+    Queued(u64),
+    /// Nothing was finished: the event's (or the named delivery's) status.
     NotReplayable(EventStatus),
     NotFound,
+    /// The event has no delivery to the destination named.
+    NoDelivery,
 }
 
 #[async_trait]
@@ -275,16 +384,24 @@ pub trait Store: Send + Sync + 'static {
     async fn find_by_key(&self, source: &str, key: &str)
     -> Result<Option<EventRecord>, StoreError>;
 
+    /// Adds deliveries to an event that has none (a filtered event routed again).
+    /// Returns false when the event is gone or has deliveries already.
+    async fn add_deliveries(
+        &self,
+        id: &EventId,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool, StoreError>;
+
     /// `None` when the event does not exist.
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError>;
 
-    /// Fails attempts whose lease ran out, then leases up to `limit` due events.
+    /// Fails attempts whose lease ran out, then leases up to `limit` due deliveries.
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError>;
 
     /// Extends the leases of attempts still running. Returns how many were extended.
     async fn renew_leases(
         &self,
-        attempts: Vec<(EventId, u32)>,
+        attempts: Vec<(DeliveryId, u32)>,
         lease: Duration,
     ) -> Result<usize, StoreError>;
 
@@ -292,7 +409,7 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError>;
 
     /// Hands an unfinished attempt back (graceful stop): it does not count.
-    async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError>;
+    async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError>;
 
     /// Events matching `filter`, newest first, older than the cursor `before`.
     async fn list_events(
@@ -302,20 +419,27 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
     ) -> Result<EventPage, StoreError>;
 
-    /// Queues a delivered or dead-lettered event again with `fresh_attempts` more
-    /// attempts; its history is kept.
-    async fn replay(&self, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome, StoreError>;
+    /// Queues an event's delivered or dead-lettered deliveries (only the one to
+    /// `destination`, when given) again with fresh attempts; history is kept.
+    async fn replay(
+        &self,
+        id: &EventId,
+        destination: Option<&str>,
+        budget: &AttemptBudget,
+    ) -> Result<ReplayOutcome, StoreError>;
 
-    /// Replays every delivered or dead-lettered event matching `filter`.
+    /// Replays every delivered or dead-lettered delivery of the events matching
+    /// `filter` (to its destination, when it names one). Returns how many.
     async fn replay_matching(
         &self,
         filter: &EventFilter,
-        fresh_attempts: u32,
+        budget: &AttemptBudget,
     ) -> Result<u64, StoreError>;
 
-    /// Deletes up to `batch` finished events (and their attempts) last updated before
-    /// the cutoffs: delivered ones before `delivered_before`, dead-lettered ones before
-    /// `dead_before` when given. Returns how many were deleted.
+    /// Deletes up to `batch` finished events (with their deliveries and attempts) whose
+    /// deliveries were all last updated before the cutoffs: delivered ones before
+    /// `delivered_before`, dead-lettered ones before `dead_before` when given (never,
+    /// when not). Filtered events count as delivered. Returns how many were deleted.
     async fn prune(
         &self,
         delivered_before: Timestamp,
@@ -326,7 +450,10 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by status (from partial indexes, never the whole history) and queue lag.
     async fn gauges(&self) -> Result<QueueGauges, StoreError>;
 
-    /// Delivered events, counted up to `cap`: delivered events are the history, and
+    /// Each destination that has deliveries or outcomes on record.
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
+
+    /// Delivered deliveries, counted up to `cap`: delivered events are the history, and
     /// counting all of them would read all of it.
     async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError>;
 

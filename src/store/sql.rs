@@ -34,10 +34,10 @@ fn sql_list(statuses: &[crate::domain::lifecycle::EventStatus]) -> String {
     format!("({})", names.join(", "))
 }
 
-/// Every status, as the schema's `CHECK` lists them.
+/// Every delivery status, as the schema's `CHECK` lists them.
 #[cfg(test)]
 fn all_statuses() -> String {
-    sql_list(&crate::domain::lifecycle::EventStatus::ALL)
+    sql_list(&crate::domain::lifecycle::EventStatus::DELIVERY)
 }
 
 #[cfg(test)]
@@ -53,8 +53,8 @@ mod tests {
         assert_eq!(claimed!(), format!("'{}'", CLAIMED.as_str()));
         assert_eq!(REPLAYABLE, sql_list(&REPLAYABLE_STATUSES));
         for migration in [
-            include_str!("../../migrations/sqlite/0005_status_check.sql"),
-            include_str!("../../migrations/postgres/0005_status_check.sql"),
+            include_str!("../../migrations/sqlite/0006_deliveries.sql"),
+            include_str!("../../migrations/postgres/0006_deliveries.sql"),
         ] {
             assert!(migration.contains(&format!("CHECK (status IN {})", all_statuses())));
         }

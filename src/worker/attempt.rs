@@ -9,7 +9,8 @@ use tracing::Span;
 use super::{InFlight, WorkerSettings, deliver, simulate};
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::time::Timestamp;
-use crate::store::{AttemptRecord, ClaimedEvent, FinishedAttempt, Store};
+use crate::destinations::BUILT_IN;
+use crate::store::{AttemptRecord, ClaimedDelivery, FinishedAttempt, Store};
 
 /// Recording an outcome is retried this often before the lease is left to expire.
 const RECORD_TRIES: u32 = 5;
@@ -23,22 +24,23 @@ pub struct Context {
     pub shutdown: CancellationToken,
 }
 
-/// Runs one attempt. Its log lines are written inside a span naming the event and its
-/// source, so that each carries both (an error-level span: rendered whatever the
-/// filter). The span is entered only to log, not on every poll of the delivery: that
-/// would cost more than the lines it labels.
-pub async fn run(context: Context, event: ClaimedEvent) {
+/// Runs one attempt. Its log lines are written inside a span naming the event, its
+/// source and the destination, so that each carries them (an error-level span:
+/// rendered whatever the filter). The span is entered only to log, not on every poll
+/// of the delivery: that would cost more than the lines it labels.
+pub async fn run(context: Context, event: ClaimedDelivery) {
     let span = tracing::error_span!(
         "attempt",
-        event_id = %event.id,
+        event_id = %event.event_id,
         source = %event.source,
+        destination = %event.destination,
     );
     run_in_span(context, event, &span).await
 }
 
-async fn run_in_span(context: Context, event: ClaimedEvent, span: &Span) {
+async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
     if let Ok(mut map) = context.in_flight.lock() {
-        map.insert(event.id.clone(), event.attempt);
+        map.insert(event.delivery, event.attempt);
     }
     span.in_scope(|| tracing::debug!(attempt = event.attempt, "Processing event"));
     let started_at = Timestamp::now();
@@ -46,7 +48,7 @@ async fn run_in_span(context: Context, event: ClaimedEvent, span: &Span) {
     let outcome = run_attempt(&context, &event).await;
     let duration = clock.elapsed();
     if let Ok(mut map) = context.in_flight.lock() {
-        map.remove(&event.id);
+        map.remove(&event.delivery);
     }
 
     let Some(delivery) = outcome else {
@@ -54,7 +56,11 @@ async fn run_in_span(context: Context, event: ClaimedEvent, span: &Span) {
         return;
     };
     let outcome = delivery.outcome;
-    let backoff = context.settings.retry.delay(event.attempt_in_round());
+    let retry = match context.settings.sources.destinations.get(&event.destination) {
+        Some(destination) => destination.retry(&context.settings.retry),
+        None => context.settings.retry,
+    };
+    let backoff = retry.delay(event.attempt_in_round());
     let Finish {
         status,
         next_attempt_at,
@@ -67,10 +73,12 @@ async fn run_in_span(context: Context, event: ClaimedEvent, span: &Span) {
         Timestamp::now(),
     );
     let finished = FinishedAttempt {
-        id: event.id.clone(),
+        delivery: event.delivery,
+        event_id: event.event_id.clone(),
         attempt: event.attempt,
         status,
         record: AttemptRecord {
+            destination: event.destination.clone(),
             attempt: event.attempt,
             started_at,
             duration,
@@ -82,7 +90,7 @@ async fn run_in_span(context: Context, event: ClaimedEvent, span: &Span) {
     };
     if record(&context, finished, span).await {
         let metrics = &context.settings.metrics;
-        metrics.attempt(status.as_str(), duration.as_secs_f64());
+        metrics.attempt(&event.destination, status.as_str(), duration.as_secs_f64());
         if status == EventStatus::Delivered {
             metrics.delivered_after(event.received_at.until(Timestamp::now()).as_secs_f64());
         }
@@ -95,27 +103,23 @@ async fn run_in_span(context: Context, event: ClaimedEvent, span: &Span) {
     }
 }
 
-/// Delivers to the source's destination, or hands the event to the built-in
+/// Delivers to the delivery's destination, or hands the event to the built-in
 /// processor. `None` when shutdown interrupted the attempt.
-async fn run_attempt(context: &Context, event: &ClaimedEvent) -> Option<deliver::Delivery> {
-    let source = context.settings.sources.get(&event.source);
-    if let Some(source) = &source
-        && let Some(destination) = &source.destination
-    {
+async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<deliver::Delivery> {
+    if let Some(destination) = context.settings.sources.destinations.get(&event.destination) {
         // A stopping worker hands the attempt back rather than wait for the
-        // destination: it does not count, and another worker takes the event.
+        // destination: it does not count, and another worker takes the delivery.
         return tokio::select! {
-            delivery = deliver::send(&context.client, source, destination, event) => Some(delivery),
+            delivery = deliver::send(&context.client, destination, event) => Some(delivery),
             () = context.shutdown.cancelled() => None,
         };
     }
-    let outcome = if event.forward {
-        // It arrived for the application; marking it delivered here would lose it.
+    let outcome = if event.destination != BUILT_IN {
+        // It was routed to the application; marking it delivered here would lose it.
         AttemptOutcome::Failed {
             error: format!(
-                "source {} has no destination in this worker's configuration; the event \
-                 arrived for one",
-                event.source
+                "destination {} is not in this worker's configuration",
+                event.destination
             ),
             retry_after: None,
         }
@@ -157,13 +161,13 @@ async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> bo
     false
 }
 
-async fn release(context: &Context, event: &ClaimedEvent, span: &Span) {
-    let released = context.store.release(&event.id, event.attempt).await;
+async fn release(context: &Context, event: &ClaimedDelivery, span: &Span) {
+    let released = context.store.release(event.delivery, event.attempt).await;
     let _entered = span.enter();
     match released {
         Ok(()) => tracing::info!(
             attempt = event.attempt,
-            "Attempt interrupted by shutdown; event handed back"
+            "Attempt interrupted by shutdown; delivery handed back"
         ),
         Err(error) => tracing::error!(
             error = &error as &dyn std::error::Error,
@@ -173,7 +177,7 @@ async fn release(context: &Context, event: &ClaimedEvent, span: &Span) {
 }
 
 fn log_outcome(
-    event: &ClaimedEvent,
+    event: &ClaimedDelivery,
     status: EventStatus,
     duration: Duration,
     error: Option<&str>,

@@ -1,5 +1,5 @@
-//! Forwarding to a source's destination: one HTTP POST per attempt, classified into
-//! delivered, retry (with the destination's `Retry-After`) or permanent failure.
+//! Forwarding to a destination: one HTTP POST per attempt, classified into delivered,
+//! retry (with the destination's `Retry-After`) or permanent failure.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,8 +9,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::time::Timestamp;
 use crate::ingest::signature::sign_standard;
-use crate::sources::SourceSettings;
-use crate::store::ClaimedEvent;
+use crate::destinations::DestinationSettings;
+use crate::store::ClaimedDelivery;
 use crate::telemetry::error_chain;
 
 /// Attempts keep at most this much of a destination's answer.
@@ -65,14 +65,13 @@ pub fn client(concurrency: usize) -> Result<reqwest::Client, reqwest::Error> {
 
 pub async fn send(
     client: &reqwest::Client,
-    source: &SourceSettings,
-    destination: &reqwest::Url,
-    event: &ClaimedEvent,
+    destination: &DestinationSettings,
+    event: &ClaimedDelivery,
 ) -> Delivery {
-    let headers = forwarded_headers(source, event);
+    let headers = forwarded_headers(destination, event);
     let request = client
-        .post(destination.clone())
-        .timeout(source.timeout)
+        .post(destination.url.clone())
+        .timeout(destination.timeout)
         .headers(headers)
         .body(event.body.clone());
     match request.send().await {
@@ -82,7 +81,7 @@ pub async fn send(
             let description = if error.is_timeout() {
                 format!(
                     "timed out after {}",
-                    humantime::format_duration(source.timeout)
+                    humantime::format_duration(destination.timeout)
                 )
             } else if error.is_connect() {
                 format!("connection failed: {}", error_chain(&error))
@@ -153,16 +152,16 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(delay.min(MAX_RETRY_AFTER))
 }
 
-/// The original headers less hop-by-hop ones, plus hookrelay's own and, with a
-/// signing secret, Standard Webhooks signature headers.
-fn forwarded_headers(source: &SourceSettings, event: &ClaimedEvent) -> HeaderMap {
+/// The original headers less hop-by-hop ones, plus hookrelay's own, the destination's
+/// `headers` and, with a signing secret, Standard Webhooks signature headers.
+fn forwarded_headers(destination: &DestinationSettings, event: &ClaimedDelivery) -> HeaderMap {
     let original: Vec<(String, String)> = serde_json::from_str(&event.headers).unwrap_or_default();
     let mut headers = HeaderMap::with_capacity(original.len() + 6);
     for (name, value) in original {
         let lower = name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&lower.as_str())
             || lower.starts_with("x-hookrelay-")
-            || (source.signing_secret.is_some() && RESIGNED.contains(&lower.as_str()))
+            || (destination.signing_secret.is_some() && RESIGNED.contains(&lower.as_str()))
         {
             continue;
         }
@@ -175,17 +174,21 @@ fn forwarded_headers(source: &SourceSettings, event: &ClaimedEvent) -> HeaderMap
             headers.insert(HeaderName::from_static(name), value);
         }
     };
-    set("x-hookrelay-event-id", event.id.to_string());
+    set("x-hookrelay-event-id", event.event_id.to_string());
     set("x-hookrelay-source", event.source.clone());
+    set("x-hookrelay-destination", event.destination.clone());
     set("x-hookrelay-attempt", event.attempt.to_string());
-    if let Some(secret) = &source.signing_secret {
+    if let Some(secret) = &destination.signing_secret {
         let timestamp = Timestamp::now().0 / 1_000_000;
-        set("webhook-id", event.id.to_string());
+        set("webhook-id", event.event_id.to_string());
         set("webhook-timestamp", timestamp.to_string());
         set(
             "webhook-signature",
-            sign_standard(secret, event.id.as_str(), timestamp, &event.body),
+            sign_standard(secret, event.event_id.as_str(), timestamp, &event.body),
         );
+    }
+    for (name, value) in &destination.headers {
+        headers.insert(name.clone(), value.clone());
     }
     headers
 }

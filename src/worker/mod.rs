@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
+use crate::store::DeliveryId;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
@@ -40,8 +41,8 @@ pub struct WorkerSettings {
     pub metrics: Arc<Metrics>,
 }
 
-/// Attempts running now, by event, with their attempt number (for lease renewal).
-type InFlight = Arc<Mutex<HashMap<EventId, u32>>>;
+/// Attempts running now, by delivery, with their attempt number (for lease renewal).
+type InFlight = Arc<Mutex<HashMap<DeliveryId, u32>>>;
 
 pub struct Worker {
     store: Arc<dyn Store>,
@@ -112,17 +113,17 @@ impl Worker {
             let wake_at = match store.claim(limit, settings.lease).await {
                 Ok(claim) => {
                     let Claim {
-                        events,
+                        deliveries,
                         reclaimed,
                         next_due,
                     } = claim;
                     settings.metrics.expired_leases(reclaimed.len());
                     for lost in reclaimed {
-                        log_reclaimed(&lost.id, &lost.source, lost.attempt, lost.status);
+                        log_reclaimed(&lost.event_id, &lost.destination, lost.attempt, lost.status);
                     }
-                    let claimed = events.len();
+                    let claimed = deliveries.len();
                     let mut pool = held.into_iter();
-                    for event in events {
+                    for event in deliveries {
                         let Some(permit) = pool.next() else { break };
                         let context = attempt::Context {
                             store: store.clone(),
@@ -172,10 +173,10 @@ impl Worker {
     }
 }
 
-fn log_reclaimed(id: &EventId, source: &str, attempt: u32, status: EventStatus) {
+fn log_reclaimed(id: &EventId, destination: &str, attempt: u32, status: EventStatus) {
     tracing::warn!(
         event_id = %id,
-        source = %source,
+        destination = %destination,
         attempt,
         status = status.as_str(),
         "Lease expired before the attempt finished; attempt counted as failed"
@@ -198,8 +199,8 @@ async fn renew_leases(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let running: Vec<(EventId, u32)> = match in_flight.lock() {
-            Ok(map) => map.iter().map(|(id, n)| (id.clone(), *n)).collect(),
+        let running: Vec<(DeliveryId, u32)> = match in_flight.lock() {
+            Ok(map) => map.iter().map(|(id, n)| (*id, *n)).collect(),
             Err(_) => continue,
         };
         if running.is_empty() {

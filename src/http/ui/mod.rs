@@ -71,6 +71,7 @@ pub async fn page_headers(mut response: Response) -> Response {
 pub struct OverviewQuery {
     status: Option<String>,
     source: Option<String>,
+    destination: Option<String>,
     since: Option<String>,
     until: Option<String>,
     cursor: Option<String>,
@@ -85,8 +86,9 @@ pub struct OverviewQuery {
     tag = "operations",
     params(
         // The filter form sends its empty fields too: each may be empty.
-        ("status" = Option<String>, Query, pattern = r"^(|queued|processing|retrying|delivered|dead_lettered)$", description = "Only events in this status"),
+        ("status" = Option<String>, Query, pattern = r"^(|queued|processing|retrying|delivered|dead_lettered|filtered)$", description = "Only events in this status"),
         ("source" = Option<String>, Query, pattern = r"^[A-Za-z0-9_.\-]{0,64}$"),
+        ("destination" = Option<String>, Query, pattern = r"^[A-Za-z0-9_.\-]{0,64}$", description = "Only events with a delivery to this destination"),
         ("since" = Option<String>, Query, pattern = r"^(|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$", description = "Received at or after (RFC 3339)"),
         ("until" = Option<String>, Query, pattern = r"^(|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$", description = "Received before (RFC 3339)"),
         ("cursor" = Option<String>, Query, pattern = r"^[0-9]{0,18}$", description = "From the page's \"Older events\" link"),
@@ -106,7 +108,13 @@ pub async fn overview(
 ) -> Result<Response, UiError> {
     let Query(query) =
         query.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
-    let filter = FilterForm::new(query.status, query.source, query.since, query.until);
+    let filter = FilterForm::new(
+        query.status,
+        query.source,
+        query.destination,
+        query.since,
+        query.until,
+    );
     let counts = state.operators.counts().await?;
     let (gauges, delivered) = (counts.gauges, counts.delivered);
 
@@ -177,6 +185,26 @@ pub async fn event(
     Ok(response)
 }
 
+/// Every destination: state, backlog, in flight, oldest due, last outcomes.
+pub async fn destinations(State(state): State<AppState>) -> Result<Response, UiError> {
+    let all = state.operators.destinations().await?;
+    Ok(pages::destinations(&all).into_response())
+}
+
+/// One destination, with the latest events routed to it.
+pub async fn destination(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, UiError> {
+    let destination = state.operators.destination(&name).await?;
+    let filter = crate::store::EventFilter {
+        destination: Some(name),
+        ..crate::store::EventFilter::default()
+    };
+    let recent = state.operators.list(&filter, 20, None).await?;
+    Ok(pages::destination(&destination, &recent.events).into_response())
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct FindQuery {
     /// An event id, or an idempotency key together with `source`.
@@ -222,17 +250,27 @@ pub struct ReplayForm {
     csrf: Option<String>,
 }
 
-/// The event page's replay button.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReplayTarget {
+    destination: Option<String>,
+}
+
+/// The event page's replay buttons: one per finished delivery, or "route again".
 pub async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    target: Result<Query<ReplayTarget>, QueryRejection>,
     headers: HeaderMap,
     form: Result<Form<ReplayForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     let field = form.ok().and_then(|Form(f)| f.csrf);
     check_csrf(&headers, field.as_deref())?;
+    let target = target.map(|Query(t)| t).unwrap_or_default();
     let id = EventId::from_stored(id);
-    state.operators.replay(&id).await?;
+    state
+        .operators
+        .replay(&id, given(target.destination).as_deref())
+        .await?;
     Ok(see_other(&format!("/ui/events/{id}?replayed=1")))
 }
 
@@ -241,6 +279,7 @@ pub struct BulkReplayForm {
     csrf: Option<String>,
     status: Option<String>,
     source: Option<String>,
+    destination: Option<String>,
     since: Option<String>,
     until: Option<String>,
 }
@@ -255,7 +294,13 @@ pub async fn replay_matching(
         return Err(ApiError::CsrfRejected.into());
     };
     check_csrf(&headers, form.csrf.as_deref())?;
-    let shown = FilterForm::new(form.status, form.source, form.since, form.until);
+    let shown = FilterForm::new(
+        form.status,
+        form.source,
+        form.destination,
+        form.since,
+        form.until,
+    );
     let filter = shown.parse().map_err(OpsError::from)?;
     // The one replay policy: a form whose fields went missing never means "everything".
     let scope = ReplayScope::new(filter, false)?;

@@ -6,6 +6,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::session::CSRF_FIELD;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::time::Timestamp;
+use crate::ops::destinations::DestinationStatus;
 use crate::store::{AttemptRecord, EventFilter, EventRecord, FilterError, QueueGauges};
 
 /// Above this many, the delivered count reads "10000+": counting further would read
@@ -42,6 +43,10 @@ th { background: #eef0f3; font-weight: 600; font-size: 12px; color: var(--muted)
 .status.dead_lettered { background: #fbe0e0; color: #9b1c1c; }
 .status.retrying { background: #fdf0d5; color: #8a5a00; }
 .status.processing { background: #dde9fb; color: #1f4f99; }
+.status.filtered { background: #eef0f3; color: #5b6472; }
+header nav { display: flex; gap: 14px; }
+header nav a { font-size: 14px; font-weight: 500; }
+form.inline { display: inline; margin: 0; }
 .notice { padding: 8px 12px; border-radius: 4px; margin: 12px 0; background: #dcf3e3; }
 .notice.error { background: #fbe0e0; }
 pre { background: #fff; border: 1px solid var(--line); padding: 10px; overflow: auto; max-height: 480px; margin: 0; font-size: 12px; }
@@ -65,7 +70,10 @@ fn layout(title: &str, body: Markup) -> Markup {
             body {
                 header {
                     a href="/ui" { "hookrelay" }
-                    span { "webhook events" }
+                    nav {
+                        a href="/ui" { "Events" }
+                        a href="/ui/destinations" { "Destinations" }
+                    }
                 }
                 main { (body) }
             }
@@ -99,6 +107,8 @@ pub struct FilterForm {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
@@ -109,12 +119,14 @@ impl FilterForm {
     pub fn new(
         status: Option<String>,
         source: Option<String>,
+        destination: Option<String>,
         since: Option<String>,
         until: Option<String>,
     ) -> Self {
         Self {
             status: given(status),
             source: given(source),
+            destination: given(destination),
             since: given(since),
             until: given(until),
         }
@@ -124,6 +136,7 @@ impl FilterForm {
         EventFilter::parse(
             self.status.as_deref(),
             self.source.clone(),
+            self.destination.clone(),
             self.since.as_deref(),
             self.until.as_deref(),
         )
@@ -141,6 +154,7 @@ impl FilterForm {
         [
             ("status", &self.status),
             ("source", &self.source),
+            ("destination", &self.destination),
             ("since", &self.since),
             ("until", &self.until),
         ]
@@ -239,6 +253,7 @@ fn filter_form(filter: &FilterForm) -> Markup {
                 }
             }
             label { "Source" input name="source" value=[filter.source.as_deref()] placeholder="any"; }
+            label { "Destination" input name="destination" value=[filter.destination.as_deref()] placeholder="any"; }
             label { "Received since" input name="since" value=[filter.since.as_deref()] placeholder="2026-11-30T00:00:00Z"; }
             label { "Received before" input name="until" value=[filter.until.as_deref()] placeholder="RFC 3339"; }
             button type="submit" { "Filter" }
@@ -250,20 +265,23 @@ fn filter_form(filter: &FilterForm) -> Markup {
 fn event_table(events: &[EventRecord]) -> Markup {
     html! {
         table id="events" {
-            thead { tr { th { "Event" } th { "Source" } th { "Status" } th { "Attempts" } th { "Received" } th { "Last error" } } }
+            thead { tr { th { "Event" } th { "Source" } th { "Type" } th { "Status" } th { "Deliveries" } th { "Attempts" } th { "Received" } th { "Last error" } } }
             tbody {
                 @for event in events {
+                    @let summary = event.summary();
                     tr {
                         td class="id" { a href={ "/ui/events/" (event.id) } { (event.id) } }
                         td { (event.source) }
-                        td { (status_badge(event.status)) }
-                        td { (event.attempts) " / " (event.max_attempts) }
+                        td { (event.event_type.as_deref().unwrap_or("")) }
+                        td { (status_badge(event.status())) }
+                        td { (event.deliveries.len()) }
+                        td { @if let Some(s) = summary { (s.attempts) " / " (s.max_attempts) } }
                         td { (time(event.created_at)) }
-                        td { (event.last_error.as_deref().unwrap_or("")) }
+                        td { (summary.and_then(|s| s.last_error.as_deref()).unwrap_or("")) }
                     }
                 }
                 @if events.is_empty() {
-                    tr { td colspan="6" class="muted" { "No events match." } }
+                    tr { td colspan="8" class="muted" { "No events match." } }
                 }
             }
         }
@@ -286,30 +304,57 @@ pub fn event(page: &EventPage<'_>) -> Markup {
             p { a href="/ui" { "← All events" } }
             h1 { (event.id) }
             @if let Some(notice) = page.notice { div class="notice" { (notice) } }
+            @let status = event.status();
             dl {
-                dt { "Status" } dd { (status_badge(event.status)) " " span class="muted" { (event.status.description()) } }
+                dt { "Status" } dd { (status_badge(status)) " " span class="muted" { (status.description()) } }
                 dt { "Source" } dd { (event.source) }
+                dt { "Event type" } dd { (event.event_type.as_deref().unwrap_or("—")) }
                 dt { "Idempotency key" } dd class="id" { (event.idempotency_key) }
-                dt { "Attempts" } dd { (event.attempts) " of " (event.max_attempts) }
                 dt { "Received" } dd { (time(event.created_at)) }
-                dt { "Updated" } dd { (time(event.updated_at)) }
-                @if let Some(next) = event.next_retry_at { dt { "Next attempt" } dd { (time(next)) } }
-                @if let Some(error) = &event.last_error { dt { "Last error" } dd { (error) } }
                 dt { "Content type" } dd { (event.content_type.as_deref().unwrap_or("—")) }
             }
-            @if event.status.is_replayable() {
+            h2 { "Deliveries" }
+            @if event.deliveries.is_empty() {
+                p class="muted" { "No route of its source matched this event." }
                 form class="actions" method="post" action={ "/ui/events/" (event.id) "/replay" } {
                     input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
-                    button type="submit" { "Replay" }
-                    span class="muted" { "Queues the event again with a fresh set of attempts; its history is kept." }
+                    button type="submit" { "Route again" }
+                    span class="muted" { "Routes the event with the routes configured now." }
                 }
+            } @else {
+                table id="deliveries" {
+                    thead { tr { th { "Destination" } th { "Status" } th { "Attempts" } th { "Updated" } th { "Next attempt" } th { "Last error" } th {} } }
+                    tbody {
+                        @for delivery in &event.deliveries {
+                            @let state = &delivery.state;
+                            tr data-destination=(delivery.destination) {
+                                td { a href={ "/ui/destinations/" (delivery.destination) } { (delivery.destination) } }
+                                td { (status_badge(state.status)) }
+                                td { (state.attempts) " of " (state.max_attempts) }
+                                td { (time(state.updated_at)) }
+                                td { @if state.status == EventStatus::Retrying { @if let Some(next) = state.next_attempt_at { (time(next)) } } }
+                                td { (state.last_error.as_deref().unwrap_or("")) }
+                                td {
+                                    @if state.status.is_replayable() {
+                                        form class="inline" method="post" action={ "/ui/events/" (event.id) "/replay?destination=" (delivery.destination) } {
+                                            input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
+                                            button type="submit" { "Replay" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                p class="muted" { "Replay queues a finished delivery again with a fresh set of attempts; its history is kept." }
             }
             h2 { "Attempts" }
             table id="attempts" {
-                thead { tr { th { "#" } th { "Started" } th { "Duration" } th { "Status" } th { "Error" } th { "Response" } } }
+                thead { tr { th { "Destination" } th { "#" } th { "Started" } th { "Duration" } th { "Status" } th { "Error" } th { "Response" } } }
                 tbody {
                     @for attempt in page.attempts {
                         tr {
+                            td { (attempt.destination) }
                             td { (attempt.attempt) }
                             td { (time(attempt.started_at)) }
                             td { (attempt.duration.as_millis()) " ms" }
@@ -319,7 +364,7 @@ pub fn event(page: &EventPage<'_>) -> Markup {
                         }
                     }
                     @if page.attempts.is_empty() {
-                        tr { td colspan="6" class="muted" { "No attempts yet." } }
+                        tr { td colspan="7" class="muted" { "No attempts yet." } }
                     }
                 }
             }
@@ -334,6 +379,73 @@ pub fn event(page: &EventPage<'_>) -> Markup {
             }
             h2 { "Payload" }
             pre id="payload" { (payload_text(&event.body)) }
+        },
+    )
+}
+
+fn age(seconds: Option<f64>) -> String {
+    match seconds {
+        None => "—".into(),
+        Some(s) if s < 120.0 => format!("{s:.1} s"),
+        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
+        Some(s) => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+fn destination_rows(destinations: &[DestinationStatus]) -> Markup {
+    html! {
+        table id="destinations" {
+            thead { tr { th { "Destination" } th { "State" } th { "Backlog" } th { "Scheduled" } th { "In flight" } th { "Oldest due" } th { "Last success" } th { "Last failure" } } }
+            tbody {
+                @for d in destinations {
+                    tr data-destination=(d.name) {
+                        td {
+                            a href={ "/ui/destinations/" (d.name) } { (d.name) }
+                            @if !d.configured { " " span class="muted" { "(not configured)" } }
+                        }
+                        td { span class={ "status " (d.state.as_str()) } { (d.state.as_str()) } }
+                        td { (d.stats.backlog) }
+                        td { (d.stats.scheduled) }
+                        td { (d.stats.in_flight) }
+                        td { (age(d.oldest_due_age.map(|a| a.as_secs_f64()))) }
+                        td { (d.stats.last_success_at.map(time).unwrap_or_else(|| "—".into())) }
+                        td { (d.stats.last_failure_at.map(time).unwrap_or_else(|| "—".into())) }
+                    }
+                }
+                @if destinations.is_empty() {
+                    tr { td colspan="8" class="muted" { "No destinations are configured and none has deliveries." } }
+                }
+            }
+        }
+    }
+}
+
+pub fn destinations(destinations: &[DestinationStatus]) -> Markup {
+    layout(
+        "Destinations",
+        html! {
+            h1 { "Destinations" }
+            p class="muted" { "Backlog: deliveries due now. Scheduled: waiting for a later retry." }
+            (destination_rows(destinations))
+        },
+    )
+}
+
+pub fn destination(destination: &DestinationStatus, recent: &[EventRecord]) -> Markup {
+    layout(
+        &destination.name,
+        html! {
+            p { a href="/ui/destinations" { "← All destinations" } }
+            h1 { (destination.name) }
+            dl {
+                dt { "URL" } dd class="id" { (destination.url.as_deref().unwrap_or("—")) }
+                dt { "State" } dd { (destination.state.as_str()) }
+            }
+            h2 { "Now" }
+            (destination_rows(std::slice::from_ref(destination)))
+            h2 { "Recent events" }
+            p { a href={ "/ui?destination=" (destination.name) } { "All events routed here →" } }
+            (event_table(recent))
         },
     )
 }

@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 use queries::Column as _;
 
 use super::{
-    AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError,
-    replay_in_batches,
+    AttemptBudget, AttemptRecord, Claim, DeliveryId, DestinationStats, EventFilter, EventPage,
+    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
+    QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_replay_round.sql"),
     include_str!("../../../migrations/postgres/0004_forward.sql"),
     include_str!("../../../migrations/postgres/0005_status_check.sql"),
+    include_str!("../../../migrations/postgres/0006_deliveries.sql"),
 ];
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
@@ -288,6 +289,20 @@ impl Store for PostgresStore {
         queries::find_by_key(&client, source, key).await
     }
 
+    async fn add_deliveries(
+        &self,
+        id: &EventId,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let added = queries::add_deliveries(&client, id, &deliveries).await?;
+        if added {
+            self.work_signal.notify_one();
+            self.announce.notify_one();
+        }
+        Ok(added)
+    }
+
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
         let client = self.pool.get().await?;
         queries::list_attempts(&client, id).await
@@ -300,7 +315,7 @@ impl Store for PostgresStore {
 
     async fn renew_leases(
         &self,
-        attempts: Vec<(EventId, u32)>,
+        attempts: Vec<(DeliveryId, u32)>,
         lease: Duration,
     ) -> Result<usize, StoreError> {
         let client = self.pool.get().await?;
@@ -312,9 +327,9 @@ impl Store for PostgresStore {
         queries::finish_attempt(&client, &finished).await
     }
 
-    async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError> {
+    async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        queries::release(&client, id, attempt).await
+        queries::release(&client, delivery, attempt).await
     }
 
     async fn list_events(
@@ -327,10 +342,15 @@ impl Store for PostgresStore {
         queries::list_events(&client, filter, limit, before).await
     }
 
-    async fn replay(&self, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome, StoreError> {
+    async fn replay(
+        &self,
+        id: &EventId,
+        destination: Option<&str>,
+        budget: &AttemptBudget,
+    ) -> Result<ReplayOutcome, StoreError> {
         let client = self.pool.get().await?;
-        let outcome = queries::replay(&client, id, fresh_attempts).await?;
-        if outcome == ReplayOutcome::Queued {
+        let outcome = queries::replay(&client, id, destination, budget).await?;
+        if matches!(outcome, ReplayOutcome::Queued(_)) {
             self.work_signal.notify_one();
             self.announce.notify_one();
         }
@@ -340,7 +360,7 @@ impl Store for PostgresStore {
     async fn replay_matching(
         &self,
         filter: &EventFilter,
-        fresh_attempts: u32,
+        budget: &AttemptBudget,
     ) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let upto_seq = queries::last_seq(&client).await?;
@@ -351,7 +371,7 @@ impl Store for PostgresStore {
                 let batch = queries::replay_matching(
                     client,
                     filter,
-                    fresh_attempts,
+                    budget,
                     after_seq,
                     upto_seq,
                     REPLAY_BATCH,
@@ -380,6 +400,11 @@ impl Store for PostgresStore {
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {
         let client = self.pool.get().await?;
         queries::gauges(&client).await
+    }
+
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        let client = self.pool.get().await?;
+        queries::destination_stats(&client).await
     }
 
     async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {

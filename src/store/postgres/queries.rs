@@ -11,9 +11,12 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, claimable, claimed};
+use crate::domain::lifecycle::DeliveryState;
 use crate::store::{
-    AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome, StoreError,
+    AttemptBudget, AttemptRecord, Claim, ClaimedDelivery, DeliveryId, DeliveryRecord,
+    DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
+    NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery, ReplayBatch, ReplayOutcome,
+    StoreError,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -22,16 +25,26 @@ const RECLAIM_BATCH: i64 = 100;
 type Result<T> = std::result::Result<T, StoreError>;
 
 pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOutcome> {
+    // One statement: the event and its deliveries are committed together.
     let insert = client
         .prepare_cached(
-            "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
-                                 next_attempt_at, created_at, updated_at,
-                                 content_type, headers, body, forward)
-             VALUES ($1, $2, $3, $10, $4, $5, $5, $5, $6, $7, $8, $9)
-             ON CONFLICT (source, idempotency_key) DO NOTHING
-             RETURNING id",
+            "WITH event AS (
+                 INSERT INTO events (id, source, idempotency_key, event_type, created_at,
+                                     content_type, headers, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (source, idempotency_key) DO NOTHING
+                 RETURNING id),
+             delivered AS (
+                 INSERT INTO deliveries (event_id, destination, status, max_attempts,
+                                         next_attempt_at, updated_at)
+                 SELECT event.id, d.destination, $9, d.max_attempts, $5, $5
+                 FROM event, unnest($10::text[], $11::int[]) WITH ORDINALITY
+                      AS d(destination, max_attempts, n)
+                 ORDER BY d.n)
+             SELECT id FROM event",
         )
         .await?;
+    let (destinations, max_attempts) = delivery_arrays(&event.deliveries);
     let inserted = client
         .query_opt(
             &insert,
@@ -39,13 +52,14 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
                 &event.id.as_str(),
                 &event.source.as_str(),
                 &event.key.as_str(),
-                &(event.max_attempts as i32),
+                &event.event_type,
                 &event.received_at.0,
                 &event.content_type,
                 &event.headers,
                 &&event.body[..],
-                &event.forward,
                 &EventStatus::Queued.as_str(),
+                &destinations,
+                &max_attempts,
             ],
         )
         .await?;
@@ -62,30 +76,124 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
     Ok(InsertOutcome::Duplicate(EventId::from_stored(row.col(0)?)))
 }
 
-pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventRecord>> {
-    let statement = client
-        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))
-        .await?;
-    let row = client.query_opt(&statement, &[&id.as_str()]).await?;
-    row.map(|row| event_from_row(&row)).transpose()
+fn delivery_arrays(deliveries: &[NewDelivery]) -> (Vec<&str>, Vec<i32>) {
+    (
+        deliveries.iter().map(|d| d.destination.as_str()).collect(),
+        deliveries
+            .iter()
+            .map(|d| d.max_attempts.min(i32::MAX as u32) as i32)
+            .collect(),
+    )
 }
 
-const EVENT_COLUMNS: &str = "seq, id, source, status, attempts, max_attempts, last_error, \
-     next_attempt_at, created_at, updated_at, content_type, headers, body, idempotency_key";
+pub async fn add_deliveries(
+    client: &Client,
+    id: &EventId,
+    deliveries: &[NewDelivery],
+) -> Result<bool> {
+    // The event row is locked, so two replays of one filtered event cannot both add.
+    let statement = client
+        .prepare_cached(
+            "WITH event AS (
+                 SELECT e.id FROM events e WHERE e.id = $1
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                 FOR UPDATE),
+             added AS (
+                 INSERT INTO deliveries (event_id, destination, status, max_attempts,
+                                         next_attempt_at, updated_at)
+                 SELECT event.id, d.destination, $2, d.max_attempts, $3, $3
+                 FROM event, unnest($4::text[], $5::int[]) WITH ORDINALITY
+                      AS d(destination, max_attempts, n)
+                 ORDER BY d.n
+                 ON CONFLICT (event_id, destination) DO NOTHING)
+             SELECT id FROM event",
+        )
+        .await?;
+    let (destinations, max_attempts) = delivery_arrays(deliveries);
+    let row = client
+        .query_opt(
+            &statement,
+            &[
+                &id.as_str(),
+                &EventStatus::Queued.as_str(),
+                &Timestamp::now().0,
+                &destinations,
+                &max_attempts,
+            ],
+        )
+        .await?;
+    Ok(row.is_some())
+}
 
-/// The WHERE clause every filter shares; parameters $1 to $4.
+pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventRecord>> {
+    let statement = client
+        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events e WHERE id = $1"))
+        .await?;
+    let row = client.query_opt(&statement, &[&id.as_str()]).await?;
+    let event = row.map(|row| event_from_row(&row)).transpose()?;
+    with_deliveries(client, event.into_iter().collect())
+        .await
+        .map(|mut events| events.pop())
+}
+
+const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
+     e.headers, e.body, e.idempotency_key";
+
 pub async fn find_by_key(client: &Client, source: &str, key: &str) -> Result<Option<EventRecord>> {
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE source = $1 AND idempotency_key = $2"
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE source = $1 AND idempotency_key = $2"
         ))
         .await?;
     let row = client.query_opt(&statement, &[&source, &key]).await?;
-    row.map(|row| event_from_row(&row)).transpose()
+    let event = row.map(|row| event_from_row(&row)).transpose()?;
+    with_deliveries(client, event.into_iter().collect())
+        .await
+        .map(|mut events| events.pop())
 }
 
-const FILTER: &str = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source = $2) \
-     AND ($3::bigint IS NULL OR created_at >= $3) AND ($4::bigint IS NULL OR created_at < $4)";
+/// Fills in the deliveries of `events`, in one query.
+async fn with_deliveries(client: &Client, mut events: Vec<EventRecord>) -> Result<Vec<EventRecord>> {
+    if events.is_empty() {
+        return Ok(events);
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let statement = client
+        .prepare_cached(
+            "SELECT event_id, destination, status, attempts, max_attempts, last_error,
+                    next_attempt_at, updated_at
+             FROM deliveries WHERE event_id = ANY($1) ORDER BY seq",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&ids]).await?;
+    let mut by_event: std::collections::HashMap<String, Vec<DeliveryRecord>> =
+        std::collections::HashMap::new();
+    for row in rows {
+        by_event
+            .entry(row.col(0)?)
+            .or_default()
+            .push(DeliveryRecord {
+                destination: row.col(1)?,
+                state: DeliveryState {
+                    status: parse_status(row.col(2)?)?,
+                    attempts: row.col::<i32>(3)? as u32,
+                    max_attempts: row.col::<i32>(4)? as u32,
+                    last_error: row.col(5)?,
+                    next_attempt_at: row.col::<Option<i64>>(6)?.map(Timestamp),
+                    updated_at: Timestamp(row.col(7)?),
+                },
+            });
+    }
+    for event in &mut events {
+        event.deliveries = by_event.remove(event.id.as_str()).unwrap_or_default();
+    }
+    Ok(events)
+}
+
+/// What every filter shares about the event `e`: parameters $2 (source), $3 and $4
+/// (arrival).
+const EVENT_FILTER: &str = "($2::text IS NULL OR e.source = $2) \
+     AND ($3::bigint IS NULL OR e.created_at >= $3) AND ($4::bigint IS NULL OR e.created_at < $4)";
 
 pub async fn list_events(
     client: &Client,
@@ -93,11 +201,21 @@ pub async fn list_events(
     limit: usize,
     before: Option<i64>,
 ) -> Result<EventPage> {
+    // $1 status and $7 destination are about the deliveries: an event matches when one
+    // of its deliveries does; `filtered` when it has none.
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events
-             WHERE {FILTER} AND ($5::bigint IS NULL OR seq < $5)
-             ORDER BY seq DESC LIMIT $6"
+            "SELECT {EVENT_COLUMNS} FROM events e
+             WHERE {EVENT_FILTER} AND ($5::bigint IS NULL OR e.seq < $5)
+               AND CASE
+                   WHEN $1::text = 'filtered' THEN $7::text IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                   WHEN $1::text IS NULL AND $7::text IS NULL THEN true
+                   ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id
+                                AND ($1::text IS NULL OR d.status = $1)
+                                AND ($7::text IS NULL OR d.destination = $7))
+                   END
+             ORDER BY e.seq DESC LIMIT $6"
         ))
         .await?;
     let rows = client
@@ -110,6 +228,7 @@ pub async fn list_events(
                 &filter.until.map(|t| t.0),
                 &before,
                 &(limit as i64 + 1),
+                &filter.destination,
             ],
         )
         .await?;
@@ -117,59 +236,82 @@ pub async fn list_events(
         .iter()
         .map(event_from_row)
         .collect::<Result<Vec<_>>>()?;
-    Ok(EventPage::from_rows(events, limit))
+    let mut page = EventPage::from_rows(events, limit);
+    page.events = with_deliveries(client, page.events).await?;
+    Ok(page)
 }
 
-pub async fn replay(client: &Client, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome> {
-    let read = client
-        .prepare_cached("SELECT status, attempts FROM events WHERE id = $1")
+pub async fn replay(
+    client: &Client,
+    id: &EventId,
+    destination: Option<&str>,
+    budget: &AttemptBudget,
+) -> Result<ReplayOutcome> {
+    let exists = client
+        .prepare_cached("SELECT 1 FROM events WHERE id = $1")
         .await?;
-    // The write is fenced on what was read; should a worker change the event in
-    // between, read and decide again.
-    for _ in 0..3 {
-        let current = match client.query_opt(&read, &[&id.as_str()]).await? {
-            Some(row) => Some((parse_status(row.col(0)?)?, row.col::<i32>(1)? as u32)),
-            None => None,
-        };
-        let replay = match lifecycle::replay(current, fresh_attempts) {
-            Ok(replay) => replay,
-            Err(refused) => return Ok(refused.into()),
-        };
-        let (status, attempts) = current.expect("replay needs an event");
-        let applied = apply_replays(
-            client,
-            &[(id.as_str().to_owned(), status, attempts, replay)],
+    if client.query_opt(&exists, &[&id.as_str()]).await?.is_none() {
+        return Ok(ReplayOutcome::NotFound);
+    }
+    let read = client
+        .prepare_cached(
+            "SELECT seq, destination, status, attempts FROM deliveries
+             WHERE event_id = $1 AND ($2::text IS NULL OR destination = $2) ORDER BY seq",
         )
         .await?;
+    // Each write is fenced on what was read; should a worker change a delivery in
+    // between, read and decide again.
+    let mut refused = None;
+    for _ in 0..3 {
+        let rows = client.query(&read, &[&id.as_str(), &destination]).await?;
+        if rows.is_empty() {
+            return Ok(match destination {
+                Some(_) => ReplayOutcome::NoDelivery,
+                None => ReplayOutcome::NotReplayable(EventStatus::Filtered),
+            });
+        }
+        let mut replays = Vec::new();
+        refused = None;
+        for row in &rows {
+            let (status, attempts) = (parse_status(row.col(2)?)?, row.col::<i32>(3)? as u32);
+            let fresh = budget.of(row.col(1)?);
+            match lifecycle::replay(Some((status, attempts)), fresh) {
+                Ok(replay) => replays.push((row.col::<i64>(0)?, status, attempts, replay)),
+                Err(why) => refused = refused.or(Some(why)),
+            }
+        }
+        if replays.is_empty() {
+            break;
+        }
+        let applied = apply_replays(client, &replays).await?;
         if !applied.is_empty() {
-            return Ok(ReplayOutcome::Queued);
+            return Ok(ReplayOutcome::Queued(applied.len() as u64));
         }
     }
-    let current = client.query_opt(&read, &[&id.as_str()]).await?;
-    Ok(match current {
-        Some(row) => ReplayOutcome::NotReplayable(parse_status(row.col(0)?)?),
-        None => ReplayOutcome::NotFound,
+    Ok(match refused {
+        Some(why) => why.into(),
+        None => ReplayOutcome::NotReplayable(EventStatus::Processing),
     })
 }
 
 /// Writes replays the domain decided, in one statement, each fenced on the status and
-/// attempts it was decided from. Returns the `seq` of each event replayed.
+/// attempts it was decided from. Returns the `seq` of each delivery replayed.
 async fn apply_replays(
     client: &Client,
-    replays: &[(String, EventStatus, u32, Replay)],
+    replays: &[(i64, EventStatus, u32, Replay)],
 ) -> Result<Vec<i64>> {
     let statement = client
         .prepare_cached(
-            "UPDATE events AS e
-             SET status = d.status, next_attempt_at = $1, updated_at = $1,
-                 max_attempts = d.max_attempts, attempts_at_replay = d.attempts_at_replay
-             FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[])
-                  AS d(id, from_status, from_attempts, status, max_attempts, attempts_at_replay)
-             WHERE e.id = d.id AND e.status = d.from_status AND e.attempts = d.from_attempts
-             RETURNING e.seq",
+            "UPDATE deliveries AS d
+             SET status = r.status, next_attempt_at = $1, updated_at = $1,
+                 max_attempts = r.max_attempts, attempts_at_replay = r.attempts_at_replay
+             FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[])
+                  AS r(seq, from_status, from_attempts, status, max_attempts, attempts_at_replay)
+             WHERE d.seq = r.seq AND d.status = r.from_status AND d.attempts = r.from_attempts
+             RETURNING d.seq",
         )
         .await?;
-    let ids: Vec<&str> = replays.iter().map(|r| r.0.as_str()).collect();
+    let seqs: Vec<i64> = replays.iter().map(|r| r.0).collect();
     let from: Vec<&str> = replays.iter().map(|r| r.1.as_str()).collect();
     let attempts: Vec<i32> = replays.iter().map(|r| r.2 as i32).collect();
     let to: Vec<&str> = replays.iter().map(|r| r.3.status.as_str()).collect();
@@ -186,7 +328,7 @@ async fn apply_replays(
             &statement,
             &[
                 &Timestamp::now().0,
-                &ids,
+                &seqs,
                 &from,
                 &attempts,
                 &to,
@@ -198,21 +340,25 @@ async fn apply_replays(
     rows.iter().map(|row| row.col(0)).collect()
 }
 
-/// One batch of a bulk replay: up to `limit` matching events with `after_seq < seq <=
-/// upto_seq`, oldest first.
+/// One batch of a bulk replay: up to `limit` matching deliveries with `after_seq < seq
+/// <= upto_seq`, oldest first.
 pub async fn replay_matching(
     client: &Client,
     filter: &EventFilter,
-    fresh_attempts: u32,
+    budget: &AttemptBudget,
     after_seq: i64,
     upto_seq: i64,
     limit: usize,
 ) -> Result<ReplayBatch> {
     let statement = client
         .prepare_cached(&format!(
-            "SELECT seq, id, status, attempts FROM events
-             WHERE seq > $5 AND seq <= $6 AND status IN {REPLAYABLE} AND {FILTER}
-             ORDER BY seq LIMIT $7"
+            "SELECT d.seq, d.destination, d.status, d.attempts
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.seq > $5 AND d.seq <= $6 AND d.status IN {REPLAYABLE}
+               AND ($1::text IS NULL OR d.status = $1)
+               AND ($8::text IS NULL OR d.destination = $8)
+               AND {EVENT_FILTER}
+             ORDER BY d.seq LIMIT $7"
         ))
         .await?;
     let rows = client
@@ -226,16 +372,19 @@ pub async fn replay_matching(
                 &after_seq,
                 &upto_seq,
                 &(limit as i64),
+                &filter.destination,
             ],
         )
         .await?;
     let mut last_seq = None;
     let mut replays = Vec::with_capacity(rows.len());
     for row in &rows {
-        last_seq = Some(row.col::<i64>(0)?);
+        let seq = row.col::<i64>(0)?;
+        last_seq = Some(seq);
         let (status, attempts) = (parse_status(row.col(2)?)?, row.col::<i32>(3)? as u32);
-        if let Ok(replay) = lifecycle::replay(Some((status, attempts)), fresh_attempts) {
-            replays.push((row.col::<String>(1)?, status, attempts, replay));
+        let fresh = budget.of(row.col(1)?);
+        if let Ok(replay) = lifecycle::replay(Some((status, attempts)), fresh) {
+            replays.push((seq, status, attempts, replay));
         }
     }
     let replayed = apply_replays(client, &replays).await?.len() as u64;
@@ -246,35 +395,27 @@ pub async fn replay_matching(
     })
 }
 
-/// The newest event's `seq`: a bulk replay stops there, so events that arrive while it
+/// The newest delivery's `seq`: a bulk replay stops there, so deliveries made while it
 /// runs are not part of it.
 pub async fn last_seq(client: &Client) -> Result<i64> {
     let statement = client
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM deliveries")
         .await?;
     client.query_one(&statement, &[]).await?.col(0)
 }
 
 fn event_from_row(row: &Row) -> Result<EventRecord> {
-    let status = parse_status(row.col(3)?)?;
-    let next_attempt_at: Option<i64> = row.col(7)?;
     Ok(EventRecord {
         seq: row.col(0)?,
         id: EventId::from_stored(row.col(1)?),
         source: row.col(2)?,
-        status,
-        attempts: row.col::<i32>(4)? as u32,
-        max_attempts: row.col::<i32>(5)? as u32,
-        last_error: row.col(6)?,
-        next_retry_at: next_attempt_at
-            .filter(|_| status == EventStatus::Retrying)
-            .map(Timestamp),
-        created_at: Timestamp(row.col(8)?),
-        updated_at: Timestamp(row.col(9)?),
-        content_type: row.col(10)?,
-        headers: row.col(11)?,
-        body: row.col(12)?,
-        idempotency_key: row.col(13)?,
+        event_type: row.col(3)?,
+        created_at: Timestamp(row.col(4)?),
+        content_type: row.col(5)?,
+        headers: row.col(6)?,
+        body: row.col(7)?,
+        idempotency_key: row.col(8)?,
+        deliveries: Vec::new(),
     })
 }
 
@@ -291,7 +432,8 @@ pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<A
     }
     let statement = client
         .prepare_cached(
-            "SELECT attempt, started_at, duration_us, status_code, error, response_body
+            "SELECT attempt, started_at, duration_us, status_code, error, response_body,
+                    destination
              FROM attempts WHERE event_id = $1 ORDER BY started_at, seq",
         )
         .await?;
@@ -306,6 +448,7 @@ pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<A
                     status_code: row.col::<Option<i32>>(3)?.map(|c| c as u16),
                     error: row.col(4)?,
                     response_body: row.col(5)?,
+                    destination: row.col(6)?,
                 })
             })
             .collect::<Result<_>>()?,
@@ -318,17 +461,22 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
     let reclaimed = fail_expired_leases(&tx, now).await?;
     let statement = tx
         .prepare_cached(concat!(
-            "UPDATE events
-             SET status = $4, attempts = attempts + 1, attempt_started_at = $1,
-                 lease_until = $2, updated_at = $1
-             WHERE id IN (SELECT id FROM events
-                          WHERE status IN ",
+            "WITH leased AS (
+                 UPDATE deliveries
+                 SET status = $4, attempts = attempts + 1, attempt_started_at = $1,
+                     lease_until = $2, updated_at = $1
+                 WHERE seq IN (SELECT seq FROM deliveries
+                               WHERE status IN ",
             claimable!(),
             " AND next_attempt_at <= $1
-                          ORDER BY next_attempt_at LIMIT $3
-                          FOR UPDATE SKIP LOCKED)
-             RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
-                   attempts_at_replay, forward"
+                               ORDER BY next_attempt_at LIMIT $3
+                               FOR UPDATE SKIP LOCKED)
+                 RETURNING seq, event_id, destination, attempts, max_attempts,
+                           attempts_at_replay)
+             SELECT l.seq, l.event_id, l.destination, l.attempts, l.max_attempts,
+                    l.attempts_at_replay, e.source, e.content_type, e.headers, e.body,
+                    e.created_at
+             FROM leased l JOIN events e ON e.id = l.event_id"
         ))
         .await?;
     let rows = tx
@@ -342,20 +490,21 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
             ],
         )
         .await?;
-    let events = rows
+    let deliveries = rows
         .iter()
         .map(|row| {
-            Ok(ClaimedEvent {
-                id: EventId::from_stored(row.col(0)?),
-                source: row.col(1)?,
-                attempt: row.col::<i32>(2)? as u32,
-                max_attempts: row.col::<i32>(3)? as u32,
-                content_type: row.col(4)?,
-                headers: row.col(5)?,
-                body: Bytes::from(row.col::<Vec<u8>>(6)?),
-                received_at: Timestamp(row.col(7)?),
-                attempts_at_replay: row.col::<i32>(8)? as u32,
-                forward: row.col(9)?,
+            Ok(ClaimedDelivery {
+                delivery: DeliveryId(row.col(0)?),
+                event_id: EventId::from_stored(row.col(1)?),
+                destination: row.col(2)?,
+                attempt: row.col::<i32>(3)? as u32,
+                max_attempts: row.col::<i32>(4)? as u32,
+                attempts_at_replay: row.col::<i32>(5)? as u32,
+                source: row.col(6)?,
+                content_type: row.col(7)?,
+                headers: row.col(8)?,
+                body: Bytes::from(row.col::<Vec<u8>>(9)?),
+                received_at: Timestamp(row.col(10)?),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -364,29 +513,33 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
             // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may otherwise
             // aggregate over the whole queue instead of reading one index entry.
             "SELECT LEAST(
-                 (SELECT next_attempt_at FROM events WHERE status IN ",
+                 (SELECT next_attempt_at FROM deliveries WHERE status IN ",
             claimable!(),
             "
                   ORDER BY next_attempt_at LIMIT 1),
-                 (SELECT lease_until FROM events WHERE lease_until IS NOT NULL
+                 (SELECT lease_until FROM deliveries WHERE lease_until IS NOT NULL
                   ORDER BY lease_until LIMIT 1))"
         ))
         .await?;
     let next_due: Option<i64> = tx.query_one(&next_due, &[]).await?.col(0)?;
     tx.commit().await?;
     Ok(Claim {
-        events,
+        deliveries,
         reclaimed,
         next_due: next_due.map(Timestamp),
     })
 }
 
-/// An attempt whose lease ran out counts as failed, so that an event which kills its
-/// worker cannot loop forever; the event is due again at once, or dead-lettered.
-async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec<ReclaimedEvent>> {
+/// An attempt whose lease ran out counts as failed, so that a delivery which kills its
+/// worker cannot loop forever; it is due again at once, or dead-lettered.
+async fn fail_expired_leases(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+) -> Result<Vec<ReclaimedDelivery>> {
     let select = tx
         .prepare_cached(concat!(
-            "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
+            "SELECT seq, event_id, destination, attempts, max_attempts, attempt_started_at
+             FROM deliveries
              WHERE lease_until <= $1 AND status = ",
             claimed!(),
             "
@@ -397,11 +550,12 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
     let expired = tx.query(&select, &[&now.0, &RECLAIM_BATCH]).await?;
     let mut reclaimed = Vec::with_capacity(expired.len());
     for row in expired {
-        let id = EventId::from_stored(row.col(0)?);
-        let source: String = row.col(1)?;
-        let attempt = row.col::<i32>(2)? as u32;
-        let max_attempts = row.col::<i32>(3)? as u32;
-        let started_at = Timestamp(row.col::<Option<i64>>(4)?.unwrap_or(now.0));
+        let seq: i64 = row.col(0)?;
+        let event_id = EventId::from_stored(row.col(1)?);
+        let destination: String = row.col(2)?;
+        let attempt = row.col::<i32>(3)? as u32;
+        let max_attempts = row.col::<i32>(4)? as u32;
+        let started_at = Timestamp(row.col::<Option<i64>>(5)?.unwrap_or(now.0));
         let Expiry {
             status,
             error,
@@ -410,16 +564,16 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
         // Fenced on the attempt whose lease ran out (the row is also locked).
         let update = tx
             .prepare_cached(concat!(
-                "UPDATE events SET status = $2, last_error = $3, next_attempt_at = $4,
+                "UPDATE deliveries SET status = $2, last_error = $3, next_attempt_at = $4,
                         lease_until = NULL, attempt_started_at = NULL, updated_at = $5
-                 WHERE id = $1 AND attempts = $6 AND status = ",
+                 WHERE seq = $1 AND attempts = $6 AND status = ",
                 claimed!()
             ))
             .await?;
         tx.execute(
             &update,
             &[
-                &id.as_str(),
+                &seq,
                 &status.as_str(),
                 &error,
                 &next_attempt_at.map(|t| t.0),
@@ -429,6 +583,7 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
         )
         .await?;
         let record = AttemptRecord {
+            destination: destination.clone(),
             attempt,
             started_at,
             duration: started_at.until(now),
@@ -436,10 +591,10 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
             error: Some(error),
             response_body: None,
         };
-        insert_attempt(tx, &id, &record).await?;
-        reclaimed.push(ReclaimedEvent {
-            id,
-            source,
+        insert_attempt(tx, &event_id, &record).await?;
+        reclaimed.push(ReclaimedDelivery {
+            event_id,
+            destination,
             attempt,
             status,
         });
@@ -447,18 +602,23 @@ async fn fail_expired_leases(tx: &Transaction<'_>, now: Timestamp) -> Result<Vec
     Ok(reclaimed)
 }
 
-async fn insert_attempt(tx: &Transaction<'_>, id: &EventId, record: &AttemptRecord) -> Result<()> {
+async fn insert_attempt(
+    tx: &Transaction<'_>,
+    event_id: &EventId,
+    record: &AttemptRecord,
+) -> Result<()> {
     let statement = tx
         .prepare_cached(
-            "INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
-                                   error, response_body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO attempts (event_id, destination, attempt, started_at, duration_us,
+                                   status_code, error, response_body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .await?;
     tx.execute(
         &statement,
         &[
-            &id.as_str(),
+            &event_id.as_str(),
+            &record.destination,
             &(record.attempt as i32),
             &record.started_at.0,
             &(record.duration.as_micros() as i64),
@@ -473,54 +633,67 @@ async fn insert_attempt(tx: &Transaction<'_>, id: &EventId, record: &AttemptReco
 
 pub async fn renew_leases(
     client: &Client,
-    attempts: &[(EventId, u32)],
+    attempts: &[(DeliveryId, u32)],
     lease: Duration,
 ) -> Result<usize> {
-    let ids: Vec<&str> = attempts.iter().map(|(id, _)| id.as_str()).collect();
+    let seqs: Vec<i64> = attempts.iter().map(|(d, _)| d.0).collect();
     let numbers: Vec<i32> = attempts.iter().map(|(_, n)| *n as i32).collect();
     let statement = client
         .prepare_cached(concat!(
-            "UPDATE events e SET lease_until = $1
-             FROM unnest($2::text[], $3::int[]) AS running(id, attempt)
-             WHERE e.id = running.id AND e.attempts = running.attempt
-               AND e.status = ",
+            "UPDATE deliveries d SET lease_until = $1
+             FROM unnest($2::bigint[], $3::int[]) AS running(seq, attempt)
+             WHERE d.seq = running.seq AND d.attempts = running.attempt
+               AND d.status = ",
             claimed!()
         ))
         .await?;
     let renewed = client
         .execute(
             &statement,
-            &[&Timestamp::now().plus(lease).0, &ids, &numbers],
+            &[&Timestamp::now().plus(lease).0, &seqs, &numbers],
         )
         .await?;
     Ok(renewed as usize)
 }
 
-/// One statement (one round trip, one implicit transaction): the outcome and its
-/// attempt record are written together or not at all.
+/// One statement (one round trip, one implicit transaction): the outcome, its attempt
+/// record and the destination's last outcome are written together or not at all.
 pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Result<bool> {
     let now = Timestamp::now();
+    let delivered = finished.status == EventStatus::Delivered;
     // The attempt number fences out a worker whose lease was taken over.
     let statement = client
         .prepare_cached(concat!(
             "WITH updated AS (
-                 UPDATE events SET status = $3, last_error = $4, next_attempt_at = $5,
+                 UPDATE deliveries SET status = $3, last_error = $4, next_attempt_at = $5,
                         lease_until = NULL, attempt_started_at = NULL, updated_at = $6
-                 WHERE id = $1 AND attempts = $2 AND status = ",
+                 WHERE seq = $1 AND attempts = $2 AND status = ",
             claimed!(),
             "
-                 RETURNING id)
-             INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
-                                   error, response_body)
-             SELECT id, $2, $7, $8, $9, $4, $10 FROM updated"
+                 RETURNING seq),
+             recorded AS (
+                 INSERT INTO attempts (event_id, destination, attempt, started_at,
+                                       duration_us, status_code, error, response_body)
+                 SELECT $11, $12, $2, $7, $8, $9, $4, $10 FROM updated
+                 RETURNING 1),
+             outcome AS (
+                 INSERT INTO destinations (name, last_success_at, last_failure_at)
+                 SELECT $12, CASE WHEN $13 THEN $6 END, CASE WHEN $13 THEN NULL ELSE $6 END
+                 FROM updated
+                 ON CONFLICT (name) DO UPDATE SET
+                     last_success_at = COALESCE(excluded.last_success_at,
+                                                destinations.last_success_at),
+                     last_failure_at = COALESCE(excluded.last_failure_at,
+                                                destinations.last_failure_at))
+             SELECT COUNT(*) FROM recorded"
         ))
         .await?;
     let record = &finished.record;
-    let written = client
-        .execute(
+    let written: i64 = client
+        .query_one(
             &statement,
             &[
-                &finished.id.as_str(),
+                &finished.delivery.0,
                 &(finished.attempt as i32),
                 &finished.status.as_str(),
                 &record.error,
@@ -530,21 +703,25 @@ pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Resu
                 &(record.duration.as_micros() as i64),
                 &record.status_code.map(i32::from),
                 &record.response_body,
+                &finished.event_id.as_str(),
+                &record.destination,
+                &delivered,
             ],
         )
-        .await?;
+        .await?
+        .col(0)?;
     Ok(written == 1)
 }
 
-pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> {
+pub async fn release(client: &Client, delivery: DeliveryId, attempt: u32) -> Result<()> {
     let now = Timestamp::now().0;
     let release = lifecycle::release(attempt);
     let statement = client
         .prepare_cached(concat!(
-            "UPDATE events
+            "UPDATE deliveries
              SET status = $4, attempts = $5, next_attempt_at = $3, lease_until = NULL,
                  attempt_started_at = NULL, updated_at = $3
-             WHERE id = $1 AND attempts = $2 AND status = ",
+             WHERE seq = $1 AND attempts = $2 AND status = ",
             claimed!()
         ))
         .await?;
@@ -552,7 +729,7 @@ pub async fn release(client: &Client, id: &EventId, attempt: u32) -> Result<()> 
         .execute(
             &statement,
             &[
-                &id.as_str(),
+                &delivery.0,
                 &(attempt as i32),
                 &now,
                 &release.status.as_str(),
@@ -569,18 +746,27 @@ pub async fn prune(
     dead_before: Option<Timestamp>,
     batch: usize,
 ) -> Result<u64> {
-    // One statement: the chosen events and their attempts go together. SKIP LOCKED
-    // keeps several workers' pruners (and claims) out of each other's way.
+    // One statement: the chosen events, their deliveries and attempts go together. An
+    // event goes only when every delivery is finished and old enough; SKIP LOCKED
+    // keeps several workers' pruners out of each other's way.
     let statement = client
         .prepare_cached(
             "WITH doomed AS (
-                 SELECT seq, id FROM events
-                 WHERE (status = 'delivered' AND updated_at < $1)
-                    OR (status = 'dead_lettered' AND $2::bigint IS NOT NULL AND updated_at < $2)
-                 ORDER BY seq LIMIT $3
+                 SELECT e.seq, e.id FROM events e
+                 WHERE e.created_at < GREATEST($1, COALESCE($2::bigint, $1))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM deliveries d WHERE d.event_id = e.id
+                       AND NOT ((d.status = 'delivered' AND d.updated_at < $1)
+                                OR (d.status = 'dead_lettered' AND $2::bigint IS NOT NULL
+                                    AND d.updated_at < $2)))
+                   AND (e.created_at < $1
+                        OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))
+                 ORDER BY e.seq LIMIT $3
                  FOR UPDATE SKIP LOCKED),
              gone_attempts AS (
-                 DELETE FROM attempts WHERE event_id IN (SELECT id FROM doomed))
+                 DELETE FROM attempts WHERE event_id IN (SELECT id FROM doomed)),
+             gone_deliveries AS (
+                 DELETE FROM deliveries WHERE event_id IN (SELECT id FROM doomed))
              DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)",
         )
         .await?;
@@ -603,11 +789,11 @@ pub async fn gauges(client: &Client) -> Result<QueueGauges> {
     let statement = client
         .prepare_cached(
             "SELECT
-                 (SELECT COUNT(*) FROM events WHERE status IN ('queued', 'retrying') AND status = 'queued'),
-                 (SELECT COUNT(*) FROM events WHERE status IN ('queued', 'retrying') AND status = 'retrying'),
-                 (SELECT COUNT(*) FROM events WHERE lease_until IS NOT NULL),
-                 (SELECT COUNT(*) FROM events WHERE status = 'dead_lettered'),
-                 (SELECT next_attempt_at FROM events WHERE status IN ('queued', 'retrying')
+                 (SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'retrying') AND status = 'queued'),
+                 (SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'retrying') AND status = 'retrying'),
+                 (SELECT COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL),
+                 (SELECT COUNT(*) FROM deliveries WHERE status = 'dead_lettered'),
+                 (SELECT next_attempt_at FROM deliveries WHERE status IN ('queued', 'retrying')
                   ORDER BY next_attempt_at LIMIT 1)",
         )
         .await?;
@@ -628,11 +814,54 @@ pub async fn gauges(client: &Client) -> Result<QueueGauges> {
 pub async fn count_delivered(client: &Client, cap: u64) -> Result<u64> {
     let statement = client
         .prepare_cached(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE status = 'delivered' LIMIT $1) AS capped",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE status = 'delivered' LIMIT $1) AS capped",
         )
         .await?;
     let row = client.query_one(&statement, &[&(cap as i64)]).await?;
     Ok(row.col::<i64>(0)? as u64)
+}
+
+pub async fn destination_stats(client: &Client) -> Result<Vec<DestinationStats>> {
+    let now = Timestamp::now().0;
+    let waiting = client
+        .prepare_cached(concat!(
+            "SELECT destination,
+                    COUNT(*) FILTER (WHERE next_attempt_at <= $1),
+                    COUNT(*) FILTER (WHERE next_attempt_at > $1),
+                    MIN(next_attempt_at) FILTER (WHERE next_attempt_at <= $1)
+             FROM deliveries WHERE status IN ",
+            claimable!(),
+            " GROUP BY destination"
+        ))
+        .await?;
+    let waiting = client
+        .query(&waiting, &[&now])
+        .await?
+        .iter()
+        .map(|row| Ok((row.col(0)?, row.col(1)?, row.col(2)?, row.col(3)?)))
+        .collect::<Result<_>>()?;
+    let in_flight = client
+        .prepare_cached(
+            "SELECT destination, COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL
+             GROUP BY destination",
+        )
+        .await?;
+    let in_flight = client
+        .query(&in_flight, &[])
+        .await?
+        .iter()
+        .map(|row| Ok((row.col(0)?, row.col(1)?)))
+        .collect::<Result<_>>()?;
+    let outcomes = client
+        .prepare_cached("SELECT name, last_success_at, last_failure_at FROM destinations")
+        .await?;
+    let outcomes = client
+        .query(&outcomes, &[])
+        .await?
+        .iter()
+        .map(|row| Ok((row.col(0)?, row.col(1)?, row.col(2)?)))
+        .collect::<Result<_>>()?;
+    Ok(DestinationStats::merge(waiting, in_flight, outcomes))
 }
 
 /// A real write, so that a read-only or unreachable database shows; and an insert

@@ -18,9 +18,9 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::{
-    AttemptRecord, Claim, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError,
-    replay_in_batches,
+    AttemptBudget, AttemptRecord, Claim, DeliveryId, DestinationStats, EventFilter, EventPage,
+    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
+    QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_replay_round.sql"),
     include_str!("../../../migrations/sqlite/0004_forward.sql"),
     include_str!("../../../migrations/sqlite/0005_status_check.sql"),
+    include_str!("../../../migrations/sqlite/0006_deliveries.sql"),
 ];
 
 /// How often a worker in its own process looks for commits made by other processes.
@@ -239,6 +240,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn add_deliveries(
+        &self,
+        id: &EventId,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        let added = self
+            .writer
+            .write(move |conn| queries::add_deliveries(conn, &id, &deliveries))
+            .await?;
+        if added {
+            self.work_signal.notify_one();
+        }
+        Ok(added)
+    }
+
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
         let id = id.clone();
         self.read(move |conn| queries::list_attempts(conn, &id))
@@ -253,7 +270,7 @@ impl Store for SqliteStore {
 
     async fn renew_leases(
         &self,
-        attempts: Vec<(EventId, u32)>,
+        attempts: Vec<(DeliveryId, u32)>,
         lease: Duration,
     ) -> Result<usize, StoreError> {
         self.writer
@@ -267,10 +284,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn release(&self, id: &EventId, attempt: u32) -> Result<(), StoreError> {
-        let id = id.clone();
+    async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
         self.writer
-            .write(move |conn| queries::release(conn, &id, attempt))
+            .write(move |conn| queries::release(conn, delivery, attempt))
             .await
     }
 
@@ -285,13 +301,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn replay(&self, id: &EventId, fresh_attempts: u32) -> Result<ReplayOutcome, StoreError> {
+    async fn replay(
+        &self,
+        id: &EventId,
+        destination: Option<&str>,
+        budget: &AttemptBudget,
+    ) -> Result<ReplayOutcome, StoreError> {
         let id = id.clone();
+        let destination = destination.map(str::to_owned);
+        let budget = budget.clone();
         let outcome = self
             .writer
-            .write(move |conn| queries::replay(conn, &id, fresh_attempts))
+            .write(move |conn| queries::replay(conn, &id, destination.as_deref(), &budget))
             .await?;
-        if outcome == ReplayOutcome::Queued {
+        if matches!(outcome, ReplayOutcome::Queued(_)) {
             self.work_signal.notify_one();
         }
         Ok(outcome)
@@ -300,12 +323,13 @@ impl Store for SqliteStore {
     async fn replay_matching(
         &self,
         filter: &EventFilter,
-        fresh_attempts: u32,
+        budget: &AttemptBudget,
     ) -> Result<u64, StoreError> {
         let upto_seq = self.read(queries::last_seq).await?;
         // Each batch is its own job, so webhooks are committed between batches.
         replay_in_batches(|after_seq| {
             let filter = filter.clone();
+            let budget = budget.clone();
             async move {
                 let batch = self
                     .writer
@@ -313,7 +337,7 @@ impl Store for SqliteStore {
                         queries::replay_matching(
                             conn,
                             &filter,
-                            fresh_attempts,
+                            &budget,
                             after_seq,
                             upto_seq,
                             REPLAY_BATCH,
@@ -342,6 +366,10 @@ impl Store for SqliteStore {
 
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {
         self.read(queries::gauges).await
+    }
+
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        self.read(queries::destination_stats).await
     }
 
     async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {

@@ -9,37 +9,36 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, claimable, claimed};
+use crate::domain::lifecycle::DeliveryState;
 use crate::store::{
-    AttemptRecord, Claim, ClaimedEvent, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, NewEvent, QueueGauges, ReclaimedEvent, ReplayBatch, ReplayOutcome,
+    AttemptBudget, AttemptRecord, Claim, ClaimedDelivery, DeliveryId, DeliveryRecord,
+    DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
+    NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery, ReplayBatch, ReplayOutcome,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
 const RECLAIM_BATCH: usize = 100;
 
 pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<InsertOutcome> {
-    let now = event.received_at.0;
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO events (id, source, idempotency_key, status, max_attempts,
-                                 next_attempt_at, created_at, updated_at,
-                                 content_type, headers, body, forward)
-             VALUES (?1, ?2, ?3, ?10, ?4, ?5, ?5, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO events (id, source, idempotency_key, event_type, created_at,
+                                 content_type, headers, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (source, idempotency_key) DO NOTHING",
         )?
         .execute(params![
             event.id.as_str(),
             event.source.as_str(),
             event.key.as_str(),
-            event.max_attempts,
-            now,
+            event.event_type,
+            event.received_at.0,
             event.content_type,
             event.headers,
             &event.body[..],
-            event.forward,
-            EventStatus::Queued.as_str(),
         ])?;
     if inserted == 1 {
+        insert_deliveries(conn, &event.id, &event.deliveries, event.received_at)?;
         return Ok(InsertOutcome::Accepted(event.id.clone()));
     }
     let first: String = conn
@@ -50,10 +49,53 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
     Ok(InsertOutcome::Duplicate(EventId::from_stored(first)))
 }
 
+fn insert_deliveries(
+    conn: &Connection,
+    id: &EventId,
+    deliveries: &[NewDelivery],
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO deliveries (event_id, destination, status, max_attempts,
+                                 next_attempt_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?;
+    for delivery in deliveries {
+        statement.execute(params![
+            id.as_str(),
+            delivery.destination,
+            EventStatus::Queued.as_str(),
+            delivery.max_attempts,
+            now.0,
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn add_deliveries(
+    conn: &Connection,
+    id: &EventId,
+    deliveries: &[NewDelivery],
+) -> rusqlite::Result<bool> {
+    // Runs in one write transaction: nothing can add deliveries in between.
+    let routable = conn
+        .prepare_cached(
+            "SELECT 1 FROM events e WHERE e.id = ?1
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)",
+        )?
+        .exists([id.as_str()])?;
+    if routable {
+        insert_deliveries(conn, id, deliveries, Timestamp::now())?;
+    }
+    Ok(routable)
+}
+
 pub fn get_event(conn: &Connection, id: &EventId) -> rusqlite::Result<Option<EventRecord>> {
-    conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+    let event = conn
+        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events e WHERE id = ?1"))?
         .query_row([id.as_str()], event_from_row)
-        .optional()
+        .optional()?;
+    with_deliveries(conn, event)
 }
 
 pub fn find_by_key(
@@ -61,19 +103,55 @@ pub fn find_by_key(
     source: &str,
     key: &str,
 ) -> rusqlite::Result<Option<EventRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE source = ?1 AND idempotency_key = ?2"
-    ))?
-    .query_row([source, key], event_from_row)
-    .optional()
+    let event = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE source = ?1 AND idempotency_key = ?2"
+        ))?
+        .query_row([source, key], event_from_row)
+        .optional()?;
+    with_deliveries(conn, event)
 }
 
-const EVENT_COLUMNS: &str = "seq, id, source, status, attempts, max_attempts, last_error, \
-     next_attempt_at, created_at, updated_at, content_type, headers, body, idempotency_key";
+fn with_deliveries(
+    conn: &Connection,
+    event: Option<EventRecord>,
+) -> rusqlite::Result<Option<EventRecord>> {
+    let Some(mut event) = event else {
+        return Ok(None);
+    };
+    event.deliveries = deliveries_of(conn, &event.id)?;
+    Ok(Some(event))
+}
 
-/// The WHERE clause every filter shares; parameters ?1 to ?4.
-const FILTER: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR source = ?2) \
-     AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4)";
+fn deliveries_of(conn: &Connection, id: &EventId) -> rusqlite::Result<Vec<DeliveryRecord>> {
+    conn.prepare_cached(
+        "SELECT destination, status, attempts, max_attempts, last_error, next_attempt_at,
+                updated_at
+         FROM deliveries WHERE event_id = ?1 ORDER BY seq",
+    )?
+    .query_map([id.as_str()], |row| {
+        Ok(DeliveryRecord {
+            destination: row.get(0)?,
+            state: DeliveryState {
+                status: parse_status(row, 1)?,
+                attempts: row.get(2)?,
+                max_attempts: row.get(3)?,
+                last_error: row.get(4)?,
+                next_attempt_at: row.get::<_, Option<i64>>(5)?.map(Timestamp),
+                updated_at: Timestamp(row.get(6)?),
+            },
+        })
+    })?
+    .collect()
+}
+
+const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
+     e.headers, e.body, e.idempotency_key";
+
+/// What every filter shares about the event `e`: parameters ?2 (source), ?3 and ?4
+/// (arrival).
+const EVENT_FILTER: &str = "(?2 IS NULL OR e.source = ?2) \
+     AND (?3 IS NULL OR e.created_at >= ?3) AND (?4 IS NULL OR e.created_at < ?4)";
 
 pub fn list_events(
     conn: &Connection,
@@ -81,10 +159,20 @@ pub fn list_events(
     limit: usize,
     before: Option<i64>,
 ) -> rusqlite::Result<EventPage> {
+    // ?1 status and ?7 destination are about the deliveries: an event matches when one
+    // of its deliveries does; `filtered` when it has none.
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events
-         WHERE {FILTER} AND (?5 IS NULL OR seq < ?5)
-         ORDER BY seq DESC LIMIT ?6"
+        "SELECT {EVENT_COLUMNS} FROM events e
+         WHERE {EVENT_FILTER} AND (?5 IS NULL OR e.seq < ?5)
+           AND CASE
+               WHEN ?1 = 'filtered' THEN ?7 IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+               WHEN ?1 IS NULL AND ?7 IS NULL THEN 1
+               ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id
+                            AND (?1 IS NULL OR d.status = ?1)
+                            AND (?7 IS NULL OR d.destination = ?7))
+               END
+         ORDER BY e.seq DESC LIMIT ?6"
     ))?;
     let events = statement
         .query_map(
@@ -95,50 +183,80 @@ pub fn list_events(
                 filter.until.map(|t| t.0),
                 before,
                 limit as i64 + 1,
+                filter.destination,
             ],
             event_from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(EventPage::from_rows(events, limit))
+    let mut page = EventPage::from_rows(events, limit);
+    for event in &mut page.events {
+        event.deliveries = deliveries_of(conn, &event.id)?;
+    }
+    Ok(page)
 }
 
 pub fn replay(
     conn: &Connection,
     id: &EventId,
-    fresh_attempts: u32,
+    destination: Option<&str>,
+    budget: &AttemptBudget,
 ) -> rusqlite::Result<ReplayOutcome> {
-    let current = conn
-        .prepare_cached("SELECT status, attempts FROM events WHERE id = ?1")?
-        .query_row([id.as_str()], |row| {
-            Ok((parse_status(row, 0)?, row.get(1)?))
-        })
-        .optional()?;
-    let replay = match lifecycle::replay(current, fresh_attempts) {
-        Ok(replay) => replay,
-        Err(refused) => return Ok(refused.into()),
-    };
-    let (status, attempts) = current.expect("replay needs an event");
-    apply_replay(conn, id, status, attempts, &replay)?;
-    Ok(ReplayOutcome::Queued)
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+        .exists([id.as_str()])?;
+    if !exists {
+        return Ok(ReplayOutcome::NotFound);
+    }
+    let deliveries: Vec<(i64, String, EventStatus, u32)> = conn
+        .prepare_cached(
+            "SELECT seq, destination, status, attempts FROM deliveries
+             WHERE event_id = ?1 AND (?2 IS NULL OR destination = ?2) ORDER BY seq",
+        )?
+        .query_map(params![id.as_str(), destination], |row| {
+            Ok((row.get(0)?, row.get(1)?, parse_status(row, 2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let decided = deliveries.iter().map(|(seq, destination, status, attempts)| {
+        (
+            *seq,
+            *status,
+            *attempts,
+            lifecycle::replay(Some((*status, *attempts)), budget.of(destination)),
+        )
+    });
+    let mut replayed = 0;
+    let mut refused = None;
+    for (seq, status, attempts, decision) in decided {
+        match decision {
+            Ok(replay) => replayed += apply_replay(conn, seq, status, attempts, &replay)? as u64,
+            Err(why) => refused = refused.or(Some(why)),
+        }
+    }
+    Ok(match (replayed, refused, deliveries.is_empty()) {
+        (0, _, true) if destination.is_some() => ReplayOutcome::NoDelivery,
+        (0, _, true) => ReplayOutcome::NotReplayable(EventStatus::Filtered),
+        (0, Some(why), _) => why.into(),
+        (n, ..) => ReplayOutcome::Queued(n),
+    })
 }
 
 /// Writes a replay the domain decided, fenced on the status and attempts it saw (the
 /// whole replay runs in one write transaction, so the fence always holds here).
 fn apply_replay(
     conn: &Connection,
-    id: &EventId,
+    delivery: i64,
     from: EventStatus,
     attempts: u32,
     replay: &Replay,
 ) -> rusqlite::Result<usize> {
     let now = Timestamp::now().0;
     conn.prepare_cached(
-        "UPDATE events SET status = ?4, next_attempt_at = ?5, max_attempts = ?6,
+        "UPDATE deliveries SET status = ?4, next_attempt_at = ?5, max_attempts = ?6,
                 attempts_at_replay = ?7, updated_at = ?5
-         WHERE id = ?1 AND status = ?2 AND attempts = ?3",
+         WHERE seq = ?1 AND status = ?2 AND attempts = ?3",
     )?
     .execute(params![
-        id.as_str(),
+        delivery,
         from.as_str(),
         attempts,
         replay.status.as_str(),
@@ -148,21 +266,24 @@ fn apply_replay(
     ])
 }
 
-/// One batch of a bulk replay: up to `limit` matching events with `after_seq < seq <=
-/// upto_seq`, oldest first.
+/// One batch of a bulk replay: up to `limit` matching deliveries with `after_seq < seq
+/// <= upto_seq`, oldest first.
 pub fn replay_matching(
     conn: &Connection,
     filter: &EventFilter,
-    fresh_attempts: u32,
+    budget: &AttemptBudget,
     after_seq: i64,
     upto_seq: i64,
     limit: usize,
 ) -> rusqlite::Result<ReplayBatch> {
     let candidates: Vec<(i64, String, EventStatus, u32)> = conn
         .prepare_cached(&format!(
-            "SELECT seq, id, status, attempts FROM events
-             WHERE seq > ?5 AND seq <= ?6 AND status IN {REPLAYABLE} AND {FILTER}
-             ORDER BY seq LIMIT ?7"
+            "SELECT d.seq, d.destination, d.status, d.attempts
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.seq > ?5 AND d.seq <= ?6 AND d.status IN {REPLAYABLE}
+               AND (?1 IS NULL OR d.status = ?1) AND (?8 IS NULL OR d.destination = ?8)
+               AND {EVENT_FILTER}
+             ORDER BY d.seq LIMIT ?7"
         ))?
         .query_map(
             params![
@@ -173,15 +294,16 @@ pub fn replay_matching(
                 after_seq,
                 upto_seq,
                 limit as i64,
+                filter.destination,
             ],
             |row| Ok((row.get(0)?, row.get(1)?, parse_status(row, 2)?, row.get(3)?)),
         )?
         .collect::<rusqlite::Result<_>>()?;
     let mut replayed = 0;
-    for (_, id, status, attempts) in &candidates {
-        if let Ok(replay) = lifecycle::replay(Some((*status, *attempts)), fresh_attempts) {
-            let id = EventId::from_stored(id.clone());
-            replayed += apply_replay(conn, &id, *status, *attempts, &replay)? as u64;
+    for (seq, destination, status, attempts) in &candidates {
+        let decision = lifecycle::replay(Some((*status, *attempts)), budget.of(destination));
+        if let Ok(replay) = decision {
+            replayed += apply_replay(conn, *seq, *status, *attempts, &replay)? as u64;
         }
     }
     Ok(ReplayBatch {
@@ -191,34 +313,25 @@ pub fn replay_matching(
     })
 }
 
-/// The newest event's `seq`: a bulk replay stops there, so events that arrive while it
+/// The newest delivery's `seq`: a bulk replay stops there, so deliveries made while it
 /// runs are not part of it.
 pub fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM deliveries")?
         .query_row([], |row| row.get(0))
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
-    let status = parse_status(row, 3)?;
-    let next_attempt_at: Option<i64> = row.get(7)?;
     Ok(EventRecord {
         seq: row.get(0)?,
         id: EventId::from_stored(row.get(1)?),
         source: row.get(2)?,
-        status,
-        attempts: row.get(4)?,
-        max_attempts: row.get(5)?,
-        last_error: row.get(6)?,
-        // Only a retrying event has a next retry; a queued one is due now.
-        next_retry_at: next_attempt_at
-            .filter(|_| status == EventStatus::Retrying)
-            .map(Timestamp),
-        created_at: Timestamp(row.get(8)?),
-        updated_at: Timestamp(row.get(9)?),
-        content_type: row.get(10)?,
-        headers: row.get(11)?,
-        body: row.get(12)?,
-        idempotency_key: row.get(13)?,
+        event_type: row.get(3)?,
+        created_at: Timestamp(row.get(4)?),
+        content_type: row.get(5)?,
+        headers: row.get(6)?,
+        body: row.get(7)?,
+        idempotency_key: row.get(8)?,
+        deliveries: Vec::new(),
     })
 }
 
@@ -240,7 +353,8 @@ pub fn list_attempts(
         return Ok(None);
     }
     let mut statement = conn.prepare_cached(
-        "SELECT attempt, started_at, duration_us, status_code, error, response_body
+        "SELECT attempt, started_at, duration_us, status_code, error, response_body,
+                destination
          FROM attempts WHERE event_id = ?1 ORDER BY started_at, rowid",
     )?;
     let rows = statement.query_map([id.as_str()], |row| {
@@ -251,6 +365,7 @@ pub fn list_attempts(
             status_code: row.get(3)?,
             error: row.get(4)?,
             response_body: row.get(5)?,
+            destination: row.get(6)?,
         })
     })?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
@@ -261,50 +376,84 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
     let reclaimed = fail_expired_leases(conn, now)?;
     let lease_until = now.plus(lease);
     let mut statement = conn.prepare_cached(concat!(
-        "UPDATE events
+        "UPDATE deliveries
          SET status = ?4, attempts = attempts + 1, attempt_started_at = ?1,
              lease_until = ?2, updated_at = ?1
-         WHERE id IN (SELECT id FROM events
-                      WHERE status IN ",
+         WHERE seq IN (SELECT seq FROM deliveries
+                       WHERE status IN ",
         claimable!(),
         " AND next_attempt_at <= ?1
-                      ORDER BY next_attempt_at LIMIT ?3)
-         RETURNING id, source, attempts, max_attempts, content_type, headers, body, created_at,
-                   attempts_at_replay, forward"
+                       ORDER BY next_attempt_at LIMIT ?3)
+         RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay"
     ))?;
-    let events = statement
+    let leased = statement
         .query_map(
             params![now.0, lease_until.0, limit as i64, CLAIMED.as_str()],
             |row| {
-                Ok(ClaimedEvent {
-                    id: EventId::from_stored(row.get(0)?),
-                    source: row.get(1)?,
-                    attempt: row.get(2)?,
-                    max_attempts: row.get(3)?,
-                    content_type: row.get(4)?,
-                    headers: row.get(5)?,
-                    body: Bytes::from(row.get::<_, Vec<u8>>(6)?),
-                    received_at: Timestamp(row.get(7)?),
-                    attempts_at_replay: row.get(8)?,
-                    forward: row.get(9)?,
-                })
+                Ok((
+                    DeliveryId(row.get(0)?),
+                    EventId::from_stored(row.get(1)?),
+                    row.get::<_, String>(2)?,
+                    row.get::<_, u32>(3)?,
+                    row.get::<_, u32>(4)?,
+                    row.get::<_, u32>(5)?,
+                ))
             },
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut event = conn.prepare_cached(
+        "SELECT source, content_type, headers, body, created_at FROM events WHERE id = ?1",
+    )?;
+    let mut deliveries = Vec::with_capacity(leased.len());
+    for (delivery, event_id, destination, attempt, max_attempts, attempts_at_replay) in leased {
+        // The event and its deliveries are written and deleted together; should one
+        // ever be missing, its lease runs out and the attempt counts as failed.
+        let Some((source, content_type, headers, body, created_at)) = event
+            .query_row([event_id.as_str()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        deliveries.push(ClaimedDelivery {
+            delivery,
+            event_id,
+            destination,
+            received_at: Timestamp(created_at),
+            source,
+            attempt,
+            max_attempts,
+            attempts_at_replay,
+            content_type,
+            headers,
+            body: Bytes::from(body),
+        });
+    }
     let next_due = next_due(conn)?;
     Ok(Claim {
-        events,
+        deliveries,
         reclaimed,
         next_due,
     })
 }
 
-/// An attempt whose lease ran out counts as failed, so that an event which kills its
-/// worker cannot loop forever; the event is due again at once, or dead-lettered.
-fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Vec<ReclaimedEvent>> {
+/// An attempt whose lease ran out counts as failed, so that a delivery which kills its
+/// worker cannot loop forever; it is due again at once, or dead-lettered.
+fn fail_expired_leases(
+    conn: &Connection,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<ReclaimedDelivery>> {
     let expired = conn
         .prepare_cached(concat!(
-            "SELECT id, source, attempts, max_attempts, attempt_started_at FROM events
+            "SELECT seq, event_id, destination, attempts, max_attempts, attempt_started_at
+             FROM deliveries
              WHERE lease_until <= ?1 AND status = ",
             claimed!(),
             "
@@ -312,16 +461,17 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
         ))?
         .query_map(params![now.0, RECLAIM_BATCH as i64], |row| {
             Ok((
-                EventId::from_stored(row.get(0)?),
-                row.get::<_, String>(1)?,
-                row.get::<_, u32>(2)?,
+                row.get::<_, i64>(0)?,
+                EventId::from_stored(row.get(1)?),
+                row.get::<_, String>(2)?,
                 row.get::<_, u32>(3)?,
-                row.get::<_, Option<i64>>(4)?,
+                row.get::<_, u32>(4)?,
+                row.get::<_, Option<i64>>(5)?,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut reclaimed = Vec::with_capacity(expired.len());
-    for (id, source, attempt, max_attempts, started_at) in expired {
+    for (seq, event_id, destination, attempt, max_attempts, started_at) in expired {
         let started_at = Timestamp(started_at.unwrap_or(now.0));
         let Expiry {
             status,
@@ -330,13 +480,13 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
         } = lifecycle::expire(attempt, max_attempts, now);
         // Fenced on the attempt whose lease ran out.
         conn.prepare_cached(concat!(
-            "UPDATE events SET status = ?2, last_error = ?3, next_attempt_at = ?4,
+            "UPDATE deliveries SET status = ?2, last_error = ?3, next_attempt_at = ?4,
                     lease_until = NULL, attempt_started_at = NULL, updated_at = ?5
-             WHERE id = ?1 AND attempts = ?6 AND status = ",
+             WHERE seq = ?1 AND attempts = ?6 AND status = ",
             claimed!()
         ))?
         .execute(params![
-            id.as_str(),
+            seq,
             status.as_str(),
             error,
             next_attempt_at.map(|t| t.0),
@@ -345,8 +495,9 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
         ])?;
         insert_attempt(
             conn,
-            &id,
+            &event_id,
             &AttemptRecord {
+                destination: destination.clone(),
                 attempt,
                 started_at,
                 duration: started_at.until(now),
@@ -355,9 +506,9 @@ fn fail_expired_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<Ve
                 response_body: None,
             },
         )?;
-        reclaimed.push(ReclaimedEvent {
-            id,
-            source,
+        reclaimed.push(ReclaimedDelivery {
+            event_id,
+            destination,
             attempt,
             status,
         });
@@ -369,11 +520,11 @@ fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
     let due: Option<i64> = conn
         .prepare_cached(concat!(
             "SELECT MIN(t) FROM (
-                 SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN ",
+                 SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ",
             claimable!(),
             "
                  UNION ALL
-                 SELECT MIN(lease_until) FROM events WHERE lease_until IS NOT NULL)"
+                 SELECT MIN(lease_until) FROM deliveries WHERE lease_until IS NOT NULL)"
         ))?
         .query_row([], |row| row.get(0))?;
     Ok(due.map(Timestamp))
@@ -381,18 +532,18 @@ fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
 
 pub fn renew_leases(
     conn: &Connection,
-    attempts: &[(EventId, u32)],
+    attempts: &[(DeliveryId, u32)],
     lease: Duration,
 ) -> rusqlite::Result<usize> {
     let lease_until = Timestamp::now().plus(lease);
     let mut statement = conn.prepare_cached(concat!(
-        "UPDATE events SET lease_until = ?3
-         WHERE id = ?1 AND attempts = ?2 AND status = ",
+        "UPDATE deliveries SET lease_until = ?3
+         WHERE seq = ?1 AND attempts = ?2 AND status = ",
         claimed!()
     ))?;
     let mut renewed = 0;
-    for (id, attempt) in attempts {
-        renewed += statement.execute(params![id.as_str(), attempt, lease_until.0,])?;
+    for (delivery, attempt) in attempts {
+        renewed += statement.execute(params![delivery.0, attempt, lease_until.0])?;
     }
     Ok(renewed)
 }
@@ -402,13 +553,13 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
     // The attempt number fences out a worker whose lease was taken over.
     let updated = conn
         .prepare_cached(concat!(
-            "UPDATE events SET status = ?3, last_error = ?4, next_attempt_at = ?5,
+            "UPDATE deliveries SET status = ?3, last_error = ?4, next_attempt_at = ?5,
                     lease_until = NULL, attempt_started_at = NULL, updated_at = ?6
-             WHERE id = ?1 AND attempts = ?2 AND status = ",
+             WHERE seq = ?1 AND attempts = ?2 AND status = ",
             claimed!()
         ))?
         .execute(params![
-            finished.id.as_str(),
+            finished.delivery.0,
             finished.attempt,
             finished.status.as_str(),
             finished.record.error,
@@ -418,18 +569,43 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
     if updated == 0 {
         return Ok(false);
     }
-    insert_attempt(conn, &finished.id, &finished.record)?;
+    insert_attempt(conn, &finished.event_id, &finished.record)?;
+    record_outcome(conn, &finished.record.destination, finished.status, now)?;
     Ok(true)
 }
 
-fn insert_attempt(conn: &Connection, id: &EventId, record: &AttemptRecord) -> rusqlite::Result<()> {
+/// The destination's last success or failure, for operators.
+fn record_outcome(
+    conn: &Connection,
+    destination: &str,
+    status: EventStatus,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let statement = if status == EventStatus::Delivered {
+        "INSERT INTO destinations (name, last_success_at) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET last_success_at = excluded.last_success_at"
+    } else {
+        "INSERT INTO destinations (name, last_failure_at) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET last_failure_at = excluded.last_failure_at"
+    };
+    conn.prepare_cached(statement)?
+        .execute(params![destination, now.0])?;
+    Ok(())
+}
+
+fn insert_attempt(
+    conn: &Connection,
+    event_id: &EventId,
+    record: &AttemptRecord,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO attempts (event_id, attempt, started_at, duration_us, status_code,
-                               error, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO attempts (event_id, destination, attempt, started_at, duration_us,
+                               status_code, error, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        id.as_str(),
+        event_id.as_str(),
+        record.destination,
         record.attempt,
         record.started_at.0,
         record.duration.as_micros() as i64,
@@ -440,18 +616,18 @@ fn insert_attempt(conn: &Connection, id: &EventId, record: &AttemptRecord) -> ru
     Ok(())
 }
 
-pub fn release(conn: &Connection, id: &EventId, attempt: u32) -> rusqlite::Result<()> {
+pub fn release(conn: &Connection, delivery: DeliveryId, attempt: u32) -> rusqlite::Result<()> {
     let now = Timestamp::now().0;
     let release = lifecycle::release(attempt);
     conn.prepare_cached(concat!(
-        "UPDATE events
+        "UPDATE deliveries
          SET status = ?4, attempts = ?5, next_attempt_at = ?3, lease_until = NULL,
              attempt_started_at = NULL, updated_at = ?3
-         WHERE id = ?1 AND attempts = ?2 AND status = ",
+         WHERE seq = ?1 AND attempts = ?2 AND status = ",
         claimed!()
     ))?
     .execute(params![
-        id.as_str(),
+        delivery.0,
         attempt,
         now,
         release.status.as_str(),
@@ -466,13 +642,21 @@ pub fn prune(
     dead_before: Option<Timestamp>,
     batch: usize,
 ) -> rusqlite::Result<u64> {
-    // Oldest first by arrival; undelivered rows are skipped, never touched.
+    // Oldest first by arrival; an event goes only when every delivery is finished and
+    // old enough, so an unfinished delivery is never touched. An event arrives before
+    // any of its deliveries is updated, so arrival bounds the scan.
     let ids: Vec<String> = conn
         .prepare_cached(
-            "SELECT id FROM events
-             WHERE (status = 'delivered' AND updated_at < ?1)
-                OR (status = 'dead_lettered' AND ?2 IS NOT NULL AND updated_at < ?2)
-             ORDER BY seq LIMIT ?3",
+            "SELECT e.id FROM events e
+             WHERE e.created_at < max(?1, COALESCE(?2, ?1))
+               AND NOT EXISTS (
+                   SELECT 1 FROM deliveries d WHERE d.event_id = e.id
+                   AND NOT ((d.status = 'delivered' AND d.updated_at < ?1)
+                            OR (d.status = 'dead_lettered' AND ?2 IS NOT NULL
+                                AND d.updated_at < ?2)))
+               AND (e.created_at < ?1
+                    OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))
+             ORDER BY e.seq LIMIT ?3",
         )?
         .query_map(
             params![delivered_before.0, dead_before.map(|t| t.0), batch as i64],
@@ -480,9 +664,12 @@ pub fn prune(
         )?
         .collect::<rusqlite::Result<_>>()?;
     let mut delete_attempts = conn.prepare_cached("DELETE FROM attempts WHERE event_id = ?1")?;
+    let mut delete_deliveries =
+        conn.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?;
     let mut delete_event = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
     for id in &ids {
         delete_attempts.execute([id])?;
+        delete_deliveries.execute([id])?;
         delete_event.execute([id])?;
     }
     Ok(ids.len() as u64)
@@ -493,11 +680,11 @@ pub fn gauges(conn: &Connection) -> rusqlite::Result<QueueGauges> {
     // Each count reads one partial index; the history is never scanned.
     conn.prepare_cached(
         "SELECT
-             (SELECT COUNT(*) FROM events WHERE status IN ('queued', 'retrying') AND status = 'queued'),
-             (SELECT COUNT(*) FROM events WHERE status IN ('queued', 'retrying') AND status = 'retrying'),
-             (SELECT COUNT(*) FROM events WHERE lease_until IS NOT NULL),
-             (SELECT COUNT(*) FROM events WHERE status = 'dead_lettered'),
-             (SELECT MIN(next_attempt_at) FROM events WHERE status IN ('queued', 'retrying'))",
+             (SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'retrying') AND status = 'queued'),
+             (SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'retrying') AND status = 'retrying'),
+             (SELECT COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL),
+             (SELECT COUNT(*) FROM deliveries WHERE status = 'dead_lettered'),
+             (SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('queued', 'retrying'))",
     )?
     .query_row([], |row| {
         let oldest_due: Option<i64> = row.get(4)?;
@@ -516,10 +703,38 @@ pub fn gauges(conn: &Connection) -> rusqlite::Result<QueueGauges> {
 /// Most of the history is delivered, so the capped scan stops after about `cap` rows.
 pub fn count_delivered(conn: &Connection, cap: u64) -> rusqlite::Result<u64> {
     conn.prepare_cached(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE status = 'delivered' LIMIT ?1)",
+        "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE status = 'delivered' LIMIT ?1)",
     )?
     .query_row([cap as i64], |row| row.get::<_, i64>(0))
     .map(|n| n as u64)
+}
+
+pub fn destination_stats(conn: &Connection) -> rusqlite::Result<Vec<DestinationStats>> {
+    let now = Timestamp::now().0;
+    let waiting: Vec<(String, i64, i64, Option<i64>)> = conn
+        .prepare_cached(concat!(
+            "SELECT destination,
+                    SUM(CASE WHEN next_attempt_at <= ?1 THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN next_attempt_at > ?1 THEN 1 ELSE 0 END),
+                    MIN(CASE WHEN next_attempt_at <= ?1 THEN next_attempt_at END)
+             FROM deliveries WHERE status IN ",
+            claimable!(),
+            " GROUP BY destination"
+        ))?
+        .query_map([now], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let in_flight: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT destination, COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL
+             GROUP BY destination",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let outcomes: Vec<(String, Option<i64>, Option<i64>)> = conn
+        .prepare_cached("SELECT name, last_success_at, last_failure_at FROM destinations")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(DestinationStats::merge(waiting, in_flight, outcomes))
 }
 
 /// A real write, so that a full disk or a lost lock shows.

@@ -1,0 +1,250 @@
+//! Which deliveries an event gets: its type, the document filters read, and the routes
+//! of its source. Decided once per event, at ingest (and again when an operator
+//! replays a filtered event); pure, so `hookrelay routes test` explains exactly what
+//! ingest would do.
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+use crate::destinations::{BUILT_IN, Destinations};
+use crate::domain::routing::{self, Verdict};
+use crate::ingest::event_type;
+use crate::sources::{KeyLocation, SourceSettings};
+use crate::store::NewDelivery;
+
+/// An event's type: where the source's `event_type` says, else where its scheme puts it.
+pub fn event_type_of(
+    settings: &SourceSettings,
+    headers: &HeaderMap,
+    body: Option<&Value>,
+) -> Option<String> {
+    match &settings.event_type {
+        Some(KeyLocation::Header(name)) => headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
+        Some(KeyLocation::Json(pointer)) => body
+            .and_then(|b| b.pointer(pointer))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        None => event_type::of(settings.verify, headers, body),
+    }
+}
+
+/// The document a filter reads: `{"event_type", "headers": {lower-case name: value},
+/// "body"}`. A body that is not JSON is its text.
+pub fn document(
+    event_type: Option<&str>,
+    headers: &HeaderMap,
+    body: Option<&Value>,
+    raw_body: &[u8],
+) -> Value {
+    let mut names = Map::new();
+    for name in headers.keys() {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        // Header names are lower case already; repeated headers read as one list.
+        names.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
+    }
+    let body = match body {
+        Some(tree) => tree.clone(),
+        None => Value::String(String::from_utf8_lossy(raw_body).into_owned()),
+    };
+    let mut document = Map::new();
+    document.insert(
+        "event_type".into(),
+        event_type.map_or(Value::Null, |t| Value::String(t.to_owned())),
+    );
+    document.insert("headers".into(), Value::Object(names));
+    document.insert("body".into(), body);
+    Value::Object(document)
+}
+
+/// An event as routing sees it.
+pub struct Routable<'a> {
+    pub headers: &'a HeaderMap,
+    /// The parsed body, when it is JSON and was parsed.
+    pub body: Option<&'a Value>,
+    pub raw_body: &'a [u8],
+}
+
+/// The deliveries an event of `settings`' source gets, and its type. A source without
+/// routes goes to the built-in processor; an event no route matches gets none.
+pub fn route(
+    settings: &SourceSettings,
+    destinations: &Destinations,
+    default_max_attempts: u32,
+    event: &Routable<'_>,
+) -> (Option<String>, Vec<NewDelivery>) {
+    let event_type = event_type_of(settings, event.headers, event.body);
+    if settings.routes.is_empty() {
+        let built_in = NewDelivery {
+            destination: BUILT_IN.to_owned(),
+            max_attempts: default_max_attempts,
+        };
+        return (event_type, vec![built_in]);
+    }
+    // Built once per event, and only when a filter will read it.
+    let document = settings
+        .routes
+        .iter()
+        .any(|r| r.reads_document())
+        .then(|| document(event_type.as_deref(), event.headers, event.body, event.raw_body));
+    let deliveries = routing::destinations(&settings.routes, event_type.as_deref(), document.as_ref())
+        .into_iter()
+        .map(|name| NewDelivery {
+            destination: name.to_owned(),
+            max_attempts: destinations.max_attempts(name, default_max_attempts),
+        })
+        .collect();
+    (event_type, deliveries)
+}
+
+/// Each route's verdict on an event, in the order the routes are written.
+pub struct Explanation {
+    pub event_type: Option<String>,
+    pub routes: Vec<(String, Verdict)>,
+    /// No routes: the built-in processor takes every event.
+    pub built_in: bool,
+}
+
+pub fn explain(settings: &SourceSettings, event: &Routable<'_>) -> Explanation {
+    let event_type = event_type_of(settings, event.headers, event.body);
+    let document = document(event_type.as_deref(), event.headers, event.body, event.raw_body);
+    let routes = settings
+        .routes
+        .iter()
+        .map(|route| {
+            (
+                route.destination.clone(),
+                routing::judge(route, event_type.as_deref(), Some(&document)),
+            )
+        })
+        .collect();
+    Explanation {
+        event_type,
+        routes,
+        built_in: settings.routes.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::routing::{Filter, Route, TypeGlob};
+    use crate::ingest::test_headers;
+    use crate::sources::Scheme;
+    use serde_json::json;
+
+    fn stripe() -> SourceSettings {
+        let mut settings = SourceSettings::unconfigured("stripe");
+        settings.verify = Scheme::Stripe;
+        settings.routes = vec![
+            Route {
+                destination: "billing".into(),
+                event_types: vec![TypeGlob::new("invoice.*")],
+                filter: None,
+            },
+            Route {
+                destination: "big".into(),
+                event_types: vec![],
+                filter: Some(
+                    Filter::parse(&json!({"body": {"data": {"object": {"amount_paid": {"$gte": 10000}}}}}))
+                        .unwrap(),
+                ),
+            },
+            Route {
+                destination: "staging".into(),
+                event_types: vec![],
+                filter: Some(Filter::parse(&json!({"headers": {"x-env": "staging"}})).unwrap()),
+            },
+        ];
+        settings
+    }
+
+    #[test]
+    fn an_event_gets_one_delivery_per_matching_destination() {
+        let settings = stripe();
+        let headers = test_headers(&[("content-type", "application/json")]);
+        let body = json!({"id": "evt_1", "type": "invoice.paid",
+                          "data": {"object": {"amount_paid": 25000}}});
+        let raw = body.to_string();
+        let event = Routable {
+            headers: &headers,
+            body: Some(&body),
+            raw_body: raw.as_bytes(),
+        };
+        let mut destinations = Destinations::default();
+        let mut big = crate::destinations::DestinationSettings::new(
+            "big",
+            "http://127.0.0.1:1/".parse().unwrap(),
+        );
+        big.max_attempts = Some(9);
+        destinations.insert(big);
+        let (event_type, deliveries) = route(&settings, &destinations, 5, &event);
+        assert_eq!(event_type.as_deref(), Some("invoice.paid"));
+        assert_eq!(
+            deliveries,
+            vec![
+                NewDelivery {
+                    destination: "billing".into(),
+                    max_attempts: 5
+                },
+                NewDelivery {
+                    destination: "big".into(),
+                    max_attempts: 9
+                },
+            ]
+        );
+        let explanation = explain(&settings, &event);
+        assert_eq!(explanation.routes[2].1, Verdict::FilterDiffers);
+    }
+
+    #[test]
+    fn no_routes_means_the_built_in_processor_and_no_match_means_none() {
+        let headers = test_headers(&[("x-env", "staging")]);
+        let event = Routable {
+            headers: &headers,
+            body: None,
+            raw_body: b"",
+        };
+        let (_, built_in) = route(
+            &SourceSettings::unconfigured("s"),
+            &Destinations::default(),
+            5,
+            &event,
+        );
+        assert_eq!(built_in[0].destination, BUILT_IN);
+        let (event_type, deliveries) = route(&stripe(), &Destinations::default(), 5, &event);
+        assert_eq!(event_type, None);
+        assert_eq!(deliveries.len(), 1, "the header filter still matches");
+        let other = test_headers(&[("x-env", "prod")]);
+        let event = Routable {
+            headers: &other,
+            ..event
+        };
+        assert!(route(&stripe(), &Destinations::default(), 5, &event).1.is_empty());
+    }
+
+    #[test]
+    fn the_source_can_say_where_the_type_is() {
+        let mut settings = SourceSettings::unconfigured("own");
+        settings.event_type = Some(KeyLocation::Json("/kind".into()));
+        let body = json!({"kind": "order.created", "type": "ignored"});
+        assert_eq!(
+            event_type_of(&settings, &HeaderMap::new(), Some(&body)).as_deref(),
+            Some("order.created")
+        );
+        settings.event_type = Some(KeyLocation::Header("x-kind".parse().unwrap()));
+        let headers = test_headers(&[("x-kind", "a.b")]);
+        assert_eq!(
+            event_type_of(&settings, &headers, None).as_deref(),
+            Some("a.b")
+        );
+    }
+}
