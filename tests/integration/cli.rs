@@ -64,7 +64,7 @@ async fn the_events_command_lists_shows_and_replays(backend: Backend) {
 
     assert_eq!(
         stdout(&hookrelay(&app, &["replay", &bad]).await).trim(),
-        format!("queued {bad}")
+        format!("queued {bad} (1 delivery)")
     );
     // The running worker picks the replayed event up: one more attempt, dead again.
     let mut attempts = 0;

@@ -44,6 +44,9 @@ async fn a_new_event_is_accepted_and_readable(backend: Backend) {
         "updated_at",
         "payload",
         "status_description",
+        // Added with fan-out: the event's type and its deliveries.
+        "event_type",
+        "deliveries",
     ]
     .into();
     assert_eq!(fields, expected);

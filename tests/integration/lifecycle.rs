@@ -176,7 +176,7 @@ async fn graceful_stop_hands_back_a_running_attempt(backend: Backend) {
 
     // Handed back: due again, and the interrupted attempt does not count.
     let handed_back = format!(
-        "SELECT COUNT(*) FROM events WHERE id = '{id}' AND status = 'queued' AND attempts = 0"
+        "SELECT COUNT(*) FROM deliveries WHERE event_id = '{id}' AND status = 'queued' AND attempts = 0"
     );
     assert_eq!(stopped.database.scalar(&handed_back).await, 1);
     assert_eq!(
@@ -189,7 +189,7 @@ async fn graceful_stop_hands_back_a_running_attempt(backend: Backend) {
     assert_eq!(
         stopped
             .database
-            .scalar("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+            .scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'processing'")
             .await,
         0
     );

@@ -1,5 +1,6 @@
-//! Upgrading a database written by the previous release (schema version 4): every
-//! event keeps its state, attempts and history, and the new `CHECK` holds after.
+//! Upgrading a database written by an earlier release (schema version 4, through 5 to
+//! the deliveries of version 6): every event keeps its state, attempts and history as
+//! its one delivery, to the destination it arrived for, and the `CHECK` holds after.
 
 use hookrelay::domain::event::EventId;
 use hookrelay::domain::lifecycle::EventStatus;
@@ -73,13 +74,15 @@ async fn a_version_4_database_is_upgraded_with_nothing_lost(backend: Backend) {
                                      attempts_at_replay, forward)
                  VALUES ('evt_old_{i}', 'shop', 'k{i}', '{status}', {attempts}, 5,
                          1, {i}, {i}, '[]', {body}, 0, {forward})",
+                forward = match (backend, i % 2) {
+                    (Backend::Sqlite, 0) => "1",
+                    (Backend::Sqlite, _) => "0",
+                    (Backend::Postgres, 0) => "true",
+                    (Backend::Postgres, _) => "false",
+                },
                 body = match backend {
                     Backend::Sqlite => "X'7B7D'",
                     Backend::Postgres => "'\\x7b7d'::bytea",
-                },
-                forward = match backend {
-                    Backend::Sqlite => "1",
-                    Backend::Postgres => "true",
                 },
             ))
             .await
@@ -110,8 +113,16 @@ async fn a_version_4_database_is_upgraded_with_nothing_lost(backend: Backend) {
             .await
             .unwrap()
             .expect("event kept");
-        assert_eq!(event.status, status.parse::<EventStatus>().unwrap());
-        assert_eq!(event.attempts, *attempts);
+        assert_eq!(event.deliveries.len(), 1, "one delivery per old event");
+        let delivery = &event.deliveries[0];
+        assert_eq!(delivery.state.status, status.parse::<EventStatus>().unwrap());
+        assert_eq!(delivery.state.attempts, *attempts);
+        assert_eq!(delivery.state.max_attempts, 5);
+        // It arrived for the source's destination (now named after the source), or
+        // for the built-in processor.
+        let expected = if i % 2 == 0 { "shop" } else { "built-in" };
+        assert_eq!(delivery.destination, expected);
+        assert_eq!(event.status(), delivery.state.status);
         assert_eq!(event.idempotency_key, format!("k{i}"));
         assert_eq!(event.body, b"{}");
     }
@@ -122,10 +133,11 @@ async fn a_version_4_database_is_upgraded_with_nothing_lost(backend: Backend) {
         .unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].status_code, Some(500));
+    assert_eq!(history[0].destination, "shop");
     // The upgraded schema refuses what the lifecycle does not know.
     assert!(
         database
-            .execute("UPDATE events SET status = 'done' WHERE id = 'evt_old_0'")
+            .execute("UPDATE deliveries SET status = 'done' WHERE event_id = 'evt_old_0'")
             .await
             .is_err()
     );
@@ -134,7 +146,12 @@ async fn a_version_4_database_is_upgraded_with_nothing_lost(backend: Backend) {
         .claim(10, std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    assert!(claim.events.iter().any(|e| e.id.as_str() == "evt_old_0"));
+    assert!(
+        claim
+            .deliveries
+            .iter()
+            .any(|d| d.event_id.as_str() == "evt_old_0" && d.destination == "shop")
+    );
     store.close().await;
 }
 

@@ -34,6 +34,7 @@ async fn the_document_describes_exactly_the_live_routes() {
         ("GET", "/events/{id}/attempts"),
         ("POST", "/events/{id}/replay"),
         ("GET", "/metrics"),
+        ("GET", "/destinations"),
         ("GET", "/ui"),
         ("GET", "/health"),
         ("GET", "/ready"),

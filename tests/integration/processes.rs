@@ -191,7 +191,7 @@ async fn a_worker_without_the_destination_does_not_swallow_events(backend: Backe
     )
     .await;
     let error = event["last_error"].as_str().unwrap();
-    assert!(error.contains("no destination"), "{error}");
+    assert!(error.contains("not in this worker's configuration"), "{error}");
     assert!(receiver.received().is_empty());
     stale_worker.kill();
 
@@ -246,7 +246,7 @@ async fn a_killed_worker_s_event_is_taken_over_after_the_lease(backend: Backend)
     assert_eq!(history[1]["error"], Value::Null);
     assert_eq!(
         setup
-            .count("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'processing'")
             .await,
         0
     );
@@ -368,7 +368,7 @@ async fn killing_serve_under_load_loses_no_acknowledged_event(backend: Backend) 
         "no event in processing",
         || async {
             let processing = setup
-                .count("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+                .count("SELECT COUNT(*) FROM deliveries WHERE status = 'processing'")
                 .await;
             (processing == 0).then_some(())
         },
@@ -407,7 +407,7 @@ async fn sigterm_under_load_drains_and_exits_cleanly(backend: Backend) {
 
     assert_eq!(
         setup
-            .count("SELECT COUNT(*) FROM events WHERE status = 'processing'")
+            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'processing'")
             .await,
         0
     );
@@ -462,7 +462,7 @@ async fn sigterm_hands_back_a_delivery_in_flight(backend: Backend) {
     );
     assert_eq!(
         setup
-            .count("SELECT COUNT(*) FROM events WHERE status = 'queued' AND attempts = 0")
+            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'queued' AND attempts = 0")
             .await,
         1,
         "the interrupted attempt was not handed back"

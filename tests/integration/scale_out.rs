@@ -93,7 +93,7 @@ async fn two_apis_and_three_workers_deliver_everything_once(backend: Backend) {
         "every event marked delivered",
         || async {
             let delivered = setup
-                .count("SELECT COUNT(*) FROM events WHERE status = 'delivered'")
+                .count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
                 .await;
             (delivered as usize == events).then_some(())
         },

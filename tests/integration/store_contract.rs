@@ -1,7 +1,8 @@
 //! The `Store` contract: the same tests against SQLite and PostgreSQL, through the
 //! trait alone. Insert and duplicates, claims and leases, fencing of a stale worker,
-//! release, expiry, replays single and in batches, pruning, gauges, and the schema's
-//! refusal of a status the lifecycle does not know.
+//! release, expiry, replays single and in batches, pruning, gauges, the schema's
+//! refusal of a status the lifecycle does not know; fan-out (one delivery per
+//! destination), filtered events, replays per destination and destination stats.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use hookrelay::domain::event::{EventId, IdempotencyKey, SourceName};
 use hookrelay::domain::lifecycle::EventStatus;
 use hookrelay::domain::time::Timestamp;
 use hookrelay::store::{
-    self, AttemptRecord, ClaimedEvent, DatabaseUrl, EventFilter, FinishedAttempt, InsertOutcome,
-    NewEvent, OpenOptions, ReplayOutcome, Store,
+    self, AttemptBudget, AttemptRecord, ClaimedDelivery, DatabaseUrl, EventFilter,
+    FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, ReplayOutcome, Store,
 };
 
 use crate::helpers::*;
@@ -45,16 +46,33 @@ async fn fixture(backend: Backend) -> Fixture {
 }
 
 fn event(source: &str, key: &str, max_attempts: u32) -> NewEvent {
+    routed(source, key, &[("built-in", max_attempts)])
+}
+
+fn routed(source: &str, key: &str, destinations: &[(&str, u32)]) -> NewEvent {
     NewEvent {
         id: EventId::generate(),
         source: SourceName::parse(source).unwrap(),
         key: IdempotencyKey::parse(key).unwrap(),
+        event_type: Some("invoice.paid".into()),
         content_type: Some("application/json".into()),
         headers: "[]".into(),
         body: Bytes::from_static(b"{}"),
         received_at: Timestamp::now(),
-        max_attempts,
-        forward: false,
+        deliveries: destinations
+            .iter()
+            .map(|(destination, max_attempts)| NewDelivery {
+                destination: destination.to_string(),
+                max_attempts: *max_attempts,
+            })
+            .collect(),
+    }
+}
+
+fn budget(fresh: u32) -> AttemptBudget {
+    AttemptBudget {
+        default: fresh,
+        ..AttemptBudget::default()
     }
 }
 
@@ -69,12 +87,14 @@ async fn insert(store: &dyn Store, key: &str, max_attempts: u32) -> EventId {
     }
 }
 
-fn finished(claimed: &ClaimedEvent, status: EventStatus) -> FinishedAttempt {
+fn finished(claimed: &ClaimedDelivery, status: EventStatus) -> FinishedAttempt {
     FinishedAttempt {
-        id: claimed.id.clone(),
+        delivery: claimed.delivery,
+        event_id: claimed.event_id.clone(),
         attempt: claimed.attempt,
         status,
         record: AttemptRecord {
+            destination: claimed.destination.clone(),
             attempt: claimed.attempt,
             started_at: Timestamp::now(),
             duration: Duration::from_millis(1),
@@ -88,7 +108,7 @@ fn finished(claimed: &ClaimedEvent, status: EventStatus) -> FinishedAttempt {
 
 async fn status_of(store: &dyn Store, id: &EventId) -> (EventStatus, u32) {
     let event = store.get_event(id).await.unwrap().expect("event exists");
-    (event.status, event.attempts)
+    (event.status(), event.summary().map_or(0, |s| s.attempts))
 }
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -102,8 +122,9 @@ async fn inserts_once_per_key(backend: Backend) {
     let other = f.store.insert_event(event("t", "k", 5)).await.unwrap();
     assert!(matches!(other, InsertOutcome::Accepted(_)));
     let stored = f.store.get_event(&first).await.unwrap().unwrap();
+    let summary = stored.summary().unwrap();
     assert_eq!(
-        (stored.status, stored.attempts, stored.max_attempts),
+        (stored.status(), summary.attempts, summary.max_attempts),
         (EventStatus::Queued, 0, 5)
     );
     assert_eq!(stored.idempotency_key, "k");
@@ -125,14 +146,14 @@ async fn claims_lease_each_due_event_once(backend: Backend) {
         insert(f.store.as_ref(), key, 5).await;
     }
     let first = f.store.claim(2, LEASE).await.unwrap();
-    assert_eq!(first.events.len(), 2);
-    assert!(first.events.iter().all(|e| e.attempt == 1));
+    assert_eq!(first.deliveries.len(), 2);
+    assert!(first.deliveries.iter().all(|e| e.attempt == 1));
     let second = f.store.claim(2, LEASE).await.unwrap();
-    assert_eq!(second.events.len(), 1);
-    assert!(f.store.claim(2, LEASE).await.unwrap().events.is_empty());
-    for claimed in first.events.iter().chain(&second.events) {
+    assert_eq!(second.deliveries.len(), 1);
+    assert!(f.store.claim(2, LEASE).await.unwrap().deliveries.is_empty());
+    for claimed in first.deliveries.iter().chain(&second.deliveries) {
         assert_eq!(
-            status_of(f.store.as_ref(), &claimed.id).await,
+            status_of(f.store.as_ref(), &claimed.event_id).await,
             (EventStatus::Processing, 1)
         );
     }
@@ -143,7 +164,7 @@ async fn claims_lease_each_due_event_once(backend: Backend) {
 async fn outcomes_are_fenced_by_the_attempt_number(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let claimed = f.store.claim(1, LEASE).await.unwrap().events.remove(0);
+    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
     let mut stale = finished(&claimed, EventStatus::Delivered);
     stale.attempt = 7;
     assert!(!f.store.finish_attempt(stale).await.unwrap());
@@ -184,15 +205,15 @@ async fn an_expired_lease_is_a_failed_attempt_and_fences_the_old_worker(backend:
         .claim(1, Duration::from_millis(1))
         .await
         .unwrap()
-        .events
+        .deliveries
         .remove(0);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let claim = f.store.claim(1, LEASE).await.unwrap();
     assert_eq!(claim.reclaimed.len(), 1);
     assert_eq!(claim.reclaimed[0].status, EventStatus::Retrying);
     // Due at once: the same claim takes it again, as attempt 2.
-    assert_eq!(claim.events.len(), 1);
-    assert_eq!(claim.events[0].attempt, 2);
+    assert_eq!(claim.deliveries.len(), 1);
+    assert_eq!(claim.deliveries[0].attempt, 2);
     let attempts = f.store.list_attempts(&id).await.unwrap().unwrap();
     assert!(
         attempts[0]
@@ -218,7 +239,7 @@ async fn an_expired_lease_is_a_failed_attempt_and_fences_the_old_worker(backend:
     let _ = f.store.claim(5, Duration::from_millis(1)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let claim = f.store.claim(5, LEASE).await.unwrap();
-    let reclaimed = claim.reclaimed.iter().find(|r| r.id == last).unwrap();
+    let reclaimed = claim.reclaimed.iter().find(|r| r.event_id == last).unwrap();
     assert_eq!(reclaimed.status, EventStatus::DeadLettered);
 }
 
@@ -230,18 +251,18 @@ async fn renewed_leases_do_not_expire(backend: Backend) {
         .claim(1, Duration::from_millis(50))
         .await
         .unwrap()
-        .events
+        .deliveries
         .remove(0);
     let renewed = f
         .store
-        .renew_leases(vec![(claimed.id.clone(), claimed.attempt)], LEASE)
+        .renew_leases(vec![(claimed.delivery, claimed.attempt)], LEASE)
         .await
         .unwrap();
     assert_eq!(renewed, 1);
     // A stale attempt number renews nothing.
     let stale = f
         .store
-        .renew_leases(vec![(id.clone(), 9)], LEASE)
+        .renew_leases(vec![(claimed.delivery, 9)], LEASE)
         .await
         .unwrap();
     assert_eq!(stale, 0);
@@ -257,28 +278,31 @@ async fn renewed_leases_do_not_expire(backend: Backend) {
 async fn a_released_attempt_does_not_count(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let claimed = f.store.claim(1, LEASE).await.unwrap().events.remove(0);
-    f.store.release(&id, 9).await.unwrap();
+    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
+    f.store.release(claimed.delivery, 9).await.unwrap();
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
         (EventStatus::Processing, 1)
     );
-    f.store.release(&id, claimed.attempt).await.unwrap();
+    f.store
+        .release(claimed.delivery, claimed.attempt)
+        .await
+        .unwrap();
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
         (EventStatus::Queued, 0)
     );
     // After a failed attempt, a released one goes back to retrying.
-    let claimed = f.store.claim(1, LEASE).await.unwrap().events.remove(0);
+    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
     assert!(
         f.store
             .finish_attempt(finished(&claimed, EventStatus::Retrying))
             .await
             .unwrap()
     );
-    let again = f.store.claim(1, LEASE).await.unwrap().events.remove(0);
+    let again = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
     assert_eq!(again.attempt, 2);
-    f.store.release(&id, 2).await.unwrap();
+    f.store.release(again.delivery, 2).await.unwrap();
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
         (EventStatus::Retrying, 1)
@@ -289,28 +313,32 @@ async fn replays_queue_finished_events_with_fresh_attempts(backend: Backend) {
     let f = fixture(backend).await;
     let missing = EventId::from_stored("evt_missing".into());
     assert_eq!(
-        f.store.replay(&missing, 5).await.unwrap(),
+        f.store.replay(&missing, None, &budget(5)).await.unwrap(),
         ReplayOutcome::NotFound
     );
     let id = insert(f.store.as_ref(), "k", 2).await;
     assert_eq!(
-        f.store.replay(&id, 5).await.unwrap(),
+        f.store.replay(&id, None, &budget(5)).await.unwrap(),
         ReplayOutcome::NotReplayable(EventStatus::Queued)
     );
-    let claimed = f.store.claim(1, LEASE).await.unwrap().events.remove(0);
+    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
     assert!(
         f.store
             .finish_attempt(finished(&claimed, EventStatus::DeadLettered))
             .await
             .unwrap()
     );
-    assert_eq!(f.store.replay(&id, 5).await.unwrap(), ReplayOutcome::Queued);
-    let event = f.store.get_event(&id).await.unwrap().unwrap();
     assert_eq!(
-        (event.status, event.attempts, event.max_attempts),
+        f.store.replay(&id, None, &budget(5)).await.unwrap(),
+        ReplayOutcome::Queued(1)
+    );
+    let event = f.store.get_event(&id).await.unwrap().unwrap();
+    let summary = event.summary().unwrap();
+    assert_eq!(
+        (event.status(), summary.attempts, summary.max_attempts),
         (EventStatus::Queued, 1, 6)
     );
-    let claimed = f.store.claim(1, LEASE).await.unwrap().events.remove(0);
+    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
     assert_eq!((claimed.attempt, claimed.attempts_at_replay), (2, 1));
     assert_eq!(claimed.attempt_in_round(), 1);
 }
@@ -325,7 +353,7 @@ async fn bulk_replays_go_through_every_batch(backend: Backend) {
     let keep = insert(f.store.as_ref(), "still-queued", 1).await;
     f.database
         .execute(&format!(
-            "UPDATE events SET status = 'delivered', attempts = 1 WHERE id <> '{keep}'"
+            "UPDATE deliveries SET status = 'delivered', attempts = 1 WHERE event_id <> '{keep}'"
         ))
         .await
         .unwrap();
@@ -333,18 +361,24 @@ async fn bulk_replays_go_through_every_batch(backend: Backend) {
         status: Some(EventStatus::Delivered),
         ..EventFilter::default()
     };
-    let replayed = f.store.replay_matching(&delivered, 3).await.unwrap();
+    let replayed = f.store.replay_matching(&delivered, &budget(3)).await.unwrap();
     assert_eq!(replayed as usize, total);
     let gauges = f.store.gauges().await.unwrap();
     assert_eq!(gauges.queued as usize, total + 1);
     assert_eq!(
         f.database
-            .scalar("SELECT CAST(MAX(max_attempts) AS BIGINT) FROM events")
+            .scalar("SELECT CAST(MAX(max_attempts) AS BIGINT) FROM deliveries")
             .await,
         4
     );
     // Nothing left to replay.
-    assert_eq!(f.store.replay_matching(&delivered, 3).await.unwrap(), 0);
+    assert_eq!(
+        f.store
+            .replay_matching(&delivered, &budget(3))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn pruning_takes_only_old_finished_events(backend: Backend) {
@@ -354,19 +388,19 @@ async fn pruning_takes_only_old_finished_events(backend: Backend) {
     let queued = insert(f.store.as_ref(), "q", 1).await;
     f.database
         .execute(&format!(
-            "UPDATE events SET status = 'delivered', updated_at = 0 WHERE id = '{delivered}'"
+            "UPDATE deliveries SET status = 'delivered', updated_at = 0 WHERE event_id = '{delivered}'"
         ))
         .await
         .unwrap();
     f.database
         .execute(&format!(
-            "UPDATE events SET status = 'dead_lettered', updated_at = 0 WHERE id = '{dead}'"
+            "UPDATE deliveries SET status = 'dead_lettered', updated_at = 0 WHERE event_id = '{dead}'"
         ))
         .await
         .unwrap();
     f.database
         .execute(&format!(
-            "UPDATE events SET updated_at = 0 WHERE id = '{queued}'"
+            "UPDATE deliveries SET updated_at = 0 WHERE event_id = '{queued}'"
         ))
         .await
         .unwrap();
@@ -386,7 +420,7 @@ async fn the_schema_refuses_an_unknown_status(backend: Backend) {
     let refused = f
         .database
         .execute(&format!(
-            "UPDATE events SET status = 'done' WHERE id = '{id}'"
+            "UPDATE deliveries SET status = 'done' WHERE event_id = '{id}'"
         ))
         .await;
     assert!(
@@ -399,7 +433,141 @@ async fn the_schema_refuses_an_unknown_status(backend: Backend) {
     );
 }
 
+async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Backend) {
+    let f = fixture(backend).await;
+    let fanned = routed("stripe", "k", &[("billing", 3), ("analytics", 8), ("archive", 5)]);
+    let id = fanned.id.clone();
+    f.store.insert_event(fanned).await.unwrap();
+    // A duplicate adds neither an event nor deliveries.
+    let again = routed("stripe", "k", &[("billing", 3)]);
+    assert_eq!(
+        f.store.insert_event(again).await.unwrap(),
+        InsertOutcome::Duplicate(id.clone())
+    );
+    assert_eq!(f.database.scalar("SELECT COUNT(*) FROM events").await, 1);
+    assert_eq!(f.database.scalar("SELECT COUNT(*) FROM deliveries").await, 3);
+    let event = f.store.get_event(&id).await.unwrap().unwrap();
+    let names: Vec<(&str, u32)> = event
+        .deliveries
+        .iter()
+        .map(|d| (d.destination.as_str(), d.state.max_attempts))
+        .collect();
+    assert_eq!(names, vec![("billing", 3), ("analytics", 8), ("archive", 5)]);
+    assert_eq!(event.event_type.as_deref(), Some("invoice.paid"));
+
+    // Each delivery is claimed on its own; outcomes name their destination.
+    let mut claimed = f.store.claim(10, LEASE).await.unwrap().deliveries;
+    assert_eq!(claimed.len(), 3);
+    claimed.sort_by(|a, b| a.destination.cmp(&b.destination));
+    assert!(claimed.iter().all(|c| c.event_id == id && c.source == "stripe"));
+    let (analytics, archive, billing) = (&claimed[0], &claimed[1], &claimed[2]);
+    assert!(f.store.finish_attempt(finished(billing, EventStatus::Delivered)).await.unwrap());
+    assert!(f.store.finish_attempt(finished(archive, EventStatus::DeadLettered)).await.unwrap());
+    // Still processing elsewhere: the event reads as its least finished delivery.
+    assert_eq!(status_of(f.store.as_ref(), &id).await.0, EventStatus::Processing);
+    assert!(f.store.finish_attempt(finished(analytics, EventStatus::Delivered)).await.unwrap());
+    assert_eq!(status_of(f.store.as_ref(), &id).await.0, EventStatus::DeadLettered);
+    let attempts = f.store.list_attempts(&id).await.unwrap().unwrap();
+    let mut destinations: Vec<&str> = attempts.iter().map(|a| a.destination.as_str()).collect();
+    destinations.sort();
+    assert_eq!(destinations, ["analytics", "archive", "billing"]);
+
+    // Listing by destination and status finds it through the one delivery that matches.
+    let dead_archive = EventFilter {
+        status: Some(EventStatus::DeadLettered),
+        destination: Some("archive".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(f.store.list_events(&dead_archive, 10, None).await.unwrap().events.len(), 1);
+    let dead_billing = EventFilter {
+        destination: Some("billing".into()),
+        ..dead_archive.clone()
+    };
+    assert!(f.store.list_events(&dead_billing, 10, None).await.unwrap().events.is_empty());
+
+    // Replay one destination only; the others keep their state.
+    assert_eq!(
+        f.store.replay(&id, Some("nowhere"), &budget(5)).await.unwrap(),
+        ReplayOutcome::NoDelivery
+    );
+    assert_eq!(
+        f.store.replay(&id, Some("archive"), &budget(5)).await.unwrap(),
+        ReplayOutcome::Queued(1)
+    );
+    let event = f.store.get_event(&id).await.unwrap().unwrap();
+    let states: Vec<(&str, EventStatus)> = event
+        .deliveries
+        .iter()
+        .map(|d| (d.destination.as_str(), d.state.status))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("billing", EventStatus::Delivered),
+            ("analytics", EventStatus::Delivered),
+            ("archive", EventStatus::Queued)
+        ]
+    );
+    let stats = f.store.destination_stats().await.unwrap();
+    let archive = stats.iter().find(|s| s.name == "archive").unwrap();
+    assert_eq!((archive.backlog, archive.in_flight), (1, 0));
+    assert!(archive.last_failure_at.is_some() && archive.last_success_at.is_none());
+    let billing = stats.iter().find(|s| s.name == "billing").unwrap();
+    assert!(billing.last_success_at.is_some() && billing.backlog == 0);
+    // Bulk replay by destination takes only that destination's deliveries.
+    let delivered_billing = EventFilter {
+        destination: Some("billing".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        f.store.replay_matching(&delivered_billing, &budget(2)).await.unwrap(),
+        1
+    );
+}
+
+async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
+    let f = fixture(backend).await;
+    let filtered = routed("stripe", "k", &[]);
+    let id = filtered.id.clone();
+    f.store.insert_event(filtered).await.unwrap();
+    let event = f.store.get_event(&id).await.unwrap().unwrap();
+    assert_eq!(event.status(), EventStatus::Filtered);
+    assert!(f.store.claim(10, LEASE).await.unwrap().deliveries.is_empty());
+    let only_filtered = EventFilter {
+        status: Some(EventStatus::Filtered),
+        ..EventFilter::default()
+    };
+    insert(f.store.as_ref(), "routed", 5).await;
+    let page = f.store.list_events(&only_filtered, 10, None).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].id, id);
+    assert_eq!(
+        f.store.replay(&id, None, &budget(5)).await.unwrap(),
+        ReplayOutcome::NotReplayable(EventStatus::Filtered)
+    );
+    let route = vec![NewDelivery {
+        destination: "billing".into(),
+        max_attempts: 4,
+    }];
+    assert!(f.store.add_deliveries(&id, route.clone()).await.unwrap());
+    // Once routed, never routed twice.
+    assert!(!f.store.add_deliveries(&id, route).await.unwrap());
+    let claimed: Vec<_> = f
+        .store
+        .claim(10, LEASE)
+        .await
+        .unwrap()
+        .deliveries
+        .into_iter()
+        .filter(|c| c.event_id == id)
+        .collect();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].destination.as_str(), claimed[0].max_attempts), ("billing", 4));
+}
+
 crate::on_both_backends!(
+    an_event_is_stored_once_with_one_delivery_per_destination,
+    a_filtered_event_is_kept_and_can_be_routed_later,
     inserts_once_per_key,
     claims_lease_each_due_event_once,
     outcomes_are_fenced_by_the_attempt_number,
