@@ -6,6 +6,7 @@ mod adversarial;
 mod browser;
 mod cli;
 mod dashboard;
+mod fanout;
 mod database;
 mod database_file;
 mod deployment;

@@ -595,7 +595,91 @@ async fn a_stalled_client_cannot_hold_up_shutdown(backend: Backend) {
     drop(stalled);
 }
 
+/// SIGKILL of `serve` under load, with each event routed to three destinations: every
+/// acknowledged event has all three deliveries (committed with it), none twice, and
+/// each receiver gets every event.
+async fn killing_serve_under_fan_out_loses_no_delivery(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let receivers = [
+        crate::receiver::Receiver::start(vec![]).await,
+        crate::receiver::Receiver::start(vec![]).await,
+        crate::receiver::Receiver::start(vec![]).await,
+    ];
+    let mut config = String::new();
+    for (n, receiver) in receivers.iter().enumerate() {
+        config.push_str(&format!("[destinations.app{n}]\nurl = \"{}\"\n", receiver.url()));
+    }
+    config.push_str("[sources.load]\n");
+    for n in 0..receivers.len() {
+        config.push_str(&format!("[[sources.load.routes]]\ndestination = \"app{n}\"\n"));
+    }
+    let config_path = setup.path().join("fanout.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let config_arg = config_path.to_str().unwrap().to_owned();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..2 {
+        let (mut serve, address) = setup.start(
+            "serve",
+            &[],
+            &["--config", &config_arg],
+            &format!("serve{round}.log"),
+        );
+        let address = address.unwrap();
+        wait_healthy(&client(), address).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accepted = Accepted::default();
+        let load = tokio::spawn(post_into(
+            address,
+            16,
+            round,
+            json!({"round": round}),
+            stop.clone(),
+            accepted.clone(),
+        ));
+        eventually(Duration::from_secs(30), "300 acknowledged events", || {
+            let count = accepted.lock().unwrap().len();
+            async move { (count >= 300).then_some(()) }
+        })
+        .await;
+        serve.kill();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.await.unwrap();
+        acknowledged.extend(accepted.lock().unwrap().drain(..));
+    }
+    let ids: Vec<String> = acknowledged.iter().map(|id| format!("'{id}'")).collect();
+    let ids = ids.join(",");
+    let deliveries = setup
+        .count(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE event_id IN ({ids})"
+        ))
+        .await;
+    assert_eq!(deliveries as usize, acknowledged.len() * 3, "a delivery is missing or doubled");
+    let distinct = setup
+        .count(&format!(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT event_id, destination FROM deliveries
+             WHERE event_id IN ({ids})) AS d"
+        ))
+        .await;
+    assert_eq!(distinct, deliveries);
+
+    let (_serve, address) =
+        setup.start("serve", &[], &["--config", &config_arg], "serve-final.log");
+    let address = address.unwrap();
+    wait_healthy(&client(), address).await;
+    wait_all_delivered(address, &acknowledged, Duration::from_secs(120)).await;
+    for receiver in &receivers {
+        let got: HashSet<String> = receiver
+            .received()
+            .iter()
+            .map(|r| r.headers["x-hookrelay-event-id"].to_str().unwrap().to_owned())
+            .collect();
+        let missing = acknowledged.iter().filter(|id| !got.contains(*id)).count();
+        assert_eq!(missing, 0, "a receiver is missing acknowledged events");
+    }
+}
+
 crate::on_both_backends!(
+    killing_serve_under_fan_out_loses_no_delivery,
     sigterm_hands_back_a_delivery_in_flight,
     a_stalled_client_cannot_hold_up_shutdown,
     a_worker_without_the_destination_does_not_swallow_events,
