@@ -159,15 +159,15 @@ pub struct FilterArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct CommonArgs {
     /// TOML config file.
-    #[arg(long, env = "HOOKRELAY_CONFIG", value_name = "FILE")]
+    #[arg(long, env = "HOOKRELAY_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
     /// Database URL: `sqlite://PATH` (default `sqlite://data/hookrelay.db`) or `postgres://…`.
-    #[arg(long, env = "HOOKRELAY_DATABASE", value_name = "URL")]
+    #[arg(long, env = "HOOKRELAY_DATABASE", value_name = "URL", global = true)]
     pub database: Option<String>,
 
     /// Do not create or upgrade the schema on start (run `hookrelay migrate` yourself).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_migrate: bool,
 }
 

@@ -107,4 +107,118 @@ async fn the_events_command_lists_shows_and_replays(backend: Backend) {
     assert!(!bad_status.status.success());
 }
 
-crate::on_both_backends!(the_events_command_lists_shows_and_replays);
+
+fn run(args: &[&str], dir: &std::path::Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("hookrelay runs")
+}
+
+const ROUTES: &str = r#"
+[destinations.billing]
+url = "http://127.0.0.1:9/billing"
+[destinations.analytics]
+url = "http://127.0.0.1:9/analytics"
+
+[sources.stripe]
+[[sources.stripe.routes]]
+destination = "billing"
+event_types = ["invoice.*"]
+[[sources.stripe.routes]]
+destination = "analytics"
+filter = { body = { data = { object = { amount = { "$gte" = 10000 } } } } }
+"#;
+
+/// `routes test` says which destinations would receive an event and why not the others.
+#[test]
+fn routes_test_explains_each_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookrelay.toml");
+    std::fs::write(&config, ROUTES).unwrap();
+    let body = dir.path().join("invoice.json");
+    std::fs::write(
+        &body,
+        r#"{"id":"evt_1","type":"invoice.paid","data":{"object":{"amount":500}}}"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let body = body.to_str().unwrap();
+    let output = run(
+        &["routes", "test", "--config", config, "--source", "stripe", "--body", body],
+        dir.path(),
+    );
+    let text = stdout(&output);
+    assert!(text.contains("event type: invoice.paid"), "{text}");
+    assert!(text.contains("route 0 -> billing: delivers"), "{text}");
+    assert!(text.contains("route 1 -> analytics: skips"), "{text}");
+    assert!(text.contains("because the filter does not match"), "{text}");
+    assert!(text.contains("deliveries: billing"), "{text}");
+
+    std::fs::write(dir.path().join("charge.json"), r#"{"type":"charge.succeeded"}"#).unwrap();
+    let output = run(
+        &[
+            "routes", "test", "--config", config, "--source", "stripe", "--header",
+            "X-Test: 1", "--body", "charge.json",
+        ],
+        dir.path(),
+    );
+    let text = stdout(&output);
+    assert!(text.contains("stored as filtered"), "{text}");
+
+    // A bad filter stops the command (and every process) at start, naming the route.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        ROUTES.replace("\"$gte\" = 10000", "\"$between\" = [1, 2]"),
+    )
+    .unwrap();
+    let output = run(
+        &["routes", "test", "--config", bad.to_str().unwrap(), "--source", "stripe", "--body", body],
+        dir.path(),
+    );
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("[sources.stripe] routes[1].filter") && error.contains("$between"),
+        "{error}"
+    );
+}
+
+async fn the_destinations_command_shows_backlog_and_outcomes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.accept("shop", "k", json!({"ok": true})).await;
+    app.wait_for_status(&id, "delivered", Duration::from_secs(10))
+        .await;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+    command
+        .args(["destinations", "--database", &app.database.url])
+        .current_dir(app.dir.path());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let table = stdout(&output);
+    assert!(table.starts_with("DESTINATION"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("built-in"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("active") && row.contains("20"), "{row}");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+    command
+        .args(["destinations", "--database", &app.database.url, "list", "--json"])
+        .current_dir(app.dir.path());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let line: Value = serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
+    assert_eq!(line["name"], "built-in");
+    assert_eq!(line["backlog"], 0);
+    assert!(line["last_success_at"].is_string());
+}
+
+crate::on_both_backends!(
+    the_events_command_lists_shows_and_replays,
+    the_destinations_command_shows_backlog_and_outcomes,
+);
