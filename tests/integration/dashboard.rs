@@ -427,7 +427,69 @@ async fn replay_buttons_need_the_pages_csrf_token(backend: Backend) {
     assert_eq!(app.event(&second).await["max_attempts"], 10);
 }
 
+/// An event's page lists its deliveries, each with its own replay button; the
+/// destinations page shows each destination's backlog and last outcomes.
+async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
+    let healthy = crate::receiver::Receiver::start(vec![]).await;
+    let gone = crate::receiver::Receiver::start(vec![crate::receiver::Answer::status(410)]).await;
+    let config = format!(
+        "[destinations.healthy]\nurl = \"{}\"\n[destinations.gone]\nurl = \"{}\"\n\
+         [sources.shop]\n[[sources.shop.routes]]\ndestination = \"healthy\"\n\
+         [[sources.shop.routes]]\ndestination = \"gone\"\n",
+        healthy.url(),
+        gone.url()
+    );
+    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let client = plain_client();
+    let id = app.accept("shop", "order-1", json!({"id": 1})).await;
+    app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
+        .await;
+
+    let page = client
+        .get(app.url(&format!("/ui/events/{id}")))
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_pair(set_cookie(page.headers(), "hookrelay_csrf").unwrap());
+    let html = page.text().await.unwrap();
+    assert!(html.contains("id=\"deliveries\""), "{html}");
+    for name in ["healthy", "gone"] {
+        assert!(html.contains(&format!("data-destination=\"{name}\"")), "{html}");
+        assert!(
+            html.contains(&format!("/replay?destination={name}\"")),
+            "a replay button for {name}"
+        );
+    }
+    let replay = client
+        .post(app.url(&format!("/ui/events/{id}/replay?destination=gone")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .body(format!("csrf={}", csrf_field(&html)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 303);
+    app.wait_for_status(&id, "delivered", Duration::from_secs(10))
+        .await;
+    assert_eq!(healthy.received().len(), 1, "only the one delivery was replayed");
+    assert_eq!(gone.received().len(), 2);
+
+    let html = page_html(&client, app.url("/ui/destinations")).await;
+    assert!(html.contains("id=\"destinations\""), "{html}");
+    assert!(html.contains("href=\"/ui/destinations/healthy\""), "{html}");
+    let html = page_html(&client, app.url("/ui/destinations/gone")).await;
+    assert!(html.contains(&gone.url()), "{html}");
+    assert!(html.contains(&format!("/ui/events/{id}")), "the destination's recent events");
+    let missing = client
+        .get(app.url("/ui/destinations/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
 crate::on_both_backends!(
+    deliveries_and_destinations_have_their_pages,
     signing_in_with_the_token_sets_a_session_cookie,
     the_pages_show_counts_events_and_their_history,
     the_list_pages_older_events,
