@@ -77,6 +77,8 @@ pub fn next_key(prefix: &str) -> (String, u64) {
 pub struct Throughput {
     pub rate: f64,
     pub requests: u64,
+    /// The longest single request in the measured window (a stall shows here).
+    pub longest: Duration,
 }
 
 pub async fn max_throughput(
@@ -84,29 +86,48 @@ pub async fn max_throughput(
     duration: Duration,
     prefix: &'static str,
 ) -> Throughput {
+    max_throughput_with(address, duration, prefix, CONNECTIONS).await
+}
+
+pub async fn max_throughput_with(
+    address: SocketAddr,
+    duration: Duration,
+    prefix: &'static str,
+    connections: usize,
+) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let longest = Arc::new(AtomicU64::new(0));
     let warmup = Duration::from_millis(500);
     let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..connections {
         let stop = stop.clone();
         let done = done.clone();
+        let measuring = measuring.clone();
+        let longest = longest.clone();
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(address).await;
             while !stop.load(Ordering::Relaxed) {
                 let (key, n) = next_key(prefix);
+                let sent = Instant::now();
                 let (status, _) = post(&mut sender, address, &key, n).await;
                 assert_eq!(status, 202, "unexpected status");
+                if measuring.load(Ordering::Relaxed) {
+                    longest.fetch_max(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
     tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
     let start_count = done.load(Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(duration).await;
     let count = done.load(Ordering::Relaxed) - start_count;
     let elapsed = start.elapsed();
+    measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("load task");
@@ -114,6 +135,7 @@ pub async fn max_throughput(
     Throughput {
         rate: count as f64 / elapsed.as_secs_f64(),
         requests: done.load(Ordering::Relaxed),
+        longest: Duration::from_micros(longest.load(Ordering::Relaxed)),
     }
 }
 

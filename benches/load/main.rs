@@ -7,6 +7,7 @@
 //! and answers 202 without storing anything.
 
 mod client;
+mod fanout;
 mod scale;
 mod scenarios;
 mod servers;
@@ -74,6 +75,10 @@ async fn run(duration: Duration) {
         body(0).len()
     );
     let dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("fanout") {
+        fanout::print(dir.path(), duration, delivery_events()).await;
+        return;
+    }
 
     let baseline = Server::baseline();
     wait_ready(baseline.address).await;

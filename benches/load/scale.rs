@@ -90,15 +90,21 @@ impl BenchDatabase {
                     let conn = rusqlite::Connection::open(path).expect("open");
                     conn.execute(
                         "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
-                         INSERT INTO events (id, source, idempotency_key, status, attempts,
-                                             max_attempts, created_at, updated_at, content_type,
-                                             headers, body)
+                         INSERT INTO events (id, source, idempotency_key, created_at,
+                                             content_type, headers, body)
                          SELECT printf('evt_history_%09d', x), 'app', printf('history-%09d', x),
-                                'delivered', 1, 5, x, x, 'application/json', '[]', zeroblob(800)
+                                x, 'application/json', '[]', zeroblob(800)
                          FROM n",
                         [count as i64],
                     )
                     .expect("seed history");
+                    conn.execute(
+                        "INSERT INTO deliveries (event_id, destination, status, attempts,
+                                                 max_attempts, updated_at)
+                         SELECT id, 'app', 'delivered', 1, 5, created_at FROM events",
+                        [],
+                    )
+                    .expect("seed deliveries");
                 })
                 .await
                 .expect("seed task");
@@ -107,11 +113,10 @@ impl BenchDatabase {
                 let client = admin(&self.url).await;
                 client
                     .execute(
-                        "INSERT INTO events (id, source, idempotency_key, status, attempts,
-                                             max_attempts, created_at, updated_at, content_type,
-                                             headers, body)
+                        "INSERT INTO events (id, source, idempotency_key, created_at,
+                                             content_type, headers, body)
                          SELECT 'evt_history_' || lpad(x::text, 9, '0'), 'app',
-                                'history-' || x, 'delivered', 1, 5, x, x, 'application/json',
+                                'history-' || x, x, 'application/json',
                                 '[]', decode(repeat('00', 800), 'hex')
                          FROM generate_series(1, $1::bigint) AS x",
                         &[&(count as i64)],
@@ -119,7 +124,16 @@ impl BenchDatabase {
                     .await
                     .expect("seed history");
                 client
-                    .batch_execute("VACUUM ANALYZE events")
+                    .execute(
+                        "INSERT INTO deliveries (event_id, destination, status, attempts,
+                                                 max_attempts, updated_at)
+                         SELECT id, 'app', 'delivered', 1, 5, created_at FROM events",
+                        &[],
+                    )
+                    .await
+                    .expect("seed deliveries");
+                client
+                    .batch_execute("VACUUM ANALYZE events; VACUUM ANALYZE deliveries")
                     .await
                     .expect("analyze");
             }

@@ -263,7 +263,7 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
     browser.text("a.count.selected").await;
     assert_eq!(
         browser.path_and_query().await,
-        "/ui?status=dead_lettered&source=&since=&until="
+        "/ui?status=dead_lettered&source=&destination=&since=&until="
     );
     assert_eq!(browser.rows("events").await, 1);
     assert!(browser.text("#events").await.contains("Simulated failure"));
@@ -278,7 +278,8 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
         summary.contains("Permanently failed after max attempts"),
         "{summary}"
     );
-    assert!(summary.contains("5 of 5"), "{summary}");
+    let deliveries = browser.text("#deliveries").await;
+    assert!(deliveries.contains("built-in") && deliveries.contains("5 of 5"), "{deliveries}");
     assert_eq!(browser.rows("attempts").await, 5);
     assert!(browser.text("#headers").await.contains("invoice-7"));
     assert!(
@@ -290,13 +291,13 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
     browser.screenshot("event.png").await;
 
     // Replay: queued again with a fresh set of attempts, the history kept.
-    browser.click("form.actions button").await;
+    browser.click("#deliveries form button").await;
     assert!(browser.text(".notice").await.contains("Queued again"));
     settled(&app, &failing, "dead_lettered", 10).await;
     browser.page().refresh().await.unwrap();
     browser.text("#attempts").await;
     assert_eq!(browser.rows("attempts").await, 10);
-    assert!(browser.text("dl").await.contains("10 of 10"));
+    assert!(browser.text("#deliveries").await.contains("10 of 10"));
 
     // Replay by filter from the list.
     browser
@@ -305,7 +306,7 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
         .await
         .unwrap();
     browser.click("form.actions button").await;
-    assert_eq!(browser.text(".notice").await, "Replayed 1 event.");
+    assert_eq!(browser.text(".notice").await, "Replayed 1 delivery.");
     settled(&app, &failing, "dead_lettered", 15).await;
 
     // Finding an event by what the sender calls it.
@@ -325,6 +326,12 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
     browser.click("form[action='/ui/find'] button").await;
     assert_eq!(browser.text("h1").await, failing);
     assert!(browser.text("dl").await.contains("invoice-7"));
+
+    // The destinations page: each destination's backlog and last outcomes.
+    browser.click("header nav a[href='/ui/destinations']").await;
+    assert_eq!(browser.text("h1").await, "Destinations");
+    assert!(browser.text("#destinations").await.contains("built-in"));
+    browser.screenshot("destinations.png").await;
 
     browser.close().await;
 }

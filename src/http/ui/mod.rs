@@ -135,7 +135,7 @@ pub async fn overview(
     let csrf = CsrfToken::for_request(&headers);
     let notice = query
         .replayed
-        .map(|n| format!("Replayed {n} event{}.", if n == 1 { "" } else { "s" }));
+        .map(|n| format!("Replayed {n} deliver{}.", if n == 1 { "y" } else { "ies" }));
     let markup = pages::overview(&pages::Overview {
         gauges: &gauges,
         delivered,

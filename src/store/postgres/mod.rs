@@ -9,6 +9,7 @@
 //! fallback. Broken connections are replaced by the pool, so the service recovers by
 //! itself when PostgreSQL comes back.
 
+mod group;
 mod queries;
 
 use std::future::poll_fn;
@@ -81,6 +82,8 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Inserts of webhooks, committed in groups.
+    inserts: group::GroupCommit,
     work_signal: Arc<Notify>,
     /// Wakes the task that sends NOTIFY to other processes.
     announce: Arc<Notify>,
@@ -118,11 +121,16 @@ impl PostgresStore {
             check_schema(&client).await?;
         }
 
+        let background = CancellationToken::new();
+        // Half the pool commits webhooks; the rest serves reads, claims and outcomes.
+        let inserts =
+            group::GroupCommit::start(pool.clone(), options.pool_size / 2, background.clone());
         let store = Self {
             pool,
+            inserts,
             work_signal: Arc::new(Notify::new()),
             announce: Arc::new(Notify::new()),
-            background: CancellationToken::new(),
+            background,
         };
         if options.runs_api {
             tokio::spawn(announce_loop(
@@ -266,8 +274,7 @@ async fn listen_loop(config: tokio_postgres::Config, signal: Arc<Notify>, stop: 
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
-        let client = self.pool.get().await?;
-        let outcome = queries::insert_event(&client, &event).await?;
+        let outcome = self.inserts.insert(event).await?;
         if matches!(outcome, InsertOutcome::Accepted(_)) {
             self.work_signal.notify_one();
             self.announce.notify_one();

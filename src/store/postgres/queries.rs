@@ -76,6 +76,99 @@ pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOut
     Ok(InsertOutcome::Duplicate(EventId::from_stored(row.col(0)?)))
 }
 
+/// Inserts many events and their deliveries in one statement (one commit). Rows go in
+/// in key order, so that two batches holding the same keys take their index locks in
+/// the same order and cannot deadlock. Returns each event's outcome, in input order.
+pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<InsertOutcome>> {
+    if let [event] = events {
+        return Ok(vec![insert_event(client, event).await?]);
+    }
+    let statement = client
+        .prepare_cached(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                      $5::bigint[], $6::text[], $7::text[], $8::bytea[])
+                      AS i(id, source, key, event_type, created_at, content_type, headers, body)),
+             inserted AS (
+                 INSERT INTO events (id, source, idempotency_key, event_type, created_at,
+                                     content_type, headers, body)
+                 SELECT id, source, key, event_type, created_at, content_type, headers, body
+                 FROM input ORDER BY source, key
+                 ON CONFLICT (source, idempotency_key) DO NOTHING
+                 RETURNING id),
+             delivered AS (
+                 INSERT INTO deliveries (event_id, destination, status, max_attempts,
+                                         next_attempt_at, updated_at)
+                 SELECT d.event_id, d.destination, $9, d.max_attempts, d.at, d.at
+                 FROM unnest($10::text[], $11::text[], $12::int[], $13::bigint[])
+                      WITH ORDINALITY AS d(event_id, destination, max_attempts, at, n)
+                 JOIN inserted ON inserted.id = d.event_id
+                 ORDER BY d.n)
+             SELECT id FROM inserted",
+        )
+        .await?;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+    let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+    let types: Vec<Option<&str>> = events.iter().map(|e| e.event_type.as_deref()).collect();
+    let created: Vec<i64> = events.iter().map(|e| e.received_at.0).collect();
+    let content_types: Vec<Option<&str>> =
+        events.iter().map(|e| e.content_type.as_deref()).collect();
+    let headers: Vec<&str> = events.iter().map(|e| e.headers.as_str()).collect();
+    let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
+    let mut delivery_events = Vec::new();
+    let mut destinations = Vec::new();
+    let mut max_attempts = Vec::new();
+    let mut at = Vec::new();
+    for event in events {
+        for delivery in &event.deliveries {
+            delivery_events.push(event.id.as_str());
+            destinations.push(delivery.destination.as_str());
+            max_attempts.push(delivery.max_attempts.min(i32::MAX as u32) as i32);
+            at.push(event.received_at.0);
+        }
+    }
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &ids,
+                &sources,
+                &keys,
+                &types,
+                &created,
+                &content_types,
+                &headers,
+                &bodies,
+                &EventStatus::Queued.as_str(),
+                &delivery_events,
+                &destinations,
+                &max_attempts,
+                &at,
+            ],
+        )
+        .await?;
+    let inserted: std::collections::HashSet<String> =
+        rows.iter().map(|row| row.col(0)).collect::<Result<_>>()?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        if inserted.contains(event.id.as_str()) {
+            outcomes.push(InsertOutcome::Accepted(event.id.clone()));
+            continue;
+        }
+        // A redelivery (of an earlier event, or of one earlier in this batch): the
+        // conflict waited for that insert to commit, so its row is visible now.
+        let select = client
+            .prepare_cached("SELECT id FROM events WHERE source = $1 AND idempotency_key = $2")
+            .await?;
+        let row = client
+            .query_one(&select, &[&event.source.as_str(), &event.key.as_str()])
+            .await?;
+        outcomes.push(InsertOutcome::Duplicate(EventId::from_stored(row.col(0)?)));
+    }
+    Ok(outcomes)
+}
+
 fn delivery_arrays(deliveries: &[NewDelivery]) -> (Vec<&str>, Vec<i32>) {
     (
         deliveries.iter().map(|d| d.destination.as_str()).collect(),

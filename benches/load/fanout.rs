@@ -1,0 +1,216 @@
+//! Fan-out figures (`BENCH_ONLY=fanout`): ingest with one route against three matching
+//! routes, on SQLite and PostgreSQL; draining deliveries spread over three destinations
+//! against one; and `serve` accepting and delivering at its peak against `api` alone,
+//! with the longest single request of each run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::CONNECTIONS;
+use crate::client::{connect, max_throughput, next_key, post_to};
+use crate::scale::{Backend, BenchDatabase};
+use crate::servers::{Server, Sink, start_sink, wait_ready};
+
+/// `[sources.stripe]` with one route, as a release before named destinations wrote it.
+fn one_route(sink: &str) -> String {
+    format!("[sources.stripe]\ndestination = \"{sink}\"\n")
+}
+
+/// Three routes that all match the benchmark's Stripe-like body: by event type, by a
+/// body filter, and a catch-all; each to its own destination.
+fn three_routes(sink: &str) -> String {
+    format!(
+        r#"
+[destinations.billing]
+url = "{sink}"
+[destinations.analytics]
+url = "{sink}"
+[destinations.archive]
+url = "{sink}"
+
+[sources.stripe]
+[[sources.stripe.routes]]
+destination = "billing"
+event_types = ["payment_intent.*", "invoice.*"]
+[[sources.stripe.routes]]
+destination = "analytics"
+filter = {{ body = {{ data = {{ object = {{ amount = {{ "$gte" = 1000 }}, currency = {{ "$in" = ["eur", "usd"] }} }} }} }} }}
+[[sources.stripe.routes]]
+destination = "archive"
+"#
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let path = dir.join("hookrelay.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+fn sink_url(sink: &Sink) -> String {
+    format!("http://{}/hook", sink.address)
+}
+
+pub struct IngestFigure {
+    pub rate: f64,
+    pub longest: Duration,
+}
+
+/// `api` alone at its peak on a fresh database with `config`.
+async fn ingest(backend: Backend, dir: &Path, config: &str, duration: Duration) -> IngestFigure {
+    let database = BenchDatabase::create(backend, dir).await;
+    let config = write_config(dir, config);
+    let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
+    wait_ready(api.address).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let measured = max_throughput(api.address, duration, "fanout").await;
+    drop(api);
+    database.drop_database().await;
+    IngestFigure {
+        rate: measured.rate,
+        longest: measured.longest,
+    }
+}
+
+/// Stores `events` with `api` alone, then one worker delivers them; deliveries per
+/// second from the first arrival to the last.
+async fn drain(backend: Backend, dir: &Path, config: &str, events: u64, deliveries: u64, sink: &Sink) -> f64 {
+    let database = BenchDatabase::create(backend, dir).await;
+    let config = write_config(dir, config);
+    let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
+    wait_ready(api.address).await;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let next = next.clone();
+        let address = api.address;
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(address).await;
+            while next.fetch_add(1, Ordering::Relaxed) < events {
+                let (key, n) = next_key("drain");
+                let (status, _) = post_to(&mut sender, address, "stripe", &key, n).await;
+                assert_eq!(status, 202);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("store task");
+    }
+    drop(api);
+    sink.arrivals.lock().expect("arrivals").clear();
+    let worker = Server::hookrelay_with("worker", dir, &database.url, Some(&config));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while (sink.arrivals.lock().expect("arrivals").len() as u64) < deliveries {
+        assert!(Instant::now() < deadline, "deliveries did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(worker);
+    database.drop_database().await;
+    let arrivals = sink.arrivals.lock().expect("arrivals");
+    let first = arrivals.first().map(|a| a.1).expect("arrivals");
+    let last = arrivals.last().map(|a| a.1).expect("arrivals");
+    deliveries as f64 / (last - first).as_secs_f64()
+}
+
+pub struct PeakFigure {
+    pub api: f64,
+    pub serve_accepted: f64,
+    pub serve_delivered: f64,
+    pub api_longest: Duration,
+    pub serve_longest: Duration,
+}
+
+/// `api` alone, then `serve` (one route to the sink) at its peak: what it accepts and
+/// what reaches the sink in the same window.
+async fn peak(backend: Backend, root: &Path, sink: &Sink, duration: Duration) -> PeakFigure {
+    let config = one_route(&sink_url(sink));
+    let api = ingest(backend, &root.join("peak-api"), &config, duration).await;
+
+    let dir = root.join("peak-serve");
+    let database = BenchDatabase::create(backend, &dir).await;
+    let config = write_config(&dir, &config);
+    let serve = Server::hookrelay_with("serve", &dir, &database.url, Some(&config));
+    wait_ready(serve.address).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sink.arrivals.lock().expect("arrivals").clear();
+    // The window `max_throughput` measures: after its 500 ms warm-up.
+    let counted = {
+        let sink = sink.arrivals.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = sink.lock().expect("arrivals").len();
+            tokio::time::sleep(duration).await;
+            sink.lock().expect("arrivals").len() - before
+        })
+    };
+    let measured = max_throughput(serve.address, duration, "peak").await;
+    let delivered = counted.await.expect("counter") as f64 / duration.as_secs_f64();
+    drop(serve);
+    database.drop_database().await;
+    PeakFigure {
+        api: api.rate,
+        serve_accepted: measured.rate,
+        serve_delivered: delivered,
+        api_longest: api.longest,
+        serve_longest: measured.longest,
+    }
+}
+
+pub async fn print(root: &Path, duration: Duration, events: u64) {
+    let sink = start_sink().await;
+    let url = sink_url(&sink);
+    let new_build_only = std::env::var_os("BENCH_HOOKRELAY_BIN").is_some();
+    println!();
+    println!("| backend | ingest, 1 route (202/s) | ingest, 3 routes (202/s) | ratio | longest request, 1 / 3 routes (ms) |");
+    println!("|---|---|---|---|---|");
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let one = ingest(backend, &root.join(format!("one-{}", backend.name())), &one_route(&url), duration).await;
+        if new_build_only {
+            // An earlier build knows no `[destinations]`: its one-route figure only.
+            println!("| {} | {:.0} | — | — | {:.1} / — |", backend.name(), one.rate, one.longest.as_secs_f64() * 1e3);
+            continue;
+        }
+        let three = ingest(backend, &root.join(format!("three-{}", backend.name())), &three_routes(&url), duration).await;
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.1} / {:.1} |",
+            backend.name(),
+            one.rate,
+            three.rate,
+            three.rate / one.rate,
+            one.longest.as_secs_f64() * 1e3,
+            three.longest.as_secs_f64() * 1e3
+        );
+    }
+
+    println!();
+    println!("| backend | `serve` accepts (202/s) | `serve` delivers (/s) | delivered / accepted | `api` alone (202/s) | serve / api | longest request, api / serve (ms) |");
+    println!("|---|---|---|---|---|---|---|");
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let figure = peak(backend, &root.join(format!("peak-{}", backend.name())), &sink, duration).await;
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} / {:.1} |",
+            backend.name(),
+            figure.serve_accepted,
+            figure.serve_delivered,
+            figure.serve_delivered / figure.serve_accepted,
+            figure.api,
+            figure.serve_accepted / figure.api,
+            figure.api_longest.as_secs_f64() * 1e3,
+            figure.serve_longest.as_secs_f64() * 1e3,
+        );
+    }
+
+    println!();
+    println!("| SQLite, one worker | deliveries | deliveries/s |");
+    println!("|---|---|---|");
+    let single = drain(Backend::Sqlite, &root.join("drain-one"), &one_route(&url), events, events, &sink).await;
+    println!("| {events} events to one destination | {events} | {single:.0} |");
+    if !new_build_only {
+        let spread = events.div_ceil(3);
+        let three = drain(Backend::Sqlite, &root.join("drain-three"), &three_routes(&url), spread, spread * 3, &sink).await;
+        println!("| {spread} events to three destinations | {} | {three:.0} |", spread * 3);
+    }
+}
