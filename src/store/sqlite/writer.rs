@@ -37,13 +37,52 @@ pub enum WriteFailure {
     )]
     FileGone,
 }
-type Reply = Box<dyn FnOnce(CommitResult) + Send>;
-/// Runs against the open transaction (or is told there is none) and returns how to
-/// answer its caller once the commit's fate is known.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
+/// One caller's writes: run against the open transaction (again, if the batch has to
+/// be redone), then answered once the commit's fate is known.
+trait Job: Send {
+    /// Runs the work; `isolated` wraps it in a savepoint so that its failure leaves
+    /// its batch-mates' writes in place. Returns whether it succeeded.
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool;
+    /// Answers the caller: the work's result if the commit held, else the failure.
+    fn answer(self: Box<Self>, commit: CommitResult);
+}
+
+struct WriteJob<T, F> {
+    work: F,
+    outcome: Option<rusqlite::Result<T>>,
+    answer: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for WriteJob<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool {
+        let outcome = if isolated {
+            run_atomically(conn, &mut self.work)
+        } else {
+            (self.work)(conn)
+        };
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: CommitResult) {
+        let result = match (commit, self.outcome) {
+            (Err(cause), _) => Err(StoreError::Unavailable(Box::new(cause))),
+            (Ok(()), Some(result)) => result.map_err(StoreError::from),
+            (Ok(()), None) => Err(StoreError::WriterStopped),
+        };
+        let _ = self.answer.send(result);
+    }
+}
+
+type BoxedJob = Box<dyn Job>;
 
 enum Message {
-    Job(Job),
+    Job(BoxedJob),
     Close,
 }
 
@@ -66,22 +105,18 @@ impl Writer {
     }
 
     /// Runs `work` inside the next batch's transaction; resolves after the commit.
+    /// `work` may run twice: should a batch-mate fail, the batch is rolled back and
+    /// done again with each job in a savepoint of its own.
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let outcome = conn.map(|conn| run_atomically(conn, work));
-            Box::new(move |commit: CommitResult| {
-                let result = match (commit, outcome) {
-                    (Err(cause), _) => Err(StoreError::Unavailable(Box::new(cause))),
-                    (Ok(()), Some(result)) => result.map_err(StoreError::from),
-                    (Ok(()), None) => Err(StoreError::WriterStopped),
-                };
-                let _ = answer.send(result);
-            })
+        let job: BoxedJob = Box::new(WriteJob {
+            work,
+            outcome: None,
+            answer,
         });
         self.queue
             .send(Message::Job(job))
@@ -103,7 +138,7 @@ impl Writer {
 /// A job's statements apply together or not at all, without failing its batch-mates.
 fn run_atomically<T>(
     conn: &Connection,
-    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    work: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match work(conn) {
@@ -140,8 +175,7 @@ fn write_loop(
     connector: Connector,
     mut receiver: mpsc::Receiver<Message>,
 ) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<BoxedJob> = Vec::with_capacity(MAX_BATCH);
     loop {
         let mut closing = false;
         match receiver.blocking_recv() {
@@ -158,7 +192,7 @@ fn write_loop(
         if !batch.is_empty() {
             let commit = match usable(&mut open, &connector) {
                 Ok(file) => {
-                    let commit = commit_batch(&file.conn, &mut batch, &mut replies)
+                    let commit = commit_batch(&file.conn, &mut batch)
                         .and_then(|()| still_at_path(file, &connector));
                     if let Err(failure) = &commit
                         && breaks_connection(failure)
@@ -181,13 +215,10 @@ fn write_loop(
                     }
                     commit
                 }
-                Err(failure) => {
-                    replies.extend(batch.drain(..).map(|job| job(None)));
-                    Err(failure)
-                }
+                Err(failure) => Err(failure),
             };
-            for reply in replies.drain(..) {
-                reply(commit.clone());
+            for job in batch.drain(..) {
+                job.answer(commit.clone());
             }
         }
         if closing {
@@ -246,23 +277,22 @@ fn breaks_connection(failure: &WriteFailure) -> bool {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>) -> CommitResult {
-    if let Err(error) = conn
-        .prepare_cached("BEGIN IMMEDIATE")
-        .and_then(|mut s| s.execute([]))
-    {
-        tracing::error!(
-            error = &error as &dyn std::error::Error,
-            "Cannot start a write transaction"
-        );
-        replies.extend(batch.drain(..).map(|job| job(None)));
-        return Err(Arc::new(error.into()));
+/// Runs the batch in one transaction and commits it. Jobs run back to back with no
+/// savepoint of their own, which would copy every page each job touches; should one
+/// fail, the batch is rolled back and run again with each job in a savepoint, so that
+/// only the failed job's writes are left out.
+fn commit_batch(conn: &Connection, batch: &mut [BoxedJob]) -> CommitResult {
+    begin(conn)?;
+    if batch.iter_mut().all(|job| job.run(conn, false)) && !conn.is_autocommit() {
+        return commit(conn);
     }
-    let mut jobs = batch.drain(..);
-    while let Some(job) = jobs.next() {
-        replies.push(job(Some(conn)));
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    begin(conn)?;
+    for job in batch.iter_mut() {
+        job.run(conn, true);
         if conn.is_autocommit() {
-            replies.extend(jobs.map(|job| job(None)));
             // SQLite rolled the whole transaction back (disk full, I/O error): every
             // job in it is lost, so every caller must hear so.
             let error = rusqlite::Error::SqliteFailure(
@@ -273,6 +303,23 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply
             return Err(Arc::new(error.into()));
         }
     }
+    commit(conn)
+}
+
+fn begin(conn: &Connection) -> CommitResult {
+    conn.prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .map_err(|error| {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "Cannot start a write transaction"
+            );
+            Arc::new(error.into())
+        })
+}
+
+fn commit(conn: &Connection) -> CommitResult {
     match conn
         .prepare_cached("COMMIT")
         .and_then(|mut s| s.execute([]))
@@ -285,5 +332,52 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply
             }
             Err(Arc::new(error.into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failing job is answered with its error; the jobs committed beside it keep
+    /// their writes (the batch is redone with a savepoint per job).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_does_not_fail_its_batch_mates() {
+        let dir = tempfile::tempdir().unwrap();
+        let connector = Connector::new(dir.path().join("w.db"));
+        let conn = connector.create().unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .unwrap();
+        let writer = Arc::new(Writer::start(conn, connector.clone()).unwrap());
+        let writes = (0..200).map(|n| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(move |conn| {
+                        conn.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                        // Two statements: the first must not survive the second's failure.
+                        if n % 10 == 0 {
+                            conn.execute("INSERT INTO missing (n) VALUES (1)", [])?;
+                        }
+                        Ok(n)
+                    })
+                    .await
+            })
+        });
+        let mut failed = 0;
+        for write in writes.collect::<Vec<_>>() {
+            failed += usize::from(write.await.unwrap().is_err());
+        }
+        assert_eq!(failed, 20);
+        writer.close().await;
+        let check = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+        let (rows, multiples): (i64, i64) = check
+            .query_row(
+                "SELECT COUNT(*), SUM(n % 10 = 0) FROM t",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, multiples), (180, 0));
     }
 }
