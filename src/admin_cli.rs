@@ -140,9 +140,8 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw)?;
         raw
     } else {
-        std::fs::read(&body).map_err(|e| {
-            AdminError::Invalid(format!("cannot read {}: {e}", body.display()))
-        })?
+        std::fs::read(&body)
+            .map_err(|e| AdminError::Invalid(format!("cannot read {}: {e}", body.display())))?
     };
     let tree: Option<serde_json::Value> = serde_json::from_slice(&raw).ok();
     let explanation = routing::explain(
@@ -155,7 +154,10 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
     );
     let mut out = std::io::stdout().lock();
     if !configured {
-        writeln!(out, "source {source} is not configured: it is accepted as unknown")?;
+        writeln!(
+            out,
+            "source {source} is not configured: it is accepted as unknown"
+        )?;
     }
     if tree.is_none() {
         writeln!(out, "the body is not JSON: filters see it as a string")?;
@@ -190,7 +192,10 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
         }
     }
     if delivered_to.is_empty() {
-        writeln!(out, "no route matches: the event would be stored as filtered")?;
+        writeln!(
+            out,
+            "no route matches: the event would be stored as filtered"
+        )?;
     } else {
         delivered_to.dedup();
         writeln!(out, "deliveries: {}", delivered_to.join(", "))?;
@@ -229,9 +234,7 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
                         event.deliveries.len(),
                         summary.map_or(0, |s| s.attempts),
                         event.created_at.to_rfc3339(),
-                        summary
-                            .and_then(|s| s.last_error.as_deref())
-                            .unwrap_or("")
+                        summary.and_then(|s| s.last_error.as_deref()).unwrap_or("")
                     )?;
                 }
             }
@@ -266,7 +269,10 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
                 ));
             }
             let queued = operators
-                .replay(&EventId::from_stored(id.clone()), filter.destination.as_deref())
+                .replay(
+                    &EventId::from_stored(id.clone()),
+                    filter.destination.as_deref(),
+                )
                 .await
                 .map_err(naming(&id))?;
             writeln!(

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::domain::retry::RetryPolicy;
 use crate::destinations;
+use crate::domain::retry::RetryPolicy;
 use crate::sources::{self, Secret, Sources};
 use crate::store::DatabaseUrl;
 use crate::units::{parse_duration, parse_size};
@@ -333,13 +333,14 @@ fn read_file(
         };
         settings.push((*name, text));
     }
-    let sources =
-        Sources::build(accept_unknown, configured, destinations).map_err(|e| ConfigError::Source {
+    let sources = Sources::build(accept_unknown, configured, destinations).map_err(|e| {
+        ConfigError::Source {
             path: path.to_owned(),
             source_name: e.source_name,
             field: e.field,
             reason: e.reason,
-        })?;
+        }
+    })?;
     Ok(FileContents { settings, sources })
 }
 

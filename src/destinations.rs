@@ -201,7 +201,10 @@ fn build(
         let name = HeaderName::from_bytes(header.as_bytes())
             .map_err(|_| invalid(&field, "is not a valid header name".into()))?;
         if name.as_str().starts_with("x-hookrelay-") {
-            return Err(invalid(&field, "X-Hookrelay-* headers are hookrelay's own".into()));
+            return Err(invalid(
+                &field,
+                "X-Hookrelay-* headers are hookrelay's own".into(),
+            ));
         }
         let value = expand_env(&value, env).map_err(|e| invalid(&field, e))?;
         let mut value = HeaderValue::from_str(&value)
@@ -259,7 +262,10 @@ pub fn parse_positive(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<DestinationSettings>, DestinationError> {
+    fn parse(
+        text: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Vec<DestinationSettings>, DestinationError> {
         let table: toml::Table = text.parse().unwrap();
         let env: std::collections::HashMap<String, String> = env
             .iter()
@@ -284,7 +290,10 @@ mod tests {
         assert!(billing.headers[0].1.is_sensitive());
         assert_eq!(billing.shown_url(), "http://127.0.0.1:3000/hooks");
         let shown = format!("{billing:?}");
-        assert!(!shown.contains("t0ps3cret") && !shown.contains("pw"), "{shown}");
+        assert!(
+            !shown.contains("t0ps3cret") && !shown.contains("pw"),
+            "{shown}"
+        );
         let global = RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_secs(10),
@@ -304,11 +313,26 @@ mod tests {
             ("[a]\nurl = \"ftp://x\"\n", "url"),
             ("[a]\n", "url"),
             ("[a]\nurl = \"http://x\"\ntimeout = \"0s\"\n", "timeout"),
-            ("[a]\nurl = \"http://x\"\nheaders = { \"bad name\" = \"v\" }\n", "headers"),
-            ("[a]\nurl = \"http://x\"\nheaders = { A = \"${NOPE}\" }\n", "NOPE"),
-            ("[a]\nurl = \"http://x\"\nmax_attempts = 0\n", "max_attempts"),
-            ("[a]\nurl = \"http://x\"\nretry_factor = 0.5\n", "retry_factor"),
-            ("[a]\nurl = \"http://x\"\nsigning_secret = \"whsec_\"\n", "signing_secret"),
+            (
+                "[a]\nurl = \"http://x\"\nheaders = { \"bad name\" = \"v\" }\n",
+                "headers",
+            ),
+            (
+                "[a]\nurl = \"http://x\"\nheaders = { A = \"${NOPE}\" }\n",
+                "NOPE",
+            ),
+            (
+                "[a]\nurl = \"http://x\"\nmax_attempts = 0\n",
+                "max_attempts",
+            ),
+            (
+                "[a]\nurl = \"http://x\"\nretry_factor = 0.5\n",
+                "retry_factor",
+            ),
+            (
+                "[a]\nurl = \"http://x\"\nsigning_secret = \"whsec_\"\n",
+                "signing_secret",
+            ),
             ("[a]\nurl = \"http://x\"\nrtae = \"5/s\"\n", "rtae"),
         ];
         for (text, field) in cases {

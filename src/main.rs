@@ -8,8 +8,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use hookrelay::app::{Application, Role};
 use hookrelay::admin_cli::AdminCommand;
+use hookrelay::app::{Application, Role};
 use hookrelay::cli::{Cli, Command, CommonArgs, RoutesCommand};
 use hookrelay::config::{Config, Overrides};
 use hookrelay::store::{self, OpenOptions};

@@ -435,7 +435,8 @@ fn build(
             let url = destinations::parse_url(&text, env).map_err(|e| invalid("destination", e))?;
             let mut own = DestinationSettings::new(name, url);
             if let Some(text) = &raw.timeout {
-                own.timeout = destinations::parse_positive(text).map_err(|e| invalid("timeout", e))?;
+                own.timeout =
+                    destinations::parse_positive(text).map_err(|e| invalid("timeout", e))?;
             }
             own.signing_secret = raw
                 .signing_secret
@@ -470,9 +471,10 @@ fn build(
     }
     let mut routes: Vec<Route> = own.iter().map(|d| Route::catch_all(&d.name)).collect();
     for (index, route) in raw.routes.into_iter().enumerate() {
-        routes.push(build_route(route).map_err(|(field, reason)| {
-            invalid(&format!("routes[{index}].{field}"), reason)
-        })?);
+        routes.push(
+            build_route(route)
+                .map_err(|(field, reason)| invalid(&format!("routes[{index}].{field}"), reason))?,
+        );
     }
     let content_types = match raw.content_types {
         Some(types) if types.is_empty() => {
@@ -754,7 +756,11 @@ mod tests {
                 "destinations.d",
             ),
             ("[sources.s]\ntimeout = \"5s\"\n", "timeout", "destination"),
-            ("[sources.s]\nevent_type = \"body:type\"\n", "event_type", "json:"),
+            (
+                "[sources.s]\nevent_type = \"body:type\"\n",
+                "event_type",
+                "json:",
+            ),
         ];
         for (text, field, reason) in cases {
             let error = build_all(text).unwrap_err();

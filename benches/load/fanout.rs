@@ -77,7 +77,14 @@ async fn ingest(backend: Backend, dir: &Path, config: &str, duration: Duration) 
 
 /// Stores `events` with `api` alone, then one worker delivers them; deliveries per
 /// second from the first arrival to the last.
-async fn drain(backend: Backend, dir: &Path, config: &str, events: u64, deliveries: u64, sink: &Sink) -> f64 {
+async fn drain(
+    backend: Backend,
+    dir: &Path,
+    config: &str,
+    events: u64,
+    deliveries: u64,
+    sink: &Sink,
+) -> f64 {
     let database = BenchDatabase::create(backend, dir).await;
     let config = write_config(dir, config);
     let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
@@ -164,16 +171,35 @@ pub async fn print(root: &Path, duration: Duration, events: u64) {
     let url = sink_url(&sink);
     let new_build_only = std::env::var_os("BENCH_HOOKRELAY_BIN").is_some();
     println!();
-    println!("| backend | ingest, 1 route (202/s) | ingest, 3 routes (202/s) | ratio | longest request, 1 / 3 routes (ms) |");
+    println!(
+        "| backend | ingest, 1 route (202/s) | ingest, 3 routes (202/s) | ratio | longest request, 1 / 3 routes (ms) |"
+    );
     println!("|---|---|---|---|---|");
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let one = ingest(backend, &root.join(format!("one-{}", backend.name())), &one_route(&url), duration).await;
+        let one = ingest(
+            backend,
+            &root.join(format!("one-{}", backend.name())),
+            &one_route(&url),
+            duration,
+        )
+        .await;
         if new_build_only {
             // An earlier build knows no `[destinations]`: its one-route figure only.
-            println!("| {} | {:.0} | — | — | {:.1} / — |", backend.name(), one.rate, one.longest.as_secs_f64() * 1e3);
+            println!(
+                "| {} | {:.0} | — | — | {:.1} / — |",
+                backend.name(),
+                one.rate,
+                one.longest.as_secs_f64() * 1e3
+            );
             continue;
         }
-        let three = ingest(backend, &root.join(format!("three-{}", backend.name())), &three_routes(&url), duration).await;
+        let three = ingest(
+            backend,
+            &root.join(format!("three-{}", backend.name())),
+            &three_routes(&url),
+            duration,
+        )
+        .await;
         println!(
             "| {} | {:.0} | {:.0} | {:.2} | {:.1} / {:.1} |",
             backend.name(),
@@ -186,10 +212,18 @@ pub async fn print(root: &Path, duration: Duration, events: u64) {
     }
 
     println!();
-    println!("| backend | `serve` accepts (202/s) | `serve` delivers (/s) | delivered / accepted | `api` alone (202/s) | serve / api | longest request, api / serve (ms) |");
+    println!(
+        "| backend | `serve` accepts (202/s) | `serve` delivers (/s) | delivered / accepted | `api` alone (202/s) | serve / api | longest request, api / serve (ms) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let figure = peak(backend, &root.join(format!("peak-{}", backend.name())), &sink, duration).await;
+        let figure = peak(
+            backend,
+            &root.join(format!("peak-{}", backend.name())),
+            &sink,
+            duration,
+        )
+        .await;
         println!(
             "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} / {:.1} |",
             backend.name(),
@@ -206,11 +240,30 @@ pub async fn print(root: &Path, duration: Duration, events: u64) {
     println!();
     println!("| SQLite, one worker | deliveries | deliveries/s |");
     println!("|---|---|---|");
-    let single = drain(Backend::Sqlite, &root.join("drain-one"), &one_route(&url), events, events, &sink).await;
+    let single = drain(
+        Backend::Sqlite,
+        &root.join("drain-one"),
+        &one_route(&url),
+        events,
+        events,
+        &sink,
+    )
+    .await;
     println!("| {events} events to one destination | {events} | {single:.0} |");
     if !new_build_only {
         let spread = events.div_ceil(3);
-        let three = drain(Backend::Sqlite, &root.join("drain-three"), &three_routes(&url), spread, spread * 3, &sink).await;
-        println!("| {spread} events to three destinations | {} | {three:.0} |", spread * 3);
+        let three = drain(
+            Backend::Sqlite,
+            &root.join("drain-three"),
+            &three_routes(&url),
+            spread,
+            spread * 3,
+            &sink,
+        )
+        .await;
+        println!(
+            "| {spread} events to three destinations | {} | {three:.0} |",
+            spread * 3
+        );
     }
 }

@@ -470,15 +470,33 @@ mod tests {
         let summary = |states: &[DeliveryState]| summarize(states).map(|s| s.status);
         assert_eq!(summary(&[]), None);
         assert_eq!(summary(&[state(Retrying, 2)]), Some(Retrying));
-        assert_eq!(summary(&[state(Delivered, 1), state(Delivered, 3)]), Some(Delivered));
+        assert_eq!(
+            summary(&[state(Delivered, 1), state(Delivered, 3)]),
+            Some(Delivered)
+        );
         assert_eq!(
             summarize(&[state(Delivered, 1), state(Delivered, 3)]).map(|s| s.attempts),
             Some(3)
         );
-        assert_eq!(summary(&[state(Delivered, 1), state(DeadLettered, 5)]), Some(DeadLettered));
-        assert_eq!(summary(&[state(DeadLettered, 5), state(Retrying, 1)]), Some(Retrying));
-        assert_eq!(summary(&[state(Processing, 1), state(Queued, 0)]), Some(Queued));
-        assert_eq!(summary(&[state(Delivered, 1), state(Processing, 2)]), Some(Processing));
-        assert_eq!(summary(&[state(Retrying, 1), state(Processing, 2)]), Some(Retrying));
+        assert_eq!(
+            summary(&[state(Delivered, 1), state(DeadLettered, 5)]),
+            Some(DeadLettered)
+        );
+        assert_eq!(
+            summary(&[state(DeadLettered, 5), state(Retrying, 1)]),
+            Some(Retrying)
+        );
+        assert_eq!(
+            summary(&[state(Processing, 1), state(Queued, 0)]),
+            Some(Queued)
+        );
+        assert_eq!(
+            summary(&[state(Delivered, 1), state(Processing, 2)]),
+            Some(Processing)
+        );
+        assert_eq!(
+            summary(&[state(Retrying, 1), state(Processing, 2)]),
+            Some(Retrying)
+        );
     }
 }

@@ -146,9 +146,8 @@ pub async fn replay(
     let Query(params) =
         params.map_err(|e| ApiError::invalid(ErrorCode::InvalidQuery, e.body_text()))?;
     if let Some(destination) = &params.destination {
-        crate::domain::event::SourceName::parse(destination).map_err(|_| {
-            ApiError::from(crate::store::FilterError::Destination)
-        })?;
+        crate::domain::event::SourceName::parse(destination)
+            .map_err(|_| ApiError::from(crate::store::FilterError::Destination))?;
     }
     let id = EventId::from_stored(id);
     state
@@ -287,7 +286,9 @@ pub async fn replay_matching(
     responses((status = 200, body = DestinationList)),
     security(("admin_token" = []))
 )]
-pub async fn destinations(State(state): State<AppState>) -> Result<Json<DestinationList>, ApiError> {
+pub async fn destinations(
+    State(state): State<AppState>,
+) -> Result<Json<DestinationList>, ApiError> {
     let all = state.operators.destinations().await?;
     Ok(Json(DestinationList {
         destinations: all.into_iter().map(DestinationView::from).collect(),

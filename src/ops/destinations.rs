@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::destinations::BUILT_IN;
 use crate::domain::time::Timestamp;
-use crate::ops::events::{OpsError, Operators};
+use crate::ops::events::{Operators, OpsError};
 use crate::store::DestinationStats;
 
 /// Whether deliveries to a destination are being attempted.
@@ -50,10 +50,12 @@ impl Operators {
             .collect();
         let mut all = Vec::new();
         for destination in self.sources().destinations.iter() {
-            let stats = stats.remove(&destination.name).unwrap_or_else(|| DestinationStats {
-                name: destination.name.clone(),
-                ..DestinationStats::default()
-            });
+            let stats = stats
+                .remove(&destination.name)
+                .unwrap_or_else(|| DestinationStats {
+                    name: destination.name.clone(),
+                    ..DestinationStats::default()
+                });
             all.push(status(stats, Some(destination.shown_url()), true, now));
         }
         for (name, stats) in stats {

@@ -7,6 +7,7 @@ use http::{HeaderMap, header};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use crate::destinations::Destinations;
 use crate::domain::event::{EventId, SourceName};
 use crate::domain::time::Timestamp;
 use crate::error_code::ErrorCode;
@@ -14,7 +15,6 @@ use crate::ingest::headers_to_json;
 use crate::ingest::key::{self, KeyError};
 use crate::ingest::media::{self, MediaType};
 use crate::ingest::signature::{self, SignatureError};
-use crate::destinations::Destinations;
 use crate::ops::routing::{self, Routable};
 use crate::sources::{KeyLocation, Scheme, SourceSettings, Sources};
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError};
@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(event.key.as_str(), "k-1");
         assert_eq!(&event.body[..], br#"{"a":1}"#);
         assert_eq!(event.deliveries.len(), 1);
-        assert_eq!(event.deliveries[0].destination, crate::destinations::BUILT_IN);
+        assert_eq!(
+            event.deliveries[0].destination,
+            crate::destinations::BUILT_IN
+        );
         assert_eq!(event.deliveries[0].max_attempts, 5);
     }
 

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::destinations::{BUILT_IN, Destinations};
-use crate::domain::routing::{self, Verdict};
+use crate::domain::routing::{self, Document, Verdict};
 use crate::ingest::event_type;
 use crate::sources::{KeyLocation, SourceSettings};
 use crate::store::NewDelivery;
@@ -33,14 +33,8 @@ pub fn event_type_of(
     }
 }
 
-/// The document a filter reads: `{"event_type", "headers": {lower-case name: value},
-/// "body"}`. A body that is not JSON is its text.
-pub fn document(
-    event_type: Option<&str>,
-    headers: &HeaderMap,
-    body: Option<&Value>,
-    raw_body: &[u8],
-) -> Value {
+/// The headers as filters read them: `{lower-case name: value}`.
+fn headers_value(headers: &HeaderMap) -> Value {
     let mut names = Map::new();
     for name in headers.keys() {
         let values: Vec<&str> = headers
@@ -51,18 +45,12 @@ pub fn document(
         // Header names are lower case already; repeated headers read as one list.
         names.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
     }
-    let body = match body {
-        Some(tree) => tree.clone(),
-        None => Value::String(String::from_utf8_lossy(raw_body).into_owned()),
-    };
-    let mut document = Map::new();
-    document.insert(
-        "event_type".into(),
-        event_type.map_or(Value::Null, |t| Value::String(t.to_owned())),
-    );
-    document.insert("headers".into(), Value::Object(names));
-    document.insert("body".into(), body);
-    Value::Object(document)
+    Value::Object(names)
+}
+
+/// A body that is not JSON, as filters read it: its text.
+fn text_body(raw_body: &[u8]) -> Value {
+    Value::String(String::from_utf8_lossy(raw_body).into_owned())
 }
 
 /// An event as routing sees it.
@@ -89,19 +77,25 @@ pub fn route(
         };
         return (event_type, vec![built_in]);
     }
-    // Built once per event, and only when a filter will read it.
-    let document = settings
-        .routes
-        .iter()
-        .any(|r| r.reads_document())
-        .then(|| document(event_type.as_deref(), event.headers, event.body, event.raw_body));
-    let deliveries = routing::destinations(&settings.routes, event_type.as_deref(), document.as_ref())
-        .into_iter()
-        .map(|name| NewDelivery {
-            destination: name.to_owned(),
-            max_attempts: destinations.max_attempts(name, default_max_attempts),
-        })
-        .collect();
+    // Read in place, once per event, and only when a filter will read it.
+    let reads = settings.routes.iter().any(|r| r.reads_document());
+    let text = (reads && event.body.is_none()).then(|| text_body(event.raw_body));
+    let headers = || headers_value(event.headers);
+    let document = reads.then(|| {
+        Document::new(
+            event_type.as_deref(),
+            event.body.or(text.as_ref()),
+            &headers,
+        )
+    });
+    let deliveries =
+        routing::destinations(&settings.routes, event_type.as_deref(), document.as_ref())
+            .into_iter()
+            .map(|name| NewDelivery {
+                destination: name.to_owned(),
+                max_attempts: destinations.max_attempts(name, default_max_attempts),
+            })
+            .collect();
     (event_type, deliveries)
 }
 
@@ -115,7 +109,13 @@ pub struct Explanation {
 
 pub fn explain(settings: &SourceSettings, event: &Routable<'_>) -> Explanation {
     let event_type = event_type_of(settings, event.headers, event.body);
-    let document = document(event_type.as_deref(), event.headers, event.body, event.raw_body);
+    let text = event.body.is_none().then(|| text_body(event.raw_body));
+    let headers = || headers_value(event.headers);
+    let document = Document::new(
+        event_type.as_deref(),
+        event.body.or(text.as_ref()),
+        &headers,
+    );
     let routes = settings
         .routes
         .iter()
@@ -154,8 +154,10 @@ mod tests {
                 destination: "big".into(),
                 event_types: vec![],
                 filter: Some(
-                    Filter::parse(&json!({"body": {"data": {"object": {"amount_paid": {"$gte": 10000}}}}}))
-                        .unwrap(),
+                    Filter::parse(
+                        &json!({"body": {"data": {"object": {"amount_paid": {"$gte": 10000}}}}}),
+                    )
+                    .unwrap(),
                 ),
             },
             Route {
@@ -228,7 +230,11 @@ mod tests {
             headers: &other,
             ..event
         };
-        assert!(route(&stripe(), &Destinations::default(), 5, &event).1.is_empty());
+        assert!(
+            route(&stripe(), &Destinations::default(), 5, &event)
+                .1
+                .is_empty()
+        );
     }
 
     #[test]

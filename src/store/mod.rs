@@ -225,7 +225,10 @@ impl DestinationStats {
         outcomes: Vec<(String, Option<i64>, Option<i64>)>,
     ) -> Vec<Self> {
         let mut all: std::collections::BTreeMap<String, Self> = Default::default();
-        fn entry(all: &mut std::collections::BTreeMap<String, DestinationStats>, name: String) -> &mut DestinationStats {
+        fn entry(
+            all: &mut std::collections::BTreeMap<String, DestinationStats>,
+            name: String,
+        ) -> &mut DestinationStats {
             all.entry(name.clone()).or_insert_with(|| DestinationStats {
                 name,
                 ..DestinationStats::default()
@@ -406,7 +409,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<usize, StoreError>;
 
     /// Records an attempt's outcome. Returns false if the lease was lost meanwhile.
-    async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError>;
+    async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
+        let mut recorded = self.finish_attempts(vec![finished]).await?;
+        Ok(recorded.pop().unwrap_or(false))
+    }
+
+    /// Records many outcomes in one transaction; for each, whether its lease still
+    /// held (in the order given).
+    async fn finish_attempts(
+        &self,
+        finished: Vec<FinishedAttempt>,
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Hands an unfinished attempt back (graceful stop): it does not count.
     async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError>;

@@ -7,9 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 use super::{InFlight, WorkerSettings, deliver, simulate};
+use crate::destinations::BUILT_IN;
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::time::Timestamp;
-use crate::destinations::BUILT_IN;
 use crate::store::{AttemptRecord, ClaimedDelivery, FinishedAttempt, Store};
 
 /// Recording an outcome is retried this often before the lease is left to expire.
@@ -18,6 +18,7 @@ const RECORD_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 pub struct Context {
     pub store: Arc<dyn Store>,
+    pub recorder: super::recorder::Recorder,
     pub client: reqwest::Client,
     pub settings: Arc<WorkerSettings>,
     pub in_flight: InFlight,
@@ -56,7 +57,12 @@ async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
         return;
     };
     let outcome = delivery.outcome;
-    let retry = match context.settings.sources.destinations.get(&event.destination) {
+    let retry = match context
+        .settings
+        .sources
+        .destinations
+        .get(&event.destination)
+    {
         Some(destination) => destination.retry(&context.settings.retry),
         None => context.settings.retry,
     };
@@ -106,7 +112,12 @@ async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
 /// Delivers to the delivery's destination, or hands the event to the built-in
 /// processor. `None` when shutdown interrupted the attempt.
 async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<deliver::Delivery> {
-    if let Some(destination) = context.settings.sources.destinations.get(&event.destination) {
+    if let Some(destination) = context
+        .settings
+        .sources
+        .destinations
+        .get(&event.destination)
+    {
         // A stopping worker hands the attempt back rather than wait for the
         // destination: it does not count, and another worker takes the delivery.
         return tokio::select! {
@@ -137,7 +148,7 @@ async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<deliv
 /// expiry makes the attempt count as failed (and the event is tried again).
 async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> bool {
     for _ in 0..RECORD_TRIES {
-        match context.store.finish_attempt(finished.clone()).await {
+        match context.recorder.record(finished.clone()).await {
             Ok(true) => return true,
             Ok(false) => {
                 let _entered = span.enter();

@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 use axum::http::{HeaderName, HeaderValue};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use crate::destinations::DestinationSettings;
 use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::time::Timestamp;
 use crate::ingest::signature::sign_standard;
-use crate::destinations::DestinationSettings;
 use crate::store::ClaimedDelivery;
 use crate::telemetry::error_chain;
 

@@ -6,6 +6,7 @@
 
 mod attempt;
 pub mod deliver;
+mod recorder;
 pub mod retention;
 pub mod simulate;
 
@@ -20,11 +21,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
-use crate::store::DeliveryId;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
 use crate::sources::Sources;
+use crate::store::DeliveryId;
 use crate::store::{Claim, Store};
 
 /// How long to wait before claiming again after the store failed.
@@ -69,6 +70,7 @@ impl Worker {
         // One client: kept-alive connections to each destination are reused.
         let client = self.client;
         let attempts = TaskTracker::new();
+        let recorder = recorder::Recorder::start(store.clone());
         let renewals_stop = CancellationToken::new();
         let renewals = tokio::spawn(renew_leases(
             store.clone(),
@@ -127,6 +129,7 @@ impl Worker {
                         let Some(permit) = pool.next() else { break };
                         let context = attempt::Context {
                             store: store.clone(),
+                            recorder: recorder.clone(),
                             client: client.clone(),
                             settings: settings.clone(),
                             in_flight: in_flight.clone(),
@@ -166,6 +169,7 @@ impl Worker {
 
         attempts.close();
         attempts.wait().await;
+        drop(recorder);
         renewals_stop.cancel();
         let _ = renewals.await;
         let _ = pruner.await;

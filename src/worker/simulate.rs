@@ -16,7 +16,10 @@ pub const MAX_SIMULATED_DELAY: Duration = Duration::from_secs(30);
 const TRANSIENT_SUCCEEDS_ON: u32 = 3;
 
 /// `None` when shutdown interrupted the attempt before it finished.
-pub async fn process(event: &ClaimedDelivery, shutdown: &CancellationToken) -> Option<AttemptOutcome> {
+pub async fn process(
+    event: &ClaimedDelivery,
+    shutdown: &CancellationToken,
+) -> Option<AttemptOutcome> {
     let Ok(Value::Object(payload)) = serde_json::from_slice::<Value>(&event.body) else {
         return Some(AttemptOutcome::Delivered);
     };

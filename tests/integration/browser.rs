@@ -279,7 +279,10 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
         "{summary}"
     );
     let deliveries = browser.text("#deliveries").await;
-    assert!(deliveries.contains("built-in") && deliveries.contains("5 of 5"), "{deliveries}");
+    assert!(
+        deliveries.contains("built-in") && deliveries.contains("5 of 5"),
+        "{deliveries}"
+    );
     assert_eq!(browser.rows("attempts").await, 5);
     assert!(browser.text("#headers").await.contains("invoice-7"));
     assert!(

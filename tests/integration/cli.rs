@@ -107,7 +107,6 @@ async fn the_events_command_lists_shows_and_replays(backend: Backend) {
     assert!(!bad_status.status.success());
 }
 
-
 fn run(args: &[&str], dir: &std::path::Path) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
         .args(args)
@@ -146,7 +145,9 @@ fn routes_test_explains_each_route() {
     let config = config.to_str().unwrap();
     let body = body.to_str().unwrap();
     let output = run(
-        &["routes", "test", "--config", config, "--source", "stripe", "--body", body],
+        &[
+            "routes", "test", "--config", config, "--source", "stripe", "--body", body,
+        ],
         dir.path(),
     );
     let text = stdout(&output);
@@ -156,11 +157,23 @@ fn routes_test_explains_each_route() {
     assert!(text.contains("because the filter does not match"), "{text}");
     assert!(text.contains("deliveries: billing"), "{text}");
 
-    std::fs::write(dir.path().join("charge.json"), r#"{"type":"charge.succeeded"}"#).unwrap();
+    std::fs::write(
+        dir.path().join("charge.json"),
+        r#"{"type":"charge.succeeded"}"#,
+    )
+    .unwrap();
     let output = run(
         &[
-            "routes", "test", "--config", config, "--source", "stripe", "--header",
-            "X-Test: 1", "--body", "charge.json",
+            "routes",
+            "test",
+            "--config",
+            config,
+            "--source",
+            "stripe",
+            "--header",
+            "X-Test: 1",
+            "--body",
+            "charge.json",
         ],
         dir.path(),
     );
@@ -175,7 +188,16 @@ fn routes_test_explains_each_route() {
     )
     .unwrap();
     let output = run(
-        &["routes", "test", "--config", bad.to_str().unwrap(), "--source", "stripe", "--body", body],
+        &[
+            "routes",
+            "test",
+            "--config",
+            bad.to_str().unwrap(),
+            "--source",
+            "stripe",
+            "--body",
+            body,
+        ],
         dir.path(),
     );
     assert!(!output.status.success());
@@ -207,7 +229,13 @@ async fn the_destinations_command_shows_backlog_and_outcomes(backend: Backend) {
     assert!(row.contains("active") && row.contains("20"), "{row}");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"));
     command
-        .args(["destinations", "--database", &app.database.url, "list", "--json"])
+        .args([
+            "destinations",
+            "--database",
+            &app.database.url,
+            "list",
+            "--json",
+        ])
         .current_dir(app.dir.path());
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await

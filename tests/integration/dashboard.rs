@@ -454,7 +454,10 @@ async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
     let html = page.text().await.unwrap();
     assert!(html.contains("id=\"deliveries\""), "{html}");
     for name in ["healthy", "gone"] {
-        assert!(html.contains(&format!("data-destination=\"{name}\"")), "{html}");
+        assert!(
+            html.contains(&format!("data-destination=\"{name}\"")),
+            "{html}"
+        );
         assert!(
             html.contains(&format!("/replay?destination={name}\"")),
             "a replay button for {name}"
@@ -471,7 +474,11 @@ async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
     assert_eq!(replay.status(), 303);
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
         .await;
-    assert_eq!(healthy.received().len(), 1, "only the one delivery was replayed");
+    assert_eq!(
+        healthy.received().len(),
+        1,
+        "only the one delivery was replayed"
+    );
     assert_eq!(gone.received().len(), 2);
 
     let html = page_html(&client, app.url("/ui/destinations")).await;
@@ -479,7 +486,10 @@ async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
     assert!(html.contains("href=\"/ui/destinations/healthy\""), "{html}");
     let html = page_html(&client, app.url("/ui/destinations/gone")).await;
     assert!(html.contains(&gone.url()), "{html}");
-    assert!(html.contains(&format!("/ui/events/{id}")), "the destination's recent events");
+    assert!(
+        html.contains(&format!("/ui/events/{id}")),
+        "the destination's recent events"
+    );
     let missing = client
         .get(app.url("/ui/destinations/nowhere"))
         .send()

@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::receiver::{Answer, Receiver, Received, closed_port_url};
+use crate::receiver::{Answer, Received, Receiver, closed_port_url};
 
 fn event_ids(received: &[Received]) -> Vec<String> {
     received
@@ -67,8 +67,7 @@ event_types = ["issues.opened", "push"]
         big = big.url(),
         archive = archive.url(),
     );
-    let app =
-        TestApp::spawn_with_file(backend, &config, &[("BILLING_TOKEN", "t0ps3cret")]).await;
+    let app = TestApp::spawn_with_file(backend, &config, &[("BILLING_TOKEN", "t0ps3cret")]).await;
     // Stripe's shapes: `type` and `data.object` (abridged).
     let stripe = |id: &str, kind: &str, amount: Option<i64>| {
         let mut object = json!({"id": format!("obj_{id}"), "object": "invoice"});
@@ -78,10 +77,18 @@ event_types = ["issues.opened", "push"]
         json!({"id": id, "object": "event", "type": kind, "data": {"object": object}})
     };
     let large_invoice = app
-        .accept("stripe", "evt_1", stripe("evt_1", "invoice.paid", Some(25_000)))
+        .accept(
+            "stripe",
+            "evt_1",
+            stripe("evt_1", "invoice.paid", Some(25_000)),
+        )
         .await;
     let small_invoice = app
-        .accept("stripe", "evt_2", stripe("evt_2", "invoice.paid", Some(500)))
+        .accept(
+            "stripe",
+            "evt_2",
+            stripe("evt_2", "invoice.paid", Some(500)),
+        )
         .await;
     let large_charge = app
         .accept(
@@ -126,7 +133,13 @@ event_types = ["issues.opened", "push"]
     let opened = opened["event_id"].as_str().unwrap().to_owned();
     let closed = closed["event_id"].as_str().unwrap().to_owned();
 
-    let all_delivered = [&large_invoice, &small_invoice, &large_charge, &customer, &opened];
+    let all_delivered = [
+        &large_invoice,
+        &small_invoice,
+        &large_charge,
+        &customer,
+        &opened,
+    ];
     for id in all_delivered {
         app.wait_for_status(id, "delivered", Duration::from_secs(15))
             .await;
@@ -155,7 +168,11 @@ event_types = ["issues.opened", "push"]
         ]))
     );
     // Each names its destination; the destination's own headers are added.
-    for (receiver, name) in [(&billing, "billing"), (&big, "big-payments"), (&archive, "archive")] {
+    for (receiver, name) in [
+        (&billing, "billing"),
+        (&big, "big-payments"),
+        (&archive, "archive"),
+    ] {
         for received in receiver.received() {
             assert_eq!(received.headers["x-hookrelay-destination"], name);
         }
@@ -252,17 +269,17 @@ destination = "down"
         down = closed_port_url(),
     );
     // A slow global policy: only the destination's own overrides let this finish.
-    let app = TestApp::spawn_with_file(
-        backend,
-        &config,
-        &[("HOOKRELAY_RETRY_BASE_DELAY", "1h")],
-    )
-    .await;
+    let app =
+        TestApp::spawn_with_file(backend, &config, &[("HOOKRELAY_RETRY_BASE_DELAY", "1h")]).await;
     let id = app.accept("shop", "order-1", json!({"id": 1})).await;
-    eventually(Duration::from_secs(5), "the healthy destination receives", || {
-        let count = up.received().len();
-        async move { (count == 1).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the healthy destination receives",
+        || {
+            let count = up.received().len();
+            async move { (count == 1).then_some(()) }
+        },
+    )
     .await;
     let event = app
         .wait_for_status(&id, "dead_lettered", Duration::from_secs(15))
@@ -280,8 +297,14 @@ destination = "down"
             .unwrap()
             .contains("connection failed")
     );
-    let delivered = deliveries.iter().find(|d| d["destination"] == "up").unwrap();
-    assert_eq!((delivered["status"].as_str(), delivered["attempts"].as_u64()), (Some("delivered"), Some(1)));
+    let delivered = deliveries
+        .iter()
+        .find(|d| d["destination"] == "up")
+        .unwrap();
+    assert_eq!(
+        (delivered["status"].as_str(), delivered["attempts"].as_u64()),
+        (Some("delivered"), Some(1))
+    );
     // The summary of several: all finished, one dead-lettered.
     assert_eq!(event["attempts"], 3);
 

@@ -6,10 +6,10 @@ mod adversarial;
 mod browser;
 mod cli;
 mod dashboard;
-mod fanout;
 mod database;
 mod database_file;
 mod deployment;
+mod fanout;
 mod helpers;
 
 mod ingest;

@@ -115,7 +115,10 @@ async fn a_version_4_database_is_upgraded_with_nothing_lost(backend: Backend) {
             .expect("event kept");
         assert_eq!(event.deliveries.len(), 1, "one delivery per old event");
         let delivery = &event.deliveries[0];
-        assert_eq!(delivery.state.status, status.parse::<EventStatus>().unwrap());
+        assert_eq!(
+            delivery.state.status,
+            status.parse::<EventStatus>().unwrap()
+        );
         assert_eq!(delivery.state.attempts, *attempts);
         assert_eq!(delivery.state.max_attempts, 5);
         // It arrived for the source's destination (now named after the source), or

@@ -39,7 +39,9 @@ async fn a_fault_of_ours_is_500_not_503(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.accept("s", "k", json!({})).await;
     let sql = match backend {
-        Backend::Sqlite => format!("UPDATE deliveries SET attempts = 'many' WHERE event_id = '{id}'"),
+        Backend::Sqlite => {
+            format!("UPDATE deliveries SET attempts = 'many' WHERE event_id = '{id}'")
+        }
         Backend::Postgres => "ALTER TABLE deliveries ALTER COLUMN attempts TYPE TEXT".to_owned(),
     };
     app.database.execute(&sql).await.unwrap();

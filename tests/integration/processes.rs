@@ -191,7 +191,10 @@ async fn a_worker_without_the_destination_does_not_swallow_events(backend: Backe
     )
     .await;
     let error = event["last_error"].as_str().unwrap();
-    assert!(error.contains("not in this worker's configuration"), "{error}");
+    assert!(
+        error.contains("not in this worker's configuration"),
+        "{error}"
+    );
     assert!(receiver.received().is_empty());
     stale_worker.kill();
 
@@ -607,11 +610,16 @@ async fn killing_serve_under_fan_out_loses_no_delivery(backend: Backend) {
     ];
     let mut config = String::new();
     for (n, receiver) in receivers.iter().enumerate() {
-        config.push_str(&format!("[destinations.app{n}]\nurl = \"{}\"\n", receiver.url()));
+        config.push_str(&format!(
+            "[destinations.app{n}]\nurl = \"{}\"\n",
+            receiver.url()
+        ));
     }
     config.push_str("[sources.load]\n");
     for n in 0..receivers.len() {
-        config.push_str(&format!("[[sources.load.routes]]\ndestination = \"app{n}\"\n"));
+        config.push_str(&format!(
+            "[[sources.load.routes]]\ndestination = \"app{n}\"\n"
+        ));
     }
     let config_path = setup.path().join("fanout.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -653,7 +661,11 @@ async fn killing_serve_under_fan_out_loses_no_delivery(backend: Backend) {
             "SELECT COUNT(*) FROM deliveries WHERE event_id IN ({ids})"
         ))
         .await;
-    assert_eq!(deliveries as usize, acknowledged.len() * 3, "a delivery is missing or doubled");
+    assert_eq!(
+        deliveries as usize,
+        acknowledged.len() * 3,
+        "a delivery is missing or doubled"
+    );
     let distinct = setup
         .count(&format!(
             "SELECT COUNT(*) FROM (SELECT DISTINCT event_id, destination FROM deliveries
@@ -671,7 +683,12 @@ async fn killing_serve_under_fan_out_loses_no_delivery(backend: Backend) {
         let got: HashSet<String> = receiver
             .received()
             .iter()
-            .map(|r| r.headers["x-hookrelay-event-id"].to_str().unwrap().to_owned())
+            .map(|r| {
+                r.headers["x-hookrelay-event-id"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         let missing = acknowledged.iter().filter(|id| !got.contains(*id)).count();
         assert_eq!(missing, 0, "a receiver is missing acknowledged events");

@@ -12,8 +12,8 @@ use hookrelay::domain::event::{EventId, IdempotencyKey, SourceName};
 use hookrelay::domain::lifecycle::EventStatus;
 use hookrelay::domain::time::Timestamp;
 use hookrelay::store::{
-    self, AttemptBudget, AttemptRecord, ClaimedDelivery, DatabaseUrl, EventFilter,
-    FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, ReplayOutcome, Store,
+    self, AttemptBudget, AttemptRecord, ClaimedDelivery, DatabaseUrl, EventFilter, FinishedAttempt,
+    InsertOutcome, NewDelivery, NewEvent, OpenOptions, ReplayOutcome, Store,
 };
 
 use crate::helpers::*;
@@ -361,7 +361,11 @@ async fn bulk_replays_go_through_every_batch(backend: Backend) {
         status: Some(EventStatus::Delivered),
         ..EventFilter::default()
     };
-    let replayed = f.store.replay_matching(&delivered, &budget(3)).await.unwrap();
+    let replayed = f
+        .store
+        .replay_matching(&delivered, &budget(3))
+        .await
+        .unwrap();
     assert_eq!(replayed as usize, total);
     let gauges = f.store.gauges().await.unwrap();
     assert_eq!(gauges.queued as usize, total + 1);
@@ -435,7 +439,11 @@ async fn the_schema_refuses_an_unknown_status(backend: Backend) {
 
 async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Backend) {
     let f = fixture(backend).await;
-    let fanned = routed("stripe", "k", &[("billing", 3), ("analytics", 8), ("archive", 5)]);
+    let fanned = routed(
+        "stripe",
+        "k",
+        &[("billing", 3), ("analytics", 8), ("archive", 5)],
+    );
     let id = fanned.id.clone();
     f.store.insert_event(fanned).await.unwrap();
     // A duplicate adds neither an event nor deliveries.
@@ -445,28 +453,59 @@ async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Back
         InsertOutcome::Duplicate(id.clone())
     );
     assert_eq!(f.database.scalar("SELECT COUNT(*) FROM events").await, 1);
-    assert_eq!(f.database.scalar("SELECT COUNT(*) FROM deliveries").await, 3);
+    assert_eq!(
+        f.database.scalar("SELECT COUNT(*) FROM deliveries").await,
+        3
+    );
     let event = f.store.get_event(&id).await.unwrap().unwrap();
     let names: Vec<(&str, u32)> = event
         .deliveries
         .iter()
         .map(|d| (d.destination.as_str(), d.state.max_attempts))
         .collect();
-    assert_eq!(names, vec![("billing", 3), ("analytics", 8), ("archive", 5)]);
+    assert_eq!(
+        names,
+        vec![("billing", 3), ("analytics", 8), ("archive", 5)]
+    );
     assert_eq!(event.event_type.as_deref(), Some("invoice.paid"));
 
     // Each delivery is claimed on its own; outcomes name their destination.
     let mut claimed = f.store.claim(10, LEASE).await.unwrap().deliveries;
     assert_eq!(claimed.len(), 3);
     claimed.sort_by(|a, b| a.destination.cmp(&b.destination));
-    assert!(claimed.iter().all(|c| c.event_id == id && c.source == "stripe"));
+    assert!(
+        claimed
+            .iter()
+            .all(|c| c.event_id == id && c.source == "stripe")
+    );
     let (analytics, archive, billing) = (&claimed[0], &claimed[1], &claimed[2]);
-    assert!(f.store.finish_attempt(finished(billing, EventStatus::Delivered)).await.unwrap());
-    assert!(f.store.finish_attempt(finished(archive, EventStatus::DeadLettered)).await.unwrap());
+    assert!(
+        f.store
+            .finish_attempt(finished(billing, EventStatus::Delivered))
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .finish_attempt(finished(archive, EventStatus::DeadLettered))
+            .await
+            .unwrap()
+    );
     // Still processing elsewhere: the event reads as its least finished delivery.
-    assert_eq!(status_of(f.store.as_ref(), &id).await.0, EventStatus::Processing);
-    assert!(f.store.finish_attempt(finished(analytics, EventStatus::Delivered)).await.unwrap());
-    assert_eq!(status_of(f.store.as_ref(), &id).await.0, EventStatus::DeadLettered);
+    assert_eq!(
+        status_of(f.store.as_ref(), &id).await.0,
+        EventStatus::Processing
+    );
+    assert!(
+        f.store
+            .finish_attempt(finished(analytics, EventStatus::Delivered))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        status_of(f.store.as_ref(), &id).await.0,
+        EventStatus::DeadLettered
+    );
     let attempts = f.store.list_attempts(&id).await.unwrap().unwrap();
     let mut destinations: Vec<&str> = attempts.iter().map(|a| a.destination.as_str()).collect();
     destinations.sort();
@@ -478,20 +517,41 @@ async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Back
         destination: Some("archive".into()),
         ..EventFilter::default()
     };
-    assert_eq!(f.store.list_events(&dead_archive, 10, None).await.unwrap().events.len(), 1);
+    assert_eq!(
+        f.store
+            .list_events(&dead_archive, 10, None)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
     let dead_billing = EventFilter {
         destination: Some("billing".into()),
         ..dead_archive.clone()
     };
-    assert!(f.store.list_events(&dead_billing, 10, None).await.unwrap().events.is_empty());
+    assert!(
+        f.store
+            .list_events(&dead_billing, 10, None)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
 
     // Replay one destination only; the others keep their state.
     assert_eq!(
-        f.store.replay(&id, Some("nowhere"), &budget(5)).await.unwrap(),
+        f.store
+            .replay(&id, Some("nowhere"), &budget(5))
+            .await
+            .unwrap(),
         ReplayOutcome::NoDelivery
     );
     assert_eq!(
-        f.store.replay(&id, Some("archive"), &budget(5)).await.unwrap(),
+        f.store
+            .replay(&id, Some("archive"), &budget(5))
+            .await
+            .unwrap(),
         ReplayOutcome::Queued(1)
     );
     let event = f.store.get_event(&id).await.unwrap().unwrap();
@@ -520,7 +580,10 @@ async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Back
         ..EventFilter::default()
     };
     assert_eq!(
-        f.store.replay_matching(&delivered_billing, &budget(2)).await.unwrap(),
+        f.store
+            .replay_matching(&delivered_billing, &budget(2))
+            .await
+            .unwrap(),
         1
     );
 }
@@ -532,7 +595,14 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
     f.store.insert_event(filtered).await.unwrap();
     let event = f.store.get_event(&id).await.unwrap().unwrap();
     assert_eq!(event.status(), EventStatus::Filtered);
-    assert!(f.store.claim(10, LEASE).await.unwrap().deliveries.is_empty());
+    assert!(
+        f.store
+            .claim(10, LEASE)
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
     let only_filtered = EventFilter {
         status: Some(EventStatus::Filtered),
         ..EventFilter::default()
@@ -562,7 +632,10 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
         .filter(|c| c.event_id == id)
         .collect();
     assert_eq!(claimed.len(), 1);
-    assert_eq!((claimed[0].destination.as_str(), claimed[0].max_attempts), ("billing", 4));
+    assert_eq!(
+        (claimed[0].destination.as_str(), claimed[0].max_attempts),
+        ("billing", 4)
+    );
 }
 
 crate::on_both_backends!(

@@ -27,8 +27,8 @@ use queries::Column as _;
 
 use super::{
     AttemptBudget, AttemptRecord, Claim, DeliveryId, DestinationStats, EventFilter, EventPage,
-    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
-    QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
+    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, QueueGauges,
+    REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -329,9 +329,12 @@ impl Store for PostgresStore {
         queries::renew_leases(&client, &attempts, lease).await
     }
 
-    async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
+    async fn finish_attempts(
+        &self,
+        finished: Vec<FinishedAttempt>,
+    ) -> Result<Vec<bool>, StoreError> {
         let client = self.pool.get().await?;
-        queries::finish_attempt(&client, &finished).await
+        queries::finish_attempts(&client, &finished).await
     }
 
     async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {

@@ -8,15 +8,14 @@ use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::Row;
 
 use crate::domain::event::EventId;
+use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, claimable, claimed};
-use crate::domain::lifecycle::DeliveryState;
 use crate::store::{
     AttemptBudget, AttemptRecord, Claim, ClaimedDelivery, DeliveryId, DeliveryRecord,
     DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery, ReplayBatch, ReplayOutcome,
-    StoreError,
+    NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery, ReplayBatch, ReplayOutcome, StoreError,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -220,7 +219,9 @@ pub async fn add_deliveries(
 
 pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventRecord>> {
     let statement = client
-        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events e WHERE id = $1"))
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE id = $1"
+        ))
         .await?;
     let row = client.query_opt(&statement, &[&id.as_str()]).await?;
     let event = row.map(|row| event_from_row(&row)).transpose()?;
@@ -246,7 +247,10 @@ pub async fn find_by_key(client: &Client, source: &str, key: &str) -> Result<Opt
 }
 
 /// Fills in the deliveries of `events`, in one query.
-async fn with_deliveries(client: &Client, mut events: Vec<EventRecord>) -> Result<Vec<EventRecord>> {
+async fn with_deliveries(
+    client: &Client,
+    mut events: Vec<EventRecord>,
+) -> Result<Vec<EventRecord>> {
     if events.is_empty() {
         return Ok(events);
     }
@@ -749,61 +753,100 @@ pub async fn renew_leases(
     Ok(renewed as usize)
 }
 
-/// One statement (one round trip, one implicit transaction): the outcome, its attempt
-/// record and the destination's last outcome are written together or not at all.
-pub async fn finish_attempt(client: &Client, finished: &FinishedAttempt) -> Result<bool> {
+/// One statement (one round trip, one commit) for many outcomes: each delivery's new
+/// state fenced on its attempt number, its attempt record, and each destination's last
+/// success and failure, written together or not at all.
+pub async fn finish_attempts(client: &Client, finished: &[FinishedAttempt]) -> Result<Vec<bool>> {
     let now = Timestamp::now();
-    let delivered = finished.status == EventStatus::Delivered;
-    // The attempt number fences out a worker whose lease was taken over.
     let statement = client
         .prepare_cached(concat!(
-            "WITH updated AS (
-                 UPDATE deliveries SET status = $3, last_error = $4, next_attempt_at = $5,
-                        lease_until = NULL, attempt_started_at = NULL, updated_at = $6
-                 WHERE seq = $1 AND attempts = $2 AND status = ",
+            "WITH f AS (
+                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
+                                      $5::bigint[], $6::text[], $7::text[], $8::bigint[],
+                                      $9::bigint[], $10::int[], $11::text[])
+                      AS f(seq, attempt, status, error, next_at, event_id, destination,
+                           started_at, duration_us, status_code, response_body)),
+             updated AS (
+                 UPDATE deliveries d SET status = f.status, last_error = f.error,
+                        next_attempt_at = f.next_at, lease_until = NULL,
+                        attempt_started_at = NULL, updated_at = $12
+                 FROM f
+                 WHERE d.seq = f.seq AND d.attempts = f.attempt AND d.status = ",
             claimed!(),
             "
-                 RETURNING seq),
+                 RETURNING d.seq),
              recorded AS (
                  INSERT INTO attempts (event_id, destination, attempt, started_at,
                                        duration_us, status_code, error, response_body)
-                 SELECT $11, $12, $2, $7, $8, $9, $4, $10 FROM updated
-                 RETURNING 1),
+                 SELECT f.event_id, f.destination, f.attempt, f.started_at, f.duration_us,
+                        f.status_code, f.error, f.response_body
+                 FROM f JOIN updated u ON u.seq = f.seq),
              outcome AS (
                  INSERT INTO destinations (name, last_success_at, last_failure_at)
-                 SELECT $12, CASE WHEN $13 THEN $6 END, CASE WHEN $13 THEN NULL ELSE $6 END
-                 FROM updated
+                 SELECT f.destination,
+                        MAX(CASE WHEN f.status = 'delivered' THEN $12 END),
+                        MAX(CASE WHEN f.status <> 'delivered' THEN $12 END)
+                 FROM f JOIN updated u ON u.seq = f.seq
+                 GROUP BY f.destination ORDER BY f.destination
                  ON CONFLICT (name) DO UPDATE SET
                      last_success_at = COALESCE(excluded.last_success_at,
                                                 destinations.last_success_at),
                      last_failure_at = COALESCE(excluded.last_failure_at,
                                                 destinations.last_failure_at))
-             SELECT COUNT(*) FROM recorded"
+             SELECT seq FROM updated"
         ))
         .await?;
-    let record = &finished.record;
-    let written: i64 = client
-        .query_one(
+    let seqs: Vec<i64> = finished.iter().map(|f| f.delivery.0).collect();
+    let attempts: Vec<i32> = finished.iter().map(|f| f.attempt as i32).collect();
+    let statuses: Vec<&str> = finished.iter().map(|f| f.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = finished.iter().map(|f| f.record.error.as_deref()).collect();
+    let next: Vec<Option<i64>> = finished
+        .iter()
+        .map(|f| f.next_attempt_at.map(|t| t.0))
+        .collect();
+    let events: Vec<&str> = finished.iter().map(|f| f.event_id.as_str()).collect();
+    let destinations: Vec<&str> = finished
+        .iter()
+        .map(|f| f.record.destination.as_str())
+        .collect();
+    let started: Vec<i64> = finished.iter().map(|f| f.record.started_at.0).collect();
+    let durations: Vec<i64> = finished
+        .iter()
+        .map(|f| f.record.duration.as_micros() as i64)
+        .collect();
+    let codes: Vec<Option<i32>> = finished
+        .iter()
+        .map(|f| f.record.status_code.map(i32::from))
+        .collect();
+    let bodies: Vec<Option<&str>> = finished
+        .iter()
+        .map(|f| f.record.response_body.as_deref())
+        .collect();
+    let rows = client
+        .query(
             &statement,
             &[
-                &finished.delivery.0,
-                &(finished.attempt as i32),
-                &finished.status.as_str(),
-                &record.error,
-                &finished.next_attempt_at.map(|t| t.0),
+                &seqs,
+                &attempts,
+                &statuses,
+                &errors,
+                &next,
+                &events,
+                &destinations,
+                &started,
+                &durations,
+                &codes,
+                &bodies,
                 &now.0,
-                &record.started_at.0,
-                &(record.duration.as_micros() as i64),
-                &record.status_code.map(i32::from),
-                &record.response_body,
-                &finished.event_id.as_str(),
-                &record.destination,
-                &delivered,
             ],
         )
-        .await?
-        .col(0)?;
-    Ok(written == 1)
+        .await?;
+    let updated: std::collections::HashSet<i64> =
+        rows.iter().map(|row| row.col(0)).collect::<Result<_>>()?;
+    Ok(finished
+        .iter()
+        .map(|f| updated.contains(&f.delivery.0))
+        .collect())
 }
 
 pub async fn release(client: &Client, delivery: DeliveryId, attempt: u32) -> Result<()> {

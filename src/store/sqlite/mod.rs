@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 
 use super::{
     AttemptBudget, AttemptRecord, Claim, DeliveryId, DestinationStats, EventFilter, EventPage,
-    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
-    QueueGauges, REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
+    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, QueueGauges,
+    REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -278,9 +278,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
+    async fn finish_attempts(
+        &self,
+        finished: Vec<FinishedAttempt>,
+    ) -> Result<Vec<bool>, StoreError> {
         self.writer
-            .write(move |conn| queries::finish_attempt(conn, &finished))
+            .write(move |conn| queries::finish_attempts(conn, &finished))
             .await
     }
 

@@ -6,10 +6,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::domain::event::EventId;
+use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, claimable, claimed};
-use crate::domain::lifecycle::DeliveryState;
 use crate::store::{
     AttemptBudget, AttemptRecord, Claim, ClaimedDelivery, DeliveryId, DeliveryRecord,
     DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
@@ -92,7 +92,9 @@ pub fn add_deliveries(
 
 pub fn get_event(conn: &Connection, id: &EventId) -> rusqlite::Result<Option<EventRecord>> {
     let event = conn
-        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events e WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE id = ?1"
+        ))?
         .query_row([id.as_str()], event_from_row)
         .optional()?;
     with_deliveries(conn, event)
@@ -216,14 +218,16 @@ pub fn replay(
             Ok((row.get(0)?, row.get(1)?, parse_status(row, 2)?, row.get(3)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let decided = deliveries.iter().map(|(seq, destination, status, attempts)| {
-        (
-            *seq,
-            *status,
-            *attempts,
-            lifecycle::replay(Some((*status, *attempts)), budget.of(destination)),
-        )
-    });
+    let decided = deliveries
+        .iter()
+        .map(|(seq, destination, status, attempts)| {
+            (
+                *seq,
+                *status,
+                *attempts,
+                lifecycle::replay(Some((*status, *attempts)), budget.of(destination)),
+            )
+        });
     let mut replayed = 0;
     let mut refused = None;
     for (seq, status, attempts, decision) in decided {
@@ -548,8 +552,37 @@ pub fn renew_leases(
     Ok(renewed)
 }
 
-pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite::Result<bool> {
+/// Outcomes, each with its attempt record, and each destination's last success and
+/// failure once for the lot.
+pub fn finish_attempts(
+    conn: &Connection,
+    finished: &[FinishedAttempt],
+) -> rusqlite::Result<Vec<bool>> {
     let now = Timestamp::now();
+    let mut recorded = Vec::with_capacity(finished.len());
+    let mut outcomes: Vec<(&str, bool)> = Vec::new();
+    for one in finished {
+        let held = finish_attempt(conn, one, now)?;
+        let outcome = (
+            one.record.destination.as_str(),
+            one.status == EventStatus::Delivered,
+        );
+        if held && !outcomes.contains(&outcome) {
+            outcomes.push(outcome);
+        }
+        recorded.push(held);
+    }
+    for (destination, delivered) in outcomes {
+        record_outcome(conn, destination, delivered, now)?;
+    }
+    Ok(recorded)
+}
+
+fn finish_attempt(
+    conn: &Connection,
+    finished: &FinishedAttempt,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
     // The attempt number fences out a worker whose lease was taken over.
     let updated = conn
         .prepare_cached(concat!(
@@ -570,7 +603,6 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
         return Ok(false);
     }
     insert_attempt(conn, &finished.event_id, &finished.record)?;
-    record_outcome(conn, &finished.record.destination, finished.status, now)?;
     Ok(true)
 }
 
@@ -578,10 +610,10 @@ pub fn finish_attempt(conn: &Connection, finished: &FinishedAttempt) -> rusqlite
 fn record_outcome(
     conn: &Connection,
     destination: &str,
-    status: EventStatus,
+    delivered: bool,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    let statement = if status == EventStatus::Delivered {
+    let statement = if delivered {
         "INSERT INTO destinations (name, last_success_at) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET last_success_at = excluded.last_success_at"
     } else {
@@ -721,7 +753,9 @@ pub fn destination_stats(conn: &Connection) -> rusqlite::Result<Vec<DestinationS
             claimable!(),
             " GROUP BY destination"
         ))?
-        .query_map([now], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+        .query_map([now], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let in_flight: Vec<(String, i64)> = conn
         .prepare_cached(

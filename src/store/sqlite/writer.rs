@@ -372,11 +372,9 @@ mod tests {
         writer.close().await;
         let check = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
         let (rows, multiples): (i64, i64) = check
-            .query_row(
-                "SELECT COUNT(*), SUM(n % 10 = 0) FROM t",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT COUNT(*), SUM(n % 10 = 0) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
         assert_eq!((rows, multiples), (180, 0));
     }
