@@ -502,6 +502,28 @@ pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Sto
     }
 }
 
+/// Expired leases are looked for on every claim that leaves slots free, and at least
+/// this often while workers are saturated: they are rare, and the look costs a query.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// When this process last looked for expired leases.
+#[derive(Debug, Default)]
+pub struct SweepClock(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl SweepClock {
+    /// Whether a saturated claim should look now (and note that it does).
+    pub fn due(&self) -> bool {
+        let Ok(mut last) = self.0.lock() else {
+            return true;
+        };
+        let due = last.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
+    }
+}
+
 /// Rows one bulk replay changes per transaction: a replay of millions of events must
 /// not hold the writer (and every webhook waiting on it) for the whole of it.
 pub const REPLAY_BATCH: usize = 500;

@@ -82,6 +82,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 pub struct PostgresStore {
     pool: Pool,
+    sweep: super::SweepClock,
     /// Inserts of webhooks, committed in groups.
     inserts: group::GroupCommit,
     work_signal: Arc<Notify>,
@@ -127,6 +128,7 @@ impl PostgresStore {
             group::GroupCommit::start(pool.clone(), options.pool_size / 2, background.clone());
         let store = Self {
             pool,
+            sweep: super::SweepClock::default(),
             inserts,
             work_signal: Arc::new(Notify::new()),
             announce: Arc::new(Notify::new()),
@@ -317,7 +319,7 @@ impl Store for PostgresStore {
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError> {
         let mut client = self.pool.get().await?;
-        queries::claim(&mut client, limit, lease).await
+        queries::claim(&mut client, limit, lease, self.sweep.due()).await
     }
 
     async fn renew_leases(

@@ -552,11 +552,64 @@ pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<A
     ))
 }
 
-pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result<Claim> {
+/// Leases up to `limit` due deliveries in one statement. Expired leases are failed
+/// first when slots would stay free or `sweep` says it is time; the earliest future
+/// work is read only when the worker will go idle.
+pub async fn claim(
+    client: &mut Client,
+    limit: usize,
+    lease: Duration,
+    sweep: bool,
+) -> Result<Claim> {
     let now = Timestamp::now();
-    let tx = client.transaction().await?;
-    let reclaimed = fail_expired_leases(&tx, now).await?;
-    let statement = tx
+    let mut deliveries = lease_due(client, now, limit, lease).await?;
+    let mut reclaimed = Vec::new();
+    if deliveries.len() < limit || sweep {
+        let tx = client.transaction().await?;
+        reclaimed = fail_expired_leases(&tx, now).await?;
+        tx.commit().await?;
+        if !reclaimed.is_empty() && deliveries.len() < limit {
+            let room = limit - deliveries.len();
+            deliveries.extend(lease_due(client, now, room, lease).await?);
+        }
+    }
+    let next_due = if deliveries.len() < limit {
+        let statement = client
+            .prepare_cached(concat!(
+                // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may
+                // otherwise aggregate over the whole queue instead of reading one entry.
+                "SELECT LEAST(
+                     (SELECT next_attempt_at FROM deliveries WHERE status IN ",
+                claimable!(),
+                "
+                      ORDER BY next_attempt_at LIMIT 1),
+                     (SELECT lease_until FROM deliveries WHERE lease_until IS NOT NULL
+                      ORDER BY lease_until LIMIT 1))"
+            ))
+            .await?;
+        client
+            .query_one(&statement, &[])
+            .await?
+            .col::<Option<i64>>(0)?
+            .map(Timestamp)
+    } else {
+        None
+    };
+    Ok(Claim {
+        deliveries,
+        reclaimed,
+        next_due,
+    })
+}
+
+/// One statement (its own transaction): lease due deliveries and read their events.
+async fn lease_due(
+    client: &Client,
+    now: Timestamp,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<ClaimedDelivery>> {
+    let statement = client
         .prepare_cached(concat!(
             "WITH leased AS (
                  UPDATE deliveries
@@ -576,7 +629,7 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
              FROM leased l JOIN events e ON e.id = l.event_id"
         ))
         .await?;
-    let rows = tx
+    let rows = client
         .query(
             &statement,
             &[
@@ -587,8 +640,7 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
             ],
         )
         .await?;
-    let deliveries = rows
-        .iter()
+    rows.iter()
         .map(|row| {
             Ok(ClaimedDelivery {
                 delivery: DeliveryId(row.col(0)?),
@@ -604,27 +656,7 @@ pub async fn claim(client: &mut Client, limit: usize, lease: Duration) -> Result
                 received_at: Timestamp(row.col(10)?),
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    let next_due = tx
-        .prepare_cached(concat!(
-            // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may otherwise
-            // aggregate over the whole queue instead of reading one index entry.
-            "SELECT LEAST(
-                 (SELECT next_attempt_at FROM deliveries WHERE status IN ",
-            claimable!(),
-            "
-                  ORDER BY next_attempt_at LIMIT 1),
-                 (SELECT lease_until FROM deliveries WHERE lease_until IS NOT NULL
-                  ORDER BY lease_until LIMIT 1))"
-        ))
-        .await?;
-    let next_due: Option<i64> = tx.query_one(&next_due, &[]).await?.col(0)?;
-    tx.commit().await?;
-    Ok(Claim {
-        deliveries,
-        reclaimed,
-        next_due: next_due.map(Timestamp),
-    })
+        .collect()
 }
 
 /// An attempt whose lease ran out counts as failed, so that a delivery which kills its

@@ -73,6 +73,7 @@ impl From<rusqlite::Error> for StoreError {
 
 pub struct SqliteStore {
     writer: Writer,
+    sweep: super::SweepClock,
     readers: Connector,
     work_signal: Arc<Notify>,
     stop_watching: Arc<AtomicBool>,
@@ -111,6 +112,7 @@ impl SqliteStore {
             writer: Writer::start(conn, connector.clone())
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?,
             readers: connector,
+            sweep: super::SweepClock::default(),
             work_signal,
             stop_watching,
         })
@@ -263,8 +265,9 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError> {
+        let sweep = self.sweep.due();
         self.writer
-            .write(move |conn| queries::claim(conn, limit, lease))
+            .write(move |conn| queries::claim(conn, limit, lease, sweep))
             .await
     }
 

@@ -375,9 +375,43 @@ pub fn list_attempts(
     rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
 }
 
-pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Result<Claim> {
+/// Leases up to `limit` due deliveries. Expired leases are failed first when slots
+/// would stay free or `sweep` says it is time; the earliest future work is read only
+/// when the worker will go idle (it claims again at once otherwise).
+pub fn claim(
+    conn: &Connection,
+    limit: usize,
+    lease: Duration,
+    sweep: bool,
+) -> rusqlite::Result<Claim> {
     let now = Timestamp::now();
-    let reclaimed = fail_expired_leases(conn, now)?;
+    let mut deliveries = lease_due(conn, now, limit, lease)?;
+    let mut reclaimed = Vec::new();
+    if deliveries.len() < limit || sweep {
+        reclaimed = fail_expired_leases(conn, now)?;
+        if !reclaimed.is_empty() && deliveries.len() < limit {
+            let room = limit - deliveries.len();
+            deliveries.extend(lease_due(conn, now, room, lease)?);
+        }
+    }
+    let next_due = if deliveries.len() < limit {
+        next_due(conn)?
+    } else {
+        None
+    };
+    Ok(Claim {
+        deliveries,
+        reclaimed,
+        next_due,
+    })
+}
+
+fn lease_due(
+    conn: &Connection,
+    now: Timestamp,
+    limit: usize,
+    lease: Duration,
+) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let lease_until = now.plus(lease);
     let mut statement = conn.prepare_cached(concat!(
         "UPDATE deliveries
@@ -440,12 +474,7 @@ pub fn claim(conn: &Connection, limit: usize, lease: Duration) -> rusqlite::Resu
             body: Bytes::from(body),
         });
     }
-    let next_due = next_due(conn)?;
-    Ok(Claim {
-        deliveries,
-        reclaimed,
-        next_due,
-    })
+    Ok(deliveries)
 }
 
 /// An attempt whose lease ran out counts as failed, so that a delivery which kills its
