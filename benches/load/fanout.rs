@@ -267,3 +267,41 @@ pub async fn print(root: &Path, duration: Duration, events: u64) {
         );
     }
 }
+
+/// The longest single request per run of `api` and `serve` (one route to the sink) at
+/// 1 and 32 connections on SQLite: a stall of the writer shows here.
+pub async fn print_stalls(root: &Path, duration: Duration, runs: usize) {
+    let sink = start_sink().await;
+    let config = one_route(&sink_url(&sink));
+    println!();
+    println!("| process | connections | requests/s per run | longest request per run (ms) |");
+    println!("|---|---|---|---|");
+    for command in ["api", "serve"] {
+        for connections in [1, 32] {
+            let mut rates = Vec::new();
+            let mut longest = Vec::new();
+            for run in 0..runs {
+                let dir = root.join(format!("stall-{command}-{connections}-{run}"));
+                let database = BenchDatabase::create(Backend::Sqlite, &dir).await;
+                let config = write_config(&dir, &config);
+                let server = Server::hookrelay_with(command, &dir, &database.url, Some(&config));
+                wait_ready(server.address).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let measured = crate::client::max_throughput_with(
+                    server.address,
+                    duration,
+                    "stall",
+                    connections,
+                )
+                .await;
+                rates.push(format!("{:.0}", measured.rate));
+                longest.push(format!("{:.1}", measured.longest.as_secs_f64() * 1e3));
+            }
+            println!(
+                "| `{command}` | {connections} | {} | {} |",
+                rates.join(", "),
+                longest.join(", ")
+            );
+        }
+    }
+}

@@ -75,6 +75,14 @@ async fn run(duration: Duration) {
         body(0).len()
     );
     let dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("stalls") {
+        let runs = std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+        fanout::print_stalls(dir.path(), duration, runs).await;
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("fanout") {
         fanout::print(dir.path(), duration, delivery_events()).await;
         return;
