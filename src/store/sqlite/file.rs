@@ -152,10 +152,6 @@ pub fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreErr
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // FULL: a commit is on disk, WAL included, before the 202 that depends on it.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // No checkpoint inside a commit: it copied the WAL into the file and synced it
-    // while every request waiting on the writer waited too. A thread of its own
-    // checkpoints instead (see `checkpoint_in_background`).
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -37,9 +37,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_deliveries.sql"),
 ];
 
-/// How often the WAL is checkpointed into the database file, outside any commit.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
-
 /// How often a worker in its own process looks for commits made by other processes.
 const WATCH_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -103,7 +100,6 @@ impl SqliteStore {
         }
         let work_signal = Arc::new(Notify::new());
         let stop_watching = Arc::new(AtomicBool::new(false));
-        checkpoint_in_background(connector.clone(), stop_watching.clone())?;
         // A worker without an API beside it learns of new events from other processes.
         if options.runs_worker && !options.runs_api {
             watch_other_writers(
@@ -168,40 +164,6 @@ fn check_schema(conn: &Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    Ok(())
-}
-
-/// Copies committed WAL frames into the database file from a connection of its own,
-/// so that no commit (and no webhook waiting on one) pays for it. PASSIVE: it never
-/// blocks the writer or readers; frames a reader still needs wait for the next round.
-fn checkpoint_in_background(connector: Connector, stop: Arc<AtomicBool>) -> Result<(), StoreError> {
-    std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
-        .spawn(move || {
-            let mut open: Option<(u64, Connection)> = None;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(CHECKPOINT_INTERVAL);
-                let generation = connector.generation();
-                if open.as_ref().is_some_and(|(g, _)| *g != generation) {
-                    open = None;
-                }
-                if open.is_none() {
-                    open = open_connection(connector.path(), false)
-                        .ok()
-                        .map(|conn| (generation, conn));
-                }
-                if let Some((_, conn)) = &open
-                    && let Err(error) =
-                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                {
-                    tracing::debug!(
-                        error = &error as &dyn std::error::Error,
-                        "WAL checkpoint failed; retried on the next round"
-                    );
-                }
-            }
-        })
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     Ok(())
 }
 
