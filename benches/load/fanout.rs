@@ -4,13 +4,11 @@
 //! with the longest single request of each run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::CONNECTIONS;
-use crate::client::{connect, max_throughput, next_key, post_to};
+use crate::client::max_throughput;
 use crate::scale::{Backend, BenchDatabase};
+use crate::scenarios::store_events;
 use crate::servers::{Server, Sink, start_sink, wait_ready};
 
 /// `[sources.stripe]` with one route, as a release before named destinations wrote it.
@@ -89,23 +87,7 @@ async fn drain(
     let config = write_config(dir, config);
     let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
     wait_ready(api.address).await;
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let next = next.clone();
-        let address = api.address;
-        tasks.push(tokio::spawn(async move {
-            let mut sender = connect(address).await;
-            while next.fetch_add(1, Ordering::Relaxed) < events {
-                let (key, n) = next_key("drain");
-                let (status, _) = post_to(&mut sender, address, "stripe", &key, n).await;
-                assert_eq!(status, 202);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("store task");
-    }
+    store_events(api.address, "stripe", events).await;
     drop(api);
     sink.arrivals.lock().expect("arrivals").clear();
     let worker = Server::hookrelay_with("worker", dir, &database.url, Some(&config));

@@ -58,6 +58,26 @@ pub async fn wake_up(
     (from_202, from_arrival)
 }
 
+/// Posts `count` webhooks to `source` over every connection, each answered 202.
+pub async fn store_events(address: SocketAddr, source: &'static str, count: u64) {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(address).await;
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let (key, n) = next_key("deliver");
+                let (status, _) = post_to(&mut sender, address, source, &key, n).await;
+                assert_eq!(status, 202);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("store task");
+    }
+}
+
 pub struct DeliveryFigures {
     /// 202s per second while storing the events (`api` alone).
     pub ingest: f64,
@@ -78,24 +98,8 @@ pub async fn delivery_throughput(
     let config = sink_config(dir, &sink);
     let api = Server::hookrelay_with("api", dir, database, Some(&config));
     wait_ready(api.address).await;
-    let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let next = next.clone();
-        let address = api.address;
-        tasks.push(tokio::spawn(async move {
-            let mut sender = connect(address).await;
-            while next.fetch_add(1, Ordering::Relaxed) < count {
-                let (key, n) = next_key("deliver");
-                let (status, _) = post_to(&mut sender, address, "app", &key, n).await;
-                assert_eq!(status, 202);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("store task");
-    }
+    store_events(api.address, "app", count).await;
     let ingest = count as f64 / started.elapsed().as_secs_f64();
     drop(api);
 

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::domain::event::EventId;
@@ -232,7 +231,7 @@ impl Operators {
             &Routable {
                 headers: &headers,
                 body: tree.as_ref(),
-                raw_body: &Bytes::from(event.body.clone()),
+                raw_body: &event.body,
             },
         );
         if deliveries.is_empty() {

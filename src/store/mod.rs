@@ -1,5 +1,6 @@
 //! Durable storage of events and attempts behind one `Store` trait.
 
+pub mod group;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

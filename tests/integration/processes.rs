@@ -326,11 +326,17 @@ async fn api_and_worker_processes_share_one_file(backend: Backend) {
     wait_all_delivered(address, &ids, Duration::from_secs(60)).await;
 }
 
-async fn killing_serve_under_load_loses_no_acknowledged_event(backend: Backend) {
-    let setup = Setup::new(backend).await;
+/// Starts `serve` (with `extra` arguments) `rounds` times, posts from 16 clients and
+/// SIGKILLs it once `at_least` events were acknowledged; returns every acknowledged id.
+async fn kill_serve_under_load(
+    setup: &Setup,
+    rounds: usize,
+    at_least: usize,
+    extra: &[&str],
+) -> Vec<String> {
     let mut acknowledged: Vec<String> = Vec::new();
-    for round in 0..3 {
-        let (mut serve, address) = setup.start("serve", &[], &[], &format!("serve{round}.log"));
+    for round in 0..rounds {
+        let (mut serve, address) = setup.start("serve", &[], extra, &format!("serve{round}.log"));
         let address = address.unwrap();
         wait_healthy(&client(), address).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -344,16 +350,26 @@ async fn killing_serve_under_load_loses_no_acknowledged_event(backend: Backend) 
             accepted.clone(),
         ));
         // Kill once this round has had real load, whatever the machine's speed.
-        eventually(Duration::from_secs(30), "400 acknowledged events", || {
-            let count = accepted.lock().unwrap().len();
-            async move { (count >= 400).then_some(()) }
-        })
+        eventually(
+            Duration::from_secs(30),
+            "enough acknowledged events",
+            || {
+                let count = accepted.lock().unwrap().len();
+                async move { (count >= at_least).then_some(()) }
+            },
+        )
         .await;
         serve.kill(); // SIGKILL: no chance to flush anything
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         load.await.unwrap();
         acknowledged.extend(accepted.lock().unwrap().drain(..));
     }
+    acknowledged
+}
+
+async fn killing_serve_under_load_loses_no_acknowledged_event(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let acknowledged = kill_serve_under_load(&setup, 3, 400, &[]).await;
     let unique: HashSet<&String> = acknowledged.iter().collect();
     assert_eq!(unique.len(), acknowledged.len(), "an id was issued twice");
     assert!(
@@ -624,36 +640,7 @@ async fn killing_serve_under_fan_out_loses_no_delivery(backend: Backend) {
     let config_path = setup.path().join("fanout.toml");
     std::fs::write(&config_path, config).unwrap();
     let config_arg = config_path.to_str().unwrap().to_owned();
-    let mut acknowledged: Vec<String> = Vec::new();
-    for round in 0..2 {
-        let (mut serve, address) = setup.start(
-            "serve",
-            &[],
-            &["--config", &config_arg],
-            &format!("serve{round}.log"),
-        );
-        let address = address.unwrap();
-        wait_healthy(&client(), address).await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let accepted = Accepted::default();
-        let load = tokio::spawn(post_into(
-            address,
-            16,
-            round,
-            json!({"round": round}),
-            stop.clone(),
-            accepted.clone(),
-        ));
-        eventually(Duration::from_secs(30), "300 acknowledged events", || {
-            let count = accepted.lock().unwrap().len();
-            async move { (count >= 300).then_some(()) }
-        })
-        .await;
-        serve.kill();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        load.await.unwrap();
-        acknowledged.extend(accepted.lock().unwrap().drain(..));
-    }
+    let acknowledged = kill_serve_under_load(&setup, 2, 300, &["--config", &config_arg]).await;
     let ids: Vec<String> = acknowledged.iter().map(|id| format!("'{id}'")).collect();
     let ids = ids.join(",");
     let deliveries = setup

@@ -9,7 +9,6 @@
 //! fallback. Broken connections are replaced by the pool, so the service recovers by
 //! itself when PostgreSQL comes back.
 
-mod group;
 mod queries;
 
 use std::future::poll_fn;
@@ -25,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use queries::Column as _;
 
+use super::group::Grouped;
 use super::{
     AttemptBudget, AttemptRecord, Claim, DeliveryId, DestinationStats, EventFilter, EventPage,
     EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, QueueGauges,
@@ -44,6 +44,8 @@ const MIGRATIONS: &[&str] = &[
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
 const CHANNEL: &str = "hookrelay_work";
+/// The most webhooks one insert statement holds.
+const INSERT_GROUP: usize = 256;
 /// A statement that cannot finish in this time fails (503) instead of hanging.
 const STATEMENT_TIMEOUT_MS: u32 = 5_000;
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -84,7 +86,7 @@ pub struct PostgresStore {
     pool: Pool,
     sweep: super::SweepClock,
     /// Inserts of webhooks, committed in groups.
-    inserts: group::GroupCommit,
+    inserts: Grouped<NewEvent, InsertOutcome>,
     work_signal: Arc<Notify>,
     /// Wakes the task that sends NOTIFY to other processes.
     announce: Arc<Notify>,
@@ -124,8 +126,18 @@ impl PostgresStore {
 
         let background = CancellationToken::new();
         // Half the pool commits webhooks; the rest serves reads, claims and outcomes.
-        let inserts =
-            group::GroupCommit::start(pool.clone(), options.pool_size / 2, background.clone());
+        let inserts = {
+            let pool = pool.clone();
+            Grouped::start(
+                INSERT_GROUP,
+                options.pool_size / 2,
+                background.clone(),
+                move |events: Vec<NewEvent>| {
+                    let pool = pool.clone();
+                    async move { queries::insert_events(&pool.get().await?, &events).await }
+                },
+            )
+        };
         let store = Self {
             pool,
             sweep: super::SweepClock::default(),
@@ -276,7 +288,7 @@ async fn listen_loop(config: tokio_postgres::Config, signal: Arc<Notify>, stop: 
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
-        let outcome = self.inserts.insert(event).await?;
+        let outcome = self.inserts.submit(event).await?;
         if matches!(outcome, InsertOutcome::Accepted(_)) {
             self.work_signal.notify_one();
             self.announce.notify_one();

@@ -23,65 +23,10 @@ const RECLAIM_BATCH: i64 = 100;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-pub async fn insert_event(client: &Client, event: &NewEvent) -> Result<InsertOutcome> {
-    // One statement: the event and its deliveries are committed together.
-    let insert = client
-        .prepare_cached(
-            "WITH event AS (
-                 INSERT INTO events (id, source, idempotency_key, event_type, created_at,
-                                     content_type, headers, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (source, idempotency_key) DO NOTHING
-                 RETURNING id),
-             delivered AS (
-                 INSERT INTO deliveries (event_id, destination, status, max_attempts,
-                                         next_attempt_at, updated_at)
-                 SELECT event.id, d.destination, $9, d.max_attempts, $5, $5
-                 FROM event, unnest($10::text[], $11::int[]) WITH ORDINALITY
-                      AS d(destination, max_attempts, n)
-                 ORDER BY d.n)
-             SELECT id FROM event",
-        )
-        .await?;
-    let (destinations, max_attempts) = delivery_arrays(&event.deliveries);
-    let inserted = client
-        .query_opt(
-            &insert,
-            &[
-                &event.id.as_str(),
-                &event.source.as_str(),
-                &event.key.as_str(),
-                &event.event_type,
-                &event.received_at.0,
-                &event.content_type,
-                &event.headers,
-                &&event.body[..],
-                &EventStatus::Queued.as_str(),
-                &destinations,
-                &max_attempts,
-            ],
-        )
-        .await?;
-    if inserted.is_some() {
-        return Ok(InsertOutcome::Accepted(event.id.clone()));
-    }
-    // The conflict waited for the first insert to commit, so the row is visible now.
-    let select = client
-        .prepare_cached("SELECT id FROM events WHERE source = $1 AND idempotency_key = $2")
-        .await?;
-    let row = client
-        .query_one(&select, &[&event.source.as_str(), &event.key.as_str()])
-        .await?;
-    Ok(InsertOutcome::Duplicate(EventId::from_stored(row.col(0)?)))
-}
-
-/// Inserts many events and their deliveries in one statement (one commit). Rows go in
-/// in key order, so that two batches holding the same keys take their index locks in
-/// the same order and cannot deadlock. Returns each event's outcome, in input order.
+/// Inserts events and their deliveries in one statement (one commit). Rows go in in
+/// key order, so that two groups holding the same keys take their index locks in the
+/// same order and cannot deadlock. Returns each event's outcome, in input order.
 pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<InsertOutcome>> {
-    if let [event] = events {
-        return Ok(vec![insert_event(client, event).await?]);
-    }
     let statement = client
         .prepare_cached(
             "WITH input AS (
