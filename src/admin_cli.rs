@@ -66,8 +66,28 @@ async fn destinations(
     command: Option<DestinationsCommand>,
     operators: &Operators,
 ) -> Result<(), AdminError> {
-    let json = matches!(command, Some(DestinationsCommand::List { json: true }));
     let mut out = std::io::stdout().lock();
+    let (name, paused) = match command {
+        None | Some(DestinationsCommand::List { json: false }) => {
+            return list(&mut out, operators, false).await;
+        }
+        Some(DestinationsCommand::List { json: true }) => {
+            return list(&mut out, operators, true).await;
+        }
+        Some(DestinationsCommand::Pause { name }) => (name, true),
+        Some(DestinationsCommand::Resume { name }) => (name, false),
+    };
+    let (status, changed) = operators.set_paused(&name, paused).await?;
+    let verb = if paused { "paused" } else { "resumed" };
+    if changed {
+        writeln!(out, "{name}: {verb}; backlog {}", status.stats.backlog)?;
+    } else {
+        writeln!(out, "{name}: already {}", status.state.as_str())?;
+    }
+    Ok(())
+}
+
+async fn list(out: &mut impl Write, operators: &Operators, json: bool) -> Result<(), AdminError> {
     let all = operators.destinations().await?;
     if !json {
         writeln!(
@@ -241,10 +261,10 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
         }
         EventsCommand::Show { id } => {
             let event_id = EventId::from_stored(id.clone());
-            let event = operators.get(&event_id).await.map_err(naming(&id))?;
+            let event = operators.show(&event_id).await.map_err(naming(&id))?;
             let attempts = operators.attempts(&event_id).await?;
             let shown = ShownEvent {
-                event: EventView::from(event),
+                event,
                 attempts: attempts.into_iter().map(AttemptView::from).collect(),
             };
             writeln!(

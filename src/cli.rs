@@ -40,8 +40,8 @@ pub enum Command {
     Migrate(CommonArgs),
     /// Inspect and replay events, working on the database directly.
     Events(EventsArgs),
-    /// Show destinations (state, backlog, in flight, oldest due, last outcomes), working
-    /// on the database directly.
+    /// Show, pause and resume destinations (state, backlog, in flight, oldest due, last
+    /// outcomes), working on the database directly.
     Destinations(DestinationsArgs),
     /// Try a source's routes on an event before relying on them.
     Routes(RoutesArgs),
@@ -63,6 +63,17 @@ pub enum DestinationsCommand {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Stop delivering to a destination, in every worker sharing the database. Events
+    /// keep being accepted and stored; their deliveries wait and use no attempts.
+    Pause {
+        /// The destination's name (`[destinations.NAME]`, or `built-in`).
+        name: String,
+    },
+    /// Deliver to a paused destination again; its backlog drains at its `rate`.
+    Resume {
+        /// The destination's name.
+        name: String,
     },
 }
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use crate::domain::protection::{BreakerPolicy, Limits, OnDeadLetter, Rate};
 use crate::domain::retry::RetryPolicy;
-use crate::sources::{Secret, expand_env, non_empty};
+use crate::sources::{KeyLocation, Secret, expand_env, non_empty};
 use crate::units::parse_duration;
 
 /// The destination of sources without a route: the built-in processor. Reserved: no
@@ -41,6 +42,10 @@ pub struct DestinationSettings {
     pub max_attempts: Option<u32>,
     pub retry_base_delay: Option<Duration>,
     pub retry_factor: Option<f64>,
+    /// Rate, attempts in flight, ordering and breaker.
+    pub limits: Limits,
+    /// Where an ordered destination's ordering key is; `None`: one stream.
+    pub ordering_key: Option<KeyLocation>,
 }
 
 impl fmt::Debug for DestinationSettings {
@@ -53,6 +58,7 @@ impl fmt::Debug for DestinationSettings {
             .field("signing_secret", &self.signing_secret)
             .field("headers", &header_names)
             .field("max_attempts", &self.max_attempts)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +74,11 @@ impl DestinationSettings {
             max_attempts: None,
             retry_base_delay: None,
             retry_factor: None,
+            limits: Limits {
+                breaker: Some(BreakerPolicy::default()),
+                ..Limits::default()
+            },
+            ordering_key: None,
         }
     }
 
@@ -146,6 +157,14 @@ struct DestinationTable {
     max_attempts: Option<u32>,
     retry_base_delay: Option<String>,
     retry_factor: Option<f64>,
+    rate: Option<String>,
+    max_in_flight: Option<u32>,
+    ordering: Option<String>,
+    ordering_key: Option<String>,
+    on_dead_letter: Option<String>,
+    breaker_failures: Option<u32>,
+    breaker_probe: Option<String>,
+    breaker_probe_max: Option<String>,
 }
 
 /// Parses the `destinations` table of the config file.
@@ -188,6 +207,7 @@ fn build(
 ) -> Result<DestinationSettings, DestinationError> {
     let url = parse_url(&raw.url, env).map_err(|e| invalid("url", e))?;
     let mut destination = DestinationSettings::new(name, url);
+    protection(&mut destination, &raw, invalid)?;
     if let Some(text) = raw.timeout {
         destination.timeout = parse_positive(&text).map_err(|e| invalid("timeout", e))?;
     }
@@ -230,6 +250,83 @@ fn build(
         destination.retry_factor = Some(factor);
     }
     Ok(destination)
+}
+
+fn protection(
+    destination: &mut DestinationSettings,
+    raw: &DestinationTable,
+    invalid: &dyn Fn(&str, String) -> DestinationError,
+) -> Result<(), DestinationError> {
+    let limits = &mut destination.limits;
+    limits.rate = raw
+        .rate
+        .as_deref()
+        .map(str::parse::<Rate>)
+        .transpose()
+        .map_err(|e| invalid("rate", e))?;
+    if let Some(max) = raw.max_in_flight {
+        if max == 0 {
+            return Err(invalid(
+                "max_in_flight",
+                "must be at least 1 (use pause to stop a destination)".into(),
+            ));
+        }
+        limits.max_in_flight = Some(max);
+    }
+    let ordered = match raw.ordering.as_deref() {
+        None | Some("none") => false,
+        Some("key") => true,
+        Some(other) => {
+            return Err(invalid(
+                "ordering",
+                format!("{other:?} is neither \"none\" nor \"key\""),
+            ));
+        }
+    };
+    let on_dead_letter = raw
+        .on_dead_letter
+        .as_deref()
+        .map(str::parse::<OnDeadLetter>)
+        .transpose()
+        .map_err(|e| invalid("on_dead_letter", e))?;
+    if !ordered && (on_dead_letter.is_some() || raw.ordering_key.is_some()) {
+        let field = if on_dead_letter.is_some() {
+            "on_dead_letter"
+        } else {
+            "ordering_key"
+        };
+        return Err(invalid(
+            field,
+            "applies only with ordering = \"key\"".into(),
+        ));
+    }
+    if ordered {
+        limits.ordered = Some(on_dead_letter.unwrap_or_default());
+        destination.ordering_key = raw
+            .ordering_key
+            .as_deref()
+            .map(str::parse::<KeyLocation>)
+            .transpose()
+            .map_err(|e| invalid("ordering_key", e))?;
+    }
+    let mut breaker = BreakerPolicy::default();
+    if let Some(failures) = raw.breaker_failures {
+        breaker.failures = failures;
+    }
+    if let Some(text) = &raw.breaker_probe {
+        breaker.first_probe = parse_positive(text).map_err(|e| invalid("breaker_probe", e))?;
+    }
+    if let Some(text) = &raw.breaker_probe_max {
+        breaker.max_probe = parse_positive(text).map_err(|e| invalid("breaker_probe_max", e))?;
+    }
+    if breaker.max_probe < breaker.first_probe {
+        return Err(invalid(
+            "breaker_probe_max",
+            "must be at least breaker_probe".into(),
+        ));
+    }
+    limits.breaker = (breaker.failures > 0).then_some(breaker);
+    Ok(())
 }
 
 /// An `http://` or `https://` URL, with `${VAR}` from the environment.

@@ -37,6 +37,11 @@ pub struct Metrics {
     expired_leases: IntCounter,
     events: IntGaugeVec,
     queue_lag_seconds: prometheus::Gauge,
+    waits: IntCounterVec,
+    probes: IntCounterVec,
+    destination_state: IntGaugeVec,
+    destination_backlog: IntGaugeVec,
+    destination_oldest_due: prometheus::GaugeVec,
     sources: RwLock<HashSet<String>>,
 }
 
@@ -116,8 +121,54 @@ impl Metrics {
             "How long the oldest due event has been waiting for a worker",
         )
         .expect("valid metric");
+        let waits = IntCounterVec::new(
+            Opts::new(
+                "hookrelay_destination_waits_total",
+                "Claims that left a destination's due deliveries waiting, by reason \
+                 (paused, breaker_open, throttled, in_flight_limit)",
+            ),
+            &["destination", "reason"],
+        )
+        .expect("valid metric");
+        let probes = IntCounterVec::new(
+            Opts::new(
+                "hookrelay_probes_total",
+                "Probes of an open breaker started",
+            ),
+            &["destination"],
+        )
+        .expect("valid metric");
+        let destination_state = IntGaugeVec::new(
+            Opts::new(
+                "hookrelay_destination_state",
+                "1 for the state each destination is in (active, paused, failing)",
+            ),
+            &["destination", "state"],
+        )
+        .expect("valid metric");
+        let destination_backlog = IntGaugeVec::new(
+            Opts::new(
+                "hookrelay_destination_backlog",
+                "Deliveries due now, by destination",
+            ),
+            &["destination"],
+        )
+        .expect("valid metric");
+        let destination_oldest_due = prometheus::GaugeVec::new(
+            Opts::new(
+                "hookrelay_destination_oldest_due_seconds",
+                "How long each destination's oldest due delivery has waited",
+            ),
+            &["destination"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(waits.clone()),
+            Box::new(probes.clone()),
+            Box::new(destination_state.clone()),
+            Box::new(destination_backlog.clone()),
+            Box::new(destination_oldest_due.clone()),
             Box::new(ingest_seconds.clone()),
             Box::new(attempts.clone()),
             Box::new(attempt_seconds.clone()),
@@ -138,6 +189,11 @@ impl Metrics {
             expired_leases,
             events,
             queue_lag_seconds,
+            waits,
+            probes,
+            destination_state,
+            destination_backlog,
+            destination_oldest_due,
             sources: RwLock::default(),
         }
     }
@@ -214,8 +270,36 @@ impl Metrics {
         self.expired_leases.inc_by(count as u64);
     }
 
-    /// The text exposition, with the gauges set from `gauges`.
-    pub fn render(&self, gauges: &QueueGauges) -> String {
+    /// A claim left a destination's due deliveries waiting (`reason`: [`Wait::as_str`]).
+    ///
+    /// [`Wait::as_str`]: crate::domain::protection::Wait::as_str
+    pub fn wait(&self, destination: &str, reason: &str) {
+        self.waits.with_label_values(&[destination, reason]).inc();
+    }
+
+    pub fn probe(&self, destination: &str) {
+        self.probes.with_label_values(&[destination]).inc();
+    }
+
+    /// The text exposition, with the gauges set from `gauges` and each destination's
+    /// `(name, state, backlog, oldest due age)`.
+    pub fn render(
+        &self,
+        gauges: &QueueGauges,
+        destinations: &[(String, &str, i64, f64)],
+    ) -> String {
+        self.destination_state.reset();
+        for (name, state, backlog, oldest) in destinations {
+            self.destination_state
+                .with_label_values(&[name.as_str(), state])
+                .set(1);
+            self.destination_backlog
+                .with_label_values(&[name])
+                .set(*backlog);
+            self.destination_oldest_due
+                .with_label_values(&[name])
+                .set(*oldest);
+        }
         for (status, count) in [
             ("queued", gauges.queued),
             ("retrying", gauges.retrying),
@@ -260,7 +344,7 @@ mod tests {
             },
             0.0,
         );
-        let text = metrics.render(&QueueGauges::default());
+        let text = metrics.render(&QueueGauges::default(), &[]);
         assert!(text.contains("source=\"billing\""), "{text}");
         assert!(text.contains("source=\"_other\""), "{text}");
         assert!(text.contains("source=\"_unknown\""), "{text}");

@@ -181,6 +181,8 @@ pub struct SourceSettings {
     pub content_types: Vec<String>,
     /// In the order written; none: the built-in processor.
     pub routes: Vec<Route>,
+    /// A destination of its routes is ordered by a key in the body.
+    pub ordering_key_in_body: bool,
 }
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -197,6 +199,7 @@ impl SourceSettings {
             event_type: None,
             content_types: vec!["application/json".into()],
             routes: Vec::new(),
+            ordering_key_in_body: false,
         }
     }
 
@@ -205,6 +208,7 @@ impl SourceSettings {
         self.routes
             .iter()
             .any(|r| r.reads_document() || !r.event_types.is_empty())
+            || self.ordering_key_in_body
     }
 }
 
@@ -260,7 +264,16 @@ impl Sources {
             }
             all.insert(own);
         }
-        for source in &parsed.sources {
+        let mut sources = parsed.sources;
+        for source in &mut sources {
+            source.ordering_key_in_body = source.routes.iter().any(|route| {
+                all.get(&route.destination).is_some_and(|d| {
+                    d.limits.ordered.is_some()
+                        && matches!(d.ordering_key, Some(KeyLocation::Json(_)))
+                })
+            });
+        }
+        for source in &sources {
             for (index, route) in source.routes.iter().enumerate() {
                 if !all.contains(&route.destination) {
                     return Err(SourceError {
@@ -276,7 +289,7 @@ impl Sources {
         }
         Ok(Self {
             destinations: all,
-            ..Self::new(accept_unknown, parsed.sources)
+            ..Self::new(accept_unknown, sources)
         })
     }
 
@@ -510,6 +523,8 @@ fn build(
         event_type,
         content_types,
         routes,
+        // Known once the destinations are ([`Sources::build`]).
+        ordering_key_in_body: false,
     };
     Ok((settings, own))
 }

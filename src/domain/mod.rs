@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod lifecycle;
+pub mod protection;
 pub mod retry;
 pub mod routing;
 pub mod time;

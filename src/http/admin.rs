@@ -295,6 +295,48 @@ pub async fn destinations(
     }))
 }
 
+/// Stop attempting deliveries to a destination, in every worker: events keep being
+/// accepted and stored, their deliveries wait and use none of their attempts.
+/// Pausing a paused destination changes nothing.
+#[utoipa::path(
+    post,
+    path = "/destinations/{name}/pause",
+    tag = "destinations",
+    params(("name" = String, Path, description = "A configured destination, or `built-in`")),
+    responses(
+        (status = 200, body = DestinationView),
+        (status = 404, description = "not_found: no destination is configured with that name", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DestinationView>, ApiError> {
+    let (status, _) = state.operators.set_paused(&name, true).await?;
+    Ok(Json(status.into()))
+}
+
+/// Attempt a paused destination's deliveries again: its backlog drains at its `rate`.
+#[utoipa::path(
+    post,
+    path = "/destinations/{name}/resume",
+    tag = "destinations",
+    params(("name" = String, Path, description = "A configured destination, or `built-in`")),
+    responses(
+        (status = 200, body = DestinationView),
+        (status = 404, description = "not_found: no destination is configured with that name", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DestinationView>, ApiError> {
+    let (status, _) = state.operators.set_paused(&name, false).await?;
+    Ok(Json(status.into()))
+}
+
 /// Prometheus text format.
 #[utoipa::path(
     get,
@@ -305,11 +347,21 @@ pub async fn destinations(
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let gauges = state.operators.gauges().await?;
+    let destinations: Vec<(String, &str, i64, f64)> = state
+        .operators
+        .destinations()
+        .await?
+        .into_iter()
+        .map(|d| {
+            let age = d.oldest_due_age.unwrap_or_default().as_secs_f64();
+            (d.name, d.state.as_str(), d.stats.backlog, age)
+        })
+        .collect();
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&gauges),
+        state.metrics.render(&gauges, &destinations),
     ))
 }

@@ -24,8 +24,8 @@ pub async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<EventView>, ApiError> {
-    let event = state.operators.get(&EventId::from_stored(id)).await?;
-    Ok(Json(event.into()))
+    let event = state.operators.show(&EventId::from_stored(id)).await?;
+    Ok(Json(event))
 }
 
 /// Every attempt of an event, oldest first.

@@ -165,6 +165,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::replay))
         .routes(routes!(admin::metrics))
         .routes(routes!(admin::destinations))
+        .routes(routes!(admin::pause))
+        .routes(routes!(admin::resume))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -177,6 +179,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/replay", post(ui::replay_matching))
         .route("/ui/destinations", get(ui::destinations))
         .route("/ui/destinations/{name}", get(ui::destination))
+        .route("/ui/destinations/{name}/pause", post(ui::pause))
+        .route("/ui/destinations/{name}/resume", post(ui::resume))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             ui::require_dashboard,

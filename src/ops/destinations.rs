@@ -1,11 +1,12 @@
 //! What operators see of destinations: each configured one (and any the database still
 //! holds deliveries for) with its state, backlog, attempts in flight, the age of its
-//! oldest due delivery and its last success and failure.
+//! oldest due delivery and its last success and failure; and pausing and resuming one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::destinations::BUILT_IN;
+use crate::domain::protection::Limits;
 use crate::domain::time::Timestamp;
 use crate::ops::events::{Operators, OpsError};
 use crate::store::DestinationStats;
@@ -14,15 +15,25 @@ use crate::store::DestinationStats;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestinationState {
     Active,
+    /// An operator paused it: deliveries wait, unattempted.
+    Paused,
+    /// Its breaker is open: nothing is sent but a probe now and then.
+    Failing,
 }
 
 impl DestinationState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Failing => "failing",
         }
     }
 }
+
+/// A claim held deliveries back for `rate` or `max_in_flight` this recently: the
+/// destination counts as throttled.
+const THROTTLED_RECENTLY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct DestinationStatus {
@@ -34,6 +45,25 @@ pub struct DestinationStatus {
     pub stats: DestinationStats,
     /// How long the oldest due delivery has waited.
     pub oldest_due_age: Option<Duration>,
+    /// When the open breaker's next probe may start.
+    pub next_probe_at: Option<Timestamp>,
+    /// Since when the breaker has been open.
+    pub failing_since: Option<Timestamp>,
+    /// Deliveries are being held back for `rate` or `max_in_flight`.
+    pub throttled: bool,
+    /// The configured limits, `None` when not configured here.
+    pub limits: Option<Limits>,
+}
+
+impl DestinationStatus {
+    /// Why its due deliveries wait now, as operators read it.
+    pub fn waiting(&self) -> Option<&'static str> {
+        match self.state {
+            DestinationState::Paused => Some("paused"),
+            DestinationState::Failing => Some("breaker_open"),
+            DestinationState::Active => self.throttled.then_some("throttled"),
+        }
+    }
 }
 
 impl Operators {
@@ -56,13 +86,32 @@ impl Operators {
                     name: destination.name.clone(),
                     ..DestinationStats::default()
                 });
-            all.push(status(stats, Some(destination.shown_url()), true, now));
+            all.push(status(
+                stats,
+                Some(destination.shown_url()),
+                Some(destination.limits),
+                now,
+            ));
         }
         for (name, stats) in stats {
-            let built_in = name == BUILT_IN;
+            let built_in = (name == BUILT_IN).then(Limits::default);
             all.push(status(stats, None, built_in, now));
         }
         Ok(all)
+    }
+
+    /// Pauses (or resumes) a destination for every worker sharing the database.
+    /// Returns its status afterwards and whether it changed.
+    pub async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<(DestinationStatus, bool), OpsError> {
+        if name != BUILT_IN && !self.sources().destinations.contains(name) {
+            return Err(OpsError::UnknownDestination(name.to_owned()));
+        }
+        let changed = self.store().set_paused(name, paused).await?;
+        Ok((self.destination(name).await?, changed))
     }
 
     pub async fn destination(&self, name: &str) -> Result<DestinationStatus, OpsError> {
@@ -77,15 +126,27 @@ impl Operators {
 fn status(
     stats: DestinationStats,
     url: Option<String>,
-    configured: bool,
+    limits: Option<Limits>,
     now: Timestamp,
 ) -> DestinationStatus {
+    let state = match (stats.flow.paused, stats.flow.breaker) {
+        (true, _) => DestinationState::Paused,
+        (false, Some(_)) => DestinationState::Failing,
+        (false, None) => DestinationState::Active,
+    };
     DestinationStatus {
         name: stats.name.clone(),
         url,
-        configured,
-        state: DestinationState::Active,
+        configured: limits.is_some(),
+        state,
         oldest_due_age: stats.oldest_due.map(|due| due.until(now)),
+        next_probe_at: stats.flow.breaker.map(|b| b.probe_at),
+        failing_since: stats.flow.breaker.map(|b| b.since),
+        throttled: stats.backlog > 0
+            && stats
+                .throttled_at
+                .is_some_and(|at| at.until(now) < THROTTLED_RECENTLY),
+        limits,
         stats,
     }
 }

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
 use crate::ops::routing::{self, Routable};
+use crate::ops::views::EventView;
 use crate::sources::Sources;
 use crate::store::{
     AttemptBudget, AttemptRecord, EventFilter, EventPage, EventRecord, FilterError, QueueGauges,
@@ -162,6 +163,24 @@ impl Operators {
 
     pub async fn get(&self, id: &EventId) -> Result<EventRecord, OpsError> {
         self.store.get_event(id).await?.ok_or(OpsError::NotFound)
+    }
+
+    /// The event as operators see it: each delivery still waiting says why (its
+    /// destination paused, its breaker open, or throttled).
+    pub async fn show(&self, id: &EventId) -> Result<EventView, OpsError> {
+        let event = self.get(id).await?;
+        let unfinished = event.deliveries.iter().any(|d| {
+            matches!(
+                d.state.status,
+                EventStatus::Queued | EventStatus::Retrying | EventStatus::Processing
+            )
+        });
+        let destinations = if unfinished {
+            self.destinations().await?
+        } else {
+            Vec::new()
+        };
+        Ok(EventView::from(event).with_waits(&destinations))
     }
 
     /// The event a source sent with this idempotency key.

@@ -6,7 +6,7 @@
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use crate::destinations::{BUILT_IN, Destinations};
+use crate::destinations::{BUILT_IN, DestinationSettings, Destinations};
 use crate::domain::routing::{self, Document, Verdict};
 use crate::ingest::event_type;
 use crate::sources::{KeyLocation, SourceSettings};
@@ -74,6 +74,7 @@ pub fn route(
         let built_in = NewDelivery {
             destination: BUILT_IN.to_owned(),
             max_attempts: default_max_attempts,
+            ordering_key: None,
         };
         return (event_type, vec![built_in]);
     }
@@ -94,9 +95,36 @@ pub fn route(
             .map(|name| NewDelivery {
                 destination: name.to_owned(),
                 max_attempts: destinations.max_attempts(name, default_max_attempts),
+                ordering_key: destinations.get(name).and_then(|d| ordering_key(d, event)),
             })
             .collect();
     (event_type, deliveries)
+}
+
+/// An ordered destination's key for this event: the header's value, or the JSON
+/// value at the pointer (a string as it is, anything else as JSON text); `""` when
+/// the event has none, so that those keep their order among themselves. `None` for
+/// an unordered destination.
+fn ordering_key(destination: &DestinationSettings, event: &Routable<'_>) -> Option<String> {
+    destination.limits.ordered?;
+    let key = match &destination.ordering_key {
+        None => None,
+        Some(KeyLocation::Header(name)) => event
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        Some(KeyLocation::Json(pointer)) => {
+            event
+                .body
+                .and_then(|b| b.pointer(pointer))
+                .map(|value| match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+        }
+    };
+    Some(key.unwrap_or_default())
 }
 
 /// Each route's verdict on an event, in the order the routes are written.
@@ -195,11 +223,13 @@ mod tests {
             vec![
                 NewDelivery {
                     destination: "billing".into(),
-                    max_attempts: 5
+                    max_attempts: 5,
+                    ordering_key: None,
                 },
                 NewDelivery {
                     destination: "big".into(),
-                    max_attempts: 9
+                    max_attempts: 9,
+                    ordering_key: None,
                 },
             ]
         );

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::domain::lifecycle::{DeliveryState, EventStatus};
+use crate::domain::protection::{Limits, OnDeadLetter};
 use crate::domain::time::Timestamp;
 use crate::ops::destinations::DestinationStatus;
 use crate::store::{AttemptRecord, DeliveryRecord, EventRecord};
@@ -45,6 +46,11 @@ pub struct DeliveryView {
     last_error: Option<String>,
     next_retry_at: Option<String>,
     updated_at: String,
+    /// Why this due delivery is not being attempted: `paused`, `breaker_open` (see
+    /// `next_probe_at`) or `throttled`; null when it is not held back.
+    waiting: Option<&'static str>,
+    /// The destination's next probe while its breaker is open.
+    next_probe_at: Option<String>,
 }
 
 /// Only a retrying delivery has a next retry; a queued one is due now.
@@ -66,6 +72,8 @@ impl From<&DeliveryRecord> for DeliveryView {
             last_error: state.last_error.clone(),
             next_retry_at: next_retry_at(state),
             updated_at: state.updated_at.to_rfc3339(),
+            waiting: None,
+            next_probe_at: None,
         }
     }
 }
@@ -99,6 +107,34 @@ impl From<EventRecord> for EventView {
     }
 }
 
+impl EventView {
+    /// Says, on each of its deliveries that is due, why it waits (if it does), from
+    /// the state of its destination.
+    pub fn with_waits(mut self, destinations: &[DestinationStatus]) -> Self {
+        let now = Timestamp::now();
+        for delivery in &mut self.deliveries {
+            let due = delivery.status == EventStatus::Queued.as_str()
+                || (delivery.status == EventStatus::Retrying.as_str()
+                    && delivery
+                        .next_retry_at
+                        .as_deref()
+                        .and_then(Timestamp::parse_rfc3339)
+                        .is_some_and(|at| at <= now));
+            let Some(destination) = destinations.iter().find(|d| d.name == delivery.destination)
+            else {
+                continue;
+            };
+            if due {
+                delivery.waiting = destination.waiting();
+            }
+            if delivery.waiting.is_some() || delivery.status != EventStatus::Delivered.as_str() {
+                delivery.next_probe_at = destination.next_probe_at.map(Timestamp::to_rfc3339);
+            }
+        }
+        self
+    }
+}
+
 /// A destination as `GET /destinations` shows it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DestinationView {
@@ -109,6 +145,9 @@ pub struct DestinationView {
     configured: bool,
     /// `active`, `paused`, or `failing` while its breaker is open.
     state: &'static str,
+    /// Why its due deliveries wait right now: `paused`, `breaker_open` or
+    /// `throttled` (held back for `rate` or `max_in_flight`); null when they do not.
+    waiting: Option<&'static str>,
     /// Deliveries due now.
     backlog: i64,
     /// Deliveries waiting for a later retry.
@@ -118,11 +157,54 @@ pub struct DestinationView {
     oldest_due_age_seconds: Option<f64>,
     last_success_at: Option<String>,
     last_failure_at: Option<String>,
+    /// Failures of the destination's making since its last success.
+    consecutive_failures: u32,
+    /// Since when the breaker has been open (null while closed).
+    failing_since: Option<String>,
+    /// When the open breaker sends its next probe.
+    next_probe_at: Option<String>,
+    paused_at: Option<String>,
+    /// The configured limits; null for a destination the config no longer names.
+    limits: Option<LimitsView>,
+}
+
+/// A destination's configured protection.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LimitsView {
+    /// `N/s`, `N/m` or `N/h`; null: unlimited.
+    rate: Option<String>,
+    max_in_flight: Option<u32>,
+    /// `none` or `key`.
+    ordering: &'static str,
+    /// `skip` or `block`, for an ordered destination.
+    on_dead_letter: Option<&'static str>,
+    /// Failures in a row that open the breaker; null when the breaker is off.
+    breaker_failures: Option<u32>,
+}
+
+impl From<Limits> for LimitsView {
+    fn from(limits: Limits) -> Self {
+        Self {
+            rate: limits.rate.map(|rate| rate.to_string()),
+            max_in_flight: limits.max_in_flight,
+            ordering: if limits.ordered.is_some() {
+                "key"
+            } else {
+                "none"
+            },
+            on_dead_letter: limits.ordered.map(|then| match then {
+                OnDeadLetter::Skip => "skip",
+                OnDeadLetter::Block => "block",
+            }),
+            breaker_failures: limits.breaker.map(|policy| policy.failures),
+        }
+    }
 }
 
 impl From<DestinationStatus> for DestinationView {
     fn from(status: DestinationStatus) -> Self {
         Self {
+            waiting: status.waiting(),
             name: status.name,
             url: status.url,
             configured: status.configured,
@@ -133,6 +215,11 @@ impl From<DestinationStatus> for DestinationView {
             oldest_due_age_seconds: status.oldest_due_age.map(|age| age.as_secs_f64()),
             last_success_at: status.stats.last_success_at.map(Timestamp::to_rfc3339),
             last_failure_at: status.stats.last_failure_at.map(Timestamp::to_rfc3339),
+            consecutive_failures: status.stats.flow.failures,
+            failing_since: status.failing_since.map(Timestamp::to_rfc3339),
+            next_probe_at: status.next_probe_at.map(Timestamp::to_rfc3339),
+            paused_at: status.stats.paused_at.map(Timestamp::to_rfc3339),
+            limits: status.limits.map(LimitsView::from),
         }
     }
 }
@@ -161,6 +248,9 @@ pub struct AttemptView {
     status_code: Option<u16>,
     error: Option<String>,
     response_body: Option<String>,
+    /// Sent as the probe of an open breaker: it used none of the delivery's attempts
+    /// unless it was the event's own failure.
+    probe: bool,
 }
 
 impl From<AttemptRecord> for AttemptView {
@@ -175,6 +265,7 @@ impl From<AttemptRecord> for AttemptView {
             response_body: record
                 .response_body
                 .map(|body| truncate(body, RESPONSE_BODY_LIMIT)),
+            probe: record.probe,
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::domain::event::{EventId, IdempotencyKey, SourceName};
 use crate::domain::lifecycle::{self, DeliveryState, EventStatus};
+use crate::domain::protection::{BreakerChange, BreakerPolicy, Fault, FlowState, Limits, Wait};
 use crate::domain::time::Timestamp;
 pub use url::DatabaseUrl;
 
@@ -71,6 +72,9 @@ pub struct NewEvent {
 pub struct NewDelivery {
     pub destination: String,
     pub max_attempts: u32,
+    /// The ordering key of an ordered destination's delivery (`""`: the event has
+    /// none); `None` for unordered destinations.
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +133,8 @@ pub struct AttemptRecord {
     pub status_code: Option<u16>,
     pub error: Option<String>,
     pub response_body: Option<String>,
+    /// The attempt probed an open breaker.
+    pub probe: bool,
 }
 
 /// A delivery a worker now holds a lease on, with its event.
@@ -148,6 +154,8 @@ pub struct ClaimedDelivery {
     pub content_type: Option<String>,
     pub headers: String,
     pub body: Bytes,
+    /// This attempt probes the destination's open breaker.
+    pub probe: bool,
 }
 
 impl ClaimedDelivery {
@@ -167,12 +175,30 @@ pub struct ReclaimedDelivery {
     pub status: EventStatus,
 }
 
+/// What a worker asks one claim for: up to `limit` due deliveries to each destination
+/// it has room for, within that destination's limits.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub lease: Duration,
+    pub wants: Vec<Want>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub destination: String,
+    pub limit: usize,
+    pub limits: Limits,
+}
+
 #[derive(Debug, Default)]
 pub struct Claim {
     pub deliveries: Vec<ClaimedDelivery>,
     pub reclaimed: Vec<ReclaimedDelivery>,
-    /// The earliest moment more work becomes due (a retry or a lease running out).
+    /// The earliest moment more work becomes due (a retry or a lease running out) for
+    /// a destination that is not waiting.
     pub next_due: Option<Timestamp>,
+    /// Destinations whose due deliveries wait, and why.
+    pub waits: Vec<(String, Wait)>,
 }
 
 /// The result of one attempt, written in one transaction with its attempt record.
@@ -181,9 +207,69 @@ pub struct FinishedAttempt {
     pub delivery: DeliveryId,
     pub event_id: EventId,
     pub attempt: u32,
+    pub max_attempts: u32,
     pub status: EventStatus,
     pub record: AttemptRecord,
     pub next_attempt_at: Option<Timestamp>,
+    /// Whose failure it was: what the destination's breaker counts.
+    pub fault: Fault,
+    /// The destination's breaker, `None` when it is off.
+    pub breaker: Option<BreakerPolicy>,
+}
+
+/// What recording an outcome did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The lease still held: the outcome was written.
+    pub held: bool,
+    /// The outcome opened or closed its destination's breaker.
+    pub breaker: Option<BreakerChange>,
+    /// The status written: the attempt's, or `retrying` when it failed behind an
+    /// open breaker.
+    pub status: EventStatus,
+}
+
+/// Applies outcomes to their destinations' states in order (the domain decides), and
+/// holds those that failed behind an open breaker. `states` starts as read from the
+/// database; returns each outcome's breaker change. Both backends call it inside the
+/// transaction that writes the outcomes and the states.
+pub fn settle_outcomes(
+    finished: &mut [FinishedAttempt],
+    states: &mut std::collections::HashMap<String, FlowState>,
+    now: Timestamp,
+) -> Vec<Option<BreakerChange>> {
+    use crate::domain::protection;
+    finished
+        .iter_mut()
+        .map(|one| {
+            let state = states.entry(one.record.destination.clone()).or_default();
+            let (after, change) = protection::record(
+                state,
+                one.breaker.as_ref(),
+                one.fault,
+                one.record.probe,
+                now,
+            );
+            let finish = lifecycle::Finish {
+                status: one.status,
+                next_attempt_at: one.next_attempt_at,
+                error: one.record.error.clone(),
+            };
+            let (finish, max_attempts) = protection::hold(
+                finish,
+                one.fault,
+                &after,
+                one.attempt,
+                one.max_attempts,
+                now,
+            );
+            one.status = finish.status;
+            one.next_attempt_at = finish.next_attempt_at;
+            one.max_attempts = max_attempts;
+            *state = after;
+            change
+        })
+        .collect()
 }
 
 /// How many fresh attempts a replay grants, by destination.
@@ -210,6 +296,12 @@ pub struct DestinationStats {
     pub backlog: i64,
     /// Deliveries waiting for a later retry.
     pub scheduled: i64,
+    /// Pause, breaker and bucket, as every worker sees them.
+    pub flow: FlowState,
+    /// The last time a claim held deliveries back for `rate` or `max_in_flight`.
+    pub throttled_at: Option<Timestamp>,
+    /// Since when it has been paused.
+    pub paused_at: Option<Timestamp>,
     pub in_flight: i64,
     /// When the oldest due delivery became due.
     pub oldest_due: Option<Timestamp>,
@@ -223,7 +315,7 @@ impl DestinationStats {
     pub fn merge(
         waiting: Vec<(String, i64, i64, Option<i64>)>,
         in_flight: Vec<(String, i64)>,
-        outcomes: Vec<(String, Option<i64>, Option<i64>)>,
+        rows: Vec<DestinationRow>,
     ) -> Vec<Self> {
         let mut all: std::collections::BTreeMap<String, Self> = Default::default();
         fn entry(
@@ -244,13 +336,77 @@ impl DestinationStats {
         for (name, running) in in_flight {
             entry(&mut all, name).in_flight = running;
         }
-        for (name, success, failure) in outcomes {
-            let stats = entry(&mut all, name);
-            stats.last_success_at = success.map(Timestamp);
-            stats.last_failure_at = failure.map(Timestamp);
+        for row in rows {
+            let stats = entry(&mut all, row.name);
+            stats.last_success_at = row.last_success_at;
+            stats.last_failure_at = row.last_failure_at;
+            stats.flow = row.flow;
+            stats.throttled_at = row.throttled_at;
+            stats.paused_at = row.paused_at.filter(|_| row.flow.paused);
         }
         all.into_values().collect()
     }
+}
+
+/// A destination's row in `destinations`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DestinationRow {
+    pub name: String,
+    pub last_success_at: Option<Timestamp>,
+    pub last_failure_at: Option<Timestamp>,
+    pub flow: FlowState,
+    pub throttled_at: Option<Timestamp>,
+    pub paused_at: Option<Timestamp>,
+}
+
+/// The columns both backends read a [`FlowState`] from, in this order.
+pub const FLOW_COLUMNS: &str =
+    "paused, failures, breaker_since, probe_at, probe_pause_us, tokens, tokens_at";
+
+/// A [`FlowState`] from [`FLOW_COLUMNS`]' values.
+pub fn flow_state(
+    paused: bool,
+    failures: i64,
+    breaker_since: Option<i64>,
+    probe_at: Option<i64>,
+    probe_pause_us: Option<i64>,
+    tokens: Option<f64>,
+    tokens_at: Option<i64>,
+) -> FlowState {
+    use crate::domain::protection::OpenBreaker;
+    FlowState {
+        paused,
+        failures: failures.clamp(0, i64::from(u32::MAX)) as u32,
+        breaker: breaker_since.map(|since| OpenBreaker {
+            since: Timestamp(since),
+            probe_at: Timestamp(probe_at.unwrap_or(since)),
+            pause: Duration::from_micros(probe_pause_us.unwrap_or(0).max(0) as u64),
+        }),
+        tokens: tokens.zip(tokens_at.map(Timestamp)),
+    }
+}
+
+/// A [`FlowState`] as the values of `failures, breaker_since, probe_at,
+/// probe_pause_us, tokens, tokens_at` (pause is written apart).
+#[allow(clippy::type_complexity)]
+pub fn flow_values(
+    flow: &FlowState,
+) -> (
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+    Option<i64>,
+) {
+    (
+        i64::from(flow.failures),
+        flow.breaker.map(|b| b.since.0),
+        flow.breaker.map(|b| b.probe_at.0),
+        flow.breaker.map(|b| b.pause.as_micros() as i64),
+        flow.tokens.map(|(t, _)| t),
+        flow.tokens.map(|(_, at)| at.0),
+    )
 }
 
 /// Which events an operator asks for. Every field narrows the set.
@@ -399,8 +555,10 @@ pub trait Store: Send + Sync + 'static {
     /// `None` when the event does not exist.
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError>;
 
-    /// Fails attempts whose lease ran out, then leases up to `limit` due deliveries.
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError>;
+    /// Fails attempts whose lease ran out, then leases due deliveries to each
+    /// destination wanted, as its pause, breaker, rate, attempts in flight and
+    /// ordering allow.
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError>;
 
     /// Extends the leases of attempts still running. Returns how many were extended.
     async fn renew_leases(
@@ -412,15 +570,18 @@ pub trait Store: Send + Sync + 'static {
     /// Records an attempt's outcome. Returns false if the lease was lost meanwhile.
     async fn finish_attempt(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
         let mut recorded = self.finish_attempts(vec![finished]).await?;
-        Ok(recorded.pop().unwrap_or(false))
+        Ok(recorded.pop().is_some_and(|r| r.held))
     }
 
-    /// Records many outcomes in one transaction; for each, whether its lease still
-    /// held (in the order given).
+    /// Records many outcomes in one transaction, with what they do to their
+    /// destinations' breakers; for each, what was recorded (in the order given).
     async fn finish_attempts(
         &self,
         finished: Vec<FinishedAttempt>,
-    ) -> Result<Vec<bool>, StoreError>;
+    ) -> Result<Vec<Recorded>, StoreError>;
+
+    /// Pauses or resumes a destination (for every worker). Returns whether it changed.
+    async fn set_paused(&self, destination: &str, paused: bool) -> Result<bool, StoreError>;
 
     /// Hands an unfinished attempt back (graceful stop): it does not count.
     async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError>;

@@ -9,6 +9,7 @@ use tracing::Span;
 use super::{InFlight, WorkerSettings, deliver, simulate};
 use crate::destinations::BUILT_IN;
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
+use crate::domain::protection::{BreakerChange, Fault};
 use crate::domain::time::Timestamp;
 use crate::store::{AttemptRecord, ClaimedDelivery, FinishedAttempt, Store};
 
@@ -57,15 +58,16 @@ async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
         return;
     };
     let outcome = delivery.outcome;
-    let retry = match context
+    let configured = context
         .settings
         .sources
         .destinations
-        .get(&event.destination)
-    {
+        .get(&event.destination);
+    let retry = match configured {
         Some(destination) => destination.retry(&context.settings.retry),
         None => context.settings.retry,
     };
+    let fault = Fault::of(outcome == AttemptOutcome::Delivered, delivery.status_code);
     let backoff = retry.delay(event.attempt_in_round());
     let Finish {
         status,
@@ -82,6 +84,9 @@ async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
         delivery: event.delivery,
         event_id: event.event_id.clone(),
         attempt: event.attempt,
+        max_attempts: event.max_attempts,
+        fault,
+        breaker: configured.and_then(|d| d.limits.breaker),
         status,
         record: AttemptRecord {
             destination: event.destination.clone(),
@@ -91,10 +96,16 @@ async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
             status_code: delivery.status_code,
             error: error.clone(),
             response_body: delivery.response_body,
+            probe: event.probe,
         },
         next_attempt_at,
     };
-    if record(&context, finished, span).await {
+    if let Some(recorded) = record(&context, finished, span).await {
+        // What the store decided: a failure behind an open breaker is held, not spent.
+        let status = recorded.status;
+        if let Some(change) = recorded.breaker {
+            span.in_scope(|| log_breaker(&event.destination, change));
+        }
         let metrics = &context.settings.metrics;
         metrics.attempt(&event.destination, status.as_str(), duration.as_secs_f64());
         if status == EventStatus::Delivered {
@@ -144,19 +155,45 @@ async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<deliv
     })
 }
 
+fn log_breaker(destination: &str, change: BreakerChange) {
+    match change {
+        BreakerChange::Opened => tracing::warn!(
+            destination,
+            "Destination keeps failing: breaker opened; deliveries wait (no attempts used) \
+             and a probe will be sent"
+        ),
+        BreakerChange::Closed => tracing::info!(
+            destination,
+            "Destination answers again: breaker closed; the backlog drains"
+        ),
+    }
+}
+
+/// What was written for an attempt.
+struct Written {
+    status: EventStatus,
+    breaker: Option<BreakerChange>,
+}
+
 /// Writes the outcome; a store outage is waited out briefly, after which the lease
-/// expiry makes the attempt count as failed (and the event is tried again).
-async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> bool {
+/// expiry makes the attempt count as failed (and the event is tried again). `None`
+/// when it was not written.
+async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> Option<Written> {
     for _ in 0..RECORD_TRIES {
         match context.recorder.record(finished.clone()).await {
-            Ok(true) => return true,
-            Ok(false) => {
+            Ok(recorded) if recorded.held => {
+                return Some(Written {
+                    status: recorded.status,
+                    breaker: recorded.breaker,
+                });
+            }
+            Ok(_) => {
                 let _entered = span.enter();
                 tracing::warn!(
                     attempt = finished.attempt,
                     "Lease was lost before the outcome was recorded; the event will be retried"
                 );
-                return false;
+                return None;
             }
             Err(error) => {
                 span.in_scope(|| {
@@ -169,7 +206,7 @@ async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> bo
             }
         }
     }
-    false
+    None
 }
 
 async fn release(context: &Context, event: &ClaimedDelivery, span: &Span) {

@@ -6,6 +6,7 @@
 
 mod attempt;
 pub mod deliver;
+mod lanes;
 mod recorder;
 pub mod retention;
 pub mod simulate;
@@ -14,19 +15,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::destinations::BUILT_IN;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
+use crate::domain::protection::Limits;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
 use crate::sources::Sources;
 use crate::store::DeliveryId;
-use crate::store::{Claim, Store};
+use crate::store::{Claim, ClaimRequest, Store, Want};
 
 /// How long to wait before claiming again after the store failed.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
@@ -65,7 +67,15 @@ impl Worker {
         let settings = Arc::new(self.settings);
         let store = self.store;
         let signal = store.work_signal();
-        let permits = Arc::new(Semaphore::new(settings.concurrency));
+        // Every configured destination and the built-in processor: deliveries to a
+        // destination this worker does not know wait (unattempted) for one that does.
+        let names = settings
+            .sources
+            .destinations
+            .iter()
+            .map(|d| d.name.clone())
+            .chain([BUILT_IN.to_owned()]);
+        let lanes = Arc::new(lanes::Lanes::new(names, settings.concurrency));
         let in_flight: InFlight = Arc::default();
         // One client: kept-alive connections to each destination are reused.
         let client = self.client;
@@ -83,87 +93,113 @@ impl Worker {
             settings.retention,
             shutdown.clone(),
         ));
-        tracing::info!(concurrency = settings.concurrency, "Worker started");
+        tracing::info!(
+            concurrency = settings.concurrency,
+            "Worker started (each destination has this many slots of its own)"
+        );
 
-        // After a claim that filled every slot, wait for a few slots to free up before
-        // claiming again, so that a busy worker claims in batches rather than one
-        // event per transaction.
-        let refill = (settings.concurrency / 8).max(1) as u32;
-        let mut saturated = false;
+        let mut wake_at = Instant::now();
         loop {
-            let wanted = if saturated { refill } else { 1 };
-            let first = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                permit = permits.clone().acquire_many_owned(wanted) => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            drop(first);
-            let first = match permits.clone().try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => continue,
-            };
-            // Claim as many events as there are free slots.
-            let mut held = vec![first];
-            while let Ok(permit) = permits.clone().try_acquire_owned() {
-                held.push(permit);
-            }
-            let limit = held.len();
-
-            let wake_at = match store.claim(limit, settings.lease).await {
-                Ok(claim) => {
-                    let Claim {
-                        deliveries,
-                        reclaimed,
-                        next_due,
-                    } = claim;
-                    settings.metrics.expired_leases(reclaimed.len());
-                    for lost in reclaimed {
-                        log_reclaimed(&lost.event_id, &lost.destination, lost.attempt, lost.status);
-                    }
-                    let claimed = deliveries.len();
-                    let mut pool = held.into_iter();
-                    for event in deliveries {
-                        let Some(permit) = pool.next() else { break };
-                        let context = attempt::Context {
-                            store: store.clone(),
-                            recorder: recorder.clone(),
-                            client: client.clone(),
-                            settings: settings.clone(),
-                            in_flight: in_flight.clone(),
-                            shutdown: shutdown.clone(),
-                        };
-                        attempts.spawn(async move {
-                            attempt::run(context, event).await;
-                            drop(permit);
-                        });
-                    }
-                    saturated = claimed == limit;
-                    if saturated {
-                        // Every slot was filled: more may be due right now.
+            let wanted = lanes.wanted();
+            if !wanted.is_empty() {
+                let request = ClaimRequest {
+                    lease: settings.lease,
+                    wants: wanted
+                        .iter()
+                        .map(|(name, limit)| Want {
+                            destination: name.clone(),
+                            limit: *limit,
+                            limits: limits_of(&settings, name),
+                        })
+                        .collect(),
+                };
+                match store.claim(request).await {
+                    Ok(claim) => {
+                        let Claim {
+                            deliveries,
+                            reclaimed,
+                            next_due,
+                            waits,
+                        } = claim;
+                        settings.metrics.expired_leases(reclaimed.len());
+                        for lost in reclaimed {
+                            log_reclaimed(
+                                &lost.event_id,
+                                &lost.destination,
+                                lost.attempt,
+                                lost.status,
+                            );
+                        }
+                        let mut started: HashMap<&str, (usize, bool)> = HashMap::new();
+                        for delivery in &deliveries {
+                            let entry = started.entry(delivery.destination.as_str()).or_default();
+                            entry.0 += 1;
+                            entry.1 |= delivery.probe;
+                        }
+                        let mut until = Instant::now() + settings.poll_interval;
+                        for (name, limit) in &wanted {
+                            let wait = waits.iter().find(|(n, _)| n == name).map(|(_, w)| *w);
+                            let (count, probe) =
+                                started.get(name.as_str()).copied().unwrap_or_default();
+                            lanes.claimed(name, *limit, count, wait, probe);
+                            if let Some(wait) = wait {
+                                settings.metrics.wait(name, wait.as_str());
+                                if let Some(at) = wait.until() {
+                                    until = until.min(Instant::now() + Timestamp::now().until(at));
+                                }
+                            }
+                            if probe {
+                                settings.metrics.probe(name);
+                            }
+                        }
+                        if let Some(due) = next_due {
+                            until = until.min(Instant::now() + Timestamp::now().until(due));
+                        }
+                        wake_at = until;
+                        for delivery in deliveries {
+                            let context = attempt::Context {
+                                store: store.clone(),
+                                recorder: recorder.clone(),
+                                client: client.clone(),
+                                settings: settings.clone(),
+                                in_flight: in_flight.clone(),
+                                shutdown: shutdown.clone(),
+                            };
+                            let lanes = lanes.clone();
+                            attempts.spawn(async move {
+                                let destination = delivery.destination.clone();
+                                attempt::run(context, delivery).await;
+                                lanes.finish(&destination);
+                            });
+                        }
+                        // A lane that filled its slots is still ready: look again.
                         continue;
                     }
-                    let poll = Instant::now() + settings.poll_interval;
-                    match next_due {
-                        Some(due) => poll.min(Instant::now() + Timestamp::now().until(due)),
-                        None => poll,
+                    Err(error) => {
+                        tracing::error!(
+                            error = &error as &dyn std::error::Error,
+                            "Claiming events failed"
+                        );
+                        wake_at = Instant::now() + ERROR_BACKOFF;
+                        tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep_until(wake_at) => {}
+                        }
+                        lanes.all_ready();
+                        continue;
                     }
                 }
-                Err(error) => {
-                    tracing::error!(
-                        error = &error as &dyn std::error::Error,
-                        "Claiming events failed"
-                    );
-                    Instant::now() + ERROR_BACKOFF
-                }
-            };
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                () = signal.notified() => {}
-                () = tokio::time::sleep_until(wake_at) => {}
+                () = signal.notified() => lanes.all_ready(),
+                () = lanes.finished() => {}
+                () = tokio::time::sleep_until(wake_at) => {
+                    lanes.all_ready();
+                    wake_at = Instant::now() + settings.poll_interval;
+                }
             }
         }
 
@@ -175,6 +211,17 @@ impl Worker {
         let _ = pruner.await;
         tracing::info!("Worker stopped");
     }
+}
+
+/// A destination's limits from this worker's configuration (the built-in processor
+/// has none).
+fn limits_of(settings: &WorkerSettings, name: &str) -> Limits {
+    settings
+        .sources
+        .destinations
+        .get(name)
+        .map(|d| d.limits)
+        .unwrap_or_default()
 }
 
 fn log_reclaimed(id: &EventId, destination: &str, attempt: u32, status: EventStatus) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::group::Grouped;
-use crate::store::{FinishedAttempt, Store, StoreError};
+use crate::store::{FinishedAttempt, Recorded, Store, StoreError};
 
 /// The most outcomes one write records.
 const MAX_GROUP: usize = 256;
@@ -15,7 +15,7 @@ const MAX_GROUP: usize = 256;
 const CONCURRENT: usize = 2;
 
 #[derive(Clone)]
-pub struct Recorder(Grouped<FinishedAttempt, bool>);
+pub struct Recorder(Grouped<FinishedAttempt, Recorded>);
 
 impl Recorder {
     /// Runs until every `Recorder` handle is dropped.
@@ -31,8 +31,9 @@ impl Recorder {
         ))
     }
 
-    /// Whether the lease still held when the outcome was written.
-    pub async fn record(&self, finished: FinishedAttempt) -> Result<bool, StoreError> {
+    /// Whether the lease still held when the outcome was written, and what it did to
+    /// the destination's breaker.
+    pub async fn record(&self, finished: FinishedAttempt) -> Result<Recorded, StoreError> {
         self.0.submit(finished).await
     }
 }

@@ -19,6 +19,7 @@ mod observability;
 mod openapi;
 mod outage;
 mod processes;
+mod protection;
 mod readiness;
 mod receiver;
 mod retention;

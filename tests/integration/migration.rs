@@ -146,7 +146,14 @@ async fn a_version_4_database_is_upgraded_with_nothing_lost(backend: Backend) {
     );
     // And it works: the queued event is claimed, the dead one replayed.
     let claim = store
-        .claim(10, std::time::Duration::from_secs(30))
+        .claim(hookrelay::store::ClaimRequest {
+            lease: std::time::Duration::from_secs(30),
+            wants: vec![hookrelay::store::Want {
+                destination: "shop".into(),
+                limit: 10,
+                limits: Default::default(),
+            }],
+        })
         .await
         .unwrap();
     assert!(

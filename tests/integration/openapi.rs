@@ -35,6 +35,8 @@ async fn the_document_describes_exactly_the_live_routes() {
         ("POST", "/events/{id}/replay"),
         ("GET", "/metrics"),
         ("GET", "/destinations"),
+        ("POST", "/destinations/{name}/pause"),
+        ("POST", "/destinations/{name}/resume"),
         ("GET", "/ui"),
         ("GET", "/health"),
         ("GET", "/ready"),
@@ -48,7 +50,8 @@ async fn the_document_describes_exactly_the_live_routes() {
     for (method, path) in &documented {
         let concrete = path
             .replace("{source}", "probe")
-            .replace("{id}", "evt_probe");
+            .replace("{id}", "evt_probe")
+            .replace("{name}", "probe");
         let request = match method.as_str() {
             "GET" => app.client.get(app.url(&concrete)),
             _ => app

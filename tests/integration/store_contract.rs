@@ -10,10 +10,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use hookrelay::domain::event::{EventId, IdempotencyKey, SourceName};
 use hookrelay::domain::lifecycle::EventStatus;
+use hookrelay::domain::protection::{Fault, Limits};
 use hookrelay::domain::time::Timestamp;
 use hookrelay::store::{
-    self, AttemptBudget, AttemptRecord, ClaimedDelivery, DatabaseUrl, EventFilter, FinishedAttempt,
-    InsertOutcome, NewDelivery, NewEvent, OpenOptions, ReplayOutcome, Store,
+    self, AttemptBudget, AttemptRecord, ClaimRequest, ClaimedDelivery, DatabaseUrl, EventFilter,
+    FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, ReplayOutcome, Store, Want,
 };
 
 use crate::helpers::*;
@@ -64,6 +65,23 @@ fn routed(source: &str, key: &str, destinations: &[(&str, u32)]) -> NewEvent {
             .map(|(destination, max_attempts)| NewDelivery {
                 destination: destination.to_string(),
                 max_attempts: *max_attempts,
+                ordering_key: None,
+            })
+            .collect(),
+    }
+}
+
+/// A claim of up to `limit` due deliveries for each destination these tests use,
+/// none of them limited.
+fn wants(limit: usize, lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        lease,
+        wants: ["built-in", "billing", "analytics", "archive"]
+            .into_iter()
+            .map(|destination| Want {
+                destination: destination.into(),
+                limit,
+                limits: Limits::default(),
             })
             .collect(),
     }
@@ -92,6 +110,7 @@ fn finished(claimed: &ClaimedDelivery, status: EventStatus) -> FinishedAttempt {
         delivery: claimed.delivery,
         event_id: claimed.event_id.clone(),
         attempt: claimed.attempt,
+        max_attempts: claimed.max_attempts,
         status,
         record: AttemptRecord {
             destination: claimed.destination.clone(),
@@ -101,8 +120,15 @@ fn finished(claimed: &ClaimedDelivery, status: EventStatus) -> FinishedAttempt {
             status_code: Some(200),
             error: None,
             response_body: None,
+            probe: false,
         },
         next_attempt_at: (status == EventStatus::Retrying).then(Timestamp::now),
+        fault: if status == EventStatus::Delivered {
+            Fault::None
+        } else {
+            Fault::Event
+        },
+        breaker: None,
     }
 }
 
@@ -145,12 +171,19 @@ async fn claims_lease_each_due_event_once(backend: Backend) {
     for key in ["a", "b", "c"] {
         insert(f.store.as_ref(), key, 5).await;
     }
-    let first = f.store.claim(2, LEASE).await.unwrap();
+    let first = f.store.claim(wants(2, LEASE)).await.unwrap();
     assert_eq!(first.deliveries.len(), 2);
     assert!(first.deliveries.iter().all(|e| e.attempt == 1));
-    let second = f.store.claim(2, LEASE).await.unwrap();
+    let second = f.store.claim(wants(2, LEASE)).await.unwrap();
     assert_eq!(second.deliveries.len(), 1);
-    assert!(f.store.claim(2, LEASE).await.unwrap().deliveries.is_empty());
+    assert!(
+        f.store
+            .claim(wants(2, LEASE))
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
     for claimed in first.deliveries.iter().chain(&second.deliveries) {
         assert_eq!(
             status_of(f.store.as_ref(), &claimed.event_id).await,
@@ -164,7 +197,13 @@ async fn claims_lease_each_due_event_once(backend: Backend) {
 async fn outcomes_are_fenced_by_the_attempt_number(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
+    let claimed = f
+        .store
+        .claim(wants(1, LEASE))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
     let mut stale = finished(&claimed, EventStatus::Delivered);
     stale.attempt = 7;
     assert!(!f.store.finish_attempt(stale).await.unwrap());
@@ -202,16 +241,22 @@ async fn an_expired_lease_is_a_failed_attempt_and_fences_the_old_worker(backend:
     let id = insert(f.store.as_ref(), "k", 5).await;
     let old = f
         .store
-        .claim(1, Duration::from_millis(1))
+        .claim(wants(1, Duration::from_millis(1)))
         .await
         .unwrap()
         .deliveries
         .remove(0);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let claim = f.store.claim(1, LEASE).await.unwrap();
+    let claim = f.store.claim(wants(1, LEASE)).await.unwrap();
     assert_eq!(claim.reclaimed.len(), 1);
     assert_eq!(claim.reclaimed[0].status, EventStatus::Retrying);
-    // Due at once: the same claim takes it again, as attempt 2.
+    // Due at once: the claim says so, and the next one takes it, as attempt 2.
+    assert!(claim.next_due.is_some_and(|due| due <= Timestamp::now()));
+    let claim = if claim.deliveries.is_empty() {
+        f.store.claim(wants(1, LEASE)).await.unwrap()
+    } else {
+        claim
+    };
     assert_eq!(claim.deliveries.len(), 1);
     assert_eq!(claim.deliveries[0].attempt, 2);
     let attempts = f.store.list_attempts(&id).await.unwrap().unwrap();
@@ -236,9 +281,13 @@ async fn an_expired_lease_is_a_failed_attempt_and_fences_the_old_worker(backend:
 
     // On the last attempt an expired lease dead-letters.
     let last = insert(f.store.as_ref(), "last", 1).await;
-    let _ = f.store.claim(5, Duration::from_millis(1)).await.unwrap();
+    let _ = f
+        .store
+        .claim(wants(5, Duration::from_millis(1)))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let claim = f.store.claim(5, LEASE).await.unwrap();
+    let claim = f.store.claim(wants(5, LEASE)).await.unwrap();
     let reclaimed = claim.reclaimed.iter().find(|r| r.event_id == last).unwrap();
     assert_eq!(reclaimed.status, EventStatus::DeadLettered);
 }
@@ -248,7 +297,7 @@ async fn renewed_leases_do_not_expire(backend: Backend) {
     let id = insert(f.store.as_ref(), "k", 5).await;
     let claimed = f
         .store
-        .claim(1, Duration::from_millis(50))
+        .claim(wants(1, Duration::from_millis(50)))
         .await
         .unwrap()
         .deliveries
@@ -267,7 +316,7 @@ async fn renewed_leases_do_not_expire(backend: Backend) {
         .unwrap();
     assert_eq!(stale, 0);
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let claim = f.store.claim(1, LEASE).await.unwrap();
+    let claim = f.store.claim(wants(1, LEASE)).await.unwrap();
     assert!(claim.reclaimed.is_empty());
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
@@ -278,7 +327,13 @@ async fn renewed_leases_do_not_expire(backend: Backend) {
 async fn a_released_attempt_does_not_count(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
+    let claimed = f
+        .store
+        .claim(wants(1, LEASE))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
     f.store.release(claimed.delivery, 9).await.unwrap();
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
@@ -293,14 +348,26 @@ async fn a_released_attempt_does_not_count(backend: Backend) {
         (EventStatus::Queued, 0)
     );
     // After a failed attempt, a released one goes back to retrying.
-    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
+    let claimed = f
+        .store
+        .claim(wants(1, LEASE))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
     assert!(
         f.store
             .finish_attempt(finished(&claimed, EventStatus::Retrying))
             .await
             .unwrap()
     );
-    let again = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
+    let again = f
+        .store
+        .claim(wants(1, LEASE))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
     assert_eq!(again.attempt, 2);
     f.store.release(again.delivery, 2).await.unwrap();
     assert_eq!(
@@ -321,7 +388,13 @@ async fn replays_queue_finished_events_with_fresh_attempts(backend: Backend) {
         f.store.replay(&id, None, &budget(5)).await.unwrap(),
         ReplayOutcome::NotReplayable(EventStatus::Queued)
     );
-    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
+    let claimed = f
+        .store
+        .claim(wants(1, LEASE))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
     assert!(
         f.store
             .finish_attempt(finished(&claimed, EventStatus::DeadLettered))
@@ -338,7 +411,13 @@ async fn replays_queue_finished_events_with_fresh_attempts(backend: Backend) {
         (event.status(), summary.attempts, summary.max_attempts),
         (EventStatus::Queued, 1, 6)
     );
-    let claimed = f.store.claim(1, LEASE).await.unwrap().deliveries.remove(0);
+    let claimed = f
+        .store
+        .claim(wants(1, LEASE))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
     assert_eq!((claimed.attempt, claimed.attempts_at_replay), (2, 1));
     assert_eq!(claimed.attempt_in_round(), 1);
 }
@@ -470,7 +549,7 @@ async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Back
     assert_eq!(event.event_type.as_deref(), Some("invoice.paid"));
 
     // Each delivery is claimed on its own; outcomes name their destination.
-    let mut claimed = f.store.claim(10, LEASE).await.unwrap().deliveries;
+    let mut claimed = f.store.claim(wants(10, LEASE)).await.unwrap().deliveries;
     assert_eq!(claimed.len(), 3);
     claimed.sort_by(|a, b| a.destination.cmp(&b.destination));
     assert!(
@@ -597,7 +676,7 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
     assert_eq!(event.status(), EventStatus::Filtered);
     assert!(
         f.store
-            .claim(10, LEASE)
+            .claim(wants(10, LEASE))
             .await
             .unwrap()
             .deliveries
@@ -618,13 +697,14 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
     let route = vec![NewDelivery {
         destination: "billing".into(),
         max_attempts: 4,
+        ordering_key: None,
     }];
     assert!(f.store.add_deliveries(&id, route.clone()).await.unwrap());
     // Once routed, never routed twice.
     assert!(!f.store.add_deliveries(&id, route).await.unwrap());
     let claimed: Vec<_> = f
         .store
-        .claim(10, LEASE)
+        .claim(wants(10, LEASE))
         .await
         .unwrap()
         .deliveries

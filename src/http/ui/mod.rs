@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::event::EventId;
+use crate::domain::lifecycle::EventStatus;
 use crate::error_code::ErrorCode;
 use crate::ops::events::{OpsError, ReplayScope};
 use pages::{FilterForm, given};
@@ -173,12 +174,22 @@ pub async fn event(
     let event = state.operators.get(&id).await?;
     let attempts = state.operators.attempts(&id).await?;
     let replayed = query.is_ok_and(|Query(q)| q.replayed.is_some());
+    let destinations = if event
+        .deliveries
+        .iter()
+        .any(|d| matches!(d.state.status, EventStatus::Queued | EventStatus::Retrying))
+    {
+        state.operators.destinations().await?
+    } else {
+        Vec::new()
+    };
     let csrf = CsrfToken::for_request(&headers);
     let markup = pages::event(&pages::EventPage {
         event: &event,
         attempts: &attempts,
         notice: replayed.then_some("Queued again; attempts continue below as they happen."),
         csrf: &csrf.value,
+        destinations: &destinations,
     });
     let mut response = markup.into_response();
     csrf.attach(&mut response);
@@ -191,10 +202,18 @@ pub async fn destinations(State(state): State<AppState>) -> Result<Response, UiE
     Ok(pages::destinations(&all).into_response())
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct DestinationQuery {
+    /// Set after a pause or resume, to say it was done.
+    done: Option<String>,
+}
+
 /// One destination, with the latest events routed to it.
 pub async fn destination(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<DestinationQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
     let destination = state.operators.destination(&name).await?;
     let filter = crate::store::EventFilter {
@@ -202,7 +221,56 @@ pub async fn destination(
         ..crate::store::EventFilter::default()
     };
     let recent = state.operators.list(&filter, 20, None).await?;
-    Ok(pages::destination(&destination, &recent.events).into_response())
+    let done = query.ok().and_then(|Query(q)| q.done);
+    let notice = match done.as_deref() {
+        Some("pause") => Some("Paused: no worker sends here until it is resumed."),
+        Some("resume") => Some("Resumed: waiting deliveries are being sent."),
+        _ => None,
+    };
+    let csrf = CsrfToken::for_request(&headers);
+    let markup = pages::destination(&pages::DestinationPage {
+        destination: &destination,
+        recent: &recent.events,
+        notice,
+        csrf: &csrf.value,
+    });
+    let mut response = markup.into_response();
+    csrf.attach(&mut response);
+    Ok(response)
+}
+
+/// The destination page's "Pause" button.
+pub async fn pause(
+    state: State<AppState>,
+    name: Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, UiError> {
+    set_paused(state, name, headers, form, true).await
+}
+
+/// The destination page's "Resume" button.
+pub async fn resume(
+    state: State<AppState>,
+    name: Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, UiError> {
+    set_paused(state, name, headers, form, false).await
+}
+
+async fn set_paused(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+    paused: bool,
+) -> Result<Response, UiError> {
+    let field = form.ok().and_then(|Form(f)| f.csrf);
+    check_csrf(&headers, field.as_deref())?;
+    state.operators.set_paused(&name, paused).await?;
+    let verb = if paused { "pause" } else { "resume" };
+    Ok(see_other(&format!("/ui/destinations/{name}?done={verb}")))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,7 +314,7 @@ pub async fn find(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ReplayForm {
+pub struct CsrfForm {
     csrf: Option<String>,
 }
 
@@ -261,7 +329,7 @@ pub async fn replay(
     Path(id): Path<String>,
     target: Result<Query<ReplayTarget>, QueryRejection>,
     headers: HeaderMap,
-    form: Result<Form<ReplayForm>, FormRejection>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     let field = form.ok().and_then(|Form(f)| f.csrf);
     check_csrf(&headers, field.as_deref())?;
@@ -275,7 +343,7 @@ pub async fn replay(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct BulkReplayForm {
+pub struct BulkCsrfForm {
     csrf: Option<String>,
     status: Option<String>,
     source: Option<String>,
@@ -288,7 +356,7 @@ pub struct BulkReplayForm {
 pub async fn replay_matching(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<BulkReplayForm>, FormRejection>,
+    form: Result<Form<BulkCsrfForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     let Ok(Form(form)) = form else {
         return Err(ApiError::CsrfRejected.into());

@@ -5,8 +5,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::session::CSRF_FIELD;
 use crate::domain::lifecycle::EventStatus;
+use crate::domain::protection::{Limits, OnDeadLetter};
 use crate::domain::time::Timestamp;
-use crate::ops::destinations::DestinationStatus;
+use crate::ops::destinations::{DestinationState, DestinationStatus};
 use crate::store::{AttemptRecord, EventFilter, EventRecord, FilterError, QueueGauges};
 
 /// Above this many, the delivered count reads "10000+": counting further would read
@@ -293,6 +294,21 @@ pub struct EventPage<'a> {
     pub attempts: &'a [AttemptRecord],
     pub notice: Option<&'a str>,
     pub csrf: &'a str,
+    /// The destinations of its unfinished deliveries, to say why one waits.
+    pub destinations: &'a [DestinationStatus],
+}
+
+/// Why a due delivery to `destination` is not being attempted, for a person.
+fn waiting_note(destinations: &[DestinationStatus], destination: &str) -> Option<String> {
+    let d = destinations.iter().find(|d| d.name == destination)?;
+    Some(match d.waiting()? {
+        "paused" => "waiting: destination paused".to_owned(),
+        "breaker_open" => match d.next_probe_at {
+            Some(at) => format!("waiting: breaker open, next probe {}", time(at)),
+            None => "waiting: breaker open".to_owned(),
+        },
+        other => format!("waiting: {other}"),
+    })
 }
 
 pub fn event(page: &EventPage<'_>) -> Markup {
@@ -329,7 +345,14 @@ pub fn event(page: &EventPage<'_>) -> Markup {
                             @let state = &delivery.state;
                             tr data-destination=(delivery.destination) {
                                 td { a href={ "/ui/destinations/" (delivery.destination) } { (delivery.destination) } }
-                                td { (status_badge(state.status)) }
+                                td {
+                                    (status_badge(state.status))
+                                    @if matches!(state.status, EventStatus::Queued | EventStatus::Retrying) {
+                                        @if let Some(note) = waiting_note(page.destinations, &delivery.destination) {
+                                            " " span class="muted waiting" { (note) }
+                                        }
+                                    }
+                                }
                                 td { (state.attempts) " of " (state.max_attempts) }
                                 td { (time(state.updated_at)) }
                                 td { @if state.status == EventStatus::Retrying { @if let Some(next) = state.next_attempt_at { (time(next)) } } }
@@ -355,7 +378,7 @@ pub fn event(page: &EventPage<'_>) -> Markup {
                     @for attempt in page.attempts {
                         tr {
                             td { (attempt.destination) }
-                            td { (attempt.attempt) }
+                            td { (attempt.attempt) @if attempt.probe { " " span class="muted" title="Sent as the probe of an open breaker" { "(probe)" } } }
                             td { (time(attempt.started_at)) }
                             td { (attempt.duration.as_millis()) " ms" }
                             td { (attempt.status_code.map(|c| c.to_string()).unwrap_or_else(|| "—".into())) }
@@ -403,7 +426,10 @@ fn destination_rows(destinations: &[DestinationStatus]) -> Markup {
                             a href={ "/ui/destinations/" (d.name) } { (d.name) }
                             @if !d.configured { " " span class="muted" { "(not configured)" } }
                         }
-                        td { span class={ "status " (d.state.as_str()) } { (d.state.as_str()) } }
+                        td {
+                            span class={ "status " (d.state.as_str()) } { (d.state.as_str()) }
+                            @if d.throttled && d.state == DestinationState::Active { " " span class="muted" { "throttled" } }
+                        }
                         td { (d.stats.backlog) }
                         td { (d.stats.scheduled) }
                         td { (d.stats.in_flight) }
@@ -431,21 +457,90 @@ pub fn destinations(destinations: &[DestinationStatus]) -> Markup {
     )
 }
 
-pub fn destination(destination: &DestinationStatus, recent: &[EventRecord]) -> Markup {
+pub struct DestinationPage<'a> {
+    pub destination: &'a DestinationStatus,
+    pub recent: &'a [EventRecord],
+    pub notice: Option<&'a str>,
+    pub csrf: &'a str,
+}
+
+fn limits_text(limits: &Limits) -> String {
+    let mut parts = Vec::new();
+    match limits.rate {
+        Some(rate) => parts.push(format!("rate {rate}")),
+        None => parts.push("no rate limit".to_owned()),
+    }
+    if let Some(max) = limits.max_in_flight {
+        parts.push(format!("at most {max} in flight"));
+    }
+    match limits.ordered {
+        Some(OnDeadLetter::Skip) => parts.push("ordered per key, skipping dead letters".into()),
+        Some(OnDeadLetter::Block) => parts.push("ordered per key, blocked by dead letters".into()),
+        None => {}
+    }
+    match limits.breaker {
+        Some(policy) => parts.push(format!(
+            "breaker opens after {} failures in a row",
+            policy.failures
+        )),
+        None => parts.push("breaker off".into()),
+    }
+    parts.join("; ")
+}
+
+pub fn destination(page: &DestinationPage<'_>) -> Markup {
+    let destination = page.destination;
+    let action = |verb: &str| format!("/ui/destinations/{}/{verb}", destination.name);
     layout(
         &destination.name,
         html! {
             p { a href="/ui/destinations" { "← All destinations" } }
             h1 { (destination.name) }
+            @if let Some(notice) = page.notice { div class="notice" { (notice) } }
             dl {
                 dt { "URL" } dd class="id" { (destination.url.as_deref().unwrap_or("—")) }
-                dt { "State" } dd { (destination.state.as_str()) }
+                dt { "State" } dd id="state" {
+                    (destination.state.as_str())
+                    @match destination.state {
+                        DestinationState::Paused => {
+                            " " span class="muted" { "since " (destination.stats.paused_at.map(time).unwrap_or_default()) "; events are stored, deliveries wait and use no attempts" }
+                        }
+                        DestinationState::Failing => {
+                            " " span class="muted" {
+                                "breaker open since " (destination.failing_since.map(time).unwrap_or_default())
+                                "; next probe " (destination.next_probe_at.map(time).unwrap_or_default())
+                                "; waiting deliveries use no attempts"
+                            }
+                        }
+                        DestinationState::Active => {
+                            @if destination.throttled { " " span class="muted" { "throttled: deliveries are held back for its rate or in-flight limit" } }
+                        }
+                    }
+                }
+                @if let Some(limits) = &destination.limits {
+                    dt { "Limits" } dd { (limits_text(limits)) }
+                }
+            }
+            @if destination.configured {
+                @if destination.state == DestinationState::Paused {
+                    form class="actions" method="post" action=(action("resume")) {
+                        input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
+                        button type="submit" { "Resume" }
+                        span class="muted" { "Deliveries start again; the backlog drains at the destination's rate." }
+                    }
+                } @else {
+                    form class="actions" method="post" action=(action("pause")) {
+                        input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
+                        button type="submit" { "Pause" }
+                        span class="muted" { "Every worker stops sending here; events keep being accepted and stored." }
+                    }
+                }
             }
             h2 { "Now" }
             (destination_rows(std::slice::from_ref(destination)))
             h2 { "Recent events" }
             p { a href={ "/ui?destination=" (destination.name) } { "All events routed here →" } }
-            (event_table(recent))
+            (event_table(page.recent))
         },
     )
 }

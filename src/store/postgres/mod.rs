@@ -26,9 +26,9 @@ use queries::Column as _;
 
 use super::group::Grouped;
 use super::{
-    AttemptBudget, AttemptRecord, Claim, DeliveryId, DestinationStats, EventFilter, EventPage,
-    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, QueueGauges,
-    REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
+    AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId, DestinationStats, EventFilter,
+    EventPage, EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
+    QueueGauges, REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0004_forward.sql"),
     include_str!("../../../migrations/postgres/0005_status_check.sql"),
     include_str!("../../../migrations/postgres/0006_deliveries.sql"),
+    include_str!("../../../migrations/postgres/0007_protection.sql"),
 ];
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
@@ -329,9 +330,19 @@ impl Store for PostgresStore {
         queries::list_attempts(&client, id).await
     }
 
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError> {
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         let mut client = self.pool.get().await?;
-        queries::claim(&mut client, limit, lease, self.sweep.due()).await
+        queries::claim(&mut client, &request, self.sweep.due()).await
+    }
+
+    async fn set_paused(&self, destination: &str, paused: bool) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let changed = queries::set_paused(&client, destination, paused).await?;
+        if changed && !paused {
+            self.work_signal.notify_one();
+            self.announce.notify_one();
+        }
+        Ok(changed)
     }
 
     async fn renew_leases(
@@ -346,9 +357,9 @@ impl Store for PostgresStore {
     async fn finish_attempts(
         &self,
         finished: Vec<FinishedAttempt>,
-    ) -> Result<Vec<bool>, StoreError> {
-        let client = self.pool.get().await?;
-        queries::finish_attempts(&client, &finished).await
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let mut client = self.pool.get().await?;
+        queries::finish_attempts(&mut client, &finished).await
     }
 
     async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {

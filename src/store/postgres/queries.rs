@@ -4,18 +4,21 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use deadpool_postgres::{Client, Transaction};
+use deadpool_postgres::{Client, GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
+use crate::domain::protection::{self, BreakerChange, Fault, FlowState, OnDeadLetter, Wait};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, claimable, claimed};
 use crate::store::{
-    AttemptBudget, AttemptRecord, Claim, ClaimedDelivery, DeliveryId, DeliveryRecord,
-    DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery, ReplayBatch, ReplayOutcome, StoreError,
+    AttemptBudget, AttemptRecord, Claim, ClaimRequest, ClaimedDelivery, DeliveryId, DeliveryRecord,
+    DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
+    FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
+    Recorded, ReplayBatch, ReplayOutcome, StoreError, Want, flow_state, flow_values,
+    settle_outcomes,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -42,10 +45,11 @@ pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<I
                  RETURNING id),
              delivered AS (
                  INSERT INTO deliveries (event_id, destination, status, max_attempts,
-                                         next_attempt_at, updated_at)
-                 SELECT d.event_id, d.destination, $9, d.max_attempts, d.at, d.at
-                 FROM unnest($10::text[], $11::text[], $12::int[], $13::bigint[])
-                      WITH ORDINALITY AS d(event_id, destination, max_attempts, at, n)
+                                         next_attempt_at, updated_at, ordering_key)
+                 SELECT d.event_id, d.destination, $9, d.max_attempts, d.at, d.at, d.key
+                 FROM unnest($10::text[], $11::text[], $12::int[], $13::bigint[],
+                             $14::text[])
+                      WITH ORDINALITY AS d(event_id, destination, max_attempts, at, key, n)
                  JOIN inserted ON inserted.id = d.event_id
                  ORDER BY d.n)
              SELECT id FROM inserted",
@@ -64,8 +68,10 @@ pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<I
     let mut destinations = Vec::new();
     let mut max_attempts = Vec::new();
     let mut at = Vec::new();
+    let mut ordering_keys = Vec::new();
     for event in events {
         for delivery in &event.deliveries {
+            ordering_keys.push(delivery.ordering_key.as_deref());
             delivery_events.push(event.id.as_str());
             destinations.push(delivery.destination.as_str());
             max_attempts.push(delivery.max_attempts.min(i32::MAX as u32) as i32);
@@ -89,6 +95,7 @@ pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<I
                 &destinations,
                 &max_attempts,
                 &at,
+                &ordering_keys,
             ],
         )
         .await?;
@@ -113,12 +120,17 @@ pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<I
     Ok(outcomes)
 }
 
-fn delivery_arrays(deliveries: &[NewDelivery]) -> (Vec<&str>, Vec<i32>) {
+#[allow(clippy::type_complexity)]
+fn delivery_arrays(deliveries: &[NewDelivery]) -> (Vec<&str>, Vec<i32>, Vec<Option<&str>>) {
     (
         deliveries.iter().map(|d| d.destination.as_str()).collect(),
         deliveries
             .iter()
             .map(|d| d.max_attempts.min(i32::MAX as u32) as i32)
+            .collect(),
+        deliveries
+            .iter()
+            .map(|d| d.ordering_key.as_deref())
             .collect(),
     )
 }
@@ -137,16 +149,16 @@ pub async fn add_deliveries(
                  FOR UPDATE),
              added AS (
                  INSERT INTO deliveries (event_id, destination, status, max_attempts,
-                                         next_attempt_at, updated_at)
-                 SELECT event.id, d.destination, $2, d.max_attempts, $3, $3
-                 FROM event, unnest($4::text[], $5::int[]) WITH ORDINALITY
-                      AS d(destination, max_attempts, n)
+                                         next_attempt_at, updated_at, ordering_key)
+                 SELECT event.id, d.destination, $2, d.max_attempts, $3, $3, d.key
+                 FROM event, unnest($4::text[], $5::int[], $6::text[]) WITH ORDINALITY
+                      AS d(destination, max_attempts, key, n)
                  ORDER BY d.n
                  ON CONFLICT (event_id, destination) DO NOTHING)
              SELECT id FROM event",
         )
         .await?;
-    let (destinations, max_attempts) = delivery_arrays(deliveries);
+    let (destinations, max_attempts, keys) = delivery_arrays(deliveries);
     let row = client
         .query_opt(
             &statement,
@@ -156,6 +168,7 @@ pub async fn add_deliveries(
                 &Timestamp::now().0,
                 &destinations,
                 &max_attempts,
+                &keys,
             ],
         )
         .await?;
@@ -475,7 +488,7 @@ pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<A
     let statement = client
         .prepare_cached(
             "SELECT attempt, started_at, duration_us, status_code, error, response_body,
-                    destination
+                    destination, probe
              FROM attempts WHERE event_id = $1 ORDER BY started_at, seq",
         )
         .await?;
@@ -491,87 +504,309 @@ pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<A
                     error: row.col(4)?,
                     response_body: row.col(5)?,
                     destination: row.col(6)?,
+                    probe: row.col(7)?,
                 })
             })
             .collect::<Result<_>>()?,
     ))
 }
 
-/// Leases up to `limit` due deliveries in one statement. Expired leases are failed
-/// first when slots would stay free or `sweep` says it is time; the earliest future
-/// work is read only when the worker will go idle.
-pub async fn claim(
-    client: &mut Client,
-    limit: usize,
-    lease: Duration,
-    sweep: bool,
-) -> Result<Claim> {
+/// Leases due deliveries to each destination wanted, as its state and limits allow.
+/// A destination with shared limits (or an open breaker) is claimed in a transaction
+/// holding its row, so that workers in every process take turns; one without is
+/// leased in one statement. Expired leases are failed when slots would stay free or
+/// `sweep` says it is time; the earliest future work is read for destinations that
+/// will go idle.
+pub async fn claim(client: &mut Client, request: &ClaimRequest, sweep: bool) -> Result<Claim> {
     let now = Timestamp::now();
-    let mut deliveries = lease_due(client, now, limit, lease).await?;
-    let mut reclaimed = Vec::new();
-    if deliveries.len() < limit || sweep {
+    let wanted: usize = request.wants.iter().map(|w| w.limit).sum();
+    let mut claim = Claim::default();
+    let mut idle = false;
+    for want in &request.wants {
+        let (leased, wait, goes_idle) = claim_for(client, want, request.lease, now).await?;
+        if let Some(wait) = wait {
+            claim.waits.push((want.destination.clone(), wait));
+        }
+        if goes_idle {
+            idle = true;
+            let due = next_due_for(client, &want.destination, now).await?;
+            claim.next_due = earliest(claim.next_due, due);
+        }
+        claim.deliveries.extend(leased);
+    }
+    if claim.deliveries.len() < wanted || sweep {
         let tx = client.transaction().await?;
-        reclaimed = fail_expired_leases(&tx, now).await?;
+        claim.reclaimed = fail_expired_leases(&tx, now).await?;
         tx.commit().await?;
-        if !reclaimed.is_empty() && deliveries.len() < limit {
-            let room = limit - deliveries.len();
-            deliveries.extend(lease_due(client, now, room, lease).await?);
+        if !claim.reclaimed.is_empty() {
+            claim.next_due = Some(now);
         }
     }
-    let next_due = if deliveries.len() < limit {
+    if idle {
+        // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may otherwise
+        // aggregate over every lease instead of reading one entry.
         let statement = client
-            .prepare_cached(concat!(
-                // ORDER BY … LIMIT 1 rather than MIN(): a cached generic plan may
-                // otherwise aggregate over the whole queue instead of reading one entry.
-                "SELECT LEAST(
-                     (SELECT next_attempt_at FROM deliveries WHERE status IN ",
-                claimable!(),
-                "
-                      ORDER BY next_attempt_at LIMIT 1),
-                     (SELECT lease_until FROM deliveries WHERE lease_until IS NOT NULL
-                      ORDER BY lease_until LIMIT 1))"
-            ))
+            .prepare_cached(
+                "SELECT lease_until FROM deliveries WHERE lease_until IS NOT NULL
+                 ORDER BY lease_until LIMIT 1",
+            )
             .await?;
-        client
-            .query_one(&statement, &[])
-            .await?
-            .col::<Option<i64>>(0)?
-            .map(Timestamp)
-    } else {
-        None
-    };
-    Ok(Claim {
-        deliveries,
-        reclaimed,
-        next_due,
-    })
+        let leases = client.query_opt(&statement, &[]).await?;
+        if let Some(row) = leases {
+            claim.next_due = earliest(claim.next_due, Some(Timestamp(row.col(0)?)));
+        }
+    }
+    Ok(claim)
 }
 
-/// One statement (its own transaction): lease due deliveries and read their events.
-async fn lease_due(
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn next_due_for(
     client: &Client,
+    destination: &str,
     now: Timestamp,
+) -> Result<Option<Timestamp>> {
+    let statement = client
+        .prepare_cached(concat!(
+            "SELECT next_attempt_at FROM deliveries WHERE destination = $1 AND status IN ",
+            claimable!(),
+            " AND next_attempt_at > $2 ORDER BY next_attempt_at LIMIT 1"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&destination, &now.0])
+        .await?
+        .map(|row| row.col(0))
+        .transpose()?
+        .map(Timestamp))
+}
+
+/// One destination's part of a claim: what it leased, why the rest waits, and
+/// whether it will go idle (fewer due than wanted, not waiting).
+async fn claim_for(
+    client: &mut Client,
+    want: &Want,
+    lease: Duration,
+    now: Timestamp,
+) -> Result<(Vec<ClaimedDelivery>, Option<Wait>, bool)> {
+    let state = read_flow(&*client, &want.destination, false).await?;
+    if !want.limits.shared() && state.breaker.is_none() {
+        // The common case: nothing to count or share; the pause is all that matters.
+        let plan = protection::plan(&state, &want.limits, 0, want.limit, now);
+        let leased = if plan.take > 0 {
+            lease_due(&*client, now, want, plan.take, lease).await?
+        } else {
+            Vec::new()
+        };
+        let idle = plan.wait.is_none() && leased.len() < want.limit;
+        return Ok((leased, plan.wait, idle));
+    }
+    let tx = client.transaction().await?;
+    let state = read_flow(&tx, &want.destination, true).await?;
+    let counts = want.limits.max_in_flight.is_some() || state.breaker.is_some();
+    let in_flight = if counts {
+        in_flight_of(&tx, &want.destination).await?
+    } else {
+        0
+    };
+    let plan = protection::plan(&state, &want.limits, in_flight, want.limit, now);
+    let mut leased = if plan.take > 0 {
+        lease_due(&tx, now, want, plan.take, lease).await?
+    } else {
+        Vec::new()
+    };
+    if plan.probe {
+        for delivery in &mut leased {
+            delivery.probe = true;
+        }
+    }
+    let mut wait = plan.wait;
+    if want.limits.rate.is_some() || plan.probe {
+        let spent = protection::spend(&state, &want.limits, leased.len(), plan.probe, now, lease);
+        write_flow(&tx, &want.destination, &spent).await?;
+    }
+    if matches!(wait, Some(Wait::Throttled(_) | Wait::InFlight)) {
+        let statement = tx
+            .prepare_cached("UPDATE destinations SET throttled_at = $2 WHERE name = $1")
+            .await?;
+        tx.execute(&statement, &[&want.destination, &now.0]).await?;
+    }
+    if wait.is_none() && want.limits.ordered.is_some() && leased.len() < plan.take {
+        let statement = tx
+            .prepare_cached(concat!(
+                "SELECT 1 FROM deliveries WHERE destination = $1 AND status IN ",
+                claimable!(),
+                " AND next_attempt_at <= $2 LIMIT 1"
+            ))
+            .await?;
+        if tx
+            .query_opt(&statement, &[&want.destination, &now.0])
+            .await?
+            .is_some()
+        {
+            wait = Some(Wait::InFlight);
+        }
+    }
+    tx.commit().await?;
+    let idle = wait.is_none() && leased.len() < want.limit;
+    Ok((leased, wait, idle))
+}
+
+/// The destination's state; `lock`: its row is held until the transaction ends (and
+/// made first if it has none, so that there is a row to hold).
+async fn read_flow<C: GenericClient>(
+    client: &C,
+    destination: &str,
+    lock: bool,
+) -> Result<FlowState> {
+    if lock {
+        let create = client
+            .prepare_cached("INSERT INTO destinations (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .await?;
+        client.execute(&create, &[&destination]).await?;
+    }
+    let text = if lock {
+        format!("SELECT {FLOW_COLUMNS} FROM destinations WHERE name = $1 FOR UPDATE")
+    } else {
+        format!("SELECT {FLOW_COLUMNS} FROM destinations WHERE name = $1")
+    };
+    let statement = client.prepare_cached(&text).await?;
+    client
+        .query_opt(&statement, &[&destination])
+        .await?
+        .map(|row| flow_from_row(&row))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+fn flow_from_row(row: &Row) -> Result<FlowState> {
+    Ok(flow_state(
+        row.col(0)?,
+        i64::from(row.col::<i32>(1)?),
+        row.col(2)?,
+        row.col(3)?,
+        row.col(4)?,
+        row.col(5)?,
+        row.col(6)?,
+    ))
+}
+
+async fn write_flow<C: GenericClient>(
+    client: &C,
+    destination: &str,
+    flow: &FlowState,
+) -> Result<()> {
+    let (failures, since, probe_at, pause, tokens, tokens_at) = flow_values(flow);
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO destinations (name, failures, breaker_since, probe_at, probe_pause_us,
+                                       tokens, tokens_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (name) DO UPDATE SET
+                 failures = excluded.failures, breaker_since = excluded.breaker_since,
+                 probe_at = excluded.probe_at, probe_pause_us = excluded.probe_pause_us,
+                 tokens = excluded.tokens, tokens_at = excluded.tokens_at",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &destination,
+                &(failures.min(i64::from(i32::MAX)) as i32),
+                &since,
+                &probe_at,
+                &pause,
+                &tokens,
+                &tokens_at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn in_flight_of<C: GenericClient>(client: &C, destination: &str) -> Result<u32> {
+    let statement = client
+        .prepare_cached(
+            "SELECT COUNT(*) FROM deliveries WHERE destination = $1 AND lease_until IS NOT NULL",
+        )
+        .await?;
+    let count: i64 = client
+        .query_one(&statement, &[&destination])
+        .await?
+        .col(0)?;
+    Ok(count.clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+pub async fn set_paused(client: &Client, destination: &str, paused: bool) -> Result<bool> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO destinations (name, paused, paused_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+                 paused_at = excluded.paused_at
+             WHERE destinations.paused <> excluded.paused",
+        )
+        .await?;
+    let changed = client
+        .execute(
+            &statement,
+            &[&destination, &paused, &paused.then(|| Timestamp::now().0)],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// Ordered destinations lease only the first unfinished delivery of each key (and,
+/// with `block`, not past a dead letter).
+const ORDERED_SKIP: &str = "AND NOT EXISTS (SELECT 1 FROM deliveries p
+         WHERE p.destination = d.destination AND p.ordering_key = d.ordering_key
+           AND p.ordering_key IS NOT NULL AND p.status <> 'delivered' AND p.seq < d.seq
+           AND p.status IN ('queued', 'retrying', 'processing'))";
+const ORDERED_BLOCK: &str = "AND NOT EXISTS (SELECT 1 FROM deliveries p
+         WHERE p.destination = d.destination AND p.ordering_key = d.ordering_key
+           AND p.ordering_key IS NOT NULL AND p.status <> 'delivered' AND p.seq < d.seq)";
+
+fn ordering_clause(want: &Want) -> &'static str {
+    match want.limits.ordered {
+        None => "",
+        Some(OnDeadLetter::Skip) => ORDERED_SKIP,
+        Some(OnDeadLetter::Block) => ORDERED_BLOCK,
+    }
+}
+
+/// One statement: lease due deliveries of one destination and read their events.
+async fn lease_due<C: GenericClient>(
+    client: &C,
+    now: Timestamp,
+    want: &Want,
     limit: usize,
     lease: Duration,
 ) -> Result<Vec<ClaimedDelivery>> {
     let statement = client
-        .prepare_cached(concat!(
+        .prepare_cached(&format!(
             "WITH leased AS (
                  UPDATE deliveries
                  SET status = $4, attempts = attempts + 1, attempt_started_at = $1,
                      lease_until = $2, updated_at = $1
-                 WHERE seq IN (SELECT seq FROM deliveries
-                               WHERE status IN ",
-            claimable!(),
-            " AND next_attempt_at <= $1
-                               ORDER BY next_attempt_at LIMIT $3
+                 WHERE seq IN (SELECT d.seq FROM deliveries d
+                               WHERE d.destination = $5 AND d.status IN {}
+                                 AND d.next_attempt_at <= $1
+                               {}
+                               ORDER BY d.next_attempt_at LIMIT $3
                                FOR UPDATE SKIP LOCKED)
                  RETURNING seq, event_id, destination, attempts, max_attempts,
                            attempts_at_replay)
              SELECT l.seq, l.event_id, l.destination, l.attempts, l.max_attempts,
                     l.attempts_at_replay, e.source, e.content_type, e.headers, e.body,
                     e.created_at
-             FROM leased l JOIN events e ON e.id = l.event_id"
+             FROM leased l JOIN events e ON e.id = l.event_id",
+            claimable!(),
+            ordering_clause(want),
         ))
         .await?;
     let rows = client
@@ -582,6 +817,7 @@ async fn lease_due(
                 &now.plus(lease).0,
                 &(limit as i64),
                 &CLAIMED.as_str(),
+                &want.destination,
             ],
         )
         .await?;
@@ -599,6 +835,7 @@ async fn lease_due(
                 headers: row.col(8)?,
                 body: Bytes::from(row.col::<Vec<u8>>(9)?),
                 received_at: Timestamp(row.col(10)?),
+                probe: false,
             })
         })
         .collect()
@@ -664,6 +901,7 @@ async fn fail_expired_leases(
             status_code: None,
             error: Some(error),
             response_body: None,
+            probe: false,
         };
         insert_attempt(tx, &event_id, &record).await?;
         reclaimed.push(ReclaimedDelivery {
@@ -684,8 +922,8 @@ async fn insert_attempt(
     let statement = tx
         .prepare_cached(
             "INSERT INTO attempts (event_id, destination, attempt, started_at, duration_us,
-                                   status_code, error, response_body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                   status_code, error, response_body, probe)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .await?;
     tx.execute(
@@ -699,6 +937,7 @@ async fn insert_attempt(
             &record.status_code.map(i32::from),
             &record.error,
             &record.response_body,
+            &record.probe,
         ],
     )
     .await?;
@@ -730,23 +969,99 @@ pub async fn renew_leases(
     Ok(renewed as usize)
 }
 
-/// One statement (one round trip, one commit) for many outcomes: each delivery's new
-/// state fenced on its attempt number, its attempt record, and each destination's last
-/// success and failure, written together or not at all.
-pub async fn finish_attempts(client: &Client, finished: &[FinishedAttempt]) -> Result<Vec<bool>> {
+/// Many outcomes in one commit. When all were delivered (the common case) it is one
+/// statement: each delivery's new state fenced on its attempt number, its attempt
+/// record, and each destination's last success, failure count and breaker reset.
+/// Otherwise the destinations' rows are held while the domain decides what the
+/// outcomes do to their breakers, and the decision is written with the outcomes.
+pub async fn finish_attempts(
+    client: &mut Client,
+    finished: &[FinishedAttempt],
+) -> Result<Vec<Recorded>> {
     let now = Timestamp::now();
+    if finished
+        .iter()
+        .all(|f| f.fault == Fault::None && !f.record.probe)
+    {
+        let (held, closed) = write_outcomes(&*client, finished, now).await?;
+        let mut reported = std::collections::HashSet::new();
+        return Ok(finished
+            .iter()
+            .map(|f| {
+                let name = f.record.destination.as_str();
+                let breaker = (held.contains(&f.delivery.0)
+                    && closed.contains(name)
+                    && reported.insert(name))
+                .then_some(BreakerChange::Closed);
+                Recorded {
+                    held: held.contains(&f.delivery.0),
+                    breaker,
+                    status: f.status,
+                }
+            })
+            .collect());
+    }
+    let tx = client.transaction().await?;
+    let mut names: Vec<&str> = finished
+        .iter()
+        .map(|f| f.record.destination.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut before = std::collections::HashMap::new();
+    for name in names {
+        // In name order, as every writer of these rows takes them.
+        before.insert(name.to_owned(), read_flow(&tx, name, true).await?);
+    }
+    let mut states = before.clone();
+    let mut finished = finished.to_vec();
+    let changes = settle_outcomes(&mut finished, &mut states, now);
+    let mut changed: Vec<(&String, &FlowState)> = states
+        .iter()
+        .filter(|(name, state)| before.get(*name) != Some(*state))
+        .collect();
+    changed.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, state) in changed {
+        write_flow(&tx, name, state).await?;
+    }
+    let (held, _) = write_outcomes(&tx, &finished, now).await?;
+    tx.commit().await?;
+    Ok(finished
+        .iter()
+        .zip(changes)
+        .map(|(f, breaker)| Recorded {
+            held: held.contains(&f.delivery.0),
+            breaker,
+            status: f.status,
+        })
+        .collect())
+}
+
+/// The outcomes' statement. Returns the deliveries whose lease held, and the
+/// destinations whose open breaker a success closed.
+async fn write_outcomes<C: GenericClient>(
+    client: &C,
+    finished: &[FinishedAttempt],
+    now: Timestamp,
+) -> Result<(
+    std::collections::HashSet<i64>,
+    std::collections::HashSet<String>,
+)> {
     let statement = client
         .prepare_cached(concat!(
             "WITH f AS (
                  SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
                                       $5::bigint[], $6::text[], $7::text[], $8::bigint[],
-                                      $9::bigint[], $10::int[], $11::text[])
+                                      $9::bigint[], $10::int[], $11::text[], $13::int[],
+                                      $14::bool[])
                       AS f(seq, attempt, status, error, next_at, event_id, destination,
-                           started_at, duration_us, status_code, response_body)),
+                           started_at, duration_us, status_code, response_body,
+                           max_attempts, probe)),
              updated AS (
                  UPDATE deliveries d SET status = f.status, last_error = f.error,
                         next_attempt_at = f.next_at, lease_until = NULL,
-                        attempt_started_at = NULL, updated_at = $12
+                        attempt_started_at = NULL, updated_at = $12,
+                        max_attempts = f.max_attempts
                  FROM f
                  WHERE d.seq = f.seq AND d.attempts = f.attempt AND d.status = ",
             claimed!(),
@@ -754,10 +1069,14 @@ pub async fn finish_attempts(client: &Client, finished: &[FinishedAttempt]) -> R
                  RETURNING d.seq),
              recorded AS (
                  INSERT INTO attempts (event_id, destination, attempt, started_at,
-                                       duration_us, status_code, error, response_body)
+                                       duration_us, status_code, error, response_body,
+                                       probe)
                  SELECT f.event_id, f.destination, f.attempt, f.started_at, f.duration_us,
-                        f.status_code, f.error, f.response_body
+                        f.status_code, f.error, f.response_body, f.probe
                  FROM f JOIN updated u ON u.seq = f.seq),
+             was_open AS (
+                 SELECT name FROM destinations
+                 WHERE name IN (SELECT destination FROM f) AND breaker_since IS NOT NULL),
              outcome AS (
                  INSERT INTO destinations (name, last_success_at, last_failure_at)
                  SELECT f.destination,
@@ -769,8 +1088,17 @@ pub async fn finish_attempts(client: &Client, finished: &[FinishedAttempt]) -> R
                      last_success_at = COALESCE(excluded.last_success_at,
                                                 destinations.last_success_at),
                      last_failure_at = COALESCE(excluded.last_failure_at,
-                                                destinations.last_failure_at))
-             SELECT seq FROM updated"
+                                                destinations.last_failure_at),
+                     -- Only all-delivered groups reach here without their breaker
+                     -- decided already: a success resets the count and closes it.
+                     failures = CASE WHEN $15 THEN 0 ELSE destinations.failures END,
+                     breaker_since = CASE WHEN $15 THEN NULL
+                                          ELSE destinations.breaker_since END,
+                     probe_at = CASE WHEN $15 THEN NULL ELSE destinations.probe_at END,
+                     probe_pause_us = CASE WHEN $15 THEN NULL
+                                           ELSE destinations.probe_pause_us END)
+             SELECT seq, NULL FROM updated
+             UNION ALL SELECT NULL, name FROM was_open WHERE $15"
         ))
         .await?;
     let seqs: Vec<i64> = finished.iter().map(|f| f.delivery.0).collect();
@@ -799,6 +1127,14 @@ pub async fn finish_attempts(client: &Client, finished: &[FinishedAttempt]) -> R
         .iter()
         .map(|f| f.record.response_body.as_deref())
         .collect();
+    let max_attempts: Vec<i32> = finished
+        .iter()
+        .map(|f| f.max_attempts.min(i32::MAX as u32) as i32)
+        .collect();
+    let probes: Vec<bool> = finished.iter().map(|f| f.record.probe).collect();
+    let all_delivered = finished
+        .iter()
+        .all(|f| f.fault == Fault::None && !f.record.probe);
     let rows = client
         .query(
             &statement,
@@ -815,15 +1151,23 @@ pub async fn finish_attempts(client: &Client, finished: &[FinishedAttempt]) -> R
                 &codes,
                 &bodies,
                 &now.0,
+                &max_attempts,
+                &probes,
+                &all_delivered,
             ],
         )
         .await?;
-    let updated: std::collections::HashSet<i64> =
-        rows.iter().map(|row| row.col(0)).collect::<Result<_>>()?;
-    Ok(finished
-        .iter()
-        .map(|f| updated.contains(&f.delivery.0))
-        .collect())
+    let mut held = std::collections::HashSet::new();
+    let mut closed = std::collections::HashSet::new();
+    for row in &rows {
+        if let Some(seq) = row.col::<Option<i64>>(0)? {
+            held.insert(seq);
+        }
+        if let Some(name) = row.col::<Option<String>>(1)? {
+            closed.insert(name);
+        }
+    }
+    Ok((held, closed))
 }
 
 pub async fn release(client: &Client, delivery: DeliveryId, attempt: u32) -> Result<()> {
@@ -965,16 +1309,29 @@ pub async fn destination_stats(client: &Client) -> Result<Vec<DestinationStats>>
         .iter()
         .map(|row| Ok((row.col(0)?, row.col(1)?)))
         .collect::<Result<_>>()?;
-    let outcomes = client
-        .prepare_cached("SELECT name, last_success_at, last_failure_at FROM destinations")
+    let rows = client
+        .prepare_cached(&format!(
+            "SELECT {FLOW_COLUMNS}, name, last_success_at, last_failure_at, throttled_at,
+                    paused_at
+             FROM destinations"
+        ))
         .await?;
-    let outcomes = client
-        .query(&outcomes, &[])
+    let rows = client
+        .query(&rows, &[])
         .await?
         .iter()
-        .map(|row| Ok((row.col(0)?, row.col(1)?, row.col(2)?)))
+        .map(|row| {
+            Ok(DestinationRow {
+                flow: flow_from_row(row)?,
+                name: row.col(7)?,
+                last_success_at: row.col::<Option<i64>>(8)?.map(Timestamp),
+                last_failure_at: row.col::<Option<i64>>(9)?.map(Timestamp),
+                throttled_at: row.col::<Option<i64>>(10)?.map(Timestamp),
+                paused_at: row.col::<Option<i64>>(11)?.map(Timestamp),
+            })
+        })
         .collect::<Result<_>>()?;
-    Ok(DestinationStats::merge(waiting, in_flight, outcomes))
+    Ok(DestinationStats::merge(waiting, in_flight, rows))
 }
 
 /// A real write, so that a read-only or unreachable database shows; and an insert

@@ -18,9 +18,9 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::{
-    AttemptBudget, AttemptRecord, Claim, DeliveryId, DestinationStats, EventFilter, EventPage,
-    EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, QueueGauges,
-    REPLAY_BATCH, ReplayOutcome, Store, StoreError, replay_in_batches,
+    AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId, DestinationStats, EventFilter,
+    EventPage, EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
+    QueueGauges, REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_forward.sql"),
     include_str!("../../../migrations/sqlite/0005_status_check.sql"),
     include_str!("../../../migrations/sqlite/0006_deliveries.sql"),
+    include_str!("../../../migrations/sqlite/0007_protection.sql"),
 ];
 
 /// How often a worker in its own process looks for commits made by other processes.
@@ -264,11 +265,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim, StoreError> {
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         let sweep = self.sweep.due();
         self.writer
-            .write(move |conn| queries::claim(conn, limit, lease, sweep))
+            .write(move |conn| queries::claim(conn, &request, sweep))
             .await
+    }
+
+    async fn set_paused(&self, destination: &str, paused: bool) -> Result<bool, StoreError> {
+        let destination = destination.to_owned();
+        let changed = self
+            .writer
+            .write(move |conn| queries::set_paused(conn, &destination, paused))
+            .await?;
+        if changed && !paused {
+            self.work_signal().notify_one();
+        }
+        Ok(changed)
     }
 
     async fn renew_leases(
@@ -284,7 +297,7 @@ impl Store for SqliteStore {
     async fn finish_attempts(
         &self,
         finished: Vec<FinishedAttempt>,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Vec<Recorded>, StoreError> {
         self.writer
             .write(move |conn| queries::finish_attempts(conn, &finished))
             .await

@@ -1,5 +1,6 @@
 //! The SQL of the SQLite backend, as plain functions on a connection.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,12 +9,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
+use crate::domain::protection::{self, FlowState, OnDeadLetter, Wait};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, claimable, claimed};
 use crate::store::{
-    AttemptBudget, AttemptRecord, Claim, ClaimedDelivery, DeliveryId, DeliveryRecord,
-    DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt, InsertOutcome,
-    NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery, ReplayBatch, ReplayOutcome,
+    AttemptBudget, AttemptRecord, Claim, ClaimRequest, ClaimedDelivery, DeliveryId, DeliveryRecord,
+    DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
+    FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
+    Recorded, ReplayBatch, ReplayOutcome, Want, flow_state, flow_values, settle_outcomes,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -57,8 +60,8 @@ fn insert_deliveries(
 ) -> rusqlite::Result<()> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO deliveries (event_id, destination, status, max_attempts,
-                                 next_attempt_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                                 next_attempt_at, updated_at, ordering_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
     )?;
     for delivery in deliveries {
         statement.execute(params![
@@ -67,6 +70,7 @@ fn insert_deliveries(
             EventStatus::Queued.as_str(),
             delivery.max_attempts,
             now.0,
+            delivery.ordering_key,
         ])?;
     }
     Ok(())
@@ -358,7 +362,7 @@ pub fn list_attempts(
     }
     let mut statement = conn.prepare_cached(
         "SELECT attempt, started_at, duration_us, status_code, error, response_body,
-                destination
+                destination, probe
          FROM attempts WHERE event_id = ?1 ORDER BY started_at, rowid",
     )?;
     let rows = statement.query_map([id.as_str()], |row| {
@@ -370,63 +374,231 @@ pub fn list_attempts(
             error: row.get(4)?,
             response_body: row.get(5)?,
             destination: row.get(6)?,
+            probe: row.get(7)?,
         })
     })?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
 }
 
-/// Leases up to `limit` due deliveries. Expired leases are failed first when slots
-/// would stay free or `sweep` says it is time; the earliest future work is read only
-/// when the worker will go idle (it claims again at once otherwise).
-pub fn claim(
-    conn: &Connection,
-    limit: usize,
-    lease: Duration,
-    sweep: bool,
-) -> rusqlite::Result<Claim> {
+/// Leases due deliveries to each destination wanted, as its state and limits allow.
+/// Expired leases are failed first when slots would stay free or `sweep` says it is
+/// time; the earliest future work is read for destinations that will go idle.
+pub fn claim(conn: &Connection, request: &ClaimRequest, sweep: bool) -> rusqlite::Result<Claim> {
     let now = Timestamp::now();
-    let mut deliveries = lease_due(conn, now, limit, lease)?;
-    let mut reclaimed = Vec::new();
-    if deliveries.len() < limit || sweep {
-        reclaimed = fail_expired_leases(conn, now)?;
-        if !reclaimed.is_empty() && deliveries.len() < limit {
-            let room = limit - deliveries.len();
-            deliveries.extend(lease_due(conn, now, room, lease)?);
+    let wanted: usize = request.wants.iter().map(|w| w.limit).sum();
+    let mut claim = Claim::default();
+    let mut idle = false;
+    for want in &request.wants {
+        let (leased, wait, goes_idle) = claim_for(conn, want, request.lease, now)?;
+        if let Some(wait) = wait {
+            claim.waits.push((want.destination.clone(), wait));
+        }
+        if goes_idle {
+            idle = true;
+            let due = next_due_for(conn, &want.destination, now)?;
+            claim.next_due = earliest(claim.next_due, due);
+        }
+        claim.deliveries.extend(leased);
+    }
+    if claim.deliveries.len() < wanted || sweep {
+        claim.reclaimed = fail_expired_leases(conn, now)?;
+        if !claim.reclaimed.is_empty() {
+            // Due again at once (or dead-lettered): claim again now.
+            claim.next_due = Some(now);
         }
     }
-    let next_due = if deliveries.len() < limit {
-        next_due(conn)?
+    if idle {
+        let leases: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(lease_until) FROM deliveries WHERE lease_until IS NOT NULL",
+            )?
+            .query_row([], |row| row.get(0))?;
+        claim.next_due = earliest(claim.next_due, leases.map(Timestamp));
+    }
+    Ok(claim)
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One destination's part of a claim: what it leased, why the rest waits, and
+/// whether it will go idle (fewer due than wanted, not waiting).
+fn claim_for(
+    conn: &Connection,
+    want: &Want,
+    lease: Duration,
+    now: Timestamp,
+) -> rusqlite::Result<(Vec<ClaimedDelivery>, Option<Wait>, bool)> {
+    let state = read_flow(conn, &want.destination)?;
+    let counts = want.limits.max_in_flight.is_some() || state.breaker.is_some();
+    let in_flight = if counts {
+        in_flight_of(conn, &want.destination)?
     } else {
-        None
+        0
     };
-    Ok(Claim {
-        deliveries,
-        reclaimed,
-        next_due,
-    })
+    let plan = protection::plan(&state, &want.limits, in_flight, want.limit, now);
+    let mut leased = if plan.take > 0 {
+        lease_due(conn, now, want, plan.take, lease)?
+    } else {
+        Vec::new()
+    };
+    if plan.probe {
+        for delivery in &mut leased {
+            delivery.probe = true;
+        }
+    }
+    let mut wait = plan.wait;
+    if want.limits.rate.is_some() || plan.probe {
+        let spent = protection::spend(&state, &want.limits, leased.len(), plan.probe, now, lease);
+        write_flow(conn, &want.destination, &spent)?;
+    }
+    if matches!(wait, Some(Wait::Throttled(_) | Wait::InFlight)) {
+        mark_throttled(conn, &want.destination, now)?;
+    }
+    // Ordered: due deliveries whose keys are busy wait for an attempt to finish.
+    if wait.is_none() && want.limits.ordered.is_some() && leased.len() < plan.take {
+        let due_waiting = conn
+            .prepare_cached(concat!(
+                "SELECT 1 FROM deliveries WHERE destination = ?1 AND status IN ",
+                claimable!(),
+                " AND next_attempt_at <= ?2 LIMIT 1"
+            ))?
+            .exists(params![want.destination, now.0])?;
+        if due_waiting {
+            wait = Some(Wait::InFlight);
+        }
+    }
+    let idle = wait.is_none() && leased.len() < want.limit;
+    Ok((leased, wait, idle))
+}
+
+fn read_flow(conn: &Connection, destination: &str) -> rusqlite::Result<FlowState> {
+    conn.prepare_cached(&format!(
+        "SELECT {FLOW_COLUMNS} FROM destinations WHERE name = ?1"
+    ))?
+    .query_row([destination], flow_from_row)
+    .optional()
+    .map(Option::unwrap_or_default)
+}
+
+fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<FlowState> {
+    Ok(flow_state(
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn write_flow(conn: &Connection, destination: &str, flow: &FlowState) -> rusqlite::Result<()> {
+    let (failures, since, probe_at, pause, tokens, tokens_at) = flow_values(flow);
+    conn.prepare_cached(
+        "INSERT INTO destinations (name, failures, breaker_since, probe_at, probe_pause_us,
+                                   tokens, tokens_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (name) DO UPDATE SET
+             failures = excluded.failures, breaker_since = excluded.breaker_since,
+             probe_at = excluded.probe_at, probe_pause_us = excluded.probe_pause_us,
+             tokens = excluded.tokens, tokens_at = excluded.tokens_at",
+    )?
+    .execute(params![
+        destination,
+        failures,
+        since,
+        probe_at,
+        pause,
+        tokens,
+        tokens_at
+    ])?;
+    Ok(())
+}
+
+fn mark_throttled(conn: &Connection, destination: &str, now: Timestamp) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO destinations (name, throttled_at) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET throttled_at = excluded.throttled_at",
+    )?
+    .execute(params![destination, now.0])?;
+    Ok(())
+}
+
+fn in_flight_of(conn: &Connection, destination: &str) -> rusqlite::Result<u32> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND lease_until IS NOT NULL",
+    )?
+    .query_row([destination], |row| row.get(0))
+}
+
+pub fn set_paused(conn: &Connection, destination: &str, paused: bool) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO destinations (name, paused, paused_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+                 paused_at = excluded.paused_at
+             WHERE destinations.paused <> excluded.paused",
+        )?
+        .execute(params![
+            destination,
+            paused,
+            paused.then(|| Timestamp::now().0)
+        ])?;
+    Ok(changed > 0)
+}
+
+/// Ordered destinations lease only the first unfinished delivery of each key (and,
+/// with `block`, not past a dead letter).
+const ORDERED_SKIP: &str = "AND NOT EXISTS (SELECT 1 FROM deliveries p
+         WHERE p.destination = d.destination AND p.ordering_key = d.ordering_key
+           AND p.ordering_key IS NOT NULL AND p.status <> 'delivered' AND p.seq < d.seq
+           AND p.status IN ('queued', 'retrying', 'processing'))";
+const ORDERED_BLOCK: &str = "AND NOT EXISTS (SELECT 1 FROM deliveries p
+         WHERE p.destination = d.destination AND p.ordering_key = d.ordering_key
+           AND p.ordering_key IS NOT NULL AND p.status <> 'delivered' AND p.seq < d.seq)";
+
+fn ordering_clause(want: &Want) -> &'static str {
+    match want.limits.ordered {
+        None => "",
+        Some(OnDeadLetter::Skip) => ORDERED_SKIP,
+        Some(OnDeadLetter::Block) => ORDERED_BLOCK,
+    }
 }
 
 fn lease_due(
     conn: &Connection,
     now: Timestamp,
+    want: &Want,
     limit: usize,
     lease: Duration,
 ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let lease_until = now.plus(lease);
-    let mut statement = conn.prepare_cached(concat!(
+    let mut statement = conn.prepare_cached(&format!(
         "UPDATE deliveries
          SET status = ?4, attempts = attempts + 1, attempt_started_at = ?1,
              lease_until = ?2, updated_at = ?1
-         WHERE seq IN (SELECT seq FROM deliveries
-                       WHERE status IN ",
+         WHERE seq IN (SELECT d.seq FROM deliveries d
+                       WHERE d.destination = ?5 AND d.status IN {} AND d.next_attempt_at <= ?1
+                       {}
+                       ORDER BY d.next_attempt_at LIMIT ?3)
+         RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay",
         claimable!(),
-        " AND next_attempt_at <= ?1
-                       ORDER BY next_attempt_at LIMIT ?3)
-         RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay"
+        ordering_clause(want),
     ))?;
     let leased = statement
         .query_map(
-            params![now.0, lease_until.0, limit as i64, CLAIMED.as_str()],
+            params![
+                now.0,
+                lease_until.0,
+                limit as i64,
+                CLAIMED.as_str(),
+                want.destination
+            ],
             |row| {
                 Ok((
                     DeliveryId(row.get(0)?),
@@ -472,6 +644,7 @@ fn lease_due(
             content_type,
             headers,
             body: Bytes::from(body),
+            probe: false,
         });
     }
     Ok(deliveries)
@@ -537,6 +710,7 @@ fn fail_expired_leases(
                 status_code: None,
                 error: Some(error),
                 response_body: None,
+                probe: false,
             },
         )?;
         reclaimed.push(ReclaimedDelivery {
@@ -549,17 +723,19 @@ fn fail_expired_leases(
     Ok(reclaimed)
 }
 
-fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
+/// When the destination's next delivery not yet due becomes due.
+fn next_due_for(
+    conn: &Connection,
+    destination: &str,
+    now: Timestamp,
+) -> rusqlite::Result<Option<Timestamp>> {
     let due: Option<i64> = conn
         .prepare_cached(concat!(
-            "SELECT MIN(t) FROM (
-                 SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ",
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND status IN ",
             claimable!(),
-            "
-                 UNION ALL
-                 SELECT MIN(lease_until) FROM deliveries WHERE lease_until IS NOT NULL)"
+            " AND next_attempt_at > ?2"
         ))?
-        .query_row([], |row| row.get(0))?;
+        .query_row(params![destination, now.0], |row| row.get(0))?;
     Ok(due.map(Timestamp))
 }
 
@@ -581,16 +757,27 @@ pub fn renew_leases(
     Ok(renewed)
 }
 
-/// Outcomes, each with its attempt record, and each destination's last success and
-/// failure once for the lot.
+/// Outcomes, each with its attempt record; what they do to their destinations'
+/// breakers (read, decided by the domain, written back when changed); and each
+/// destination's last success and failure once for the lot.
 pub fn finish_attempts(
     conn: &Connection,
     finished: &[FinishedAttempt],
-) -> rusqlite::Result<Vec<bool>> {
+) -> rusqlite::Result<Vec<Recorded>> {
     let now = Timestamp::now();
+    let mut finished = finished.to_vec();
+    let mut before: HashMap<String, FlowState> = HashMap::new();
+    for one in &finished {
+        let name = &one.record.destination;
+        if !before.contains_key(name) {
+            before.insert(name.clone(), read_flow(conn, name)?);
+        }
+    }
+    let mut states = before.clone();
+    let changes = settle_outcomes(&mut finished, &mut states, now);
     let mut recorded = Vec::with_capacity(finished.len());
     let mut outcomes: Vec<(&str, bool)> = Vec::new();
-    for one in finished {
+    for (one, breaker) in finished.iter().zip(changes) {
         let held = finish_attempt(conn, one, now)?;
         let outcome = (
             one.record.destination.as_str(),
@@ -599,10 +786,19 @@ pub fn finish_attempts(
         if held && !outcomes.contains(&outcome) {
             outcomes.push(outcome);
         }
-        recorded.push(held);
+        recorded.push(Recorded {
+            held,
+            breaker,
+            status: one.status,
+        });
     }
     for (destination, delivered) in outcomes {
         record_outcome(conn, destination, delivered, now)?;
+    }
+    for (name, state) in &states {
+        if before.get(name) != Some(state) {
+            write_flow(conn, name, state)?;
+        }
     }
     Ok(recorded)
 }
@@ -616,7 +812,8 @@ fn finish_attempt(
     let updated = conn
         .prepare_cached(concat!(
             "UPDATE deliveries SET status = ?3, last_error = ?4, next_attempt_at = ?5,
-                    lease_until = NULL, attempt_started_at = NULL, updated_at = ?6
+                    lease_until = NULL, attempt_started_at = NULL, updated_at = ?6,
+                    max_attempts = ?7
              WHERE seq = ?1 AND attempts = ?2 AND status = ",
             claimed!()
         ))?
@@ -627,6 +824,7 @@ fn finish_attempt(
             finished.record.error,
             finished.next_attempt_at.map(|t| t.0),
             now.0,
+            finished.max_attempts,
         ])?;
     if updated == 0 {
         return Ok(false);
@@ -661,8 +859,8 @@ fn insert_attempt(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO attempts (event_id, destination, attempt, started_at, duration_us,
-                               status_code, error, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                               status_code, error, response_body, probe)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         event_id.as_str(),
@@ -673,6 +871,7 @@ fn insert_attempt(
         record.status_code,
         record.error,
         record.response_body,
+        record.probe,
     ])?;
     Ok(())
 }
@@ -793,11 +992,24 @@ pub fn destination_stats(conn: &Connection) -> rusqlite::Result<Vec<DestinationS
         )?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let outcomes: Vec<(String, Option<i64>, Option<i64>)> = conn
-        .prepare_cached("SELECT name, last_success_at, last_failure_at FROM destinations")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+    let rows: Vec<DestinationRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {FLOW_COLUMNS}, name, last_success_at, last_failure_at, throttled_at,
+                    paused_at
+             FROM destinations"
+        ))?
+        .query_map([], |row| {
+            Ok(DestinationRow {
+                flow: flow_from_row(row)?,
+                name: row.get(7)?,
+                last_success_at: row.get::<_, Option<i64>>(8)?.map(Timestamp),
+                last_failure_at: row.get::<_, Option<i64>>(9)?.map(Timestamp),
+                throttled_at: row.get::<_, Option<i64>>(10)?.map(Timestamp),
+                paused_at: row.get::<_, Option<i64>>(11)?.map(Timestamp),
+            })
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(DestinationStats::merge(waiting, in_flight, outcomes))
+    Ok(DestinationStats::merge(waiting, in_flight, rows))
 }
 
 /// A real write, so that a full disk or a lost lock shows.
