@@ -16,8 +16,10 @@ use crate::CONNECTIONS;
 
 /// A Stripe-like event of about 850 bytes.
 pub fn body(n: u64) -> Bytes {
+    // 100 customers: the ordering key of the ordered-delivery figure.
+    let customer = n % 100;
     let text = format!(
-        r#"{{"id":"evt_bench_{n:012}","object":"event","api_version":"2024-06-20","created":1732972800,"type":"payment_intent.succeeded","livemode":false,"pending_webhooks":1,"request":{{"id":"req_8b1c2d3e4f5a6b","idempotency_key":"6f1d4b2a-9c8e-4f3a-b2d1-0e9f8a7b6c5d"}},"data":{{"object":{{"id":"pi_3Q0bench{n:012}","object":"payment_intent","amount":4999,"amount_capturable":0,"amount_received":4999,"currency":"eur","customer":"cus_Qbench000001","description":"Order #A-100234 (2 items)","latest_charge":"ch_3Q0bench000001","metadata":{{"order_id":"A-100234","cart":"c_77812","channel":"web"}},"payment_method":"pm_1Q0bench000001","payment_method_types":["card"],"receipt_email":"customer@example.com","status":"succeeded","shipping":{{"name":"Jane Doe","address":{{"line1":"Hauptstrasse 1","city":"Berlin","postal_code":"10115","country":"DE"}}}}}}}}}}"#
+        r#"{{"id":"evt_bench_{n:012}","object":"event","api_version":"2024-06-20","created":1732972800,"type":"payment_intent.succeeded","livemode":false,"pending_webhooks":1,"request":{{"id":"req_8b1c2d3e4f5a6b","idempotency_key":"6f1d4b2a-9c8e-4f3a-b2d1-0e9f8a7b6c5d"}},"data":{{"object":{{"id":"pi_3Q0bench{n:012}","object":"payment_intent","amount":4999,"amount_capturable":0,"amount_received":4999,"currency":"eur","customer":"cus_Qbench{customer:06}","description":"Order #A-100234 (2 items)","latest_charge":"ch_3Q0bench000001","metadata":{{"order_id":"A-100234","cart":"c_77812","channel":"web"}},"payment_method":"pm_1Q0bench000001","payment_method_types":["card"],"receipt_email":"customer@example.com","status":"succeeded","shipping":{{"name":"Jane Doe","address":{{"line1":"Hauptstrasse 1","city":"Berlin","postal_code":"10115","country":"DE"}}}}}}}}}}"#
     );
     Bytes::from(text)
 }

@@ -8,6 +8,7 @@
 
 mod client;
 mod fanout;
+mod protection;
 mod scale;
 mod scenarios;
 mod servers;
@@ -81,6 +82,10 @@ async fn run(duration: Duration) {
             .and_then(|r| r.parse().ok())
             .unwrap_or(3);
         fanout::print_stalls(dir.path(), duration, runs).await;
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("protection") {
+        protection::print(dir.path(), delivery_events()).await;
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("fanout") {

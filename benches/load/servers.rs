@@ -28,6 +28,17 @@ impl Server {
         database: &str,
         config: Option<&Path>,
     ) -> Self {
+        Self::hookrelay_from(&hookrelay_binary(), command, dir, database, config)
+    }
+
+    /// Like [`Server::hookrelay_with`], from the binary at `binary`.
+    pub fn hookrelay_from(
+        binary: &Path,
+        command: &str,
+        dir: &Path,
+        database: &str,
+        config: Option<&Path>,
+    ) -> Self {
         let address = free_address();
         let mut args = vec![command.to_owned(), "--database".into(), database.to_owned()];
         if command != "worker" {
@@ -36,7 +47,7 @@ impl Server {
         if let Some(config) = config {
             args.extend(["--config".into(), config.display().to_string()]);
         }
-        let child = Command::new(hookrelay_binary())
+        let child = Command::new(binary)
             .args(&args)
             .current_dir(dir)
             .stdout(Stdio::null())
@@ -209,7 +220,7 @@ pub fn cpu_seconds(stat_path: &str) -> f64 {
 
 /// The binary under test: this build's, or `BENCH_HOOKRELAY_BIN` to compare builds
 /// (A/B runs in one session, where the machine's drift is smaller than between days).
-fn hookrelay_binary() -> std::path::PathBuf {
+pub fn hookrelay_binary() -> std::path::PathBuf {
     std::env::var_os("BENCH_HOOKRELAY_BIN")
         .map(Into::into)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_hookrelay").into())

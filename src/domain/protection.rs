@@ -255,7 +255,7 @@ pub fn plan(
             // Wake when a useful handful is back (a tenth of a second's worth, or what
             // is wanted), not for each token: throttled rows are not polled.
             let goal = (wanted as f64).min(rate.burst()).max(1.0);
-            let missing = (goal - tokens).max(0.0);
+            let missing = (goal - (tokens - whole as f64)).max(0.0);
             let until = now.plus(Duration::from_secs_f64(missing / rate.per_second()));
             plan.wait = Some(match plan.wait {
                 Some(Wait::BreakerOpen(_)) | None => Wait::Throttled(until),
@@ -456,6 +456,11 @@ mod tests {
         // Full at first: five (a tenth of a second's worth), not fifty.
         let first = plan(&FlowState::default(), &limits, 0, 64, NOW);
         assert_eq!(first.take, 5);
+        // What it takes is spent: the rest waits for the next handful.
+        assert_eq!(
+            first.wait,
+            Some(Wait::Throttled(NOW.plus(Duration::from_millis(100))))
+        );
         let after = spend(
             &FlowState::default(),
             &limits,

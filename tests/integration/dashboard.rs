@@ -498,7 +498,68 @@ async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
     assert_eq!(missing.status(), 404);
 }
 
+async fn a_destination_is_paused_and_resumed_with_its_buttons(backend: Backend) {
+    let receiver = crate::receiver::Receiver::start(vec![]).await;
+    let config = format!(
+        "[destinations.app]\nurl = \"{}\"\n\
+         [sources.shop]\n[[sources.shop.routes]]\ndestination = \"app\"\n",
+        receiver.url()
+    );
+    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let client = plain_client();
+    let page = client
+        .get(app.url("/ui/destinations/app"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_pair(set_cookie(page.headers(), "hookrelay_csrf").unwrap());
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("action=\"/ui/destinations/app/pause\""),
+        "{html}"
+    );
+    let field = csrf_field(&html);
+    let press = |verb: &'static str, body: String, cookie: Option<String>| {
+        let mut request = client
+            .post(app.url(&format!("/ui/destinations/app/{verb}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    // Without the page's token: refused, nothing paused.
+    let forged = press("pause", format!("csrf={field}"), None).await.unwrap();
+    assert_eq!(forged.status(), 403);
+    let state = get_json(&app.client, app.address, "/destinations").await;
+    assert_eq!(state["destinations"][0]["state"], "active", "{state}");
+
+    let paused = press("pause", format!("csrf={field}"), Some(cookie.clone()))
+        .await
+        .unwrap();
+    assert_eq!(paused.status(), 303);
+    let html = page_html(&client, app.url("/ui/destinations/app")).await;
+    assert!(
+        html.contains("action=\"/ui/destinations/app/resume\""),
+        "{html}"
+    );
+    assert!(html.contains("paused"), "{html}");
+    let id = app.accept("shop", "order-1", json!({"id": 1})).await;
+    let html = page_html(&client, app.url(&format!("/ui/events/{id}"))).await;
+    assert!(html.contains("waiting: destination paused"), "{html}");
+    assert!(receiver.received().is_empty());
+
+    let resumed = press("resume", format!("csrf={field}"), Some(cookie))
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 303);
+    app.wait_for_status(&id, "delivered", Duration::from_secs(10))
+        .await;
+}
+
 crate::on_both_backends!(
+    a_destination_is_paused_and_resumed_with_its_buttons,
     deliveries_and_destinations_have_their_pages,
     signing_in_with_the_token_sets_a_session_cookie,
     the_pages_show_counts_events_and_their_history,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hookrelay::domain::event::{EventId, IdempotencyKey, SourceName};
 use hookrelay::domain::lifecycle::EventStatus;
-use hookrelay::domain::protection::{Fault, Limits};
+use hookrelay::domain::protection::{BreakerChange, BreakerPolicy, Fault, Limits, Wait};
 use hookrelay::domain::time::Timestamp;
 use hookrelay::store::{
     self, AttemptBudget, AttemptRecord, ClaimRequest, ClaimedDelivery, DatabaseUrl, EventFilter,
@@ -120,7 +120,7 @@ fn finished(claimed: &ClaimedDelivery, status: EventStatus) -> FinishedAttempt {
             status_code: Some(200),
             error: None,
             response_body: None,
-            probe: false,
+            probe: claimed.probe,
         },
         next_attempt_at: (status == EventStatus::Retrying).then(Timestamp::now),
         fault: if status == EventStatus::Delivered {
@@ -718,7 +718,173 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
     );
 }
 
+/// A claim for one limited destination ("built-in" here).
+fn limited(limit: usize, limits: Limits) -> ClaimRequest {
+    ClaimRequest {
+        lease: LEASE,
+        wants: vec![Want {
+            destination: "built-in".into(),
+            limit,
+            limits,
+        }],
+    }
+}
+
+async fn claims_obey_pause_in_flight_rate_and_the_breaker(backend: Backend) {
+    let f = fixture(backend).await;
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        insert(f.store.as_ref(), key, 5).await;
+    }
+    // Paused: nothing, and the claim says why.
+    assert!(f.store.set_paused("built-in", true).await.unwrap());
+    assert!(!f.store.set_paused("built-in", true).await.unwrap());
+    let claim = f.store.claim(limited(10, Limits::default())).await.unwrap();
+    assert!(claim.deliveries.is_empty());
+    assert_eq!(claim.waits, vec![("built-in".to_owned(), Wait::Paused)]);
+    let stats = f.store.destination_stats().await.unwrap();
+    assert!(
+        stats
+            .iter()
+            .any(|s| s.name == "built-in" && s.flow.paused && s.paused_at.is_some())
+    );
+    assert!(f.store.set_paused("built-in", false).await.unwrap());
+
+    // max_in_flight counts what every worker has running.
+    let two = Limits {
+        max_in_flight: Some(2),
+        ..Limits::default()
+    };
+    let first = f.store.claim(limited(10, two)).await.unwrap().deliveries;
+    assert_eq!(first.len(), 2);
+    let claim = f.store.claim(limited(10, two)).await.unwrap();
+    assert!(claim.deliveries.is_empty());
+    assert_eq!(claim.waits, vec![("built-in".to_owned(), Wait::InFlight)]);
+    f.store
+        .finish_attempt(finished(&first[0], EventStatus::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .claim(limited(10, two))
+            .await
+            .unwrap()
+            .deliveries
+            .len(),
+        1
+    );
+
+    // A rate of 10/s holds a burst of one; the rest is throttled until a token is back.
+    let rate = Limits {
+        rate: Some("10/s".parse().unwrap()),
+        ..Limits::default()
+    };
+    let claim = f.store.claim(limited(10, rate)).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 1);
+    match claim.waits.as_slice() {
+        [(name, Wait::Throttled(until))] => {
+            assert_eq!(name, "built-in");
+            assert!(*until > Timestamp::now());
+            assert!(*until <= Timestamp::now().plus(Duration::from_millis(110)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        f.store
+            .claim(limited(10, rate))
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
+}
+
+async fn an_open_breaker_holds_failures_without_using_attempts(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = insert(f.store.as_ref(), "k", 2).await;
+    let policy = BreakerPolicy {
+        failures: 1,
+        first_probe: Duration::from_millis(50),
+        max_probe: Duration::from_millis(50),
+    };
+    let limits = Limits {
+        breaker: Some(policy),
+        ..Limits::default()
+    };
+    let failed = |claimed: &ClaimedDelivery, status: EventStatus| FinishedAttempt {
+        fault: Fault::Destination,
+        breaker: Some(policy),
+        ..finished(claimed, status)
+    };
+    // The first failure opens the breaker (one failure in a row is enough here).
+    let claimed = f
+        .store
+        .claim(limited(1, limits))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+    let recorded = f
+        .store
+        .finish_attempts(vec![failed(&claimed, EventStatus::Retrying)])
+        .await
+        .unwrap();
+    assert_eq!(recorded[0].breaker, Some(BreakerChange::Opened));
+    // Open: nothing until the probe's time.
+    let claim = f.store.claim(limited(1, limits)).await.unwrap();
+    assert!(claim.deliveries.is_empty());
+    assert!(matches!(claim.waits[0].1, Wait::BreakerOpen(_)));
+    // The probe is the oldest due delivery; its failure is held, not dead-lettered,
+    // though it was the last of its two attempts.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let probe = f
+        .store
+        .claim(limited(1, limits))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+    assert!(probe.probe);
+    assert_eq!(probe.attempt, 2);
+    let recorded = f
+        .store
+        .finish_attempts(vec![failed(&probe, EventStatus::DeadLettered)])
+        .await
+        .unwrap();
+    assert!(recorded[0].held);
+    assert_eq!(recorded[0].status, EventStatus::Retrying);
+    let event = f.store.get_event(&id).await.unwrap().unwrap();
+    let state = &event.deliveries[0].state;
+    assert_eq!((state.status, state.attempts), (EventStatus::Retrying, 2));
+    assert!(
+        state.max_attempts >= 3,
+        "held: one more attempt than it used"
+    );
+    let attempts = f.store.list_attempts(&id).await.unwrap().unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.probe).collect::<Vec<_>>(),
+        [false, true]
+    );
+    // A successful probe closes it.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let probe = f
+        .store
+        .claim(limited(1, limits))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+    let mut delivered = finished(&probe, EventStatus::Delivered);
+    delivered.breaker = Some(policy);
+    let recorded = f.store.finish_attempts(vec![delivered]).await.unwrap();
+    assert_eq!(recorded[0].breaker, Some(BreakerChange::Closed));
+    let stats = f.store.destination_stats().await.unwrap();
+    let built_in = stats.iter().find(|s| s.name == "built-in").unwrap();
+    assert_eq!((built_in.flow.breaker, built_in.flow.failures), (None, 0));
+}
+
 crate::on_both_backends!(
+    claims_obey_pause_in_flight_rate_and_the_breaker,
+    an_open_breaker_holds_failures_without_using_attempts,
     an_event_is_stored_once_with_one_delivery_per_destination,
     a_filtered_event_is_kept_and_can_be_routed_later,
     inserts_once_per_key,
