@@ -135,6 +135,7 @@ impl Application {
                         interval: self.config.prune_interval,
                     },
                     metrics: self.metrics.clone(),
+                    alerts: self.config.alerts.clone(),
                 },
                 self.delivery_client.clone(),
             );

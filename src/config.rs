@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::alerts::AlertSettings;
 use crate::destinations;
 use crate::domain::retry::RetryPolicy;
 use crate::sources::{self, Secret, Sources};
@@ -48,6 +49,8 @@ pub struct Config {
     /// Bearer token for the operator's routes (`HOOKRELAY_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
     pub sources: Arc<Sources>,
+    /// `[alerts]`: where alerts about destinations go; `None`: nowhere.
+    pub alerts: Option<Arc<AlertSettings>>,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -86,6 +89,12 @@ pub enum ConfigError {
     Destination {
         path: PathBuf,
         destination: String,
+        field: String,
+        reason: String,
+    },
+    #[error("config file {path}: [alerts] {field}: {reason}")]
+    Alerts {
+        path: PathBuf,
         field: String,
         reason: String,
     },
@@ -188,12 +197,14 @@ impl Config {
             .clone()
             .or_else(|| env("HOOKRELAY_CONFIG").map(PathBuf::from));
         let mut sources = Sources::default();
+        let mut alerts = None;
         if let Some(path) = file {
             let file = read_file(&path, &env)?;
             for (key, value) in file.settings {
                 values.insert(key, (value, Origin::File(path.clone())));
             }
             sources = file.sources;
+            alerts = file.alerts;
         }
         for (name, _) in SETTINGS {
             let var = format!("HOOKRELAY_{}", name.to_ascii_uppercase());
@@ -247,6 +258,7 @@ impl Config {
                 Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
             })?,
             sources: Arc::new(sources),
+            alerts: alerts.map(Arc::new),
         })
     }
 }
@@ -254,6 +266,7 @@ impl Config {
 struct FileContents {
     settings: Vec<(&'static str, String)>,
     sources: Sources,
+    alerts: Option<AlertSettings>,
 }
 
 fn read_file(
@@ -272,6 +285,7 @@ fn read_file(
     let mut accept_unknown = true;
     let mut configured = sources::ParsedSources::default();
     let mut destinations = Vec::new();
+    let mut alerts = None;
     for (key, value) in table {
         let wrong_type = |expected| ConfigError::WrongType {
             path: path.to_owned(),
@@ -308,6 +322,17 @@ fn read_file(
             ("destinations", _) => {
                 return Err(wrong_type("a table of [destinations.NAME] sections"));
             }
+            ("alerts", value @ toml::Value::Table(_)) => {
+                alerts = Some(crate::alerts::parse_table(value, env).map_err(|e| {
+                    ConfigError::Alerts {
+                        path: path.to_owned(),
+                        field: e.field,
+                        reason: e.reason,
+                    }
+                })?);
+                continue;
+            }
+            ("alerts", _) => return Err(wrong_type("an [alerts] table")),
             (_, value) => values.push((key, value)),
         }
     }
@@ -341,7 +366,11 @@ fn read_file(
             reason: e.reason,
         }
     })?;
-    Ok(FileContents { settings, sources })
+    Ok(FileContents {
+        settings,
+        sources,
+        alerts,
+    })
 }
 
 fn parse_at_least(raw: &str, min: u32) -> Result<u32, String> {

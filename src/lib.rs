@@ -5,6 +5,7 @@
 //! pure rules they share.
 
 pub mod admin_cli;
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,6 @@
 //! Plain types and pure logic: no I/O lives here.
 
+pub mod alert;
 pub mod event;
 pub mod lifecycle;
 pub mod protection;

@@ -9,7 +9,7 @@ use crate::destinations::BUILT_IN;
 use crate::domain::protection::Limits;
 use crate::domain::time::Timestamp;
 use crate::ops::events::{Operators, OpsError};
-use crate::store::DestinationStats;
+use crate::store::{DestinationStats, MinuteRow};
 
 /// Whether deliveries to a destination are being attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,19 @@ impl Operators {
         }
         let changed = self.store().set_paused(name, paused).await?;
         Ok((self.destination(name).await?, changed))
+    }
+
+    /// Each destination's minutes of the last hour (for the dashboard's charts), by name.
+    pub async fn last_hour(&self) -> Result<BTreeMap<String, Vec<MinuteRow>>, OpsError> {
+        let since = Timestamp(Timestamp::now().0 - 3_600_000_000);
+        let mut by_name: BTreeMap<String, Vec<MinuteRow>> = BTreeMap::new();
+        for row in self.store().destination_minutes(since).await? {
+            by_name
+                .entry(row.destination.clone())
+                .or_default()
+                .push(row);
+        }
+        Ok(by_name)
     }
 
     pub async fn destination(&self, name: &str) -> Result<DestinationStatus, OpsError> {

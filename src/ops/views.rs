@@ -4,11 +4,12 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::domain::alert::AlertKind;
 use crate::domain::lifecycle::{DeliveryState, EventStatus};
 use crate::domain::protection::{Limits, OnDeadLetter};
 use crate::domain::time::Timestamp;
 use crate::ops::destinations::DestinationStatus;
-use crate::store::{AttemptRecord, DeliveryRecord, EventRecord};
+use crate::store::{AlertRecord, AttemptRecord, DeliveryRecord, EventRecord};
 
 /// Responses carry at most this much of a destination's answer.
 const RESPONSE_BODY_LIMIT: usize = 1024;
@@ -164,8 +165,51 @@ pub struct DestinationView {
     /// When the open breaker sends its next probe.
     next_probe_at: Option<String>,
     paused_at: Option<String>,
+    /// Since when its oldest due delivery has waited longer than `[alerts] lag` (null
+    /// when it does not, or no alerts are configured).
+    lagging_since: Option<String>,
+    /// The last alert raised about it; null when none was.
+    last_alert: Option<AlertView>,
     /// The configured limits; null for a destination the config no longer names.
     limits: Option<LimitsView>,
+}
+
+/// An alert about a destination.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlertView {
+    /// `destination.failing`, `destination.recovered`, `destination.dead_lettered`,
+    /// `destination.lagging` or `destination.caught_up`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// When it was raised.
+    at: String,
+    /// `pending` until the alert receiver took it, then `sent`.
+    status: &'static str,
+    sent_at: Option<String>,
+    /// Tries so far.
+    attempts: u32,
+    /// Why the last try failed, while it is pending.
+    last_error: Option<String>,
+    /// Dead letters counted, for `destination.dead_lettered`.
+    count: Option<i64>,
+}
+
+impl From<AlertRecord> for AlertView {
+    fn from(alert: AlertRecord) -> Self {
+        Self {
+            kind: alert.kind.as_str(),
+            at: alert.created_at.to_rfc3339(),
+            status: if alert.sent_at.is_some() {
+                "sent"
+            } else {
+                "pending"
+            },
+            sent_at: alert.sent_at.map(Timestamp::to_rfc3339),
+            attempts: alert.attempts,
+            last_error: alert.last_error,
+            count: (alert.kind == AlertKind::DeadLettered).then_some(alert.count),
+        }
+    }
 }
 
 /// A destination's configured protection.
@@ -219,6 +263,8 @@ impl From<DestinationStatus> for DestinationView {
             failing_since: status.failing_since.map(Timestamp::to_rfc3339),
             next_probe_at: status.next_probe_at.map(Timestamp::to_rfc3339),
             paused_at: status.stats.paused_at.map(Timestamp::to_rfc3339),
+            lagging_since: status.stats.lagging_since.map(Timestamp::to_rfc3339),
+            last_alert: status.stats.last_alert.map(AlertView::from),
             limits: status.limits.map(LimitsView::from),
         }
     }

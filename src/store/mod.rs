@@ -14,6 +14,7 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::Notify;
 
+use crate::domain::alert::{AlertDetails, AlertKind, AlertRules, LagChange};
 use crate::domain::event::{EventId, IdempotencyKey, SourceName};
 use crate::domain::lifecycle::{self, DeliveryState, EventStatus};
 use crate::domain::protection::{BreakerChange, BreakerPolicy, Fault, FlowState, Limits, Wait};
@@ -215,6 +216,8 @@ pub struct FinishedAttempt {
     pub fault: Fault,
     /// The destination's breaker, `None` when it is off.
     pub breaker: Option<BreakerPolicy>,
+    /// How alerts are raised, `None` when no `[alerts]` are configured.
+    pub alerts: Option<AlertRules>,
 }
 
 /// What recording an outcome did.
@@ -272,6 +275,66 @@ pub fn settle_outcomes(
         .collect()
 }
 
+/// What a batch of outcomes adds to each destination's minute and dead-letter digest.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub by_destination: std::collections::BTreeMap<String, DestinationTally>,
+}
+
+#[derive(Debug, Default)]
+pub struct DestinationTally {
+    pub delivered: i64,
+    pub failed: i64,
+    pub dead: i64,
+    /// The latest dead-lettered event.
+    pub last_dead: Option<String>,
+    pub alerts: Option<AlertRules>,
+}
+
+impl Tally {
+    /// Counts an outcome that was written.
+    pub fn add(&mut self, one: &FinishedAttempt) {
+        let counts = self
+            .by_destination
+            .entry(one.record.destination.clone())
+            .or_default();
+        match one.status {
+            EventStatus::Delivered => counts.delivered += 1,
+            _ => counts.failed += 1,
+        }
+        if one.status == EventStatus::DeadLettered {
+            counts.dead += 1;
+            counts.last_dead = Some(one.event_id.as_str().to_owned());
+        }
+        counts.alerts = counts.alerts.or(one.alerts);
+    }
+}
+
+/// The episode and details of the alert a breaker change raises: from the
+/// destination's state before the batch (since when it was down) and after it (since
+/// when it fails).
+pub fn breaker_alert(
+    change: BreakerChange,
+    before: Option<&FlowState>,
+    after: &FlowState,
+    outcome: &FinishedAttempt,
+    waiting: i64,
+) -> (Option<Timestamp>, AlertDetails) {
+    let since = match change {
+        BreakerChange::Opened => after.breaker.map(|b| b.since),
+        BreakerChange::Closed => before.and_then(|b| b.breaker).map(|b| b.since),
+    };
+    let opened = change == BreakerChange::Opened;
+    let details = AlertDetails {
+        since: since.map(Timestamp::to_rfc3339),
+        failures: opened.then_some(after.failures),
+        last_error: opened.then(|| outcome.record.error.clone()).flatten(),
+        waiting: Some(waiting),
+        ..AlertDetails::default()
+    };
+    (since, details)
+}
+
 /// How many fresh attempts a replay grants, by destination.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AttemptBudget {
@@ -307,6 +370,10 @@ pub struct DestinationStats {
     pub oldest_due: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
     pub last_failure_at: Option<Timestamp>,
+    /// Since when its oldest due delivery has waited longer than `lag`.
+    pub lagging_since: Option<Timestamp>,
+    /// The last alert raised about it.
+    pub last_alert: Option<AlertRecord>,
 }
 
 impl DestinationStats {
@@ -316,6 +383,7 @@ impl DestinationStats {
         waiting: Vec<(String, i64, i64, Option<i64>)>,
         in_flight: Vec<(String, i64)>,
         rows: Vec<DestinationRow>,
+        last_alerts: Vec<AlertRecord>,
     ) -> Vec<Self> {
         let mut all: std::collections::BTreeMap<String, Self> = Default::default();
         fn entry(
@@ -343,6 +411,11 @@ impl DestinationStats {
             stats.flow = row.flow;
             stats.throttled_at = row.throttled_at;
             stats.paused_at = row.paused_at.filter(|_| row.flow.paused);
+            stats.lagging_since = row.lagging_since;
+        }
+        for alert in last_alerts {
+            let name = alert.destination.clone();
+            entry(&mut all, name).last_alert = Some(alert);
         }
         all.into_values().collect()
     }
@@ -357,6 +430,7 @@ pub struct DestinationRow {
     pub flow: FlowState,
     pub throttled_at: Option<Timestamp>,
     pub paused_at: Option<Timestamp>,
+    pub lagging_since: Option<Timestamp>,
 }
 
 /// The columns both backends read a [`FlowState`] from, in this order.
@@ -407,6 +481,67 @@ pub fn flow_values(
         flow.tokens.map(|(t, _)| t),
         flow.tokens.map(|(_, at)| at.0),
     )
+}
+
+/// An alert as stored: raised once, sent until a receiver takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub kind: AlertKind,
+    pub destination: String,
+    pub created_at: Timestamp,
+    /// The start of the episode it is about: the breaker's opening, the lag's start,
+    /// the dead-letter digest's window.
+    pub episode: Option<Timestamp>,
+    /// Dead-letter digests: how many deliveries were dead-lettered.
+    pub count: i64,
+    /// Dead-letter digests: the latest dead-lettered event.
+    pub event_id: Option<String>,
+    /// What the message says (JSON), fixed when the alert was raised.
+    pub details: String,
+    /// Tries so far, counting the one a sender is making after a claim.
+    pub attempts: u32,
+    pub sent_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// What trying to send an alert did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertOutcome {
+    Sent,
+    /// The receiver did not take it: try again at `at`.
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+}
+
+/// What a worker saw of a destination while sampling: the backlog for the charts, and
+/// the change of its lag episode the domain decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationSample {
+    pub destination: String,
+    /// Deliveries not finished: due, scheduled and in flight.
+    pub waiting: i64,
+    pub lag: Option<LagChange>,
+}
+
+/// One destination's minute for the dashboard's charts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteRow {
+    pub destination: String,
+    /// The minute's start.
+    pub minute: Timestamp,
+    pub delivered: i64,
+    pub failed: i64,
+    /// The most deliveries seen waiting in that minute (`None`: no worker looked).
+    pub backlog: Option<i64>,
+}
+
+/// The start of the minute `at` falls in.
+pub fn minute_of(at: Timestamp) -> Timestamp {
+    const MINUTE: i64 = 60_000_000;
+    Timestamp(at.0.div_euclid(MINUTE) * MINUTE)
 }
 
 /// Which events an operator asks for. Every field narrows the set.
@@ -620,6 +755,43 @@ pub trait Store: Send + Sync + 'static {
         delivered_before: Timestamp,
         dead_before: Option<Timestamp>,
         batch: usize,
+    ) -> Result<u64, StoreError>;
+
+    /// Leases up to `limit` alerts that are due to be sent (oldest first), counting the
+    /// try; a digest is due once its window has closed.
+    async fn claim_alerts(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<AlertRecord>, StoreError>;
+
+    /// Records a try of a claimed alert, fenced on its `attempts`. Returns false if
+    /// its lease was taken over meanwhile.
+    async fn finish_alert(
+        &self,
+        id: i64,
+        attempts: u32,
+        outcome: AlertOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// Writes what a worker saw (backlog per minute) and applies lag episode changes,
+    /// each fenced on the episode's state so that of several workers seeing the same
+    /// change, one raises its alert. Returns the alerts raised.
+    async fn record_samples(
+        &self,
+        samples: Vec<DestinationSample>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
+
+    /// Each destination's minutes since `since`, oldest first.
+    async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError>;
+
+    /// Deletes minutes that started before `minutes_before` and sent alerts raised
+    /// before `alerts_before`. Returns how many rows went.
+    async fn prune_monitoring(
+        &self,
+        minutes_before: Timestamp,
+        alerts_before: Timestamp,
     ) -> Result<u64, StoreError>;
 
     /// Counts by status (from partial indexes, never the whole history) and queue lag.

@@ -87,6 +87,7 @@ async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
         max_attempts: event.max_attempts,
         fault,
         breaker: configured.and_then(|d| d.limits.breaker),
+        alerts: context.settings.alerts.as_ref().map(|a| a.rules()),
         status,
         record: AttemptRecord {
             destination: event.destination.clone(),

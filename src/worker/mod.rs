@@ -19,6 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::AlertSettings;
+use crate::alerts::monitor;
+use crate::alerts::sender::Sender;
 use crate::destinations::BUILT_IN;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
@@ -42,6 +45,8 @@ pub struct WorkerSettings {
     pub sources: Arc<Sources>,
     pub retention: retention::RetentionPolicy,
     pub metrics: Arc<Metrics>,
+    /// `[alerts]`: this worker sends due alerts and watches for lag.
+    pub alerts: Option<Arc<AlertSettings>>,
 }
 
 /// Attempts running now, by delivery, with their attempt number (for lease renewal).
@@ -93,6 +98,18 @@ impl Worker {
             settings.retention,
             shutdown.clone(),
         ));
+        let lag = settings.alerts.as_ref().and_then(|a| a.lag);
+        let monitor = tokio::spawn(monitor::run(store.clone(), lag, shutdown.clone()));
+        let sender = settings.alerts.clone().map(|alerts| {
+            let sender = Sender {
+                store: store.clone(),
+                settings: alerts,
+                retry: settings.retry,
+                poll_interval: settings.poll_interval,
+                client: client.clone(),
+            };
+            tokio::spawn(sender.run(shutdown.clone()))
+        });
         tracing::info!(
             concurrency = settings.concurrency,
             "Worker started (each destination has this many slots of its own)"
@@ -209,6 +226,10 @@ impl Worker {
         renewals_stop.cancel();
         let _ = renewals.await;
         let _ = pruner.await;
+        let _ = monitor.await;
+        if let Some(sender) = sender {
+            let _ = sender.await;
+        }
         tracing::info!("Worker stopped");
     }
 }

@@ -13,6 +13,8 @@ use crate::store::Store;
 
 const BATCH: usize = 500;
 const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(20);
+/// Per-minute figures older than this are deleted (the charts show one hour).
+const CHART_HISTORY: Duration = Duration::from_secs(2 * 3600);
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetentionPolicy {
@@ -61,6 +63,16 @@ pub async fn run(store: Arc<dyn Store>, policy: RetentionPolicy, shutdown: Cance
         }
         if pruned > 0 {
             tracing::info!(pruned, "Pruned finished events past their retention");
+        }
+        // The charts show the last hour; sent alerts are kept as long as delivered events.
+        if let Err(error) = store
+            .prune_monitoring(before(now, CHART_HISTORY), delivered_before)
+            .await
+        {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "Pruning chart figures and sent alerts failed; will try again"
+            );
         }
     }
 }

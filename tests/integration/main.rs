@@ -3,6 +3,7 @@
 
 mod admin;
 mod adversarial;
+mod alerts;
 mod browser;
 mod cli;
 mod dashboard;

@@ -129,6 +129,7 @@ fn finished(claimed: &ClaimedDelivery, status: EventStatus) -> FinishedAttempt {
             Fault::Event
         },
         breaker: None,
+        alerts: None,
     }
 }
 

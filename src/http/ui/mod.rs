@@ -1,6 +1,7 @@
 //! The dashboard at `/ui`: server-rendered pages over the same store the admin API
 //! uses, and form posts (CSRF-checked) for replays. No scripts, no build step.
 
+mod chart;
 mod pages;
 mod session;
 
@@ -199,7 +200,8 @@ pub async fn event(
 /// Every destination: state, backlog, in flight, oldest due, last outcomes.
 pub async fn destinations(State(state): State<AppState>) -> Result<Response, UiError> {
     let all = state.operators.destinations().await?;
-    Ok(pages::destinations(&all).into_response())
+    let hours = state.operators.last_hour().await?;
+    Ok(pages::destinations(&all, &hours).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +223,7 @@ pub async fn destination(
         ..crate::store::EventFilter::default()
     };
     let recent = state.operators.list(&filter, 20, None).await?;
+    let hours = state.operators.last_hour().await?;
     let done = query.ok().and_then(|Query(q)| q.done);
     let notice = match done.as_deref() {
         Some("pause") => Some("Paused: no worker sends here until it is resumed."),
@@ -231,6 +234,7 @@ pub async fn destination(
     let markup = pages::destination(&pages::DestinationPage {
         destination: &destination,
         recent: &recent.events,
+        minutes: hours.get(&destination.name).map_or(&[], Vec::as_slice),
         notice,
         csrf: &csrf.value,
     });

@@ -3,12 +3,15 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use super::chart::{self, Hour};
 use super::session::CSRF_FIELD;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::protection::{Limits, OnDeadLetter};
 use crate::domain::time::Timestamp;
 use crate::ops::destinations::{DestinationState, DestinationStatus};
-use crate::store::{AttemptRecord, EventFilter, EventRecord, FilterError, QueueGauges};
+use crate::store::{
+    AlertRecord, AttemptRecord, EventFilter, EventRecord, FilterError, MinuteRow, QueueGauges,
+};
 
 /// Above this many, the delivered count reads "10000+": counting further would read
 /// the whole history on every page view.
@@ -56,6 +59,11 @@ dt { color: var(--muted); }
 dd { margin: 0; word-break: break-word; }
 .actions { margin: 12px 0; display: flex; gap: 8px; align-items: center; }
 .pager { margin: 12px 0; }
+svg.chart { display: block; background: #fff; }
+svg.chart.full { border: 1px solid var(--line); padding: 8px; max-width: 760px; height: auto; }
+svg.chart text { font: 11px system-ui, sans-serif; fill: #1c2230; }
+svg.chart text.scale { fill: var(--muted); font-size: 10px; }
+.legend { font-size: 12px; color: var(--muted); margin: 4px 0 0; }
 "#;
 
 fn layout(title: &str, body: Markup) -> Markup {
@@ -415,12 +423,32 @@ fn age(seconds: Option<f64>) -> String {
     }
 }
 
-fn destination_rows(destinations: &[DestinationStatus]) -> Markup {
+/// The last alert, as a person reads it: what, when, and whether it went out.
+fn alert_text(alert: &AlertRecord) -> String {
+    let what = alert
+        .kind
+        .as_str()
+        .trim_start_matches("destination.")
+        .replace('_', " ");
+    let sent = match (alert.sent_at, &alert.last_error) {
+        (Some(_), _) => "sent".to_owned(),
+        (None, Some(error)) => format!("not sent yet: {error}"),
+        (None, None) => "pending".to_owned(),
+    };
+    format!("{what} at {} ({sent})", time(alert.created_at))
+}
+
+fn destination_rows(
+    destinations: &[DestinationStatus],
+    hours: &std::collections::BTreeMap<String, Vec<MinuteRow>>,
+) -> Markup {
+    let now = Timestamp::now();
     html! {
         table id="destinations" {
-            thead { tr { th { "Destination" } th { "State" } th { "Backlog" } th { "Scheduled" } th { "In flight" } th { "Oldest due" } th { "Last success" } th { "Last failure" } } }
+            thead { tr { th { "Destination" } th { "State" } th { "Last hour" } th { "Backlog" } th { "Scheduled" } th { "In flight" } th { "Oldest due" } th { "Last success" } th { "Last failure" } th { "Last alert" } } }
             tbody {
                 @for d in destinations {
+                    @let hour = Hour::from_rows(hours.get(&d.name).into_iter().flatten(), now);
                     tr data-destination=(d.name) {
                         td {
                             a href={ "/ui/destinations/" (d.name) } { (d.name) }
@@ -429,30 +457,37 @@ fn destination_rows(destinations: &[DestinationStatus]) -> Markup {
                         td {
                             span class={ "status " (d.state.as_str()) } { (d.state.as_str()) }
                             @if d.throttled && d.state == DestinationState::Active { " " span class="muted" { "throttled" } }
+                            @if d.stats.lagging_since.is_some() { " " span class="muted" { "lagging" } }
                         }
+                        td { (chart::svg(&d.name, &hour, chart::Size::Compact)) }
                         td { (d.stats.backlog) }
                         td { (d.stats.scheduled) }
                         td { (d.stats.in_flight) }
                         td { (age(d.oldest_due_age.map(|a| a.as_secs_f64()))) }
                         td { (d.stats.last_success_at.map(time).unwrap_or_else(|| "—".into())) }
                         td { (d.stats.last_failure_at.map(time).unwrap_or_else(|| "—".into())) }
+                        td class="last-alert" { (d.stats.last_alert.as_ref().map(alert_text).unwrap_or_else(|| "—".into())) }
                     }
                 }
                 @if destinations.is_empty() {
-                    tr { td colspan="8" class="muted" { "No destinations are configured and none has deliveries." } }
+                    tr { td colspan="10" class="muted" { "No destinations are configured and none has deliveries." } }
                 }
             }
         }
+        p class="legend" { "Last hour, one column per minute: deliveries (top row), failed attempts (hatched, middle row), deliveries waiting (dashed line, bottom row). Hover a minute for its figures." }
     }
 }
 
-pub fn destinations(destinations: &[DestinationStatus]) -> Markup {
+pub fn destinations(
+    destinations: &[DestinationStatus],
+    hours: &std::collections::BTreeMap<String, Vec<MinuteRow>>,
+) -> Markup {
     layout(
         "Destinations",
         html! {
             h1 { "Destinations" }
             p class="muted" { "Backlog: deliveries due now. Scheduled: waiting for a later retry." }
-            (destination_rows(destinations))
+            (destination_rows(destinations, hours))
         },
     )
 }
@@ -460,6 +495,8 @@ pub fn destinations(destinations: &[DestinationStatus]) -> Markup {
 pub struct DestinationPage<'a> {
     pub destination: &'a DestinationStatus,
     pub recent: &'a [EventRecord],
+    /// Its minutes of the last hour.
+    pub minutes: &'a [MinuteRow],
     pub notice: Option<&'a str>,
     pub csrf: &'a str,
 }
@@ -520,7 +557,14 @@ pub fn destination(page: &DestinationPage<'_>) -> Markup {
                 @if let Some(limits) = &destination.limits {
                     dt { "Limits" } dd { (limits_text(limits)) }
                 }
+                @if let Some(since) = destination.stats.lagging_since {
+                    dt { "Lagging" } dd { "its oldest due delivery has waited since " (time(since)) }
+                }
+                dt { "Last alert" } dd id="last-alert" { (destination.stats.last_alert.as_ref().map(alert_text).unwrap_or_else(|| "none".into())) }
             }
+            h2 { "Last hour" }
+            (chart::svg(&destination.name, &Hour::from_rows(page.minutes, Timestamp::now()), chart::Size::Full))
+            p class="legend" { (Hour::from_rows(page.minutes, Timestamp::now()).summary(&destination.name)) ". One column per minute; hover a minute for its figures." }
             @if destination.configured {
                 @if destination.state == DestinationState::Paused {
                     form class="actions" method="post" action=(action("resume")) {
@@ -537,7 +581,10 @@ pub fn destination(page: &DestinationPage<'_>) -> Markup {
                 }
             }
             h2 { "Now" }
-            (destination_rows(std::slice::from_ref(destination)))
+            (destination_rows(
+                std::slice::from_ref(destination),
+                &[(destination.name.clone(), page.minutes.to_vec())].into(),
+            ))
             h2 { "Recent events" }
             p { a href={ "/ui?destination=" (destination.name) } { "All events routed here →" } }
             (event_table(page.recent))

@@ -9,6 +9,7 @@
 //! fallback. Broken connections are replaced by the pool, so the service recovers by
 //! itself when PostgreSQL comes back.
 
+mod alerts;
 mod queries;
 
 use std::future::poll_fn;
@@ -26,9 +27,10 @@ use queries::Column as _;
 
 use super::group::Grouped;
 use super::{
-    AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId, DestinationStats, EventFilter,
-    EventPage, EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
-    QueueGauges, REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
+    AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId,
+    DestinationSample, DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt,
+    InsertOutcome, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH,
+    Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -41,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_status_check.sql"),
     include_str!("../../../migrations/postgres/0006_deliveries.sql"),
     include_str!("../../../migrations/postgres/0007_protection.sql"),
+    include_str!("../../../migrations/postgres/0008_alerts.sql"),
 ];
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
@@ -435,6 +438,48 @@ impl Store for PostgresStore {
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {
         let client = self.pool.get().await?;
         queries::gauges(&client).await
+    }
+
+    async fn claim_alerts(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        alerts::claim_alerts(&client, limit, lease).await
+    }
+
+    async fn finish_alert(
+        &self,
+        id: i64,
+        attempts: u32,
+        outcome: AlertOutcome,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        alerts::finish_alert(&client, id, attempts, &outcome).await
+    }
+
+    async fn record_samples(
+        &self,
+        samples: Vec<DestinationSample>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        alerts::record_samples(&mut client, &samples, now).await
+    }
+
+    async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {
+        let client = self.pool.get().await?;
+        alerts::destination_minutes(&client, since).await
+    }
+
+    async fn prune_monitoring(
+        &self,
+        minutes_before: Timestamp,
+        alerts_before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        alerts::prune_monitoring(&client, minutes_before, alerts_before).await
     }
 
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {

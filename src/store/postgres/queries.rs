@@ -17,8 +17,8 @@ use crate::store::{
     AttemptBudget, AttemptRecord, Claim, ClaimRequest, ClaimedDelivery, DeliveryId, DeliveryRecord,
     DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
     FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
-    Recorded, ReplayBatch, ReplayOutcome, StoreError, Want, flow_state, flow_values,
-    settle_outcomes,
+    Recorded, ReplayBatch, ReplayOutcome, StoreError, Tally, Want, breaker_alert, flow_state,
+    flow_values, minute_of, settle_outcomes,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -1025,6 +1025,7 @@ pub async fn finish_attempts(
         write_flow(&tx, name, state).await?;
     }
     let (held, _) = write_outcomes(&tx, &finished, now).await?;
+    raise_alerts(&tx, &finished, &changes, &held, &before, &states, now).await?;
     tx.commit().await?;
     Ok(finished
         .iter()
@@ -1035,6 +1036,43 @@ pub async fn finish_attempts(
             status: f.status,
         })
         .collect())
+}
+
+/// The alerts a batch of outcomes raises: its breaker changes, and its dead letters
+/// counted into their destinations' digests.
+async fn raise_alerts(
+    tx: &Transaction<'_>,
+    finished: &[FinishedAttempt],
+    changes: &[Option<BreakerChange>],
+    held: &std::collections::HashSet<i64>,
+    before: &std::collections::HashMap<String, FlowState>,
+    states: &std::collections::HashMap<String, FlowState>,
+    now: Timestamp,
+) -> Result<()> {
+    let mut tally = Tally::default();
+    for (one, change) in finished.iter().zip(changes) {
+        if held.contains(&one.delivery.0) {
+            tally.add(one);
+        }
+        let (Some(change), Some(_)) = (change, one.alerts) else {
+            continue;
+        };
+        let name = &one.record.destination;
+        let Some(after) = states.get(name) else {
+            continue;
+        };
+        let waiting = super::alerts::waiting(tx, name).await?;
+        let (episode, details) = breaker_alert(*change, before.get(name), after, one, waiting);
+        let episode = episode.or(Some(now));
+        super::alerts::raise(tx, (*change).into(), name, episode, &details, now).await?;
+    }
+    for (destination, counts) in &tally.by_destination {
+        if let (Some(rules), Some(event_id)) = (&counts.alerts, &counts.last_dead) {
+            super::alerts::add_dead_letters(tx, destination, counts.dead, event_id, rules, now)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The outcomes' statement. Returns the deliveries whose lease held, and the
@@ -1075,8 +1113,36 @@ async fn write_outcomes<C: GenericClient>(
                         f.status_code, f.error, f.response_body, f.probe
                  FROM f JOIN updated u ON u.seq = f.seq),
              was_open AS (
-                 SELECT name FROM destinations
+                 SELECT name, breaker_since FROM destinations
                  WHERE name IN (SELECT destination FROM f) AND breaker_since IS NOT NULL),
+             minutes AS (
+                 INSERT INTO destination_minutes (destination, minute, delivered, failed)
+                 SELECT f.destination, $16,
+                        COUNT(*) FILTER (WHERE f.status = 'delivered'),
+                        COUNT(*) FILTER (WHERE f.status <> 'delivered')
+                 FROM f JOIN updated u ON u.seq = f.seq
+                 GROUP BY f.destination ORDER BY f.destination
+                 ON CONFLICT (destination, minute) DO UPDATE SET
+                     delivered = destination_minutes.delivered + excluded.delivered,
+                     failed = destination_minutes.failed + excluded.failed),
+             -- A success closed the breaker: its recovery alert, once per episode.
+             recovered AS (
+                 INSERT INTO alerts (kind, destination, created_at, episode, details,
+                                     next_attempt_at)
+                 SELECT 'destination.recovered', w.name, $12, w.breaker_since,
+                        json_build_object(
+                            'since', to_char(to_timestamp(w.breaker_since / 1000000.0)
+                                                 AT TIME ZONE 'UTC',
+                                             'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                            'waiting', (SELECT COUNT(*) FROM deliveries w2
+                                        WHERE w2.destination = w.name
+                                          AND (w2.status IN ",
+            claimable!(),
+            " OR w2.lease_until IS NOT NULL)))::text,
+                        $12
+                 FROM was_open w WHERE $15 AND $17
+                 ON CONFLICT (destination, kind, episode) WHERE episode IS NOT NULL
+                 DO NOTHING),
              outcome AS (
                  INSERT INTO destinations (name, last_success_at, last_failure_at)
                  SELECT f.destination,
@@ -1135,6 +1201,7 @@ async fn write_outcomes<C: GenericClient>(
     let all_delivered = finished
         .iter()
         .all(|f| f.fault == Fault::None && !f.record.probe);
+    let alerts = finished.iter().any(|f| f.alerts.is_some());
     let rows = client
         .query(
             &statement,
@@ -1154,6 +1221,8 @@ async fn write_outcomes<C: GenericClient>(
                 &max_attempts,
                 &probes,
                 &all_delivered,
+                &minute_of(now).0,
+                &alerts,
             ],
         )
         .await?;
@@ -1312,7 +1381,7 @@ pub async fn destination_stats(client: &Client) -> Result<Vec<DestinationStats>>
     let rows = client
         .prepare_cached(&format!(
             "SELECT {FLOW_COLUMNS}, name, last_success_at, last_failure_at, throttled_at,
-                    paused_at
+                    paused_at, lagging_since
              FROM destinations"
         ))
         .await?;
@@ -1328,10 +1397,17 @@ pub async fn destination_stats(client: &Client) -> Result<Vec<DestinationStats>>
                 last_failure_at: row.col::<Option<i64>>(9)?.map(Timestamp),
                 throttled_at: row.col::<Option<i64>>(10)?.map(Timestamp),
                 paused_at: row.col::<Option<i64>>(11)?.map(Timestamp),
+                lagging_since: row.col::<Option<i64>>(12)?.map(Timestamp),
             })
         })
         .collect::<Result<_>>()?;
-    Ok(DestinationStats::merge(waiting, in_flight, rows))
+    let last_alerts = super::alerts::last_alerts(client).await?;
+    Ok(DestinationStats::merge(
+        waiting,
+        in_flight,
+        rows,
+        last_alerts,
+    ))
 }
 
 /// A real write, so that a read-only or unreachable database shows; and an insert

@@ -4,6 +4,7 @@
 //! reads use a small pool of their own connections, which WAL lets run beside the
 //! writer. Several processes may share the file: SQLite's locks order their writers.
 
+mod alerts;
 mod file;
 mod queries;
 mod writer;
@@ -18,9 +19,10 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::{
-    AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId, DestinationStats, EventFilter,
-    EventPage, EventRecord, FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions,
-    QueueGauges, REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
+    AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId,
+    DestinationSample, DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt,
+    InsertOutcome, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH,
+    Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -36,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_status_check.sql"),
     include_str!("../../../migrations/sqlite/0006_deliveries.sql"),
     include_str!("../../../migrations/sqlite/0007_protection.sql"),
+    include_str!("../../../migrations/sqlite/0008_alerts.sql"),
 ];
 
 /// How often a worker in its own process looks for commits made by other processes.
@@ -380,6 +383,52 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| queries::prune(conn, delivered_before, dead_before, batch))
+            .await
+    }
+
+    async fn claim_alerts(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        self.writer
+            .write(move |conn| alerts::claim_alerts(conn, limit, lease))
+            .await
+    }
+
+    async fn finish_alert(
+        &self,
+        id: i64,
+        attempts: u32,
+        outcome: AlertOutcome,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |conn| alerts::finish_alert(conn, id, attempts, &outcome))
+            .await
+    }
+
+    async fn record_samples(
+        &self,
+        samples: Vec<DestinationSample>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |conn| alerts::record_samples(conn, &samples, now))
+            .await
+    }
+
+    async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {
+        self.read(move |conn| alerts::destination_minutes(conn, since))
+            .await
+    }
+
+    async fn prune_monitoring(
+        &self,
+        minutes_before: Timestamp,
+        alerts_before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| alerts::prune_monitoring(conn, minutes_before, alerts_before))
             .await
     }
 

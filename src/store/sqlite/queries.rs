@@ -16,7 +16,8 @@ use crate::store::{
     AttemptBudget, AttemptRecord, Claim, ClaimRequest, ClaimedDelivery, DeliveryId, DeliveryRecord,
     DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
     FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
-    Recorded, ReplayBatch, ReplayOutcome, Want, flow_state, flow_values, settle_outcomes,
+    Recorded, ReplayBatch, ReplayOutcome, Tally, Want, breaker_alert, flow_state, flow_values,
+    settle_outcomes,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -777,14 +778,30 @@ pub fn finish_attempts(
     let changes = settle_outcomes(&mut finished, &mut states, now);
     let mut recorded = Vec::with_capacity(finished.len());
     let mut outcomes: Vec<(&str, bool)> = Vec::new();
+    let mut tally = Tally::default();
     for (one, breaker) in finished.iter().zip(changes) {
         let held = finish_attempt(conn, one, now)?;
         let outcome = (
             one.record.destination.as_str(),
             one.status == EventStatus::Delivered,
         );
-        if held && !outcomes.contains(&outcome) {
-            outcomes.push(outcome);
+        if held {
+            if !outcomes.contains(&outcome) {
+                outcomes.push(outcome);
+            }
+            tally.add(one);
+        }
+        if let (Some(change), Some(_)) = (breaker, one.alerts) {
+            let name = &one.record.destination;
+            let (episode, details) = breaker_alert(
+                change,
+                before.get(name),
+                &states[name],
+                one,
+                super::alerts::waiting(conn, name)?,
+            );
+            let episode = episode.or(Some(now));
+            super::alerts::raise(conn, change.into(), name, episode, &details, now)?;
         }
         recorded.push(Recorded {
             held,
@@ -794,6 +811,12 @@ pub fn finish_attempts(
     }
     for (destination, delivered) in outcomes {
         record_outcome(conn, destination, delivered, now)?;
+    }
+    for (destination, counts) in &tally.by_destination {
+        super::alerts::count_minute(conn, destination, counts.delivered, counts.failed, now)?;
+        if let (Some(rules), Some(event_id)) = (&counts.alerts, &counts.last_dead) {
+            super::alerts::add_dead_letters(conn, destination, counts.dead, event_id, rules, now)?;
+        }
     }
     for (name, state) in &states {
         if before.get(name) != Some(state) {
@@ -995,7 +1018,7 @@ pub fn destination_stats(conn: &Connection) -> rusqlite::Result<Vec<DestinationS
     let rows: Vec<DestinationRow> = conn
         .prepare_cached(&format!(
             "SELECT {FLOW_COLUMNS}, name, last_success_at, last_failure_at, throttled_at,
-                    paused_at
+                    paused_at, lagging_since
              FROM destinations"
         ))?
         .query_map([], |row| {
@@ -1006,10 +1029,17 @@ pub fn destination_stats(conn: &Connection) -> rusqlite::Result<Vec<DestinationS
                 last_failure_at: row.get::<_, Option<i64>>(9)?.map(Timestamp),
                 throttled_at: row.get::<_, Option<i64>>(10)?.map(Timestamp),
                 paused_at: row.get::<_, Option<i64>>(11)?.map(Timestamp),
+                lagging_since: row.get::<_, Option<i64>>(12)?.map(Timestamp),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(DestinationStats::merge(waiting, in_flight, rows))
+    let last_alerts = super::alerts::last_alerts(conn)?;
+    Ok(DestinationStats::merge(
+        waiting,
+        in_flight,
+        rows,
+        last_alerts,
+    ))
 }
 
 /// A real write, so that a full disk or a lost lock shows.
