@@ -334,7 +334,151 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
     browser.click("header nav a[href='/ui/destinations']").await;
     assert_eq!(browser.text("h1").await, "Destinations");
     assert!(browser.text("#destinations").await.contains("built-in"));
+
+    browser.close().await;
+}
+
+/// The text of the first element matching `css` that the page does not render
+/// (an SVG `title`).
+async fn text_content(browser: &Browser, css: &str) -> String {
+    let value = browser
+        .page()
+        .execute(
+            "return document.querySelector(arguments[0]).textContent",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"));
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn an_operator_sees_when_a_destination_started_failing_and_that_it_drains() {
+    use crate::receiver::{Answer, Receiver};
+    // `billing` answers 503 four times (its breaker opens after three), then 200.
+    let billing = Receiver::start(vec![Answer::status(503); 4]).await;
+    let crm = Receiver::start(Vec::new()).await;
+    let slack = Receiver::start(Vec::new()).await;
+    let config = format!(
+        r#"
+[destinations.billing]
+url = "{}"
+breaker_failures = 3
+breaker_probe = "300ms"
+[destinations.crm]
+url = "{}"
+[sources.shop]
+[[sources.shop.routes]]
+destination = "billing"
+[[sources.shop.routes]]
+destination = "crm"
+[alerts]
+url = "{}"
+"#,
+        billing.url(),
+        crm.url(),
+        slack.url()
+    );
+    let app = TestApp::spawn_with_file(
+        Backend::Sqlite,
+        &config,
+        &[
+            ("HOOKRELAY_ADMIN_TOKEN", TOKEN),
+            ("HOOKRELAY_WORKER_CONCURRENCY", "1"),
+        ],
+    )
+    .await;
+    // The hour before: steady deliveries, an outage from 25 to 15 minutes ago with its
+    // backlog, drained since. Seeded as the workers would have written it.
+    let minute = 60_000_000_i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let current = now / minute * minute;
+    for ago in 1..=50_i64 {
+        let outage = (15..25).contains(&ago);
+        let (delivered, failed, backlog) = if outage {
+            (0, 6 + ago % 3, 40 * (25 - ago))
+        } else if (10..15).contains(&ago) {
+            (120, 0, 80 * (ago - 10))
+        } else {
+            (40 + (ago * 7) % 13, i64::from(ago == 30), 2)
+        };
+        for (name, delivered, failed, backlog) in [
+            ("billing", delivered, failed, backlog),
+            ("crm", 40 + (ago * 5) % 11, 0, 1),
+        ] {
+            app.database
+                .execute(&format!(
+                    "INSERT INTO destination_minutes (destination, minute, delivered, failed, backlog)
+                     VALUES ('{name}', {}, {delivered}, {failed}, {backlog})",
+                    current - ago * minute
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            app.accept("shop", &format!("order-{i}"), json!({"order": i}))
+                .await,
+        );
+    }
+    for id in &ids {
+        eventually(Duration::from_secs(20), "delivered to both", || async {
+            (event(&app, id).await["status"] == "delivered").then_some(())
+        })
+        .await;
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the recovery alert sent",
+        || async {
+            slack
+                .received()
+                .iter()
+                .any(|r| String::from_utf8_lossy(&r.body).contains("*billing* recovered"))
+                .then_some(())
+        },
+    )
+    .await;
+
+    let browser = Browser::start().await;
+    browser
+        .page()
+        .goto(&app.url(&format!("/ui/destinations?token={TOKEN}")))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("h1").await, "Destinations");
+    let summary = text_content(&browser, "tr[data-destination=billing] svg.chart title").await;
+    assert!(summary.starts_with("billing, last hour: "), "{summary}");
+    assert!(summary.contains("first failure at"), "{summary}");
+    assert!(summary.contains("backlog now"), "{summary}");
+    let alert = browser
+        .text("tr[data-destination=billing] td.last-alert")
+        .await;
+    assert!(alert.starts_with("recovered at"), "{alert}");
+    assert!(alert.contains("(sent)"), "{alert}");
+    assert_eq!(
+        browser.text("tr[data-destination=crm] td.last-alert").await,
+        "—"
+    );
     browser.screenshot("destinations.png").await;
+
+    browser.click("a[href='/ui/destinations/billing']").await;
+    assert_eq!(browser.text("h1").await, "billing");
+    let failed = browser
+        .page()
+        .find_all(Locator::Css("svg.chart.full rect.failed"))
+        .await
+        .unwrap();
+    assert!(failed.len() >= 10, "{} failed minutes drawn", failed.len());
+    let legend = browser.text("svg.chart.full + p.legend").await;
+    assert!(legend.contains("failed (first failure at"), "{legend}");
+    assert!(browser.text("#last-alert").await.contains("recovered"));
+    browser.screenshot("destination.png").await;
 
     browser.close().await;
 }

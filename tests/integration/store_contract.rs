@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hookrelay::domain::alert::{AlertKind, AlertRules, LagChange};
 use hookrelay::domain::event::{EventId, IdempotencyKey, SourceName};
 use hookrelay::domain::lifecycle::EventStatus;
 use hookrelay::domain::protection::{BreakerChange, BreakerPolicy, Fault, Limits, Wait};
 use hookrelay::domain::time::Timestamp;
 use hookrelay::store::{
-    self, AttemptBudget, AttemptRecord, ClaimRequest, ClaimedDelivery, DatabaseUrl, EventFilter,
-    FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, ReplayOutcome, Store, Want,
+    self, AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, ClaimRequest, ClaimedDelivery,
+    DatabaseUrl, DestinationSample, EventFilter, FinishedAttempt, InsertOutcome, NewDelivery,
+    NewEvent, OpenOptions, ReplayOutcome, Store, Want,
 };
 
 use crate::helpers::*;
@@ -883,7 +885,157 @@ async fn an_open_breaker_holds_failures_without_using_attempts(backend: Backend)
     assert_eq!((built_in.flow.breaker, built_in.flow.failures), (None, 0));
 }
 
+async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let hour = AlertRules {
+        digest: Duration::from_secs(3600),
+    };
+    // Dead letters in two batches go into one digest, not yet due.
+    for key in ["d1", "d2"] {
+        insert(f.store.as_ref(), key, 1).await;
+        let claimed = f.store.claim(wants(1, LEASE)).await.unwrap().deliveries;
+        let mut dead = finished(&claimed[0], EventStatus::DeadLettered);
+        dead.alerts = Some(hour);
+        f.store.finish_attempts(vec![dead]).await.unwrap();
+    }
+    assert!(f.store.claim_alerts(10, LEASE).await.unwrap().is_empty());
+    let stats = f.store.destination_stats().await.unwrap();
+    let built_in = stats.iter().find(|s| s.name == "built-in").unwrap();
+    let digest = built_in.last_alert.clone().expect("a digest");
+    assert_eq!((digest.kind, digest.count), (AlertKind::DeadLettered, 2));
+    let minutes = f.store.destination_minutes(Timestamp(0)).await.unwrap();
+    let delivered: i64 = minutes.iter().map(|m| m.delivered).sum();
+    let failed: i64 = minutes.iter().map(|m| m.failed).sum();
+    assert_eq!((delivered, failed), (0, 2));
+
+    // A breaker that opens raises one alert, due at once, claimed by one sender.
+    insert(f.store.as_ref(), "b1", 5).await;
+    let claimed = f.store.claim(wants(1, LEASE)).await.unwrap().deliveries;
+    let mut failed = finished(&claimed[0], EventStatus::Retrying);
+    failed.fault = Fault::Destination;
+    failed.breaker = Some(BreakerPolicy {
+        failures: 1,
+        ..BreakerPolicy::default()
+    });
+    failed.alerts = Some(hour);
+    let recorded = f.store.finish_attempts(vec![failed]).await.unwrap();
+    assert_eq!(recorded[0].breaker, Some(BreakerChange::Opened));
+    let (a, b) = tokio::join!(
+        f.store.claim_alerts(10, LEASE),
+        f.store.claim_alerts(10, LEASE)
+    );
+    let mut claimed: Vec<AlertRecord> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let alert = claimed.remove(0);
+    assert_eq!((alert.kind, alert.attempts), (AlertKind::Failing, 1));
+    assert!(
+        alert.details.contains("\"failures\":1"),
+        "{}",
+        alert.details
+    );
+    // Not taken: tried again, and a stale sender's outcome is refused.
+    let retry = AlertOutcome::Retry {
+        at: Timestamp::now(),
+        error: "HTTP 500".into(),
+    };
+    assert!(
+        f.store
+            .finish_alert(alert.id, 1, retry.clone())
+            .await
+            .unwrap()
+    );
+    let again = f.store.claim_alerts(10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].last_error.as_deref(), Some("HTTP 500"));
+    assert!(
+        !f.store
+            .finish_alert(alert.id, 1, AlertOutcome::Sent)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .finish_alert(alert.id, 2, AlertOutcome::Sent)
+            .await
+            .unwrap()
+    );
+    assert!(f.store.claim_alerts(10, LEASE).await.unwrap().is_empty());
+
+    // A lag episode seen by two workers raises one alert when it starts and one when
+    // it ends.
+    let since = Timestamp(Timestamp::now().0 - 10_000_000);
+    let sample = |lag| DestinationSample {
+        destination: "billing".into(),
+        waiting: 7,
+        lag: Some(lag),
+    };
+    let now = Timestamp::now();
+    let started = LagChange::Started { since };
+    assert_eq!(
+        f.store
+            .record_samples(vec![sample(started)], now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.store
+            .record_samples(vec![sample(started)], now)
+            .await
+            .unwrap(),
+        0
+    );
+    let stats = f.store.destination_stats().await.unwrap();
+    let billing = stats.iter().find(|s| s.name == "billing").unwrap();
+    assert_eq!(billing.lagging_since, Some(since));
+    let ended = LagChange::Ended;
+    assert_eq!(
+        f.store
+            .record_samples(vec![sample(ended)], now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.store
+            .record_samples(vec![sample(ended)], now)
+            .await
+            .unwrap(),
+        0
+    );
+    let kinds: Vec<AlertKind> = f
+        .store
+        .claim_alerts(10, LEASE)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(kinds, [AlertKind::Lagging, AlertKind::CaughtUp]);
+    let backlog = f.store.destination_minutes(Timestamp(0)).await.unwrap();
+    assert!(
+        backlog
+            .iter()
+            .any(|m| m.destination == "billing" && m.backlog == Some(7)),
+        "{backlog:?}"
+    );
+    // Pruning keeps the hour and pending alerts.
+    f.store
+        .prune_monitoring(Timestamp(0), Timestamp::now().plus(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.database
+            .scalar("SELECT COUNT(*) FROM alerts WHERE status = 'sent'")
+            .await,
+        0
+    );
+    assert!(f.database.scalar("SELECT COUNT(*) FROM alerts").await >= 3);
+}
+
 crate::on_both_backends!(
+    alerts_are_raised_once_per_episode_and_sent_once,
     claims_obey_pause_in_flight_rate_and_the_breaker,
     an_open_breaker_holds_failures_without_using_attempts,
     an_event_is_stored_once_with_one_delivery_per_destination,

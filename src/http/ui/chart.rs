@@ -122,7 +122,11 @@ pub fn svg(name: &str, hour: &Hour, size: Size) -> Markup {
     let backlog_max = self::max(&backlog);
     let scale = |value: i64, max: i64| value as f64 / max.max(1) as f64 * row_height;
     let summary = hour.summary(name);
-    let width = if full { "100%" } else { "240" };
+    let (width, drawn_height) = if full {
+        ("100%", None)
+    } else {
+        ("240", Some("48"))
+    };
     let hatch = format!("hatch-{name}");
     // The backlog as a step line through the minutes a worker looked at.
     let mut line = String::new();
@@ -135,18 +139,18 @@ pub fn svg(name: &str, hour: &Hour, size: Size) -> Markup {
     }
     html! {
         svg class={ "chart " @if full { "full" } @else { "compact" } }
-            role="img" width=(width) viewBox={ "0 0 " (WIDTH) " " (height) }
+            role="img" width=(width) height=[drawn_height] viewBox={ "0 0 " (WIDTH) " " (height) }
             preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg" {
             title { (summary) }
             defs {
                 pattern id=(hatch) width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
-                    rect width="4" height="4" fill="#fff";
-                    line x1="0" y1="0" x2="0" y2="4" stroke="#9b1c1c" stroke-width="2.2";
+                    rect width="4" height="4" fill="#fff" {}
+                    line x1="0" y1="0" x2="0" y2="4" stroke="#9b1c1c" stroke-width="2.2" {}
                 }
             }
             @for row in 0..3 {
-                rect x=(left) y=(top(row)) width=(plot) height=(row_height) fill="#f3f4f6";
-                line x1=(left) x2=(WIDTH) y1=(top(row) + row_height) y2=(top(row) + row_height) stroke="#9aa3b0" stroke-width="1";
+                rect x=(left) y=(top(row)) width=(plot) height=(row_height) fill="#f3f4f6" {}
+                line x1=(left) x2=(WIDTH) y1=(top(row) + row_height) y2=(top(row) + row_height) stroke="#9aa3b0" stroke-width="1" {}
             }
             @if full {
                 text x="0" y=(top(0) + 13.0) class="label" { "delivered/min" }
@@ -176,7 +180,7 @@ pub fn svg(name: &str, hour: &Hour, size: Size) -> Markup {
                 }
             }
             @if !line.is_empty() {
-                path class="backlog" d=(line) fill="none" stroke="#1f5fbf" stroke-width="2" stroke-dasharray="5 2";
+                path class="backlog" d=(line) fill="none" stroke="#1f5fbf" stroke-width="2" stroke-dasharray="5 2" {}
             }
         }
     }
