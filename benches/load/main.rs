@@ -6,6 +6,7 @@
 //! The ceiling is an axum server (this program re-executed) that parses the same JSON
 //! and answers 202 without storing anything.
 
+mod alerts;
 mod client;
 mod fanout;
 mod protection;
@@ -82,6 +83,14 @@ async fn run(duration: Duration) {
             .and_then(|r| r.parse().ok())
             .unwrap_or(3);
         fanout::print_stalls(dir.path(), duration, runs).await;
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("alerts") {
+        let runs = std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+        alerts::print(dir.path(), duration, runs).await;
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("protection") {
