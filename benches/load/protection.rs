@@ -2,7 +2,8 @@
 //! limits against an earlier build (`BENCH_BASELINE_BIN`, runs alternated); ordered
 //! delivery over 100 keys against unordered; the achieved rate at `rate = "50/s"` and
 //! `"1000/s"`; and the end-to-end latency of a healthy destination alone and beside
-//! one that never answers.
+//! one that never answers. `BENCH_AB_ONLY=1` stops after the comparison with the
+//! earlier build.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -148,6 +149,10 @@ pub async fn print(root: &Path, events: u64) {
                 list(&after),
                 mean(&after) / mean(&before)
             );
+        }
+        // `BENCH_AB_ONLY=1`: the comparison with the earlier build alone.
+        if std::env::var_os("BENCH_AB_ONLY").is_some() {
+            return;
         }
     }
 

@@ -275,7 +275,7 @@ pub fn settle_outcomes(
         .collect()
 }
 
-/// What a batch of outcomes adds to each destination's minute and dead-letter digest.
+/// What a batch of outcomes adds to each destination's dead-letter digest.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub by_destination: std::collections::BTreeMap<String, DestinationTally>,
@@ -283,8 +283,6 @@ pub struct Tally {
 
 #[derive(Debug, Default)]
 pub struct DestinationTally {
-    pub delivered: i64,
-    pub failed: i64,
     pub dead: i64,
     /// The latest dead-lettered event.
     pub last_dead: Option<String>,
@@ -298,10 +296,6 @@ impl Tally {
             .by_destination
             .entry(one.record.destination.clone())
             .or_default();
-        match one.status {
-            EventStatus::Delivered => counts.delivered += 1,
-            _ => counts.failed += 1,
-        }
         if one.status == EventStatus::DeadLettered {
             counts.dead += 1;
             counts.last_dead = Some(one.event_id.as_str().to_owned());
@@ -524,6 +518,15 @@ pub struct DestinationSample {
     /// Deliveries not finished: due, scheduled and in flight.
     pub waiting: i64,
     pub lag: Option<LagChange>,
+}
+
+/// Outcomes a worker counted for one destination and minute, added to the minute's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteCount {
+    pub destination: String,
+    pub minute: Timestamp,
+    pub delivered: i64,
+    pub failed: i64,
 }
 
 /// One destination's minute for the dashboard's charts.
@@ -774,12 +777,14 @@ pub trait Store: Send + Sync + 'static {
         outcome: AlertOutcome,
     ) -> Result<bool, StoreError>;
 
-    /// Writes what a worker saw (backlog per minute) and applies lag episode changes,
+    /// Writes what a worker saw (backlog per minute) and the outcomes it counted, and
+    /// applies lag episode changes,
     /// each fenced on the episode's state so that of several workers seeing the same
     /// change, one raises its alert. Returns the alerts raised.
     async fn record_samples(
         &self,
         samples: Vec<DestinationSample>,
+        counts: Vec<MinuteCount>,
         now: Timestamp,
     ) -> Result<usize, StoreError>;
 
@@ -836,8 +841,8 @@ pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Sto
     }
 }
 
-/// Expired leases are looked for on every claim that leaves slots free, and at least
-/// this often while workers are saturated: they are rare, and the look costs a query.
+/// Expired leases are looked for on every claim that finds nothing to do, and at least
+/// this often while workers are busy: they are rare, and the look costs a query.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// When this process last looked for expired leases.

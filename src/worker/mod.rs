@@ -85,7 +85,8 @@ impl Worker {
         // One client: kept-alive connections to each destination are reused.
         let client = self.client;
         let attempts = TaskTracker::new();
-        let recorder = recorder::Recorder::start(store.clone());
+        let outcomes = Arc::new(monitor::MinuteOutcomes::default());
+        let recorder = recorder::Recorder::start(store.clone(), outcomes.clone());
         let renewals_stop = CancellationToken::new();
         let renewals = tokio::spawn(renew_leases(
             store.clone(),
@@ -99,7 +100,13 @@ impl Worker {
             shutdown.clone(),
         ));
         let lag = settings.alerts.as_ref().and_then(|a| a.lag);
-        let monitor = tokio::spawn(monitor::run(store.clone(), lag, shutdown.clone()));
+        let monitor_stop = CancellationToken::new();
+        let monitor = tokio::spawn(monitor::run(
+            store.clone(),
+            lag,
+            outcomes,
+            monitor_stop.clone(),
+        ));
         let sender = settings.alerts.clone().map(|alerts| {
             let sender = Sender {
                 store: store.clone(),
@@ -226,6 +233,8 @@ impl Worker {
         renewals_stop.cancel();
         let _ = renewals.await;
         let _ = pruner.await;
+        // After the last outcome, so that its count is written too.
+        monitor_stop.cancel();
         let _ = monitor.await;
         if let Some(sender) = sender {
             let _ = sender.await;

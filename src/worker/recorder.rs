@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::monitor::MinuteOutcomes;
+use crate::domain::lifecycle::EventStatus;
 use crate::store::group::Grouped;
 use crate::store::{FinishedAttempt, Recorded, Store, StoreError};
 
@@ -19,14 +21,28 @@ pub struct Recorder(Grouped<FinishedAttempt, Recorded>);
 
 impl Recorder {
     /// Runs until every `Recorder` handle is dropped.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Counts each outcome written into `outcomes` (for the dashboard's charts).
+    pub fn start(store: Arc<dyn Store>, outcomes: Arc<MinuteOutcomes>) -> Self {
         Self(Grouped::start(
             MAX_GROUP,
             CONCURRENT,
             CancellationToken::new(),
             move |finished: Vec<FinishedAttempt>| {
                 let store = store.clone();
-                async move { store.finish_attempts(finished).await }
+                let outcomes = outcomes.clone();
+                async move {
+                    let names: Vec<String> = finished
+                        .iter()
+                        .map(|f| f.record.destination.clone())
+                        .collect();
+                    let recorded = store.finish_attempts(finished).await?;
+                    for (name, one) in names.iter().zip(&recorded) {
+                        if one.held {
+                            outcomes.add(name, one.status == EventStatus::Delivered);
+                        }
+                    }
+                    Ok(recorded)
+                }
             },
         ))
     }

@@ -262,20 +262,22 @@ async fn json_alerts_verify_with_the_standard_webhooks_library(backend: Backend)
     );
     assert!(!verified);
 
-    // The dashboard shows the minute's failure and the last alert.
-    let page = app
-        .client
-        .get(format!("http://{}/ui/destinations/strict", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        page.contains("strict, last hour: 0 delivered, 1 failed"),
-        "{page}"
-    );
+    // The dashboard shows the minute's failure (once the worker has written its
+    // counts) and the last alert.
+    let page = eventually(Duration::from_secs(15), "the failure charted", || async {
+        let page = app
+            .client
+            .get(format!("http://{}/ui/destinations/strict", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        page.contains("strict, last hour: 0 delivered, 1 failed")
+            .then_some(page)
+    })
+    .await;
     assert!(page.contains("<svg"), "{page}");
     assert!(page.contains("dead lettered at"), "{page}");
     assert!(!page.contains("<script"));

@@ -10,7 +10,7 @@ use crate::domain::alert::{AlertDetails, AlertKind, AlertRules, LagChange};
 use crate::domain::time::Timestamp;
 use crate::store::sql::claimable;
 use crate::store::{
-    AlertOutcome, AlertRecord, DestinationSample, MinuteRow, StoreError, minute_of,
+    AlertOutcome, AlertRecord, DestinationSample, MinuteCount, MinuteRow, StoreError, minute_of,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -192,9 +192,26 @@ pub async fn finish_alert(
 pub async fn record_samples(
     client: &mut Client,
     samples: &[DestinationSample],
+    counts: &[MinuteCount],
     now: Timestamp,
 ) -> Result<usize> {
     let tx = client.transaction().await?;
+    let outcomes = tx
+        .prepare_cached(
+            "INSERT INTO destination_minutes (destination, minute, delivered, failed)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+             ORDER BY 1, 2
+             ON CONFLICT (destination, minute) DO UPDATE SET
+                 delivered = destination_minutes.delivered + excluded.delivered,
+                 failed = destination_minutes.failed + excluded.failed",
+        )
+        .await?;
+    let names: Vec<&str> = counts.iter().map(|c| c.destination.as_str()).collect();
+    let minutes: Vec<i64> = counts.iter().map(|c| c.minute.0).collect();
+    let delivered: Vec<i64> = counts.iter().map(|c| c.delivered).collect();
+    let failed: Vec<i64> = counts.iter().map(|c| c.failed).collect();
+    tx.execute(&outcomes, &[&names, &minutes, &delivered, &failed])
+        .await?;
     let backlog = tx
         .prepare_cached(
             "INSERT INTO destination_minutes (destination, minute, backlog)

@@ -29,8 +29,8 @@ use super::group::Grouped;
 use super::{
     AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId,
     DestinationSample, DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH,
-    Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
+    InsertOutcome, MinuteCount, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges,
+    REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -462,10 +462,11 @@ impl Store for PostgresStore {
     async fn record_samples(
         &self,
         samples: Vec<DestinationSample>,
+        counts: Vec<MinuteCount>,
         now: Timestamp,
     ) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await?;
-        alerts::record_samples(&mut client, &samples, now).await
+        alerts::record_samples(&mut client, &samples, &counts, now).await
     }
 
     async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {

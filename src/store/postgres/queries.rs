@@ -18,7 +18,7 @@ use crate::store::{
     DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
     FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
     Recorded, ReplayBatch, ReplayOutcome, StoreError, Tally, Want, breaker_alert, flow_state,
-    flow_values, minute_of, settle_outcomes,
+    flow_values, settle_outcomes,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -519,7 +519,6 @@ pub async fn list_attempts(client: &Client, id: &EventId) -> Result<Option<Vec<A
 /// will go idle.
 pub async fn claim(client: &mut Client, request: &ClaimRequest, sweep: bool) -> Result<Claim> {
     let now = Timestamp::now();
-    let wanted: usize = request.wants.iter().map(|w| w.limit).sum();
     let mut claim = Claim::default();
     let mut idle = false;
     for want in &request.wants {
@@ -534,7 +533,10 @@ pub async fn claim(client: &mut Client, request: &ClaimRequest, sweep: bool) -> 
         }
         claim.deliveries.extend(leased);
     }
-    if claim.deliveries.len() < wanted || sweep {
+    // Expired leases are rare: looked for when the claim found nothing to do, and while
+    // workers are busy at the sweep clock's pace. (An idle destination's lane beside a
+    // busy one is no reason to look on every claim.)
+    if claim.deliveries.is_empty() || sweep {
         let tx = client.transaction().await?;
         claim.reclaimed = fail_expired_leases(&tx, now).await?;
         tx.commit().await?;
@@ -1115,16 +1117,6 @@ async fn write_outcomes<C: GenericClient>(
              was_open AS (
                  SELECT name, breaker_since FROM destinations
                  WHERE name IN (SELECT destination FROM f) AND breaker_since IS NOT NULL),
-             minutes AS (
-                 INSERT INTO destination_minutes (destination, minute, delivered, failed)
-                 SELECT f.destination, $16,
-                        COUNT(*) FILTER (WHERE f.status = 'delivered'),
-                        COUNT(*) FILTER (WHERE f.status <> 'delivered')
-                 FROM f JOIN updated u ON u.seq = f.seq
-                 GROUP BY f.destination ORDER BY f.destination
-                 ON CONFLICT (destination, minute) DO UPDATE SET
-                     delivered = destination_minutes.delivered + excluded.delivered,
-                     failed = destination_minutes.failed + excluded.failed),
              -- A success closed the breaker: its recovery alert, once per episode.
              recovered AS (
                  INSERT INTO alerts (kind, destination, created_at, episode, details,
@@ -1140,7 +1132,7 @@ async fn write_outcomes<C: GenericClient>(
             claimable!(),
             " OR w2.lease_until IS NOT NULL)))::text,
                         $12
-                 FROM was_open w WHERE $15 AND $17
+                 FROM was_open w WHERE $15 AND $16
                  ON CONFLICT (destination, kind, episode) WHERE episode IS NOT NULL
                  DO NOTHING),
              outcome AS (
@@ -1221,7 +1213,6 @@ async fn write_outcomes<C: GenericClient>(
                 &max_attempts,
                 &probes,
                 &all_delivered,
-                &minute_of(now).0,
                 &alerts,
             ],
         )

@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::domain::alert::{AlertDetails, AlertKind, AlertRules, LagChange};
 use crate::domain::time::Timestamp;
 use crate::store::sql::claimable;
-use crate::store::{AlertOutcome, AlertRecord, DestinationSample, MinuteRow, minute_of};
+use crate::store::{
+    AlertOutcome, AlertRecord, DestinationSample, MinuteCount, MinuteRow, minute_of,
+};
 
 const ALERT_COLUMNS: &str = "id, kind, destination, created_at, episode, count, event_id,
      details, attempts, sent_at, last_error";
@@ -103,21 +105,20 @@ pub fn add_dead_letters(
     Ok(())
 }
 
-/// Adds outcomes to the destination's current minute.
-pub fn count_minute(
-    conn: &Connection,
-    destination: &str,
-    delivered: i64,
-    failed: i64,
-    now: Timestamp,
-) -> rusqlite::Result<()> {
+/// Adds a worker's counted outcomes to their minute.
+fn count_minute(conn: &Connection, count: &MinuteCount) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO destination_minutes (destination, minute, delivered, failed)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (destination, minute) DO UPDATE SET
              delivered = delivered + excluded.delivered, failed = failed + excluded.failed",
     )?
-    .execute(params![destination, minute_of(now).0, delivered, failed])?;
+    .execute(params![
+        count.destination,
+        count.minute.0,
+        count.delivered,
+        count.failed
+    ])?;
     Ok(())
 }
 
@@ -180,8 +181,12 @@ pub fn finish_alert(
 pub fn record_samples(
     conn: &Connection,
     samples: &[DestinationSample],
+    counts: &[MinuteCount],
     now: Timestamp,
 ) -> rusqlite::Result<usize> {
+    for count in counts {
+        count_minute(conn, count)?;
+    }
     let mut raised = 0;
     for sample in samples {
         conn.prepare_cached(

@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 use super::{
     AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId,
     DestinationSample, DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges, REPLAY_BATCH,
-    Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
+    InsertOutcome, MinuteCount, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges,
+    REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -410,10 +410,11 @@ impl Store for SqliteStore {
     async fn record_samples(
         &self,
         samples: Vec<DestinationSample>,
+        counts: Vec<MinuteCount>,
         now: Timestamp,
     ) -> Result<usize, StoreError> {
         self.writer
-            .write(move |conn| alerts::record_samples(conn, &samples, now))
+            .write(move |conn| alerts::record_samples(conn, &samples, &counts, now))
             .await
     }
 
