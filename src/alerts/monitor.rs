@@ -122,14 +122,14 @@ pub async fn run(
             }
         };
         let counts = outcomes.take();
-        if !(samples.is_empty() && counts.is_empty()) {
-            if let Err(error) = store.record_samples(samples, counts.clone(), now).await {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    "Recording destinations' figures failed"
-                );
-                outcomes.restore(counts);
-            }
+        if !(samples.is_empty() && counts.is_empty())
+            && let Err(error) = store.record_samples(samples, counts.clone(), now).await
+        {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "Recording destinations' figures failed"
+            );
+            outcomes.restore(counts);
         }
         if stopping {
             return;
