@@ -89,6 +89,15 @@ fn plain(sink: &str) -> String {
     format!("[sources.stripe]\ndestination = \"{sink}\"\n")
 }
 
+/// `BENCH_BACKEND=sqlite|postgres`: one backend only.
+fn backends() -> Vec<Backend> {
+    match std::env::var("BENCH_BACKEND").as_deref() {
+        Ok("sqlite") => vec![Backend::Sqlite],
+        Ok("postgres") => vec![Backend::Postgres],
+        _ => vec![Backend::Sqlite, Backend::Postgres],
+    }
+}
+
 fn runs() -> usize {
     std::env::var("BENCH_RUNS")
         .ok()
@@ -120,7 +129,7 @@ pub async fn print(root: &Path, events: u64) {
             "| backend | deliveries/s, {events} events, no limits: baseline runs | this build's runs | this / baseline (means) |"
         );
         println!("|---|---|---|---|");
-        for backend in [Backend::Sqlite, Backend::Postgres] {
+        for backend in backends() {
             let (mut before, mut after) = (Vec::new(), Vec::new());
             for run in 0..runs {
                 let dir = root.join(format!("ab-{}-{run}", backend.name()));

@@ -29,6 +29,10 @@ CREATE INDEX alerts_by_destination ON alerts (destination, id);
 
 -- An open lag episode: since when the oldest due delivery was due.
 ALTER TABLE destinations ADD COLUMN lagging_since BIGINT;
+-- A breaker closed by a batch of successes (written in one statement, without a
+-- transaction): the start of the episode it ended, until a worker's monitor raises
+-- its recovery alert.
+ALTER TABLE destinations ADD COLUMN recovered_from BIGINT;
 
 -- Per destination and minute (its start, microseconds): outcomes counted as they are
 -- written, and the most deliveries seen waiting; the dashboard's charts read it.

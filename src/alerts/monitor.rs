@@ -122,9 +122,9 @@ pub async fn run(
             }
         };
         let counts = outcomes.take();
-        if !(samples.is_empty() && counts.is_empty())
-            && let Err(error) = store.record_samples(samples, counts.clone(), now).await
-        {
+        // Called even with nothing to write: it also raises the recovery alerts that
+        // successes left for it (PostgreSQL).
+        if let Err(error) = store.record_samples(samples, counts.clone(), now).await {
             tracing::error!(
                 error = &error as &dyn std::error::Error,
                 "Recording destinations' figures failed"

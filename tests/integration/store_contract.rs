@@ -909,10 +909,12 @@ async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
     let claimed = f.store.claim(wants(1, LEASE)).await.unwrap().deliveries;
     let mut failed = finished(&claimed[0], EventStatus::Retrying);
     failed.fault = Fault::Destination;
-    failed.breaker = Some(BreakerPolicy {
+    let policy = BreakerPolicy {
         failures: 1,
-        ..BreakerPolicy::default()
-    });
+        first_probe: Duration::from_millis(50),
+        max_probe: Duration::from_millis(50),
+    };
+    failed.breaker = Some(policy);
     failed.alerts = Some(hour);
     let recorded = f.store.finish_attempts(vec![failed]).await.unwrap();
     assert_eq!(recorded[0].breaker, Some(BreakerChange::Opened));
@@ -957,6 +959,45 @@ async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
             .unwrap()
     );
     assert!(f.store.claim_alerts(10, LEASE).await.unwrap().is_empty());
+
+    // A successful probe closes the breaker: one recovery alert for the episode, raised
+    // with the outcome or by the next look at the destinations.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let limits = Limits {
+        breaker: Some(policy),
+        ..Limits::default()
+    };
+    let probe = f
+        .store
+        .claim(limited(1, limits))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+    assert!(probe.probe);
+    let mut delivered = finished(&probe, EventStatus::Delivered);
+    delivered.breaker = Some(policy);
+    delivered.alerts = Some(hour);
+    let recorded = f.store.finish_attempts(vec![delivered]).await.unwrap();
+    assert_eq!(recorded[0].breaker, Some(BreakerChange::Closed));
+    for _ in 0..2 {
+        f.store
+            .record_samples(Vec::new(), Vec::new(), Timestamp::now())
+            .await
+            .unwrap();
+    }
+    let recovered = f.store.claim_alerts(10, LEASE).await.unwrap();
+    assert_eq!(
+        recovered.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        [AlertKind::Recovered]
+    );
+    assert_eq!(recovered[0].episode, alert.episode);
+    assert!(
+        f.store
+            .finish_alert(recovered[0].id, 1, AlertOutcome::Sent)
+            .await
+            .unwrap()
+    );
 
     // A lag episode seen by two workers raises one alert when it starts and one when
     // it ends.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Client, GenericClient};
+use deadpool_postgres::{Client, GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use super::queries::Column;
@@ -225,7 +225,7 @@ pub async fn record_samples(
     let minutes = vec![minute_of(now).0; samples.len()];
     let waiting: Vec<i64> = samples.iter().map(|s| s.waiting).collect();
     tx.execute(&backlog, &[&names, &minutes, &waiting]).await?;
-    let mut raised = 0;
+    let mut raised = raise_recoveries(&tx, now).await?;
     for sample in samples {
         let Some(change) = sample.lag else { continue };
         // The episode's state fences the change: of several workers seeing it, one wins.
@@ -273,6 +273,34 @@ pub async fn record_samples(
         }
     }
     tx.commit().await?;
+    Ok(raised)
+}
+
+/// Recovery alerts for the breakers that batches of successes closed since the last
+/// look, each taken once under the destination's row lock.
+async fn raise_recoveries(tx: &Transaction<'_>, now: Timestamp) -> Result<usize> {
+    let statement = tx
+        .prepare_cached(
+            "UPDATE destinations d SET recovered_from = NULL
+             FROM (SELECT name, recovered_from FROM destinations
+                   WHERE recovered_from IS NOT NULL ORDER BY name FOR UPDATE) closed
+             WHERE d.name = closed.name AND closed.recovered_from IS NOT NULL
+             RETURNING closed.name, closed.recovered_from",
+        )
+        .await?;
+    let mut raised = 0;
+    for row in tx.query(&statement, &[]).await? {
+        let (name, since): (String, i64) = (row.col(0)?, row.col(1)?);
+        let details = AlertDetails {
+            since: Some(Timestamp(since).to_rfc3339()),
+            waiting: Some(waiting(tx, &name).await?),
+            ..AlertDetails::default()
+        };
+        let episode = Some(Timestamp(since));
+        if raise(tx, AlertKind::Recovered, &name, episode, &details, now).await? {
+            raised += 1;
+        }
+    }
     Ok(raised)
 }
 

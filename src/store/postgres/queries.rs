@@ -1115,26 +1115,8 @@ async fn write_outcomes<C: GenericClient>(
                         f.status_code, f.error, f.response_body, f.probe
                  FROM f JOIN updated u ON u.seq = f.seq),
              was_open AS (
-                 SELECT name, breaker_since FROM destinations
+                 SELECT name FROM destinations
                  WHERE name IN (SELECT destination FROM f) AND breaker_since IS NOT NULL),
-             -- A success closed the breaker: its recovery alert, once per episode.
-             recovered AS (
-                 INSERT INTO alerts (kind, destination, created_at, episode, details,
-                                     next_attempt_at)
-                 SELECT 'destination.recovered', w.name, $12, w.breaker_since,
-                        json_build_object(
-                            'since', to_char(to_timestamp(w.breaker_since / 1000000.0)
-                                                 AT TIME ZONE 'UTC',
-                                             'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                            'waiting', (SELECT COUNT(*) FROM deliveries w2
-                                        WHERE w2.destination = w.name
-                                          AND (w2.status IN ",
-            claimable!(),
-            " OR w2.lease_until IS NOT NULL)))::text,
-                        $12
-                 FROM was_open w WHERE $15 AND $16
-                 ON CONFLICT (destination, kind, episode) WHERE episode IS NOT NULL
-                 DO NOTHING),
              outcome AS (
                  INSERT INTO destinations (name, last_success_at, last_failure_at)
                  SELECT f.destination,
@@ -1154,7 +1136,14 @@ async fn write_outcomes<C: GenericClient>(
                                           ELSE destinations.breaker_since END,
                      probe_at = CASE WHEN $15 THEN NULL ELSE destinations.probe_at END,
                      probe_pause_us = CASE WHEN $15 THEN NULL
-                                           ELSE destinations.probe_pause_us END)
+                                           ELSE destinations.probe_pause_us END,
+                     -- The episode a success ended, for the monitor to raise its
+                     -- recovery alert (an insert into alerts here would cost every
+                     -- batch a fifth of its speed).
+                     recovered_from = CASE
+                         WHEN $15 AND $16 AND destinations.breaker_since IS NOT NULL
+                         THEN destinations.breaker_since
+                         ELSE destinations.recovered_from END)
              SELECT seq, NULL FROM updated
              UNION ALL SELECT NULL, name FROM was_open WHERE $15"
         ))
