@@ -5,19 +5,13 @@
 //! is down (its breaker opens: a failing alert), so alerts are raised and pile up
 //! while the load runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::client::max_throughput;
+use crate::protection::{list, mean, start_black_hole, write_config};
 use crate::scale::{Backend, BenchDatabase};
 use crate::servers::{Server, free_address, wait_ready};
-
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("dir");
-    let path = dir.join("hookrelay.toml");
-    std::fs::write(&path, text).expect("config");
-    path
-}
 
 /// A server answering every POST with 410 Gone.
 async fn rejecting() -> std::net::SocketAddr {
@@ -33,36 +27,9 @@ async fn rejecting() -> std::net::SocketAddr {
     address
 }
 
-/// Accepts connections and reads nothing, answers nothing.
-async fn black_hole() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    address
-}
-
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
-}
-
-fn list(values: &[f64]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{v:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub async fn print(root: &Path, duration: Duration, runs: usize) {
     let reject = rejecting().await;
-    let hole = black_hole().await;
+    let hole = start_black_hole().await;
     let down = free_address();
     let routes = format!(
         "[destinations.strict]\nurl = \"http://{reject}/hook\"\n\

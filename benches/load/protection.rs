@@ -17,7 +17,7 @@ use crate::scale::{Backend, BenchDatabase};
 use crate::scenarios::store_events;
 use crate::servers::{Server, Sink, hookrelay_binary, start_sink, wait_ready};
 
-fn write_config(dir: &Path, text: &str) -> PathBuf {
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("dir");
     let path = dir.join("hookrelay.toml");
     std::fs::write(&path, text).expect("config");
@@ -105,11 +105,11 @@ fn runs() -> usize {
         .unwrap_or(3)
 }
 
-fn mean(values: &[f64]) -> f64 {
+pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
-fn list(values: &[f64]) -> String {
+pub fn list(values: &[f64]) -> String {
     values
         .iter()
         .map(|v| format!("{v:.0}"))
@@ -255,7 +255,7 @@ pub async fn print(root: &Path, events: u64) {
 }
 
 /// Accepts connections and never answers: a destination that hangs.
-async fn start_black_hole() -> SocketAddr {
+pub async fn start_black_hole() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

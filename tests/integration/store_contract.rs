@@ -1021,39 +1021,23 @@ async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
             .await
             .unwrap();
     }
+    let raised = |lag| {
+        let store = f.store.clone();
+        async move {
+            store
+                .record_samples(vec![sample(lag)], Vec::new(), now)
+                .await
+                .unwrap()
+        }
+    };
     let started = LagChange::Started { since };
-    assert_eq!(
-        f.store
-            .record_samples(vec![sample(started)], Vec::new(), now)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        f.store
-            .record_samples(vec![sample(started)], Vec::new(), now)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(raised(started).await, 1);
+    assert_eq!(raised(started).await, 0, "one alert per episode");
     let stats = f.store.destination_stats().await.unwrap();
     let billing = stats.iter().find(|s| s.name == "billing").unwrap();
     assert_eq!(billing.lagging_since, Some(since));
-    let ended = LagChange::Ended;
-    assert_eq!(
-        f.store
-            .record_samples(vec![sample(ended)], Vec::new(), now)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        f.store
-            .record_samples(vec![sample(ended)], Vec::new(), now)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(raised(LagChange::Ended).await, 1);
+    assert_eq!(raised(LagChange::Ended).await, 0);
     let kinds: Vec<AlertKind> = f
         .store
         .claim_alerts(10, LEASE)
