@@ -38,6 +38,9 @@ async fn every_answer_carries_a_request_id(backend: Backend) {
 async fn a_fault_of_ours_is_500_not_503(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.accept("s", "k", json!({})).await;
+    // Settled first: a claim after the damage would write over it.
+    app.wait_for_status(&id, "delivered", Duration::from_secs(10))
+        .await;
     let sql = match backend {
         Backend::Sqlite => {
             format!("UPDATE deliveries SET attempts = 'many' WHERE event_id = '{id}'")
