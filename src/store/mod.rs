@@ -181,10 +181,6 @@ pub struct ReclaimedDelivery {
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub lease: Duration,
-    /// Every destination wanted found nothing due at its last claim (it is asked again
-    /// because something may have changed): a store whose claims are costly writes
-    /// may look with a read first.
-    pub recheck: bool,
     pub wants: Vec<Want>,
 }
 

@@ -19,8 +19,6 @@ struct Lane {
     saturated: bool,
     /// It waits for one of its attempts to finish (in-flight limit, busy keys, a probe).
     wake_on_finish: bool,
-    /// Its last claim found nothing due and nothing to wait for.
-    idle: bool,
 }
 
 pub struct Lanes {
@@ -84,19 +82,9 @@ impl Lanes {
         };
         lane.running += started;
         lane.saturated = started == wanted && wait.is_none();
-        lane.idle = started == 0 && wait.is_none();
         // A full claim may leave more due; anything else waits for a reason to look.
         lane.ready = lane.saturated;
         lane.wake_on_finish = matches!(wait, Some(Wait::InFlight)) || probe;
-    }
-
-    /// Whether every one of `names` found nothing due at its last claim: a claim for
-    /// them now most likely finds nothing either.
-    pub fn all_idle<'a>(&self, mut names: impl Iterator<Item = &'a String>) -> bool {
-        let Ok(lanes) = self.lanes.lock() else {
-            return false;
-        };
-        names.all(|name| lanes.get(name).is_some_and(|lane| lane.idle))
     }
 
     /// One of its attempts finished.

@@ -127,7 +127,6 @@ impl Worker {
             let wanted = lanes.wanted();
             if !wanted.is_empty() {
                 let request = ClaimRequest {
-                    recheck: lanes.all_idle(wanted.iter().map(|(name, _)| name)),
                     lease: settings.lease,
                     wants: wanted
                         .iter()

@@ -147,7 +147,6 @@ async fn a_version_4_database_is_upgraded_with_nothing_lost(backend: Backend) {
     // And it works: the queued event is claimed, the dead one replayed.
     let claim = store
         .claim(hookrelay::store::ClaimRequest {
-            recheck: true,
             lease: std::time::Duration::from_secs(30),
             wants: vec![hookrelay::store::Want {
                 destination: "shop".into(),

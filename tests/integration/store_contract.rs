@@ -77,7 +77,6 @@ fn routed(source: &str, key: &str, destinations: &[(&str, u32)]) -> NewEvent {
 /// none of them limited.
 fn wants(limit: usize, lease: Duration) -> ClaimRequest {
     ClaimRequest {
-        recheck: false,
         lease,
         wants: ["built-in", "billing", "analytics", "archive"]
             .into_iter()
@@ -725,7 +724,6 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
 /// A claim for one limited destination ("built-in" here).
 fn limited(limit: usize, limits: Limits) -> ClaimRequest {
     ClaimRequest {
-        recheck: false,
         lease: LEASE,
         wants: vec![Want {
             destination: "built-in".into(),
@@ -1071,37 +1069,7 @@ async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
     assert!(f.database.scalar("SELECT COUNT(*) FROM alerts").await >= 3);
 }
 
-/// A claim asked again for destinations that had nothing (`recheck`) still takes what
-/// is due, and otherwise says when to look again.
-async fn a_recheck_takes_what_is_due_and_says_when_to_look_again(backend: Backend) {
-    let f = fixture(backend).await;
-    let recheck = || ClaimRequest {
-        recheck: true,
-        ..wants(10, LEASE)
-    };
-    let idle = f.store.claim(recheck()).await.unwrap();
-    assert!(idle.deliveries.is_empty());
-    assert_eq!(idle.next_due, None);
-    insert(f.store.as_ref(), "k1", 3).await;
-    let claimed = f.store.claim(recheck()).await.unwrap().deliveries;
-    assert_eq!(claimed.len(), 1);
-    // Nothing due now; the running attempt's lease is when to look again.
-    let idle = f.store.claim(recheck()).await.unwrap();
-    assert!(idle.deliveries.is_empty());
-    let next = idle.next_due.expect("a time to look again");
-    assert!(next > Timestamp::now(), "{next:?}");
-    // A retry due later is when to look again.
-    let mut retry = finished(&claimed[0], EventStatus::Retrying);
-    let later = Timestamp::now().plus(Duration::from_secs(5));
-    retry.next_attempt_at = Some(later);
-    f.store.finish_attempts(vec![retry]).await.unwrap();
-    let idle = f.store.claim(recheck()).await.unwrap();
-    assert!(idle.deliveries.is_empty());
-    assert_eq!(idle.next_due, Some(later));
-}
-
 crate::on_both_backends!(
-    a_recheck_takes_what_is_due_and_says_when_to_look_again,
     alerts_are_raised_once_per_episode_and_sent_once,
     claims_obey_pause_in_flight_rate_and_the_breaker,
     an_open_breaker_holds_failures_without_using_attempts,

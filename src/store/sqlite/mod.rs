@@ -269,23 +269,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        // Every commit (this process's own included) wakes the worker, which then asks
-        // again for destinations that had nothing: a read answers that without taking
-        // a turn of the one writer.
-        let mut sweep = None;
-        if request.recheck {
-            let wants = request.clone();
-            if let Some(idle) = self
-                .read(move |conn| queries::idle_claim(conn, &wants))
-                .await?
-            {
-                if !self.sweep.due() {
-                    return Ok(idle);
-                }
-                sweep = Some(true);
-            }
-        }
-        let sweep = sweep.unwrap_or_else(|| self.sweep.due());
+        let sweep = self.sweep.due();
         self.writer
             .write(move |conn| queries::claim(conn, &request, sweep))
             .await

@@ -421,31 +421,6 @@ pub fn claim(conn: &Connection, request: &ClaimRequest, sweep: bool) -> rusqlite
     Ok(claim)
 }
 
-/// The claim `request` would make when none of its destinations has a delivery due:
-/// nothing, and when to look again. `None` when one has (a real claim is needed).
-pub fn idle_claim(conn: &Connection, request: &ClaimRequest) -> rusqlite::Result<Option<Claim>> {
-    let now = Timestamp::now();
-    let mut claim = Claim::default();
-    for want in &request.wants {
-        let due = conn
-            .prepare_cached(concat!(
-                "SELECT 1 FROM deliveries WHERE destination = ?1 AND status IN ",
-                claimable!(),
-                " AND next_attempt_at <= ?2 LIMIT 1"
-            ))?
-            .exists(params![want.destination, now.0])?;
-        if due {
-            return Ok(None);
-        }
-        claim.next_due = earliest(claim.next_due, next_due_for(conn, &want.destination, now)?);
-    }
-    let leases: Option<i64> = conn
-        .prepare_cached("SELECT MIN(lease_until) FROM deliveries WHERE lease_until IS NOT NULL")?
-        .query_row([], |row| row.get(0))?;
-    claim.next_due = earliest(claim.next_due, leases.map(Timestamp));
-    Ok(Some(claim))
-}
-
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
