@@ -389,6 +389,14 @@ pub fn claim(conn: &Connection, request: &ClaimRequest, sweep: bool) -> rusqlite
     let mut claim = Claim::default();
     let mut idle = false;
     for want in &request.wants {
+        // Nothing due (the common answer for a destination asked again after a wake-up):
+        // one indexed look, and its next due time is the answer.
+        let first = first_due(conn, &want.destination)?;
+        if first.is_none_or(|due| due > now) {
+            idle = true;
+            claim.next_due = earliest(claim.next_due, first);
+            continue;
+        }
         let (leased, wait, goes_idle) = claim_for(conn, want, request.lease, now)?;
         if let Some(wait) = wait {
             claim.waits.push((want.destination.clone(), wait));
@@ -727,6 +735,17 @@ fn fail_expired_leases(
 }
 
 /// When the destination's next delivery not yet due becomes due.
+/// When the destination's earliest unfinished delivery is (or was) due.
+fn first_due(conn: &Connection, destination: &str) -> rusqlite::Result<Option<Timestamp>> {
+    let due: Option<i64> = conn
+        .prepare_cached(concat!(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND status IN ",
+            claimable!()
+        ))?
+        .query_row([destination], |row| row.get(0))?;
+    Ok(due.map(Timestamp))
+}
+
 fn next_due_for(
     conn: &Connection,
     destination: &str,
