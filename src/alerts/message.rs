@@ -11,14 +11,14 @@ use crate::store::AlertRecord;
 
 /// The alert's details, with a digest's figures (kept in columns, as later dead
 /// letters add to them) and the dashboard path filled in.
-pub fn details(alert: &AlertRecord, rules_digest: Duration) -> AlertDetails {
+pub fn details(alert: &AlertRecord, digest: Duration) -> AlertDetails {
     let mut details = AlertDetails::from_json(&alert.details);
     if alert.kind == AlertKind::DeadLettered {
         details.count = Some(alert.count);
         details.event_id = alert.event_id.clone();
         if let Some(start) = alert.episode {
             details.window_start = Some(start.to_rfc3339());
-            details.window_end = Some(start.plus(rules_digest).to_rfc3339());
+            details.window_end = Some(start.plus(digest).to_rfc3339());
         }
     }
     details

@@ -45,11 +45,6 @@ impl AlertKind {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
-
-    /// Whether the alert reports trouble (rather than its end).
-    pub fn is_trouble(self) -> bool {
-        matches!(self, Self::Failing | Self::DeadLettered | Self::Lagging)
-    }
 }
 
 impl From<BreakerChange> for AlertKind {

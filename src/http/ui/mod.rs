@@ -234,7 +234,7 @@ pub async fn destination(
     let markup = pages::destination(&pages::DestinationPage {
         destination: &destination,
         recent: &recent.events,
-        minutes: hours.get(&destination.name).map_or(&[], Vec::as_slice),
+        hours: &hours,
         notice,
         csrf: &csrf.value,
     });

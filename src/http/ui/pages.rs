@@ -495,8 +495,8 @@ pub fn destinations(
 pub struct DestinationPage<'a> {
     pub destination: &'a DestinationStatus,
     pub recent: &'a [EventRecord],
-    /// Its minutes of the last hour.
-    pub minutes: &'a [MinuteRow],
+    /// Every destination's minutes of the last hour, by name.
+    pub hours: &'a std::collections::BTreeMap<String, Vec<MinuteRow>>,
     pub notice: Option<&'a str>,
     pub csrf: &'a str,
 }
@@ -528,6 +528,10 @@ fn limits_text(limits: &Limits) -> String {
 pub fn destination(page: &DestinationPage<'_>) -> Markup {
     let destination = page.destination;
     let action = |verb: &str| format!("/ui/destinations/{}/{verb}", destination.name);
+    let hour = Hour::from_rows(
+        page.hours.get(&destination.name).into_iter().flatten(),
+        Timestamp::now(),
+    );
     layout(
         &destination.name,
         html! {
@@ -563,8 +567,8 @@ pub fn destination(page: &DestinationPage<'_>) -> Markup {
                 dt { "Last alert" } dd id="last-alert" { (destination.stats.last_alert.as_ref().map(alert_text).unwrap_or_else(|| "none".into())) }
             }
             h2 { "Last hour" }
-            (chart::svg(&destination.name, &Hour::from_rows(page.minutes, Timestamp::now()), chart::Size::Full))
-            p class="legend" { (Hour::from_rows(page.minutes, Timestamp::now()).summary(&destination.name)) ". One column per minute; hover a minute for its figures." }
+            (chart::svg(&destination.name, &hour, chart::Size::Full))
+            p class="legend" { (hour.summary(&destination.name)) ". One column per minute; hover a minute for its figures." }
             @if destination.configured {
                 @if destination.state == DestinationState::Paused {
                     form class="actions" method="post" action=(action("resume")) {
@@ -583,7 +587,7 @@ pub fn destination(page: &DestinationPage<'_>) -> Markup {
             h2 { "Now" }
             (destination_rows(
                 std::slice::from_ref(destination),
-                &[(destination.name.clone(), page.minutes.to_vec())].into(),
+                page.hours,
             ))
             h2 { "Recent events" }
             p { a href={ "/ui?destination=" (destination.name) } { "All events routed here →" } }
