@@ -29,10 +29,11 @@ fn sink_url(sink: &Sink) -> String {
 }
 
 /// What a drain measured: deliveries per second from the first arrival to the last,
-/// and the most arrivals within any one second.
+/// the most arrivals within any one second, and the worker's CPU per delivery.
 struct Drained {
     rate: f64,
     busiest_second: usize,
+    cpu_per_delivery: Duration,
 }
 
 /// Stores `events` with `api`, then one `worker` (both from `binary`) delivers them to
@@ -58,6 +59,7 @@ async fn drain(
         assert!(Instant::now() < deadline, "deliveries did not finish");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu_per_delivery = Duration::from_secs_f64(worker.cpu_seconds() / events as f64);
     drop(worker);
     database.drop_database().await;
     let arrivals = sink.arrivals.lock().expect("arrivals");
@@ -74,6 +76,7 @@ async fn drain(
     Drained {
         rate: events as f64 / (last - first).as_secs_f64(),
         busiest_second,
+        cpu_per_delivery,
     }
 }
 
@@ -126,37 +129,37 @@ pub async fn print(root: &Path, events: u64) {
     if let Some(baseline) = std::env::var_os("BENCH_BASELINE_BIN").map(PathBuf::from) {
         println!();
         println!(
-            "| backend | deliveries/s, {events} events, no limits: baseline runs | this build's runs | this / baseline (means) |"
+            "| backend | deliveries/s, {events} events, no limits: baseline runs | this build's runs | this / baseline (means) | worker CPU per delivery, baseline / this (µs, means) |"
         );
-        println!("|---|---|---|---|");
+        println!("|---|---|---|---|---|");
         for backend in backends() {
             let (mut before, mut after) = (Vec::new(), Vec::new());
+            let (mut cpu_before, mut cpu_after) = (Vec::new(), Vec::new());
             for run in 0..runs {
                 let dir = root.join(format!("ab-{}-{run}", backend.name()));
-                before.push(
-                    drain(
-                        &baseline,
-                        backend,
-                        &dir.join("a"),
-                        &plain(&url),
-                        events,
-                        &sink,
-                    )
-                    .await
-                    .rate,
-                );
-                after.push(
-                    drain(&this, backend, &dir.join("b"), &plain(&url), events, &sink)
-                        .await
-                        .rate,
-                );
+                let a = drain(
+                    &baseline,
+                    backend,
+                    &dir.join("a"),
+                    &plain(&url),
+                    events,
+                    &sink,
+                )
+                .await;
+                before.push(a.rate);
+                cpu_before.push(a.cpu_per_delivery.as_secs_f64() * 1e6);
+                let b = drain(&this, backend, &dir.join("b"), &plain(&url), events, &sink).await;
+                after.push(b.rate);
+                cpu_after.push(b.cpu_per_delivery.as_secs_f64() * 1e6);
             }
             println!(
-                "| {} | {} | {} | {:.3} |",
+                "| {} | {} | {} | {:.3} | {:.1} / {:.1} |",
                 backend.name(),
                 list(&before),
                 list(&after),
-                mean(&after) / mean(&before)
+                mean(&after) / mean(&before),
+                mean(&cpu_before),
+                mean(&cpu_after)
             );
         }
         // `BENCH_AB_ONLY=1`: the comparison with the earlier build alone.

@@ -7,6 +7,7 @@
 mod alerts;
 mod file;
 mod queries;
+mod watch;
 mod writer;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ use super::{
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
-use file::{Connector, open_connection};
+use file::Connector;
 use writer::Writer;
 
 /// Each schema version's SQL, applied in order; `PRAGMA user_version` records progress.
@@ -40,9 +41,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_protection.sql"),
     include_str!("../../../migrations/sqlite/0008_alerts.sql"),
 ];
-
-/// How often a worker in its own process looks for commits made by other processes.
-const WATCH_INTERVAL: Duration = Duration::from_millis(5);
 
 impl From<rusqlite::Error> for StoreError {
     /// The database's state (busy, full, gone, read-only, I/O) is "unavailable": a
@@ -105,15 +103,13 @@ impl SqliteStore {
         let work_signal = Arc::new(Notify::new());
         let stop_watching = Arc::new(AtomicBool::new(false));
         // A worker without an API beside it learns of new events from other processes.
-        if options.runs_worker && !options.runs_api {
-            watch_other_writers(
-                connector.clone(),
-                work_signal.clone(),
-                stop_watching.clone(),
-            )?;
+        let watch = (options.runs_worker && !options.runs_api)
+            .then(|| watch::CommitWatch::new(work_signal.clone()));
+        if let Some(watch) = &watch {
+            watch::watch_other_writers(connector.clone(), watch.clone(), stop_watching.clone())?;
         }
         Ok(Self {
-            writer: Writer::start(conn, connector.clone())
+            writer: Writer::start(conn, connector.clone(), watch)
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?,
             readers: connector,
             sweep: super::SweepClock::default(),
@@ -168,53 +164,6 @@ fn check_schema(conn: &Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    Ok(())
-}
-
-/// `PRAGMA data_version` changes when another connection commits; polling it is a
-/// cheap in-memory check that lets a separate worker start new events within
-/// milliseconds.
-fn watch_other_writers(
-    connector: Connector,
-    signal: Arc<Notify>,
-    stop: Arc<AtomicBool>,
-) -> Result<(), StoreError> {
-    let version = |conn: &Connection| -> rusqlite::Result<i64> {
-        conn.pragma_query_value(None, "data_version", |r| r.get(0))
-    };
-    let conn = open_connection(connector.path(), false)?;
-    let mut last = version(&conn)?;
-    let mut watching = Some((connector.generation(), conn));
-    std::thread::Builder::new()
-        .name("sqlite-watch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(WATCH_INTERVAL);
-                // The file was found gone or replaced: let go of the old one.
-                let generation = connector.generation();
-                if watching.as_ref().is_some_and(|(g, _)| *g != generation) {
-                    watching = None;
-                }
-                if watching.is_none() {
-                    watching = open_connection(connector.path(), false)
-                        .ok()
-                        .map(|conn| (generation, conn));
-                    if watching.is_some() {
-                        // Whatever happened meanwhile, look for work once.
-                        signal.notify_one();
-                    }
-                    continue;
-                }
-                if let Some((_, conn)) = &watching
-                    && let Ok(current) = version(conn)
-                    && current != last
-                {
-                    last = current;
-                    signal.notify_one();
-                }
-            }
-        })
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::file::{Connector, FileIdentity, set_aside_orphans};
+use super::watch::{CommitWatch, WriterLook};
 use crate::store::StoreError;
 
 /// Jobs committed together at most; bounds the latency a long queue adds to one commit.
@@ -92,12 +93,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, connector: Connector) -> std::io::Result<Self> {
+    /// With `watch`, the writer looks for other processes' commits after each batch.
+    pub fn start(
+        conn: Connection,
+        connector: Connector,
+        watch: Option<Arc<CommitWatch>>,
+    ) -> std::io::Result<Self> {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let open = Some(OpenFile::new(conn, &connector));
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(open, connector, receiver))?;
+            .spawn(move || write_loop(open, connector, watch, receiver))?;
         Ok(Self {
             queue,
             thread: std::sync::Mutex::new(Some(thread)),
@@ -155,10 +161,12 @@ fn run_atomically<T>(
     }
 }
 
-/// The write connection and the identity of the file it opened.
+/// The write connection, the identity of the file it opened, and what it saw of
+/// other connections' commits.
 struct OpenFile {
     conn: Connection,
     identity: Option<FileIdentity>,
+    look: WriterLook,
 }
 
 impl OpenFile {
@@ -166,6 +174,7 @@ impl OpenFile {
         Self {
             identity: connector.identity(),
             conn,
+            look: WriterLook::default(),
         }
     }
 }
@@ -173,6 +182,7 @@ impl OpenFile {
 fn write_loop(
     mut open: Option<OpenFile>,
     connector: Connector,
+    watch: Option<Arc<CommitWatch>>,
     mut receiver: mpsc::Receiver<Message>,
 ) {
     let mut batch: Vec<BoxedJob> = Vec::with_capacity(MAX_BATCH);
@@ -190,10 +200,17 @@ fn write_loop(
             }
         }
         if !batch.is_empty() {
+            if let Some(watch) = &watch {
+                watch.batch_started();
+            }
+            let mut look = None;
             let commit = match usable(&mut open, &connector) {
                 Ok(file) => {
                     let commit = commit_batch(&file.conn, &mut batch)
                         .and_then(|()| still_at_path(file, &connector));
+                    if watch.is_some() {
+                        look = file.look.others_committed(&file.conn);
+                    }
                     if let Err(failure) = &commit
                         && breaks_connection(failure)
                     {
@@ -220,6 +237,9 @@ fn write_loop(
             for job in batch.drain(..) {
                 job.answer(commit.clone());
             }
+            if let Some(watch) = &watch {
+                watch.batch_finished(look);
+            }
         }
         if closing {
             // Anything queued after the close is refused by dropping the receiver.
@@ -233,7 +253,7 @@ fn write_loop(
 fn usable<'a>(
     open: &'a mut Option<OpenFile>,
     connector: &Connector,
-) -> Result<&'a OpenFile, Arc<WriteFailure>> {
+) -> Result<&'a mut OpenFile, Arc<WriteFailure>> {
     if open.is_none() {
         let conn = connector
             .reopen()
@@ -246,7 +266,7 @@ fn usable<'a>(
         connector.invalidate_readers();
         *open = Some(OpenFile::new(conn, connector));
     }
-    Ok(open.as_ref().expect("opened above"))
+    Ok(open.as_mut().expect("opened above"))
 }
 
 /// A commit into a file that is no longer at the path would not be found after a
@@ -348,7 +368,7 @@ mod tests {
         let conn = connector.create().unwrap();
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .unwrap();
-        let writer = Arc::new(Writer::start(conn, connector.clone()).unwrap());
+        let writer = Arc::new(Writer::start(conn, connector.clone(), None).unwrap());
         let writes = (0..200).map(|n| {
             let writer = writer.clone();
             tokio::spawn(async move {
