@@ -73,7 +73,9 @@ impl WriterLook {
 }
 
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.pragma_query_value(None, "data_version", |r| r.get(0))
+    // Cached: the writer asks after every batch.
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))
 }
 
 /// The watcher's reasoning, apart from its thread: given the `data_version` its
