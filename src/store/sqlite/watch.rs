@@ -302,4 +302,68 @@ mod tests {
         counter.abort();
         writer.close().await;
     }
+
+    /// Another process's commit while this process's writer is busy: the watcher leaves
+    /// it to the writer, whose look after its next batch must wake the worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_process_commit_while_the_writer_is_busy_wakes_the_worker() {
+        use std::sync::atomic::AtomicUsize;
+        use std::time::Instant;
+
+        let dir = tempfile::tempdir().unwrap();
+        let connector = Connector::new(dir.path().join("w.db"));
+        let conn = connector.create().unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER)")
+            .unwrap();
+        let signal = Arc::new(Notify::new());
+        let watch = CommitWatch::new(signal.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        watch_other_writers(connector.clone(), watch.clone(), stop.clone()).unwrap();
+        let writer = Arc::new(
+            super::super::writer::Writer::start(conn, connector.clone(), Some(watch)).unwrap(),
+        );
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let counter = tokio::spawn({
+            let (signal, wakes) = (signal.clone(), wakes.clone());
+            async move {
+                loop {
+                    signal.notified().await;
+                    wakes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let busy = Arc::new(AtomicBool::new(true));
+        let writing = tokio::spawn({
+            let (writer, busy) = (writer.clone(), busy.clone());
+            async move {
+                let mut n = 0;
+                while busy.load(Ordering::SeqCst) {
+                    n += 1;
+                    writer
+                        .write(move |conn| conn.execute("INSERT INTO t VALUES (?1)", [n]))
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+
+        // Past the first look (which cannot tell) and into steady writing.
+        tokio::time::sleep(WATCH_INTERVAL * 20).await;
+        let before = wakes.load(Ordering::SeqCst);
+        let other = open_connection(connector.path(), false).unwrap();
+        other.execute("INSERT INTO t VALUES (0)", []).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while wakes.load(Ordering::SeqCst) == before {
+            assert!(
+                Instant::now() < deadline,
+                "another process's commit during busy writing woke nobody"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        busy.store(false, Ordering::SeqCst);
+        writing.await.unwrap();
+        stop.store(true, Ordering::Relaxed);
+        counter.abort();
+        writer.close().await;
+    }
 }
