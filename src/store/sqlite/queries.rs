@@ -389,6 +389,21 @@ pub fn claim(conn: &Connection, request: &ClaimRequest, sweep: bool) -> rusqlite
     let mut claim = Claim::default();
     let mut idle = false;
     for want in &request.wants {
+        // A destination without limits takes everything wanted unless it is paused or
+        // its breaker is open: one statement leases, guarded by that state. Nothing
+        // leased (nothing due, or held back) takes the full path below.
+        if !want.limits.shared() {
+            let leased = lease_due(conn, now, want, want.limit, request.lease, Guard::FlowOpen)?;
+            if !leased.is_empty() {
+                if leased.len() < want.limit {
+                    idle = true;
+                    let due = next_due_for(conn, &want.destination, now)?;
+                    claim.next_due = earliest(claim.next_due, due);
+                }
+                claim.deliveries.extend(leased);
+                continue;
+            }
+        }
         // Nothing due (the common answer for a destination asked again after a wake-up):
         // one indexed look, and its next due time is the answer.
         let first = first_due(conn, &want.destination)?;
@@ -453,7 +468,7 @@ fn claim_for(
     };
     let plan = protection::plan(&state, &want.limits, in_flight, want.limit, now);
     let mut leased = if plan.take > 0 {
-        lease_due(conn, now, want, plan.take, lease)?
+        lease_due(conn, now, want, plan.take, lease, Guard::Planned)?
     } else {
         Vec::new()
     };
@@ -581,21 +596,39 @@ fn ordering_clause(want: &Want) -> &'static str {
     }
 }
 
+/// What a lease checks of the destination's state itself.
+#[derive(Clone, Copy)]
+enum Guard {
+    /// The domain planned how many may start: lease that many.
+    Planned,
+    /// No limits: lease only while the destination is neither paused nor its breaker
+    /// open (what the plan would say for a destination without limits).
+    FlowOpen,
+}
+
+const FLOW_OPEN: &str = "AND NOT EXISTS (SELECT 1 FROM destinations
+         WHERE name = ?5 AND (paused <> 0 OR breaker_since IS NOT NULL))";
+
 fn lease_due(
     conn: &Connection,
     now: Timestamp,
     want: &Want,
     limit: usize,
     lease: Duration,
+    guard: Guard,
 ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let lease_until = now.plus(lease);
+    let guard = match guard {
+        Guard::Planned => "",
+        Guard::FlowOpen => FLOW_OPEN,
+    };
     let mut statement = conn.prepare_cached(&format!(
         "UPDATE deliveries
          SET status = ?4, attempts = attempts + 1, attempt_started_at = ?1,
              lease_until = ?2, updated_at = ?1
          WHERE seq IN (SELECT d.seq FROM deliveries d
                        WHERE d.destination = ?5 AND d.status IN {} AND d.next_attempt_at <= ?1
-                       {}
+                       {} {guard}
                        ORDER BY d.next_attempt_at LIMIT ?3)
          RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay",
         claimable!(),
