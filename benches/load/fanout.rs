@@ -4,6 +4,8 @@
 //! with the longest single request of each run.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::client::max_throughput;
@@ -250,40 +252,101 @@ pub async fn print(root: &Path, duration: Duration, events: u64) {
     }
 }
 
+/// Writes the page cache back and lets the disk settle, so that the measured window
+/// does not sync behind earlier runs' (or the build's) writeback.
+async fn quiet_disk() {
+    let _ = std::process::Command::new("sync").status();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+}
+
+/// Another program's disk traffic on the same filesystem while it runs: 256 MiB
+/// written and synced, then deleted, every half second.
+struct BusyDisk {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BusyDisk {
+    fn start(dir: &Path) -> Self {
+        use std::io::Write;
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = dir.join("busy-disk");
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let chunk = vec![7u8; 1 << 20];
+            while !flag.load(Ordering::Relaxed) {
+                let mut file = std::fs::File::create(&path).expect("busy file");
+                for _ in 0..256 {
+                    file.write_all(&chunk).expect("busy write");
+                }
+                file.sync_all().expect("busy sync");
+                drop(file);
+                std::fs::remove_file(&path).expect("busy delete");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BusyDisk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The longest single request per run of `api` and `serve` (one route to the sink) at
-/// 1 and 32 connections on SQLite: a stall of the writer shows here.
+/// 1 and 32 connections on SQLite, each run on a settled disk: a stall of the writer
+/// shows here. Then `api` at 32 connections beside another program's disk traffic:
+/// a commit's sync waits behind it.
 pub async fn print_stalls(root: &Path, duration: Duration, runs: usize) {
     let sink = start_sink().await;
     let config = one_route(&sink_url(&sink));
     println!();
-    println!("| process | connections | requests/s per run | longest request per run (ms) |");
-    println!("|---|---|---|---|");
-    for command in ["api", "serve"] {
-        for connections in [1, 32] {
-            let mut rates = Vec::new();
-            let mut longest = Vec::new();
-            for run in 0..runs {
-                let dir = root.join(format!("stall-{command}-{connections}-{run}"));
-                let database = BenchDatabase::create(Backend::Sqlite, &dir).await;
-                let config = write_config(&dir, &config);
-                let server = Server::hookrelay_with(command, &dir, &database.url, Some(&config));
-                wait_ready(server.address).await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let measured = crate::client::max_throughput_with(
-                    server.address,
-                    duration,
-                    "stall",
-                    connections,
-                )
-                .await;
-                rates.push(format!("{:.0}", measured.rate));
-                longest.push(format!("{:.1}", measured.longest.as_secs_f64() * 1e3));
-            }
-            println!(
-                "| `{command}` | {connections} | {} | {} |",
-                rates.join(", "),
-                longest.join(", ")
-            );
+    println!(
+        "| process | connections | disk | requests/s per run | longest request per run (ms) |"
+    );
+    println!("|---|---|---|---|---|");
+    let cases = [
+        ("api", 1, false),
+        ("api", 32, false),
+        ("serve", 1, false),
+        ("serve", 32, false),
+        ("api", 32, true),
+    ];
+    for (command, connections, busy) in cases {
+        let mut rates = Vec::new();
+        let mut longest = Vec::new();
+        for run in 0..runs {
+            let dir = root.join(format!("stall-{command}-{connections}-{busy}-{run}"));
+            let database = BenchDatabase::create(Backend::Sqlite, &dir).await;
+            let config = write_config(&dir, &config);
+            let server = Server::hookrelay_with(command, &dir, &database.url, Some(&config));
+            wait_ready(server.address).await;
+            quiet_disk().await;
+            let traffic = busy.then(|| BusyDisk::start(&dir));
+            let measured =
+                crate::client::max_throughput_with(server.address, duration, "stall", connections)
+                    .await;
+            drop(traffic);
+            rates.push(format!("{:.0}", measured.rate));
+            longest.push(format!("{:.1}", measured.longest.as_secs_f64() * 1e3));
         }
+        let disk = if busy {
+            "another program writing"
+        } else {
+            "settled"
+        };
+        println!(
+            "| `{command}` | {connections} | {disk} | {} | {} |",
+            rates.join(", "),
+            longest.join(", ")
+        );
     }
 }
