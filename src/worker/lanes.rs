@@ -59,8 +59,7 @@ impl Lanes {
             .iter()
             .filter_map(|(name, lane)| {
                 let free = self.capacity.saturating_sub(lane.running);
-                let enough = if lane.saturated { self.refill } else { 1 };
-                (lane.ready && free >= enough).then(|| (name.clone(), free))
+                self.worth_claiming(lane).then(|| (name.clone(), free))
             })
             .collect()
     }
@@ -87,18 +86,32 @@ impl Lanes {
         lane.wake_on_finish = matches!(wait, Some(Wait::InFlight)) || probe;
     }
 
-    /// One of its attempts finished.
+    /// One of its attempts finished. The claimer is woken only when this makes the lane
+    /// worth a claim: a busy lane frees several slots before it claims again, and
+    /// waking the claimer for each finish in between would find nothing to do.
     pub fn finish(&self, name: &str) {
-        if let Ok(mut lanes) = self.lanes.lock()
-            && let Some(lane) = lanes.get_mut(name)
-        {
-            lane.running = lane.running.saturating_sub(1);
-            if lane.wake_on_finish {
-                lane.wake_on_finish = false;
-                lane.ready = true;
-            }
+        let wanted = match self.lanes.lock() {
+            Ok(mut lanes) => lanes.get_mut(name).is_some_and(|lane| {
+                lane.running = lane.running.saturating_sub(1);
+                if lane.wake_on_finish {
+                    lane.wake_on_finish = false;
+                    lane.ready = true;
+                }
+                self.worth_claiming(lane)
+            }),
+            // A poisoned lock: let the claimer look for itself.
+            Err(_) => true,
+        };
+        if wanted {
+            self.finished.notify_one();
         }
-        self.finished.notify_one();
+    }
+
+    /// Ready, with enough free slots: one, or a few after a claim that filled them all.
+    fn worth_claiming(&self, lane: &Lane) -> bool {
+        let free = self.capacity.saturating_sub(lane.running);
+        let enough = if lane.saturated { self.refill } else { 1 };
+        lane.ready && free >= enough
     }
 
     /// New work may be due anywhere (new events, a retry's time, a resume).
@@ -138,6 +151,32 @@ mod tests {
         assert_eq!(lanes.wanted(), [("a".into(), 2)]);
         lanes.all_ready();
         assert_eq!(lanes.wanted(), [("a".into(), 2), ("b".into(), 16)]);
+    }
+
+    /// Whether the claimer would be woken now.
+    async fn woken(lanes: &Lanes) -> bool {
+        tokio::time::timeout(std::time::Duration::ZERO, lanes.finished())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_claimer_is_woken_only_by_a_finish_that_makes_a_lane_worth_claiming() {
+        let lanes = lanes();
+        lanes.claimed("a", 16, 16, None, false);
+        lanes.claimed("b", 16, 3, Some(Wait::InFlight), false);
+        // a needs two free slots (16 / 8): its first finish wakes nobody.
+        lanes.finish("a");
+        assert!(!woken(&lanes).await);
+        lanes.finish("a");
+        assert!(woken(&lanes).await);
+        // b waits for one of its attempts to finish: the first one wakes the claimer.
+        lanes.finish("b");
+        assert!(woken(&lanes).await);
+        // An idle lane (its claim found less than it asked for) waits for new work.
+        lanes.claimed("b", 16, 0, None, false);
+        lanes.finish("b");
+        assert!(!woken(&lanes).await);
     }
 
     #[test]
