@@ -7,6 +7,7 @@
 //! and answers 202 without storing anything.
 
 mod alerts;
+mod budget;
 mod client;
 mod fanout;
 mod protection;
@@ -95,6 +96,10 @@ async fn run(duration: Duration) {
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("protection") {
         protection::print(dir.path(), delivery_events()).await;
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("budget") {
+        budget::print(dir.path(), duration, delivery_events()).await;
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("fanout") {

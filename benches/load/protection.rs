@@ -101,7 +101,7 @@ fn backends() -> Vec<Backend> {
     }
 }
 
-fn runs() -> usize {
+pub fn runs() -> usize {
     std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())

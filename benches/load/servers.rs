@@ -73,6 +73,21 @@ impl Server {
         cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// CPU time (user + system) of the server's threads named `name`, in seconds.
+    pub fn thread_cpu_seconds(&self, name: &str) -> f64 {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim() == name)
+            })
+            .map(|task| cpu_seconds(&task.path().join("stat").display().to_string()))
+            .sum()
+    }
+
     pub fn rss_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
