@@ -34,6 +34,8 @@ struct Drained {
     rate: f64,
     busiest_second: usize,
     cpu_per_delivery: Duration,
+    /// The part of it on the SQLite writer thread (zero on PostgreSQL).
+    writer_per_delivery: Duration,
 }
 
 /// Stores `events` with `api`, then one `worker` (both from `binary`) delivers them to
@@ -60,6 +62,8 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_per_delivery = Duration::from_secs_f64(worker.cpu_seconds() / events as f64);
+    let writer_per_delivery =
+        Duration::from_secs_f64(worker.thread_cpu_seconds("sqlite-writer") / events as f64);
     drop(worker);
     database.drop_database().await;
     let arrivals = sink.arrivals.lock().expect("arrivals");
@@ -77,6 +81,7 @@ async fn drain(
         rate: events as f64 / (last - first).as_secs_f64(),
         busiest_second,
         cpu_per_delivery,
+        writer_per_delivery,
     }
 }
 
@@ -129,12 +134,13 @@ pub async fn print(root: &Path, events: u64) {
     if let Some(baseline) = std::env::var_os("BENCH_BASELINE_BIN").map(PathBuf::from) {
         println!();
         println!(
-            "| backend | deliveries/s, {events} events, no limits: baseline runs | this build's runs | this / baseline (means) | worker CPU per delivery, baseline / this (µs, means) |"
+            "| backend | deliveries/s, {events} events, no limits: baseline runs | this build's runs | this / baseline (means) | worker CPU per delivery, baseline / this (µs, means) | of which the SQLite writer thread (µs) |"
         );
-        println!("|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|");
         for backend in backends() {
             let (mut before, mut after) = (Vec::new(), Vec::new());
             let (mut cpu_before, mut cpu_after) = (Vec::new(), Vec::new());
+            let (mut writer_before, mut writer_after) = (Vec::new(), Vec::new());
             for run in 0..runs {
                 let dir = root.join(format!("ab-{}-{run}", backend.name()));
                 let a = drain(
@@ -148,18 +154,22 @@ pub async fn print(root: &Path, events: u64) {
                 .await;
                 before.push(a.rate);
                 cpu_before.push(a.cpu_per_delivery.as_secs_f64() * 1e6);
+                writer_before.push(a.writer_per_delivery.as_secs_f64() * 1e6);
                 let b = drain(&this, backend, &dir.join("b"), &plain(&url), events, &sink).await;
                 after.push(b.rate);
                 cpu_after.push(b.cpu_per_delivery.as_secs_f64() * 1e6);
+                writer_after.push(b.writer_per_delivery.as_secs_f64() * 1e6);
             }
             println!(
-                "| {} | {} | {} | {:.3} | {:.1} / {:.1} |",
+                "| {} | {} | {} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} |",
                 backend.name(),
                 list(&before),
                 list(&after),
                 mean(&after) / mean(&before),
                 mean(&cpu_before),
-                mean(&cpu_after)
+                mean(&cpu_after),
+                mean(&writer_before),
+                mean(&writer_after)
             );
         }
         // `BENCH_AB_ONLY=1`: the comparison with the earlier build alone.

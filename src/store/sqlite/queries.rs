@@ -609,6 +609,29 @@ enum Guard {
 const FLOW_OPEN: &str = "AND NOT EXISTS (SELECT 1 FROM destinations
          WHERE name = ?5 AND (paused <> 0 OR breaker_since IS NOT NULL))";
 
+/// The lease's SQL. The destination and the limit are written `+?5` and `+?3`: SQLite
+/// (built with STAT4) plans with the values bound to a bare `destination = ?` and
+/// `LIMIT ?` here, and then prepares the statement again every time it is reused (each
+/// claim's free slots differ). The unary plus keeps one plan, the same one, for all.
+fn lease_statement(want: &Want, guard: Guard) -> String {
+    let guard = match guard {
+        Guard::Planned => "",
+        Guard::FlowOpen => FLOW_OPEN,
+    };
+    format!(
+        "UPDATE deliveries
+         SET status = ?4, attempts = attempts + 1, attempt_started_at = ?1,
+             lease_until = ?2, updated_at = ?1
+         WHERE seq IN (SELECT d.seq FROM deliveries d
+                       WHERE d.destination = +?5 AND d.status IN {} AND d.next_attempt_at <= ?1
+                       {} {guard}
+                       ORDER BY d.next_attempt_at LIMIT +?3)
+         RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay",
+        claimable!(),
+        ordering_clause(want),
+    )
+}
+
 fn lease_due(
     conn: &Connection,
     now: Timestamp,
@@ -618,22 +641,7 @@ fn lease_due(
     guard: Guard,
 ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let lease_until = now.plus(lease);
-    let guard = match guard {
-        Guard::Planned => "",
-        Guard::FlowOpen => FLOW_OPEN,
-    };
-    let mut statement = conn.prepare_cached(&format!(
-        "UPDATE deliveries
-         SET status = ?4, attempts = attempts + 1, attempt_started_at = ?1,
-             lease_until = ?2, updated_at = ?1
-         WHERE seq IN (SELECT d.seq FROM deliveries d
-                       WHERE d.destination = ?5 AND d.status IN {} AND d.next_attempt_at <= ?1
-                       {} {guard}
-                       ORDER BY d.next_attempt_at LIMIT ?3)
-         RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay",
-        claimable!(),
-        ordering_clause(want),
-    ))?;
+    let mut statement = conn.prepare_cached(&lease_statement(want, guard))?;
     let leased = statement
         .query_map(
             params![
@@ -1103,4 +1111,71 @@ pub fn probe_write(conn: &Connection) -> rusqlite::Result<()> {
     )?
     .execute([Timestamp::now().0.to_string()])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::domain::protection::Limits;
+
+    fn with_due_deliveries(count: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&conn).unwrap();
+        for n in 0..count {
+            let id = format!("evt_{n}");
+            conn.execute(
+                "INSERT INTO events (id, source, idempotency_key, created_at, headers, body)
+                 VALUES (?1, 'stripe', ?1, 0, '[]', x'7b7d')",
+                [&id],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO deliveries (event_id, destination, status, max_attempts,
+                                         next_attempt_at, updated_at, ordering_key)
+                 VALUES (?1, 'app', 'queued', 5, 0, 0, ?1)",
+                [&id],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    /// Each claim asks for its free slots, so the limit changes from one lease to the
+    /// next: the statement must keep its plan rather than be prepared again each time.
+    #[test]
+    fn a_lease_is_not_prepared_again_from_one_claim_to_the_next() {
+        let unordered = Limits::default();
+        let ordered = Limits {
+            ordered: Some(OnDeadLetter::Skip),
+            ..Limits::default()
+        };
+        for (limits, guard) in [
+            (unordered, Guard::FlowOpen),
+            (unordered, Guard::Planned),
+            (ordered, Guard::Planned),
+        ] {
+            let conn = with_due_deliveries(20);
+            let want = Want {
+                destination: "app".into(),
+                limit: 8,
+                limits,
+            };
+            for limit in [1, 3, 2, 4] {
+                let leased = lease_due(
+                    &conn,
+                    Timestamp::now(),
+                    &want,
+                    limit,
+                    Duration::from_secs(30),
+                    guard,
+                )
+                .unwrap();
+                assert_eq!(leased.len(), limit);
+            }
+            let statement = conn.prepare_cached(&lease_statement(&want, guard)).unwrap();
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+        }
+    }
 }
