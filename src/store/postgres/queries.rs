@@ -522,6 +522,29 @@ pub async fn claim(client: &mut Client, request: &ClaimRequest, sweep: bool) -> 
     let mut claim = Claim::default();
     let mut idle = false;
     for want in &request.wants {
+        // A destination without limits takes everything wanted unless it is paused or
+        // its breaker is open: one statement leases, guarded by that state. Nothing
+        // leased (nothing due, or held back) takes the full path below.
+        if !want.limits.shared() {
+            let leased = lease_due(
+                &*client,
+                now,
+                want,
+                want.limit,
+                request.lease,
+                Guard::FlowOpen,
+            )
+            .await?;
+            if !leased.is_empty() {
+                if leased.len() < want.limit {
+                    idle = true;
+                    let due = next_due_for(client, &want.destination, now).await?;
+                    claim.next_due = earliest(claim.next_due, due);
+                }
+                claim.deliveries.extend(leased);
+                continue;
+            }
+        }
         let (leased, wait, goes_idle) = claim_for(client, want, request.lease, now).await?;
         if let Some(wait) = wait {
             claim.waits.push((want.destination.clone(), wait));
@@ -601,7 +624,7 @@ async fn claim_for(
         // The common case: nothing to count or share; the pause is all that matters.
         let plan = protection::plan(&state, &want.limits, 0, want.limit, now);
         let leased = if plan.take > 0 {
-            lease_due(&*client, now, want, plan.take, lease).await?
+            lease_due(&*client, now, want, plan.take, lease, Guard::Planned).await?
         } else {
             Vec::new()
         };
@@ -618,7 +641,7 @@ async fn claim_for(
     };
     let plan = protection::plan(&state, &want.limits, in_flight, want.limit, now);
     let mut leased = if plan.take > 0 {
-        lease_due(&tx, now, want, plan.take, lease).await?
+        lease_due(&tx, now, want, plan.take, lease, Guard::Planned).await?
     } else {
         Vec::new()
     };
@@ -781,6 +804,19 @@ fn ordering_clause(want: &Want) -> &'static str {
     }
 }
 
+/// What a lease checks of the destination's state itself.
+#[derive(Clone, Copy)]
+enum Guard {
+    /// The domain planned how many may start: lease that many.
+    Planned,
+    /// No limits: lease only while the destination is neither paused nor its breaker
+    /// open (what the plan would say for a destination without limits).
+    FlowOpen,
+}
+
+const FLOW_OPEN: &str = "AND NOT EXISTS (SELECT 1 FROM destinations
+         WHERE name = $5 AND (paused OR breaker_since IS NOT NULL))";
+
 /// One statement: lease due deliveries of one destination and read their events.
 async fn lease_due<C: GenericClient>(
     client: &C,
@@ -788,7 +824,12 @@ async fn lease_due<C: GenericClient>(
     want: &Want,
     limit: usize,
     lease: Duration,
+    guard: Guard,
 ) -> Result<Vec<ClaimedDelivery>> {
+    let guard = match guard {
+        Guard::Planned => "",
+        Guard::FlowOpen => FLOW_OPEN,
+    };
     let statement = client
         .prepare_cached(&format!(
             "WITH leased AS (
@@ -798,7 +839,7 @@ async fn lease_due<C: GenericClient>(
                  WHERE seq IN (SELECT d.seq FROM deliveries d
                                WHERE d.destination = $5 AND d.status IN {}
                                  AND d.next_attempt_at <= $1
-                               {}
+                               {} {guard}
                                ORDER BY d.next_attempt_at LIMIT $3
                                FOR UPDATE SKIP LOCKED)
                  RETURNING seq, event_id, destination, attempts, max_attempts,
