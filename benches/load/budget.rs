@@ -9,9 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::client::max_throughput;
-use crate::fanout::{one_route, sink_url, write_config};
+use crate::fanout::{one_route, sink_url, store_then_deliver, write_config};
 use crate::scale::{Backend, BenchDatabase};
-use crate::scenarios::store_events;
 use crate::servers::{Server, Sink, start_sink, wait_ready};
 
 /// Busy and total jiffies of the whole host, from the first line of `/proc/stat`.
@@ -101,14 +100,8 @@ async fn api_alone(backend: Backend, dir: &Path, sink: &Sink, duration: Duration
 
 /// One worker draining `events` stored beforehand.
 async fn delivery(backend: Backend, dir: &Path, sink: &Sink, events: u64) -> Measured {
-    let database = BenchDatabase::create(backend, dir).await;
-    let config = write_config(dir, &one_route(&sink_url(sink)));
-    let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
-    wait_ready(api.address).await;
-    store_events(api.address, "stripe", events).await;
-    drop(api);
-    sink.arrivals.lock().expect("arrivals").clear();
-    let worker = Server::hookrelay_with("worker", dir, &database.url, Some(&config));
+    let config = one_route(&sink_url(sink));
+    let (database, worker) = store_then_deliver(backend, dir, &config, events, sink).await;
     // Measured from the first arrival, so that start-up is not counted.
     let deadline = Instant::now() + Duration::from_secs(600);
     while sink.arrivals.lock().expect("arrivals").is_empty() {

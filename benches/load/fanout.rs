@@ -76,6 +76,26 @@ async fn ingest(backend: Backend, dir: &Path, config: &str, duration: Duration) 
     }
 }
 
+/// A fresh database with `config` and `events` stored by `api` alone, and one `worker`
+/// started to deliver them (the sink's earlier arrivals cleared).
+pub async fn store_then_deliver(
+    backend: Backend,
+    dir: &Path,
+    config: &str,
+    events: u64,
+    sink: &Sink,
+) -> (BenchDatabase, Server) {
+    let database = BenchDatabase::create(backend, dir).await;
+    let config = write_config(dir, config);
+    let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
+    wait_ready(api.address).await;
+    store_events(api.address, "stripe", events).await;
+    drop(api);
+    sink.arrivals.lock().expect("arrivals").clear();
+    let worker = Server::hookrelay_with("worker", dir, &database.url, Some(&config));
+    (database, worker)
+}
+
 /// Stores `events` with `api` alone, then one worker delivers them; deliveries per
 /// second from the first arrival to the last.
 async fn drain(
@@ -86,14 +106,7 @@ async fn drain(
     deliveries: u64,
     sink: &Sink,
 ) -> f64 {
-    let database = BenchDatabase::create(backend, dir).await;
-    let config = write_config(dir, config);
-    let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
-    wait_ready(api.address).await;
-    store_events(api.address, "stripe", events).await;
-    drop(api);
-    sink.arrivals.lock().expect("arrivals").clear();
-    let worker = Server::hookrelay_with("worker", dir, &database.url, Some(&config));
+    let (database, worker) = store_then_deliver(backend, dir, config, events, sink).await;
     let deadline = Instant::now() + Duration::from_secs(600);
     while (sink.arrivals.lock().expect("arrivals").len() as u64) < deliveries {
         assert!(Instant::now() < deadline, "deliveries did not finish");
