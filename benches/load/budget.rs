@@ -5,6 +5,7 @@
 //! load generator against a server that answers at once), the least a delivery can
 //! cost, since a delivery is one such exchange plus its writes.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,11 +42,11 @@ impl HostCpu {
     }
 
     /// Cores kept busy since `self`.
-    fn cores_since(self, cores: f64) -> f64 {
+    fn cores_since(self) -> f64 {
         let now = Self::now();
         let busy = (now.busy - self.busy) as f64;
         let total = (now.total - self.total).max(1) as f64;
-        busy / total * cores
+        busy / total * cores()
     }
 }
 
@@ -67,17 +68,21 @@ impl Measured {
     }
 }
 
+/// A server at its peak, and the host's cores busy meanwhile.
+async fn at_peak(address: SocketAddr, duration: Duration, prefix: &'static str) -> Measured {
+    let cpu = HostCpu::now();
+    let measured = max_throughput(address, duration, prefix).await;
+    Measured {
+        rate: measured.rate,
+        cores: cpu.cores_since(),
+        writer: None,
+    }
+}
+
 async fn bare_exchange(duration: Duration) -> Measured {
     let baseline = Server::baseline();
     wait_ready(baseline.address).await;
-    let cpu = HostCpu::now();
-    let measured = max_throughput(baseline.address, duration, "budget-bare").await;
-    let cores = cpu.cores_since(cores());
-    Measured {
-        rate: measured.rate,
-        cores,
-        writer: None,
-    }
+    at_peak(baseline.address, duration, "budget-bare").await
 }
 
 async fn api_alone(backend: Backend, dir: &Path, sink: &Sink, duration: Duration) -> Measured {
@@ -86,16 +91,10 @@ async fn api_alone(backend: Backend, dir: &Path, sink: &Sink, duration: Duration
     let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
     wait_ready(api.address).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let cpu = HostCpu::now();
-    let measured = max_throughput(api.address, duration, "budget-api").await;
-    let cores = cpu.cores_since(cores());
+    let measured = at_peak(api.address, duration, "budget-api").await;
     drop(api);
     database.drop_database().await;
-    Measured {
-        rate: measured.rate,
-        cores,
-        writer: None,
-    }
+    measured
 }
 
 /// One worker draining `events` stored beforehand.
@@ -118,7 +117,7 @@ async fn delivery(backend: Backend, dir: &Path, sink: &Sink, events: u64) -> Mea
         assert!(Instant::now() < deadline, "deliveries did not finish");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let cores = cpu.cores_since(cores());
+    let cores = cpu.cores_since();
     let delivered = (events as usize - before) as f64;
     let rate = delivered / start.elapsed().as_secs_f64();
     let writer = worker.thread_cpu_seconds("sqlite-writer") - writer_before;

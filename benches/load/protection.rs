@@ -34,7 +34,7 @@ struct Drained {
     rate: f64,
     busiest_second: usize,
     cpu_per_delivery: Duration,
-    /// The part of it on the SQLite writer thread (zero on PostgreSQL).
+    /// The part of it on the SQLite writer thread (none on PostgreSQL).
     writer_per_delivery: Duration,
 }
 
@@ -160,16 +160,21 @@ pub async fn print(root: &Path, events: u64) {
                 cpu_after.push(b.cpu_per_delivery.as_secs_f64() * 1e6);
                 writer_after.push(b.writer_per_delivery.as_secs_f64() * 1e6);
             }
+            // PostgreSQL's workers have no writer thread.
+            let writer = match backend {
+                Backend::Sqlite => {
+                    format!("{:.1} / {:.1}", mean(&writer_before), mean(&writer_after))
+                }
+                Backend::Postgres => "—".to_owned(),
+            };
             println!(
-                "| {} | {} | {} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} |",
+                "| {} | {} | {} | {:.3} | {:.1} / {:.1} | {writer} |",
                 backend.name(),
                 list(&before),
                 list(&after),
                 mean(&after) / mean(&before),
                 mean(&cpu_before),
                 mean(&cpu_after),
-                mean(&writer_before),
-                mean(&writer_after)
             );
         }
         // `BENCH_AB_ONLY=1`: the comparison with the earlier build alone.

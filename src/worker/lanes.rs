@@ -57,10 +57,7 @@ impl Lanes {
         };
         lanes
             .iter()
-            .filter_map(|(name, lane)| {
-                let free = self.capacity.saturating_sub(lane.running);
-                self.worth_claiming(lane).then(|| (name.clone(), free))
-            })
+            .filter_map(|(name, lane)| self.room(lane).map(|free| (name.clone(), free)))
             .collect()
     }
 
@@ -97,7 +94,7 @@ impl Lanes {
                     lane.wake_on_finish = false;
                     lane.ready = true;
                 }
-                self.worth_claiming(lane)
+                self.room(lane).is_some()
             }),
             // A poisoned lock: let the claimer look for itself.
             Err(_) => true,
@@ -107,11 +104,12 @@ impl Lanes {
         }
     }
 
-    /// Ready, with enough free slots: one, or a few after a claim that filled them all.
-    fn worth_claiming(&self, lane: &Lane) -> bool {
+    /// The lane's free slots when it is worth a claim: ready, with enough free (one, or
+    /// a few after a claim that filled them all).
+    fn room(&self, lane: &Lane) -> Option<usize> {
         let free = self.capacity.saturating_sub(lane.running);
         let enough = if lane.saturated { self.refill } else { 1 };
-        lane.ready && free >= enough
+        (lane.ready && free >= enough).then_some(free)
     }
 
     /// New work may be due anywhere (new events, a retry's time, a resume).
