@@ -14,7 +14,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
 use crate::destinations::{self, BUILT_IN, DestinationSettings, Destinations};
+use crate::domain::body_reads::BodyReads;
 use crate::domain::routing::{Filter, Route, TypeGlob};
+use crate::ingest::event_type;
 use crate::units::parse_duration;
 
 /// A `[sources.NAME]` table that cannot be used: which source, which field, why.
@@ -183,6 +185,9 @@ pub struct SourceSettings {
     pub routes: Vec<Route>,
     /// A destination of its routes is ordered by a key in the body.
     pub ordering_key_in_body: bool,
+    /// What ingest reads of a JSON body: all of it until [`Sources::build`] has
+    /// worked it out from the settings and the destinations.
+    pub body_reads: BodyReads,
 }
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -200,6 +205,7 @@ impl SourceSettings {
             content_types: vec!["application/json".into()],
             routes: Vec::new(),
             ordering_key_in_body: false,
+            body_reads: BodyReads::Whole,
         }
     }
 
@@ -209,6 +215,40 @@ impl SourceSettings {
             .iter()
             .any(|r| r.reads_document() || !r.event_types.is_empty())
             || self.ordering_key_in_body
+    }
+
+    /// Every part of a JSON body that ingest reads for this source: Slack's handshake,
+    /// keys, the event type, the routes' filters and ordered destinations' keys.
+    fn body_reads(&self, destinations: &Destinations) -> BodyReads {
+        let mut pointers: Vec<&str> = Vec::new();
+        if self.verify == Scheme::Slack {
+            pointers.extend(["/type", "/challenge"]);
+        }
+        for location in self.keys.iter().chain(&self.event_type) {
+            if let KeyLocation::Json(p) = location {
+                pointers.push(p);
+            }
+        }
+        if self.event_type.is_none() {
+            pointers.extend(event_type::body_pointers(self.verify));
+        }
+        let mut reads = BodyReads::nothing();
+        for route in &self.routes {
+            if let Some(KeyLocation::Json(p)) = destinations
+                .get(&route.destination)
+                .filter(|d| d.limits.ordered.is_some())
+                .and_then(|d| d.ordering_key.as_ref())
+            {
+                pointers.push(p);
+            }
+            if let Some(filter) = &route.filter {
+                reads.merge(filter.body_reads());
+            }
+        }
+        for pointer in pointers {
+            reads.merge(BodyReads::at_pointer(pointer));
+        }
+        reads
     }
 }
 
@@ -272,6 +312,7 @@ impl Sources {
                         && matches!(d.ordering_key, Some(KeyLocation::Json(_)))
                 })
             });
+            source.body_reads = source.body_reads(&all);
         }
         for source in &sources {
             for (index, route) in source.routes.iter().enumerate() {
@@ -525,6 +566,7 @@ fn build(
         routes,
         // Known once the destinations are ([`Sources::build`]).
         ordering_key_in_body: false,
+        body_reads: BodyReads::Whole,
     };
     Ok((settings, own))
 }

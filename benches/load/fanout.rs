@@ -58,6 +58,9 @@ pub fn sink_url(sink: &Sink) -> String {
 pub struct IngestFigure {
     pub rate: f64,
     pub longest: Duration,
+    /// CPU per 202, in microseconds: `api`'s whole process, its SQLite writer thread.
+    pub cpu: f64,
+    pub writer: f64,
 }
 
 /// `api` alone at its peak on a fresh database with `config`.
@@ -67,12 +70,18 @@ async fn ingest(backend: Backend, dir: &Path, config: &str, duration: Duration) 
     let api = Server::hookrelay_with("api", dir, &database.url, Some(&config));
     wait_ready(api.address).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cpu, writer) = (api.cpu_seconds(), api.thread_cpu_seconds("sqlite-writer"));
     let measured = max_throughput(api.address, duration, "fanout").await;
+    let per_request = |seconds: f64| seconds * 1e6 / measured.requests.max(1) as f64;
+    let cpu = per_request(api.cpu_seconds() - cpu);
+    let writer = per_request(api.thread_cpu_seconds("sqlite-writer") - writer);
     drop(api);
     database.drop_database().await;
     IngestFigure {
         rate: measured.rate,
         longest: measured.longest,
+        cpu,
+        writer,
     }
 }
 
@@ -164,62 +173,91 @@ async fn peak(backend: Backend, root: &Path, sink: &Sink, duration: Duration) ->
     }
 }
 
+/// Whether the build under test has `[destinations]` and routes (an earlier build,
+/// given with `BENCH_HOOKRELAY_BIN`, may not): it then has the `routes` command.
+fn knows_destinations() -> bool {
+    std::process::Command::new(crate::servers::hookrelay_binary())
+        .args(["routes", "--help"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 pub async fn print(root: &Path, duration: Duration, events: u64) {
     let sink = start_sink().await;
     let url = sink_url(&sink);
-    let new_build_only = std::env::var_os("BENCH_HOOKRELAY_BIN").is_some();
+    let one_route_only = !knows_destinations();
     println!();
     let runs = crate::protection::runs();
     println!(
-        "| backend | ingest, 1 route (202/s, per run) | ingest, 3 routes (202/s, per run) | ratio of means | longest request, 1 / 3 routes (ms, worst run) |"
+        "| backend | ingest, 1 route (202/s, per run) | ingest, 3 routes (202/s, per run) | ratio of means | `api` CPU per 202, 1 / 3 routes (µs; SQLite writer) | longest request, 1 / 3 routes (ms, worst run) |"
     );
-    println!("|---|---|---|---|---|");
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    println!("|---|---|---|---|---|---|");
+    for backend in crate::protection::backends() {
         // Runs alternate (one route, three routes, one, ...): the host's drift falls on
         // both alike.
-        let (mut one, mut three) = (Vec::new(), Vec::new());
-        let (mut one_longest, mut three_longest) = (Duration::ZERO, Duration::ZERO);
+        let (mut one, mut three): (Vec<IngestFigure>, Vec<IngestFigure>) = (Vec::new(), Vec::new());
         for run in 0..runs {
-            let figure = ingest(
-                backend,
-                &root.join(format!("one-{}-{run}", backend.name())),
-                &one_route(&url),
-                duration,
-            )
-            .await;
-            one.push(figure.rate);
-            one_longest = one_longest.max(figure.longest);
-            if new_build_only {
+            one.push(
+                ingest(
+                    backend,
+                    &root.join(format!("one-{}-{run}", backend.name())),
+                    &one_route(&url),
+                    duration,
+                )
+                .await,
+            );
+            if one_route_only {
                 continue;
             }
-            let figure = ingest(
-                backend,
-                &root.join(format!("three-{}-{run}", backend.name())),
-                &three_routes(&url),
-                duration,
-            )
-            .await;
-            three.push(figure.rate);
-            three_longest = three_longest.max(figure.longest);
+            three.push(
+                ingest(
+                    backend,
+                    &root.join(format!("three-{}-{run}", backend.name())),
+                    &three_routes(&url),
+                    duration,
+                )
+                .await,
+            );
         }
-        if new_build_only {
+        let rates = |figures: &[IngestFigure]| figures.iter().map(|f| f.rate).collect::<Vec<_>>();
+        let mean_of = |figures: &[IngestFigure], of: fn(&IngestFigure) -> f64| {
+            mean(&figures.iter().map(of).collect::<Vec<_>>())
+        };
+        let cpu = |figures: &[IngestFigure]| match backend {
+            Backend::Sqlite => format!(
+                "{:.1} ({:.1})",
+                mean_of(figures, |f| f.cpu),
+                mean_of(figures, |f| f.writer)
+            ),
+            Backend::Postgres => format!("{:.1}", mean_of(figures, |f| f.cpu)),
+        };
+        let longest = |figures: &[IngestFigure]| {
+            let worst = figures.iter().map(|f| f.longest).max().unwrap_or_default();
+            format!("{:.1}", worst.as_secs_f64() * 1e3)
+        };
+        if one_route_only {
             // An earlier build knows no `[destinations]`: its one-route figures only.
             println!(
-                "| {} | {} | — | — | {:.1} / — |",
+                "| {} | {} | — | — | {} / — | {} / — |",
                 backend.name(),
-                list(&one),
-                one_longest.as_secs_f64() * 1e3
+                list(&rates(&one)),
+                cpu(&one),
+                longest(&one)
             );
             continue;
         }
         println!(
-            "| {} | {} | {} | {:.2} | {:.1} / {:.1} |",
+            "| {} | {} | {} | {:.2} | {} / {} | {} / {} |",
             backend.name(),
-            list(&one),
-            list(&three),
-            mean(&three) / mean(&one),
-            one_longest.as_secs_f64() * 1e3,
-            three_longest.as_secs_f64() * 1e3
+            list(&rates(&one)),
+            list(&rates(&three)),
+            mean(&rates(&three)) / mean(&rates(&one)),
+            cpu(&one),
+            cpu(&three),
+            longest(&one),
+            longest(&three)
         );
     }
 
@@ -228,7 +266,7 @@ pub async fn print(root: &Path, duration: Duration, events: u64) {
         "| backend | `serve` accepts (202/s) | `serve` delivers (/s) | delivered / accepted | `api` alone (202/s) | serve / api | longest request, api / serve (ms) |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for backend in crate::protection::backends() {
         let figure = peak(
             backend,
             &root.join(format!("peak-{}", backend.name())),
@@ -262,7 +300,7 @@ pub async fn print(root: &Path, duration: Duration, events: u64) {
     )
     .await;
     println!("| {events} events to one destination | {events} | {single:.0} |");
-    if !new_build_only {
+    if !one_route_only {
         let spread = events.div_ceil(3);
         let three = drain(
             Backend::Sqlite,

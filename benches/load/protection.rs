@@ -98,7 +98,7 @@ fn plain(sink: &str) -> String {
 }
 
 /// `BENCH_BACKEND=sqlite|postgres`: one backend only.
-fn backends() -> Vec<Backend> {
+pub fn backends() -> Vec<Backend> {
     match std::env::var("BENCH_BACKEND").as_deref() {
         Ok("sqlite") => vec![Backend::Sqlite],
         Ok("postgres") => vec![Backend::Postgres],

@@ -1,6 +1,7 @@
 //! Plain types and pure logic: no I/O lives here.
 
 pub mod alert;
+pub mod body_reads;
 pub mod event;
 pub mod lifecycle;
 pub mod protection;

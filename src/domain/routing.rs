@@ -16,6 +16,8 @@ use regex::Regex;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::domain::body_reads::BodyReads;
+
 /// Why a filter was refused at start.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FilterError {
@@ -94,6 +96,41 @@ impl Filter {
             },
             Self::Operators(operators) => operators.iter().all(|op| op.matches(value)),
         }
+    }
+}
+
+impl Filter {
+    /// What of the value it is matched against this filter reads.
+    fn reads(&self) -> BodyReads {
+        match self {
+            Self::Literal(_) => BodyReads::Whole,
+            Self::Fields(fields) => {
+                let mut reads = BodyReads::nothing();
+                for (name, filter) in fields {
+                    reads.merge(BodyReads::field(name, filter.reads()));
+                }
+                reads
+            }
+            Self::Operators(operators) => Operator::reads_of(operators, Self::reads),
+        }
+    }
+}
+
+impl Operator {
+    /// What `operators` read together, where a nested filter reads as `nested` says;
+    /// any operator that compares the value itself reads all of it.
+    fn reads_of(operators: &[Self], nested: fn(&Filter) -> BodyReads) -> BodyReads {
+        let mut reads = BodyReads::nothing();
+        for operator in operators {
+            match operator {
+                Self::And(filters) | Self::Or(filters) => {
+                    filters.iter().for_each(|f| reads.merge(nested(f)));
+                }
+                Self::Not(filter) => reads.merge(nested(filter)),
+                _ => return BodyReads::Whole,
+            }
+        }
+        reads
     }
 }
 
@@ -309,6 +346,25 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// What of the event's body this filter reads, matched against its document.
+    pub fn body_reads(&self) -> BodyReads {
+        match self {
+            Self::Fields(fields) => {
+                let mut reads = BodyReads::nothing();
+                for (name, filter) in fields {
+                    if name == "body" {
+                        reads.merge(filter.reads());
+                    }
+                }
+                reads
+            }
+            Self::Operators(operators) => Operator::reads_of(operators, Self::body_reads),
+            Self::Literal(_) => BodyReads::Whole,
+        }
+    }
+}
+
 /// One `[[sources.NAME.routes]]`: a destination and what it takes.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -405,6 +461,62 @@ mod tests {
 
     fn filter(value: Value) -> Filter {
         Filter::parse(&value).unwrap()
+    }
+
+    #[test]
+    fn a_filter_declares_the_parts_of_the_body_it_reads() {
+        let field = BodyReads::field;
+        let amount_and_currency = filter(json!({"body": {"data": {"object": {
+            "amount": {"$gte": 1000}, "currency": {"$in": ["eur"]}}}}}));
+        assert_eq!(
+            amount_and_currency.body_reads(),
+            field(
+                "data",
+                field(
+                    "object",
+                    BodyReads::Fields(vec![
+                        ("amount".into(), BodyReads::Whole),
+                        ("currency".into(), BodyReads::Whole)
+                    ])
+                )
+            )
+        );
+        // Combinators read what their filters read, at the top as below it.
+        let combined = filter(json!({"$or": [
+            {"body": {"$not": {"a": 1}}},
+            {"headers": {"x-env": "prod"}},
+            {"body": {"$and": [{"b": {"c": {"$exist": true}}}]}}
+        ]}));
+        assert_eq!(
+            combined.body_reads(),
+            BodyReads::Fields(vec![
+                ("a".into(), BodyReads::Whole),
+                ("b".into(), field("c", BodyReads::Whole))
+            ])
+        );
+        // Reading none of the body still needs its shape.
+        assert!(
+            filter(json!({"headers": {"x": "y"}}))
+                .body_reads()
+                .is_nothing()
+        );
+        assert_eq!(
+            filter(json!({"body": {}})).body_reads(),
+            BodyReads::nothing()
+        );
+        // Whatever compares the body itself, or the whole document, reads all of it.
+        for whole in [
+            json!({"body": {"$regex": "x"}}),
+            json!({"body": "text"}),
+            json!({"$exist": true}),
+            json!({"$and": [{"$eq": 1}]}),
+        ] {
+            assert_eq!(
+                filter(whole.clone()).body_reads(),
+                BodyReads::Whole,
+                "{whole}"
+            );
+        }
     }
 
     fn matches(f: Value, doc: Value) -> bool {

@@ -37,6 +37,16 @@ pub fn of(scheme: Scheme, headers: &HeaderMap, body: Option<&Value>) -> Option<S
     }
 }
 
+/// The body fields [`of`] reads for `scheme`, as JSON Pointers.
+pub fn body_pointers(scheme: Scheme) -> &'static [&'static str] {
+    match scheme {
+        Scheme::Github => &["/action"],
+        Scheme::Shopify => &[],
+        Scheme::Slack => &["/event/type", "/type"],
+        Scheme::Stripe | Scheme::StandardWebhooks | Scheme::Svix | Scheme::None => &["/type"],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,16 +15,15 @@ pub enum KeyError {
     Invalid(String),
 }
 
-/// `json` is the parsed body when it is JSON, parsed on demand by the caller.
+/// `json` is the parsed body when it is JSON.
 pub fn extract(
     headers: &HeaderMap,
     locations: &[KeyLocation],
-    json: &mut dyn FnMut() -> Option<Value>,
+    json: Option<&Value>,
 ) -> Result<IdempotencyKey, KeyError> {
     if let Some(value) = headers.get(IDEMPOTENCY_KEY) {
         return parse(value.to_str().map_err(|_| not_ascii("Idempotency-Key"))?);
     }
-    let mut body: Option<Option<Value>> = None;
     for location in locations {
         let found = match location {
             KeyLocation::Header(name) => match headers.get(name) {
@@ -36,15 +35,14 @@ pub fn extract(
                 ),
                 None => None,
             },
-            KeyLocation::Json(pointer) => body
-                .get_or_insert_with(&mut *json)
-                .as_ref()
-                .and_then(|value| value.pointer(pointer))
-                .and_then(|value| match value {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                }),
+            KeyLocation::Json(pointer) => {
+                json.and_then(|value| value.pointer(pointer))
+                    .and_then(|value| match value {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+            }
         };
         // An empty value is as good as absent: the next place is tried. Anything else
         // must pass the one key rule, whatever its origin.
@@ -78,29 +76,24 @@ mod tests {
             KeyLocation::Json("/id".into()),
             KeyLocation::Header(HeaderName::from_static("x-github-delivery")),
         ];
-        let body = || Some(serde_json::json!({"id": "evt_body"}));
+        let body = serde_json::json!({"id": "evt_body"});
         let explicit = headers(&[("idempotency-key", "chosen"), ("x-github-delivery", "d")]);
         assert_eq!(
-            extract(&explicit, &locations, &mut { body })
+            extract(&explicit, &locations, Some(&body))
                 .unwrap()
                 .as_str(),
             "chosen"
         );
         let provider = headers(&[("x-github-delivery", "d")]);
         assert_eq!(
-            extract(&provider, &locations, &mut { body })
+            extract(&provider, &locations, Some(&body))
                 .unwrap()
                 .as_str(),
             "evt_body"
         );
+        assert_eq!(extract(&provider, &locations, None).unwrap().as_str(), "d");
         assert_eq!(
-            extract(&provider, &locations, &mut || None)
-                .unwrap()
-                .as_str(),
-            "d"
-        );
-        assert_eq!(
-            extract(&HeaderMap::new(), &locations, &mut || None),
+            extract(&HeaderMap::new(), &locations, None),
             Err(KeyError::Missing)
         );
     }
@@ -108,9 +101,9 @@ mod tests {
     #[test]
     fn numbers_count_and_long_keys_fail() {
         let locations = [KeyLocation::Json("/order/id".into())];
-        let numeric = || Some(serde_json::json!({"order": {"id": 42}}));
+        let numeric = serde_json::json!({"order": {"id": 42}});
         assert_eq!(
-            extract(&HeaderMap::new(), &locations, &mut { numeric })
+            extract(&HeaderMap::new(), &locations, Some(&numeric))
                 .unwrap()
                 .as_str(),
             "42"
@@ -122,7 +115,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    extract(&HeaderMap::new(), &locations, &mut || Some(body.clone())),
+                    extract(&HeaderMap::new(), &locations, Some(&body)),
                     Err(KeyError::Invalid(_))
                 ),
                 "{body}"
@@ -130,12 +123,12 @@ mod tests {
         }
         let tab = headers(&[("idempotency-key", "a\tb")]);
         assert!(matches!(
-            extract(&tab, &locations, &mut || None),
+            extract(&tab, &locations, None),
             Err(KeyError::Invalid(_))
         ));
         let long = headers(&[("idempotency-key", &"k".repeat(256))]);
         assert!(matches!(
-            extract(&long, &locations, &mut || None),
+            extract(&long, &locations, None),
             Err(KeyError::Invalid(_))
         ));
     }

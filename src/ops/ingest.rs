@@ -8,6 +8,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use crate::destinations::Destinations;
+use crate::domain::body_reads::BodyReads;
 use crate::domain::event::{EventId, SourceName};
 use crate::domain::time::Timestamp;
 use crate::error_code::ErrorCode;
@@ -178,7 +179,7 @@ pub fn decide(
         .map_err(Refusal::InvalidSignature)?;
 
     let tree = if media == MediaType::Json {
-        parse_json(&body, needs_tree(settings))?
+        parse_json(&body, needs_tree(settings).then_some(&settings.body_reads))?
     } else {
         None
     };
@@ -188,12 +189,10 @@ pub fn decide(
         return Ok(Decision::Challenge(challenge));
     }
     let key =
-        key::extract(&headers, &settings.keys, &mut || tree.clone()).map_err(
-            |error| match error {
-                KeyError::Missing => Refusal::MissingKey,
-                KeyError::Invalid(reason) => Refusal::InvalidKey(reason),
-            },
-        )?;
+        key::extract(&headers, &settings.keys, tree.as_ref()).map_err(|error| match error {
+            KeyError::Missing => Refusal::MissingKey,
+            KeyError::Invalid(reason) => Refusal::InvalidKey(reason),
+        })?;
     let (event_type, deliveries) = routing::route(
         settings,
         destinations,
@@ -233,8 +232,8 @@ fn needs_tree(settings: &SourceSettings) -> bool {
 }
 
 /// Validates the body as JSON (UTF-8 throughout, RFC 8259), building a tree only
-/// when something will read it.
-fn parse_json(body: &[u8], tree: bool) -> Result<Option<Value>, Refusal> {
+/// when something will read it, and of the parts it reads.
+fn parse_json(body: &[u8], reads: Option<&BodyReads>) -> Result<Option<Value>, Refusal> {
     // Checked on the whole body first: skipping a string without building a tree
     // does not look inside it.
     let text = std::str::from_utf8(body).map_err(|e| {
@@ -243,8 +242,9 @@ fn parse_json(body: &[u8], tree: bool) -> Result<Option<Value>, Refusal> {
             e.valid_up_to()
         ))
     })?;
-    if tree {
-        serde_json::from_str::<Value>(text)
+    if let Some(reads) = reads {
+        reads
+            .parse(text)
             .map(Some)
             .map_err(|e| Refusal::InvalidJson(e.to_string()))
     } else {
@@ -411,5 +411,139 @@ mod tests {
         let open = Sources::default();
         let (known, _) = known_source(&open, "anything").unwrap();
         assert!(!known.configured);
+    }
+
+    /// Sources and destinations as a config file writes them.
+    fn configured(text: &str) -> Sources {
+        let mut table: toml::Table = text.parse().unwrap();
+        let destinations = match table.remove("destinations") {
+            Some(toml::Value::Table(t)) => crate::destinations::parse_table(t, &|_| None).unwrap(),
+            _ => Vec::new(),
+        };
+        let Some(toml::Value::Table(sources)) = table.remove("sources") else {
+            panic!("no [sources]");
+        };
+        let parsed = crate::sources::parse_table(sources, &|_| None).unwrap();
+        Sources::build(false, parsed, destinations).unwrap()
+    }
+
+    /// What ingest decides, as comparable text (the event's id aside).
+    fn outcome(sources: &Sources, settings: &SourceSettings, request: Request) -> String {
+        let name = SourceName::parse(&request.source).unwrap();
+        let now = Timestamp(1_700_000_000_000_000);
+        match decide(settings, &sources.destinations, &name, request, now, 5) {
+            Ok(Decision::Store(event)) => format!(
+                "key {:?} type {:?} deliveries {:?}",
+                event.key.as_str(),
+                event.event_type,
+                event.deliveries
+            ),
+            Ok(Decision::Challenge(challenge)) => format!("challenge {challenge}"),
+            Err(refusal) => format!("refused {refusal:?}"),
+        }
+    }
+
+    #[test]
+    fn reading_only_the_declared_parts_of_the_body_decides_as_reading_all_of_it() {
+        let sources = configured(
+            r#"
+[destinations.a]
+url = "http://127.0.0.1:1/a"
+[destinations.b]
+url = "http://127.0.0.1:1/b"
+[destinations.c]
+url = "http://127.0.0.1:1/c"
+[destinations.ordered]
+url = "http://127.0.0.1:1/o"
+ordering = "key"
+ordering_key = "json:/data/object/customer"
+[destinations.by_item]
+url = "http://127.0.0.1:1/i"
+ordering = "key"
+ordering_key = "json:/items/0/id"
+
+[sources.shop]
+key = "json:/meta/id"
+[[sources.shop.routes]]
+destination = "a"
+event_types = ["order.*"]
+filter = { body = { data = { object = { amount = { "$gte" = 1000 }, currency = { "$in" = ["eur", "usd"] } } } } }
+[[sources.shop.routes]]
+destination = "b"
+filter = { body = { "$or" = [{ items = { sku = "x" } }, { tags = "vip" }, { "$not" = { data = { object = { status = { "$exist" = true } } } } }] } }
+[[sources.shop.routes]]
+destination = "c"
+filter = { "$or" = [{ body = { nested = { deep = [1, 2] } } }, { headers = { x-env = "prod" } }] }
+[[sources.shop.routes]]
+destination = "ordered"
+filter = { body = {} }
+[[sources.shop.routes]]
+destination = "by_item"
+
+[sources.slack]
+verify = "slack"
+secret = "x"
+key = "json:/event_id"
+[[sources.slack.routes]]
+destination = "a"
+event_types = ["message"]
+"#,
+        );
+        let bodies = [
+            r#"{"type":"order.created","meta":{"id":"m-1"},"data":{"object":{"amount":1200,"currency":"eur","customer":"cus_1","status":"paid","other":[1,{"x":2}]}},"items":[{"sku":"x","id":"i-1"}],"tags":["vip","new"],"nested":{"deep":[1,2]}}"#,
+            r#"{"type":"order.created","meta":{"id":"m-2"},"data":{"object":{"amount":999,"currency":"eur","customer":{"id":7}}},"items":[{"sku":"y"},{"sku":"x"}],"tags":"vip"}"#,
+            r#"{"type":"refund","meta":{"id":"m-3"},"data":{"object":{"amount":"1200","currency":["usd"]}},"nested":{"deep":[1,2,3]}}"#,
+            r#"{"type":7,"meta":{"id":"m-4"},"items":[{"id":"i-4","sku":["x"]}],"data":[{"object":{"amount":5000,"currency":"usd"}}]}"#,
+            r#"{"type":"order.paid","meta":{"id":"m-5"},"data":null,"data":{"object":{"amount":1e3,"currency":"usd","status":null}}}"#,
+            r#"[{"meta":{"id":"m-6"}}]"#,
+            r#""just a string""#,
+            r#"{"meta":{"id":"m-7"},"nested":{"deep":[[1,2]]}}"#,
+        ];
+        for body in bodies {
+            for env in ["prod", "dev"] {
+                let request = || Request {
+                    source: "shop".into(),
+                    headers: test_headers(&[JSON, ("x-env", env)]),
+                    body: Bytes::from(body.to_owned()),
+                };
+                let projected = sources.get("shop").unwrap();
+                assert_ne!(projected.body_reads, BodyReads::Whole);
+                let whole = SourceSettings {
+                    body_reads: BodyReads::Whole,
+                    ..(*projected).clone()
+                };
+                assert_eq!(
+                    outcome(&sources, &projected, request()),
+                    outcome(&sources, &whole, request()),
+                    "{body} with x-env {env}"
+                );
+            }
+        }
+        let slack = sources.get("slack").unwrap();
+        let whole = SourceSettings {
+            body_reads: BodyReads::Whole,
+            ..(*slack).clone()
+        };
+        for body in [
+            r#"{"type":"url_verification","challenge":"c-1","token":"t"}"#,
+            r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message","text":"hi"}}"#,
+            r#"{"type":"event_callback","event_id":"Ev2","event":{"type":"reaction_added"}}"#,
+        ] {
+            let request = || {
+                let ts = "1700000000";
+                Request {
+                    source: "slack".into(),
+                    headers: test_headers(&[
+                        JSON,
+                        ("x-slack-request-timestamp", ts),
+                        ("x-slack-signature", &sign_slack(b"x", 1_700_000_000, body)),
+                    ]),
+                    body: Bytes::from(body.to_owned()),
+                }
+            };
+            let decided = outcome(&sources, &slack, request());
+            assert!(!decided.starts_with("refused"), "{decided}");
+            assert_eq!(decided, outcome(&sources, &whole, request()), "{body}");
+        }
     }
 }
