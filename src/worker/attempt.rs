@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
@@ -30,30 +31,56 @@ pub struct Context {
 /// source and the destination, so that each carries them (an error-level span:
 /// rendered whatever the filter). The span is entered only to log, not on every poll
 /// of the delivery: that would cost more than the lines it labels.
-pub async fn run(context: Context, event: ClaimedDelivery) {
+/// The request waits for `slot` (the destination's request slot, held until the
+/// request is over); `sent` is called once it is over, before its outcome is written.
+pub async fn run(
+    context: Context,
+    event: ClaimedDelivery,
+    slot: impl Future<Output = Option<OwnedSemaphorePermit>>,
+    sent: impl FnOnce(),
+) {
     let span = tracing::error_span!(
         "attempt",
         event_id = %event.event_id,
         source = %event.source,
         destination = %event.destination,
     );
-    run_in_span(context, event, &span).await
+    run_in_span(context, event, slot, sent, &span).await
 }
 
-async fn run_in_span(context: Context, event: ClaimedDelivery, span: &Span) {
+async fn run_in_span(
+    context: Context,
+    event: ClaimedDelivery,
+    slot: impl Future<Output = Option<OwnedSemaphorePermit>>,
+    sent: impl FnOnce(),
+    span: &Span,
+) {
+    // Its lease is renewed from here on, while it waits for a slot as while it runs.
     if let Ok(mut map) = context.in_flight.lock() {
         map.insert(event.delivery, event.attempt);
     }
-    span.in_scope(|| tracing::debug!(attempt = event.attempt, "Processing event"));
-    let started_at = Timestamp::now();
-    let clock = Instant::now();
-    let outcome = run_attempt(&context, &event).await;
-    let duration = clock.elapsed();
+    let slot = tokio::select! {
+        slot = slot => Some(slot),
+        () = context.shutdown.cancelled() => None,
+    };
+    let outcome = match slot {
+        Some(_held) => {
+            span.in_scope(|| tracing::debug!(attempt = event.attempt, "Processing event"));
+            let started_at = Timestamp::now();
+            let clock = Instant::now();
+            run_attempt(&context, &event)
+                .await
+                .map(|delivery| (delivery, started_at, clock.elapsed()))
+        }
+        // Stopping: handed back without an attempt.
+        None => None,
+    };
     if let Ok(mut map) = context.in_flight.lock() {
         map.remove(&event.delivery);
     }
+    sent();
 
-    let Some(delivery) = outcome else {
+    let Some((delivery, started_at, duration)) = outcome else {
         release(&context, &event, span).await;
         return;
     };

@@ -192,8 +192,10 @@ impl Worker {
                             let lanes = lanes.clone();
                             attempts.spawn(async move {
                                 let destination = delivery.destination.clone();
-                                attempt::run(context, delivery).await;
-                                lanes.finish(&destination);
+                                let slot = lanes.request_slot(&destination);
+                                attempt::run(context, delivery, slot, || lanes.sent(&destination))
+                                    .await;
+                                lanes.recorded(&destination);
                             });
                         }
                         // A lane that filled its slots is still ready: look again.
