@@ -6,7 +6,10 @@
 //! keeps the database's latency out of the way: as many deliveries again may be
 //! claimed ahead, waiting for a request slot, and as many again may have their
 //! outcomes being written (in groups, after the request). So a busy database slows a
-//! lane's claims rather than leaving its request slots idle.
+//! lane's claims rather than leaving its request slots idle. An ordered destination
+//! does neither: its next delivery of a key cannot start before the last one's outcome
+//! is written, and a claim asking for more than its free keys reads every due delivery
+//! looking for them. Its slots free up when outcomes are written.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,8 @@ struct Lane {
     wake_on_finish: bool,
     /// Its request slots.
     requests: Arc<Semaphore>,
+    /// It claims ahead and writes outcomes behind its request slots (not ordered).
+    pipelined: bool,
 }
 
 pub struct Lanes {
@@ -42,11 +47,12 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// One lane per destination, each with `capacity` slots, all ready.
-    pub fn new(destinations: impl IntoIterator<Item = String>, capacity: usize) -> Self {
+    /// One lane per destination, each with `capacity` request slots, all ready; those
+    /// marked `true` are pipelined (claim ahead, write outcomes behind).
+    pub fn new(destinations: impl IntoIterator<Item = (String, bool)>, capacity: usize) -> Self {
         let lanes = destinations
             .into_iter()
-            .map(|name| {
+            .map(|(name, pipelined)| {
                 let lane = Lane {
                     running: 0,
                     recording: 0,
@@ -54,6 +60,7 @@ impl Lanes {
                     saturated: false,
                     wake_on_finish: false,
                     requests: Arc::new(Semaphore::new(capacity)),
+                    pipelined,
                 };
                 (name, lane)
             })
@@ -109,33 +116,44 @@ impl Lanes {
     /// One of its requests is over; its outcome is being written.
     pub fn sent(&self, name: &str) {
         self.update(name, |lane| {
-            lane.running = lane.running.saturating_sub(1);
-            lane.recording += 1;
-        });
-    }
-
-    /// An attempt's outcome is written (or given up on). A lane that waits for one of
-    /// its attempts to finish (in-flight limit, busy keys, a probe) looks again now:
-    /// the database counts an attempt until its outcome is written.
-    pub fn recorded(&self, name: &str) {
-        self.update(name, |lane| {
-            lane.recording = lane.recording.saturating_sub(1);
-            if lane.wake_on_finish {
-                lane.wake_on_finish = false;
-                lane.ready = true;
+            if lane.pipelined {
+                lane.running = lane.running.saturating_sub(1);
+                lane.recording += 1;
+                true
+            } else {
+                // Nothing changes until the outcome is written.
+                false
             }
         });
     }
 
-    /// Applies `change` to the lane. The claimer is woken only when this makes the lane
-    /// worth a claim: a busy lane frees several slots before it claims again, and
-    /// waking the claimer for each finish in between would find nothing to do.
-    fn update(&self, name: &str, change: impl FnOnce(&mut Lane)) {
+    /// An attempt's outcome is written (or given up on). A lane that waits for its
+    /// attempts to finish (in-flight limit, busy keys, a probe) counts it here, not when
+    /// the request is over: the database counts an attempt until its outcome is written.
+    pub fn recorded(&self, name: &str) {
+        self.update(name, |lane| {
+            if lane.pipelined {
+                lane.recording = lane.recording.saturating_sub(1);
+            } else {
+                lane.running = lane.running.saturating_sub(1);
+            }
+            if lane.wake_on_finish {
+                lane.wake_on_finish = false;
+                lane.ready = true;
+            }
+            true
+        });
+    }
+
+    /// Applies `change` to the lane (which says whether it changed anything). The
+    /// claimer is woken only when this makes the lane worth a claim: a busy lane frees
+    /// several slots before it claims again, and waking the claimer for each finish in
+    /// between would find nothing to do.
+    fn update(&self, name: &str, change: impl FnOnce(&mut Lane) -> bool) {
         let wanted = match self.lanes.lock() {
-            Ok(mut lanes) => lanes.get_mut(name).is_some_and(|lane| {
-                change(lane);
-                self.room(lane).is_some()
-            }),
+            Ok(mut lanes) => lanes
+                .get_mut(name)
+                .is_some_and(|lane| change(lane) && self.room(lane).is_some()),
             // A poisoned lock: let the claimer look for itself.
             Err(_) => true,
         };
@@ -147,10 +165,13 @@ impl Lanes {
     /// The lane's free slots when it is worth a claim: ready, with enough free (one, or
     /// a few after a claim that filled them all).
     fn room(&self, lane: &Lane) -> Option<usize> {
-        let unwritten = (3 * self.capacity).saturating_sub(lane.running + lane.recording);
-        let free = (2 * self.capacity)
-            .saturating_sub(lane.running)
-            .min(unwritten);
+        let claimable = if lane.pipelined {
+            2 * self.capacity
+        } else {
+            self.capacity
+        };
+        let unwritten = (claimable + self.capacity).saturating_sub(lane.running + lane.recording);
+        let free = claimable.saturating_sub(lane.running).min(unwritten);
         let enough = if lane.saturated { self.refill } else { 1 };
         (lane.ready && free >= enough).then_some(free)
     }
@@ -175,7 +196,7 @@ mod tests {
     use super::*;
 
     fn lanes() -> Lanes {
-        Lanes::new(["a".to_owned(), "b".to_owned()], 16)
+        Lanes::new([("a".to_owned(), true), ("b".to_owned(), true)], 16)
     }
 
     /// One attempt of `name`, its request and then its outcome, is over.
@@ -228,6 +249,19 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_millis(20), slot)
             .await
             .is_err()
+    }
+
+    #[test]
+    fn an_ordered_lane_claims_nothing_ahead_and_frees_slots_as_outcomes_are_written() {
+        let lanes = Lanes::new([("ordered".to_owned(), false)], 16);
+        assert_eq!(lanes.wanted(), [("ordered".into(), 16)]);
+        lanes.claimed("ordered", 16, 16, None, false);
+        lanes.sent("ordered");
+        lanes.sent("ordered");
+        assert!(lanes.wanted().is_empty(), "its keys are busy until written");
+        lanes.recorded("ordered");
+        lanes.recorded("ordered");
+        assert_eq!(lanes.wanted(), [("ordered".into(), 2)]);
     }
 
     #[tokio::test]

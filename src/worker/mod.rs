@@ -78,8 +78,8 @@ impl Worker {
             .sources
             .destinations
             .iter()
-            .map(|d| d.name.clone())
-            .chain([BUILT_IN.to_owned()]);
+            .map(|d| (d.name.clone(), d.limits.ordered.is_none()))
+            .chain([(BUILT_IN.to_owned(), true)]);
         let lanes = Arc::new(lanes::Lanes::new(names, settings.concurrency));
         let in_flight: InFlight = Arc::default();
         // One client: kept-alive connections to each destination are reused.
