@@ -219,7 +219,7 @@ impl SourceSettings {
 
     /// Every part of a JSON body that ingest reads for this source: Slack's handshake,
     /// keys, the event type, the routes' filters and ordered destinations' keys.
-    fn body_reads(&self, destinations: &Destinations) -> BodyReads {
+    fn body_reads_with(&self, destinations: &Destinations) -> BodyReads {
         let mut pointers: Vec<&str> = Vec::new();
         if self.verify == Scheme::Slack {
             pointers.extend(["/type", "/challenge"]);
@@ -312,7 +312,7 @@ impl Sources {
                         && matches!(d.ordering_key, Some(KeyLocation::Json(_)))
                 })
             });
-            source.body_reads = source.body_reads(&all);
+            source.body_reads = source.body_reads_with(&all);
         }
         for source in &sources {
             for (index, route) in source.routes.iter().enumerate() {

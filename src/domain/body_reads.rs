@@ -18,21 +18,10 @@ pub enum BodyReads {
     Fields(Vec<(String, BodyReads)>),
 }
 
-impl Default for BodyReads {
-    fn default() -> Self {
-        Self::nothing()
-    }
-}
-
 impl BodyReads {
     /// Nothing inside objects; only the shape at the top.
     pub fn nothing() -> Self {
         Self::Fields(Vec::new())
-    }
-
-    /// Whether no reader looks inside the body, so no tree is needed.
-    pub fn is_nothing(&self) -> bool {
-        matches!(self, Self::Fields(fields) if fields.is_empty())
     }
 
     /// The value at a JSON Pointer (RFC 6901). A token that may be an array index reads

@@ -122,4 +122,50 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn the_body_pointers_are_all_that_each_scheme_reads() {
+        use crate::domain::body_reads::BodyReads;
+        let github = test_headers(&[("x-github-event", "issues")]);
+        let shopify = test_headers(&[("x-shopify-topic", "orders/create")]);
+        let cases = [
+            (
+                Scheme::Github,
+                &github,
+                r#"{"action":"opened","issue":{"number":1}}"#,
+            ),
+            (Scheme::Shopify, &shopify, r#"{"id":1,"type":"not this"}"#),
+            (
+                Scheme::Slack,
+                &HeaderMap::new(),
+                r#"{"type":"event_callback","event":{"type":"app_mention","text":"hi"}}"#,
+            ),
+            (
+                Scheme::Slack,
+                &HeaderMap::new(),
+                r#"{"type":"url_verification","challenge":"c"}"#,
+            ),
+            (
+                Scheme::Stripe,
+                &HeaderMap::new(),
+                r#"{"type":"invoice.paid","data":{"object":{}}}"#,
+            ),
+            (
+                Scheme::StandardWebhooks,
+                &HeaderMap::new(),
+                r#"{"type":"order.paid","data":{}}"#,
+            ),
+        ];
+        for (scheme, headers, body) in cases {
+            let mut reads = BodyReads::nothing();
+            for pointer in body_pointers(scheme) {
+                reads.merge(BodyReads::at_pointer(pointer));
+            }
+            let whole: Value = serde_json::from_str(body).unwrap();
+            let projected = reads.parse(body).unwrap();
+            let expected = of(scheme, headers, Some(&whole));
+            assert!(expected.is_some(), "{body}");
+            assert_eq!(of(scheme, headers, Some(&projected)), expected, "{body}");
+        }
+    }
 }

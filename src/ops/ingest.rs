@@ -499,6 +499,7 @@ event_types = ["message"]
             r#""just a string""#,
             r#"{"meta":{"id":"m-7"},"nested":{"deep":[[1,2]]}}"#,
         ];
+        assert_ne!(sources.get("shop").unwrap().body_reads, BodyReads::Whole);
         for body in bodies {
             for env in ["prod", "dev"] {
                 let request = || Request {
@@ -507,7 +508,6 @@ event_types = ["message"]
                     body: Bytes::from(body.to_owned()),
                 };
                 let projected = sources.get("shop").unwrap();
-                assert_ne!(projected.body_reads, BodyReads::Whole);
                 let whole = SourceSettings {
                     body_reads: BodyReads::Whole,
                     ..(*projected).clone()
@@ -520,6 +520,7 @@ event_types = ["message"]
             }
         }
         let slack = sources.get("slack").unwrap();
+        assert_ne!(slack.body_reads, BodyReads::Whole);
         let whole = SourceSettings {
             body_reads: BodyReads::Whole,
             ..(*slack).clone()
