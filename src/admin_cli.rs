@@ -182,10 +182,17 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
     if tree.is_none() {
         writeln!(out, "the body is not JSON: filters see it as a string")?;
     }
+    let event_type = match &explanation.event_type {
+        Ok(event_type) => event_type,
+        Err(refused) => {
+            writeln!(out, "refused at ingest (400 invalid_event_type): {refused}")?;
+            return Ok(());
+        }
+    };
     writeln!(
         out,
         "event type: {}",
-        explanation.event_type.as_deref().unwrap_or("(none)")
+        event_type.as_deref().unwrap_or("(none)")
     )?;
     if explanation.built_in {
         writeln!(out, "no routes: the built-in processor takes every event")?;

@@ -8,6 +8,7 @@ pub enum ErrorCode {
     InvalidSource,
     MissingIdempotencyKey,
     InvalidIdempotencyKey,
+    InvalidEventType,
     InvalidJson,
     InvalidStatus,
     InvalidDestination,
@@ -34,10 +35,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::InvalidSource,
         Self::MissingIdempotencyKey,
         Self::InvalidIdempotencyKey,
+        Self::InvalidEventType,
         Self::InvalidJson,
         Self::InvalidStatus,
         Self::InvalidDestination,
@@ -68,6 +70,7 @@ impl ErrorCode {
             Self::InvalidSource => "invalid_source",
             Self::MissingIdempotencyKey => "missing_idempotency_key",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::InvalidEventType => "invalid_event_type",
             Self::InvalidJson => "invalid_json",
             Self::InvalidStatus => "invalid_status",
             Self::InvalidDestination => "invalid_destination",

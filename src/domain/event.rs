@@ -98,6 +98,44 @@ impl IdempotencyKey {
     }
 }
 
+/// The longest event type accepted. Providers' types are short names
+/// (`invoice.paid`, `issues.opened`); a longer one is refused, so that no matcher or
+/// index ever works on a sender-sized string.
+pub const MAX_EVENT_TYPE_BYTES: usize = 255;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InvalidEventType {
+    #[error("event type is {0} bytes; the limit is 255")]
+    TooLong(usize),
+    #[error("event type must not contain control characters")]
+    ControlCharacter,
+}
+
+/// The one rule for an event type, whichever backend stores it.
+pub fn check_event_type(text: &str) -> Result<(), InvalidEventType> {
+    if text.len() > MAX_EVENT_TYPE_BYTES {
+        return Err(InvalidEventType::TooLong(text.len()));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(InvalidEventType::ControlCharacter);
+    }
+    Ok(())
+}
+
+/// Ordering keys longer than this are stored as their digest.
+pub const MAX_ORDERING_KEY_BYTES: usize = 128;
+
+/// An ordering key as stored: the text itself when it is short and has no control
+/// characters, else `sha256:` and the hex digest of the text. Equal texts still give
+/// equal keys, so order per key holds, and every backend can index the key.
+pub fn stored_ordering_key(text: String) -> String {
+    use sha2::{Digest, Sha256};
+    if text.len() <= MAX_ORDERING_KEY_BYTES && !text.chars().any(char::is_control) {
+        return text;
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +171,38 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn event_types_are_bounded_and_printable() {
+        assert_eq!(check_event_type("invoice.paid"), Ok(()));
+        assert_eq!(check_event_type(&"t".repeat(255)), Ok(()));
+        assert_eq!(
+            check_event_type(&"t".repeat(256)),
+            Err(InvalidEventType::TooLong(256))
+        );
+        for bad in ["a\u{0}b", "a\nb", "\u{7f}"] {
+            assert_eq!(
+                check_event_type(bad),
+                Err(InvalidEventType::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_or_control_ordering_keys_are_stored_as_their_digest() {
+        assert_eq!(stored_ordering_key("cus_1".into()), "cus_1");
+        let long = "k".repeat(10_000);
+        let digest = stored_ordering_key(long.clone());
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 7 + 64,
+            "{digest}"
+        );
+        assert_eq!(digest, stored_ordering_key(long));
+        let nul = stored_ordering_key("a\u{0}b".into());
+        assert!(nul.starts_with("sha256:"));
+        assert_ne!(nul, stored_ordering_key("a\u{0}c".into()));
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl ApiError {
             InvalidSource
             | MissingIdempotencyKey
             | InvalidIdempotencyKey
+            | InvalidEventType
             | InvalidJson
             | InvalidStatus
             | InvalidDestination

@@ -43,7 +43,7 @@ pub struct Receipt<'a> {
     responses(
         (status = 202, description = "Stored durably", body = Receipt),
         (status = 200, description = "A redelivery: the first event's id", body = Receipt),
-        (status = 400, description = "invalid_source, missing_idempotency_key, invalid_idempotency_key or invalid_json", body = ErrorBody),
+        (status = 400, description = "invalid_source, missing_idempotency_key, invalid_idempotency_key, invalid_event_type or invalid_json", body = ErrorBody),
         (status = 401, description = "invalid_signature; nothing stored", body = ErrorBody),
         (status = 404, description = "unknown_source", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),

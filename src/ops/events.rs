@@ -252,7 +252,8 @@ impl Operators {
                 body: tree.as_ref(),
                 raw_body: &event.body,
             },
-        );
+        )
+        .map_err(|_| OpsError::StillFiltered)?;
         if deliveries.is_empty() {
             return Err(OpsError::StillFiltered);
         }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::destinations::Destinations;
 use crate::domain::body_reads::BodyReads;
-use crate::domain::event::{EventId, SourceName};
+use crate::domain::event::{EventId, InvalidEventType, SourceName};
 use crate::domain::time::Timestamp;
 use crate::error_code::ErrorCode;
 use crate::ingest::headers_to_json;
@@ -54,6 +54,8 @@ pub enum Refusal {
     MissingKey,
     #[error("{0}")]
     InvalidKey(String),
+    #[error("{0}")]
+    InvalidEventType(#[from] InvalidEventType),
     #[error("storage is unavailable")]
     Storage(#[source] StoreError),
 }
@@ -68,6 +70,7 @@ impl Refusal {
             Self::InvalidJson(_) => ErrorCode::InvalidJson,
             Self::MissingKey => ErrorCode::MissingIdempotencyKey,
             Self::InvalidKey(_) => ErrorCode::InvalidIdempotencyKey,
+            Self::InvalidEventType(_) => ErrorCode::InvalidEventType,
             Self::Storage(error) if error.is_unavailable() => ErrorCode::StorageUnavailable,
             Self::Storage(_) => ErrorCode::InternalError,
         }
@@ -202,7 +205,7 @@ pub fn decide(
             body: tree.as_ref(),
             raw_body: &body,
         },
-    );
+    )?;
     Ok(Decision::Store(Box::new(NewEvent {
         id: EventId::generate(),
         event_type,

@@ -7,6 +7,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::destinations::{BUILT_IN, DestinationSettings, Destinations};
+use crate::domain::event::{InvalidEventType, check_event_type, stored_ordering_key};
 use crate::domain::routing::{self, Document, Verdict};
 use crate::ingest::event_type;
 use crate::sources::{KeyLocation, SourceSettings};
@@ -61,6 +62,19 @@ pub struct Routable<'a> {
     pub raw_body: &'a [u8],
 }
 
+/// The event's type, refused when it breaks the one rule for types (checked before
+/// any route's glob reads it).
+pub fn checked_event_type(
+    settings: &SourceSettings,
+    event: &Routable<'_>,
+) -> Result<Option<String>, InvalidEventType> {
+    let event_type = event_type_of(settings, event.headers, event.body);
+    if let Some(text) = &event_type {
+        check_event_type(text)?;
+    }
+    Ok(event_type)
+}
+
 /// The deliveries an event of `settings`' source gets, and its type. A source without
 /// routes goes to the built-in processor; an event no route matches gets none.
 pub fn route(
@@ -68,15 +82,15 @@ pub fn route(
     destinations: &Destinations,
     default_max_attempts: u32,
     event: &Routable<'_>,
-) -> (Option<String>, Vec<NewDelivery>) {
-    let event_type = event_type_of(settings, event.headers, event.body);
+) -> Result<(Option<String>, Vec<NewDelivery>), InvalidEventType> {
+    let event_type = checked_event_type(settings, event)?;
     if settings.routes.is_empty() {
         let built_in = NewDelivery {
             destination: BUILT_IN.to_owned(),
             max_attempts: default_max_attempts,
             ordering_key: None,
         };
-        return (event_type, vec![built_in]);
+        return Ok((event_type, vec![built_in]));
     }
     // Read in place, once per event, and only when a filter will read it.
     let reads = settings.routes.iter().any(|r| r.reads_document());
@@ -98,13 +112,13 @@ pub fn route(
                 ordering_key: destinations.get(name).and_then(|d| ordering_key(d, event)),
             })
             .collect();
-    (event_type, deliveries)
+    Ok((event_type, deliveries))
 }
 
 /// An ordered destination's key for this event: the header's value, or the JSON
 /// value at the pointer (a string as it is, anything else as JSON text); `""` when
 /// the event has none, so that those keep their order among themselves. `None` for
-/// an unordered destination.
+/// an unordered destination. A long key is stored as its digest.
 fn ordering_key(destination: &DestinationSettings, event: &Routable<'_>) -> Option<String> {
     destination.limits.ordered?;
     let key = match &destination.ordering_key {
@@ -124,19 +138,29 @@ fn ordering_key(destination: &DestinationSettings, event: &Routable<'_>) -> Opti
                 })
         }
     };
-    Some(key.unwrap_or_default())
+    Some(stored_ordering_key(key.unwrap_or_default()))
 }
 
 /// Each route's verdict on an event, in the order the routes are written.
 pub struct Explanation {
-    pub event_type: Option<String>,
+    /// The event's type, or why ingest refuses it (then no route is judged).
+    pub event_type: Result<Option<String>, InvalidEventType>,
     pub routes: Vec<(String, Verdict)>,
     /// No routes: the built-in processor takes every event.
     pub built_in: bool,
 }
 
 pub fn explain(settings: &SourceSettings, event: &Routable<'_>) -> Explanation {
-    let event_type = event_type_of(settings, event.headers, event.body);
+    let event_type = match checked_event_type(settings, event) {
+        Ok(event_type) => event_type,
+        Err(refused) => {
+            return Explanation {
+                event_type: Err(refused),
+                routes: Vec::new(),
+                built_in: settings.routes.is_empty(),
+            };
+        }
+    };
     let text = event.body.is_none().then(|| text_body(event.raw_body));
     let headers = || headers_value(event.headers);
     let document = Document::new(
@@ -155,7 +179,7 @@ pub fn explain(settings: &SourceSettings, event: &Routable<'_>) -> Explanation {
         })
         .collect();
     Explanation {
-        event_type,
+        event_type: Ok(event_type),
         routes,
         built_in: settings.routes.is_empty(),
     }
@@ -216,7 +240,7 @@ mod tests {
         );
         big.max_attempts = Some(9);
         destinations.insert(big);
-        let (event_type, deliveries) = route(&settings, &destinations, 5, &event);
+        let (event_type, deliveries) = route(&settings, &destinations, 5, &event).unwrap();
         assert_eq!(event_type.as_deref(), Some("invoice.paid"));
         assert_eq!(
             deliveries,
@@ -250,9 +274,11 @@ mod tests {
             &Destinations::default(),
             5,
             &event,
-        );
+        )
+        .unwrap();
         assert_eq!(built_in[0].destination, BUILT_IN);
-        let (event_type, deliveries) = route(&stripe(), &Destinations::default(), 5, &event);
+        let (event_type, deliveries) =
+            route(&stripe(), &Destinations::default(), 5, &event).unwrap();
         assert_eq!(event_type, None);
         assert_eq!(deliveries.len(), 1, "the header filter still matches");
         let other = test_headers(&[("x-env", "prod")]);
@@ -262,6 +288,7 @@ mod tests {
         };
         assert!(
             route(&stripe(), &Destinations::default(), 5, &event)
+                .unwrap()
                 .1
                 .is_empty()
         );

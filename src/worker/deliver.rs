@@ -115,7 +115,7 @@ async fn classify(mut response: reqwest::Response) -> Delivery {
         }
     }
     body.truncate(RESPONSE_BODY_LIMIT);
-    let response_body = Some(String::from_utf8_lossy(&body).into_owned());
+    let response_body = Some(response_excerpt(&body));
     let code = status.as_u16();
     let outcome = if status.is_success() {
         AttemptOutcome::Delivered
@@ -133,6 +133,17 @@ async fn classify(mut response: reqwest::Response) -> Delivery {
         outcome,
         status_code: Some(code),
         response_body,
+    }
+}
+
+/// A response's first bytes as text every backend stores: invalid UTF-8 (a binary,
+/// UTF-16 or gzip answer) and NUL, which PostgreSQL's text refuses, become U+FFFD.
+pub fn response_excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.into_owned()
     }
 }
 
@@ -196,6 +207,16 @@ fn forwarded_headers(destination: &DestinationSettings, event: &ClaimedDelivery)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_answers_are_kept_as_storable_text() {
+        assert_eq!(response_excerpt(b"ok"), "ok");
+        let excerpt = response_excerpt(b"\x1f\x8b\x08\x00\x00a\xff\xfe");
+        assert!(!excerpt.contains('\0'), "{excerpt:?}");
+        assert!(excerpt.contains('a'));
+        let utf16 = response_excerpt(&[b'o', 0, b'k', 0]);
+        assert_eq!(utf16, "o\u{FFFD}k\u{FFFD}");
+    }
 
     #[tokio::test]
     async fn redirects_are_answers_not_instructions() {

@@ -12,6 +12,7 @@ mod database_file;
 mod deployment;
 mod fanout;
 mod helpers;
+mod hostile_values;
 
 mod ingest;
 mod lifecycle;
