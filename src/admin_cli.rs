@@ -10,6 +10,7 @@ use crate::cli::{DestinationsCommand, EventsCommand, FilterArgs, RoutesCommand};
 use crate::config::Config;
 use crate::domain::event::EventId;
 use crate::ops::events::{Operators, OpsError, ReplayScope};
+use crate::ops::ingest::body_as_routed;
 use crate::ops::routing::{self, Routable};
 use crate::ops::views::{AttemptView, DestinationView, EventView};
 use crate::store::{self, EventFilter, OpenOptions, StoreError};
@@ -132,6 +133,21 @@ async fn list(out: &mut impl Write, operators: &Operators, json: bool) -> Result
     Ok(())
 }
 
+/// Text from a captured webhook as the terminal may show it: control characters
+/// (escape sequences among them) written as escapes.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let shown: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            shown
+        })
+        .collect()
+}
+
 /// `routes test`: which destinations an event would go to, and why the others not.
 pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError> {
     let RoutesCommand::Test {
@@ -155,6 +171,13 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
             .map_err(|_| AdminError::Invalid(format!("--header {header:?}: bad header value")))?;
         map.append(name, value);
     }
+    // A captured JSON body is the common case: its content type need not be typed.
+    if !map.contains_key(http::header::CONTENT_TYPE) {
+        map.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
     let raw = if body.as_os_str() == "-" {
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw)?;
@@ -163,7 +186,26 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
         std::fs::read(&body)
             .map_err(|e| AdminError::Invalid(format!("cannot read {}: {e}", body.display())))?
     };
-    let tree: Option<serde_json::Value> = serde_json::from_slice(&raw).ok();
+    let mut out = std::io::stdout().lock();
+    if !configured {
+        writeln!(
+            out,
+            "source {source} is not configured: it is accepted as unknown"
+        )?;
+    }
+    let tree = match body_as_routed(&settings, &map, &raw) {
+        Ok(tree) => tree,
+        Err(refused) => {
+            writeln!(
+                out,
+                "refused at ingest ({} {}): {}",
+                refused.code().http_status().as_u16(),
+                refused.code(),
+                printable(&refused.to_string())
+            )?;
+            return Ok(());
+        }
+    };
     let explanation = routing::explain(
         &settings,
         &Routable {
@@ -172,15 +214,11 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
             raw_body: &raw,
         },
     );
-    let mut out = std::io::stdout().lock();
-    if !configured {
+    if tree.is_none() {
         writeln!(
             out,
-            "source {source} is not configured: it is accepted as unknown"
+            "the body is not JSON by its content type: filters see it as a string"
         )?;
-    }
-    if tree.is_none() {
-        writeln!(out, "the body is not JSON: filters see it as a string")?;
     }
     let event_type = match &explanation.event_type {
         Ok(event_type) => event_type,
@@ -192,7 +230,7 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
     writeln!(
         out,
         "event type: {}",
-        event_type.as_deref().unwrap_or("(none)")
+        event_type.as_deref().map_or("(none)".into(), printable)
     )?;
     if explanation.built_in {
         writeln!(out, "no routes: the built-in processor takes every event")?;

@@ -97,7 +97,8 @@ pub enum RoutesCommand {
         /// The source whose routes to try.
         #[arg(long)]
         source: String,
-        /// A request header, `Name: value`; repeat for several.
+        /// A request header, `Name: value`; repeat for several. Without a
+        /// `Content-Type` header the body is taken as `application/json`.
         #[arg(long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
         /// The request body; `-` reads standard input.

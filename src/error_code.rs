@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use http::StatusCode;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     InvalidSource,
@@ -64,6 +66,36 @@ impl ErrorCode {
         Self::StorageUnavailable,
         Self::Timeout,
     ];
+
+    /// The HTTP status every answer with this code has.
+    pub fn http_status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidSource
+            | MissingIdempotencyKey
+            | InvalidIdempotencyKey
+            | InvalidEventType
+            | InvalidJson
+            | InvalidStatus
+            | InvalidDestination
+            | InvalidTimestamp
+            | InvalidLimit
+            | InvalidCursor
+            | InvalidQuery
+            | InvalidBody
+            | ReplayNeedsFilter => StatusCode::BAD_REQUEST,
+            InvalidSignature | Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden | CsrfRejected => StatusCode::FORBIDDEN,
+            NotFound | UnknownSource => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            NotReplayable => StatusCode::CONFLICT,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            StorageUnavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

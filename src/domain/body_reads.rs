@@ -5,8 +5,10 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+use super::json_text::{self, Checked};
 
 /// What is read at one place of the body.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,11 +68,14 @@ impl BodyReads {
 
     /// Parses `text` as one JSON value (trailing characters refused, as
     /// `serde_json::from_str` does), keeping only what is read.
+    /// The parts not read are checked by the same rule ([`json_text`]).
     pub fn parse(&self, text: &str) -> serde_json::Result<Value> {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let value = Projection(self).deserialize(&mut deserializer)?;
-        deserializer.end()?;
-        Ok(value)
+        json_text::with_lone_surrogates_replaced(text, |text| {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let value = Projection(self).deserialize(&mut deserializer)?;
+            deserializer.end()?;
+            Ok(value)
+        })
     }
 }
 
@@ -150,7 +155,7 @@ impl<'de> Visitor<'de> for Partial<'_> {
                     object.insert(name.clone(), value);
                 }
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Checked>()?;
                 }
             }
         }
@@ -280,7 +285,16 @@ mod tests {
             "{\"skipped\": tru}",
             "{\"a\": \"\\q\"}",
             "",
-        ] {
+            "{\"skipped\": 1e400}",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([format!(
+            "{{\"skipped\": {}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        )]) {
+            let bad = bad.as_str();
             let full = serde_json::from_str::<Value>(bad).unwrap_err().to_string();
             let projected = reads.parse(bad).unwrap_err().to_string();
             assert_eq!(projected, full, "{bad:?}");

@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod body_reads;
 pub mod event;
+pub mod json_text;
 pub mod lifecycle;
 pub mod protection;
 pub mod retry;

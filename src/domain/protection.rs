@@ -257,10 +257,9 @@ pub fn plan(
             let goal = (wanted as f64).min(rate.burst()).max(1.0);
             let missing = (goal - (tokens - whole as f64)).max(0.0);
             let until = now.plus(Duration::from_secs_f64(missing / rate.per_second()));
-            plan.wait = Some(match plan.wait {
-                Some(Wait::BreakerOpen(_)) | None => Wait::Throttled(until),
-                Some(other) => other,
-            });
+            // The rate is what holds back more than any other limit: only a timed
+            // wake-up ends this wait (an attempt finishing brings no tokens back).
+            plan.wait = Some(Wait::Throttled(until));
         }
     }
     if plan.take > 0 && plan.probe {
@@ -445,6 +444,47 @@ mod tests {
         assert_eq!(plan(&FlowState::default(), &limits, 0, 64, NOW).take, 1);
         let busy = plan(&FlowState::default(), &limits, 1, 64, NOW);
         assert_eq!((busy.take, busy.wait), (0, Some(Wait::InFlight)));
+    }
+
+    #[test]
+    fn a_rate_that_holds_back_more_than_max_in_flight_wakes_on_its_own() {
+        let limits = Limits {
+            rate: Some("2/s".parse().unwrap()),
+            max_in_flight: Some(1),
+            ..limits()
+        };
+        let spent = spend(
+            &FlowState::default(),
+            &limits,
+            1,
+            false,
+            NOW,
+            Duration::from_secs(30),
+        );
+        // Nothing in flight, no token: the wait ends when the token is back, not when
+        // an attempt finishes (none is running).
+        let idle = plan_for(&spent, &limits, 0);
+        assert_eq!(idle.take, 0);
+        assert_eq!(
+            idle.wait,
+            Some(Wait::Throttled(NOW.plus(Duration::from_millis(500))))
+        );
+        // At max_in_flight, the running attempt's finish is what frees the slot.
+        let busy = plan_for(&spent, &limits, 1);
+        assert_eq!((busy.take, busy.wait), (0, Some(Wait::InFlight)));
+        // A few tokens under a wider max_in_flight: those start, the rest wait timed.
+        let wide = Limits {
+            rate: Some("40/s".parse().unwrap()),
+            max_in_flight: Some(16),
+            ..limits
+        };
+        let some = plan_for(&FlowState::default(), &wide, 0);
+        assert_eq!(some.take, 4);
+        assert!(matches!(some.wait, Some(Wait::Throttled(_))), "{some:?}");
+    }
+
+    fn plan_for(state: &FlowState, limits: &Limits, in_flight: u32) -> Plan {
+        plan(state, limits, in_flight, 64, NOW)
     }
 
     #[test]

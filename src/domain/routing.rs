@@ -13,7 +13,7 @@
 use std::cmp::Ordering;
 
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{Number, Value};
 use thiserror::Error;
 
 use crate::domain::body_reads::BodyReads;
@@ -237,8 +237,18 @@ fn equal_or_contains(value: &Value, expected: &Value) -> bool {
 
 fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y) == Some(Ordering::Equal),
         _ => a == b,
+    }
+}
+
+/// Integers (up to 64 bits) exactly, so `9007199254740993` is not `9007199254740992`;
+/// any other pair as 64-bit floats (`1` equals `1.0`).
+fn compare_numbers(x: &Number, y: &Number) -> Option<Ordering> {
+    let integer = |n: &Number| n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+    match (integer(x), integer(y)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
     }
 }
 
@@ -246,7 +256,7 @@ fn equal(a: &Value, b: &Value) -> bool {
 /// pairs do not compare.
 fn compare(value: &Value, bound: &Value) -> Option<Ordering> {
     match (value, bound) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y),
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         _ => None,
     }
@@ -267,26 +277,46 @@ impl TypeGlob {
     }
 }
 
+/// `*` matches any run of characters within a segment (no `.` or `/`), or anything
+/// at all as the pattern's last character. Matched as a set of pattern positions
+/// stepped once per character of the text: time is the text's length times the
+/// pattern's, whatever the pattern (a backtracking matcher is exponential in the
+/// number of `*` in a segment).
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', [])) => true,
-        Some((b'*', rest)) => {
-            // Within the segment: try every split that crosses no separator.
-            let mut i = 0;
-            loop {
-                if glob(rest, &text[i..]) {
-                    return true;
-                }
-                if i == text.len() || matches!(text[i], b'.' | b'/') {
-                    return false;
-                }
-                i += 1;
+    let last = pattern.len();
+    // `active[p]`: the text read so far can leave the pattern at position `p`.
+    let mut active = vec![false; last + 1];
+    let mut next = vec![false; last + 1];
+    active[0] = true;
+    close_over_stars(pattern, &mut active);
+    for &c in text {
+        next.fill(false);
+        for p in 0..last {
+            if !active[p] {
+                continue;
+            }
+            match pattern[p] {
+                b'*' if p + 1 == last || !matches!(c, b'.' | b'/') => next[p] = true,
+                b'*' => {}
+                literal if literal == c => next[p + 1] = true,
+                _ => {}
             }
         }
-        Some((c, rest)) => text
-            .split_first()
-            .is_some_and(|(t, tail)| t == c && glob(rest, tail)),
+        close_over_stars(pattern, &mut next);
+        if !next.contains(&true) {
+            return false;
+        }
+        std::mem::swap(&mut active, &mut next);
+    }
+    active[last]
+}
+
+/// A `*` may match nothing: whoever is at a star is also just past it.
+fn close_over_stars(pattern: &[u8], active: &mut [bool]) {
+    for p in 0..pattern.len() {
+        if active[p] && pattern[p] == b'*' {
+            active[p + 1] = true;
+        }
     }
 }
 
@@ -523,6 +553,35 @@ mod tests {
     }
 
     #[test]
+    fn integers_compare_exactly() {
+        let doc = |n: u64| json!({"body": {"id": n}});
+        assert!(!matches(
+            json!({"body": {"id": 9007199254740992u64}}),
+            doc(9007199254740993)
+        ));
+        assert!(matches(
+            json!({"body": {"id": 9007199254740993u64}}),
+            doc(9007199254740993)
+        ));
+        assert!(matches(
+            json!({"body": {"id": {"$gt": 9007199254740992u64}}}),
+            doc(9007199254740993)
+        ));
+        assert!(matches(
+            json!({"body": {"id": {"$in": [1, 2]}}}),
+            json!({"body": {"id": 2.0}})
+        ));
+        assert!(matches(
+            json!({"body": {"id": -1}}),
+            json!({"body": {"id": -1}})
+        ));
+        assert!(matches(
+            json!({"body": {"id": {"$lt": u64::MAX}}}),
+            json!({"body": {"id": -1}})
+        ));
+    }
+
+    #[test]
     fn literals_and_nested_objects() {
         let doc = json!({"body": {"data": {"object": {"amount": 12000, "currency": "usd"}}}});
         assert!(matches(
@@ -628,6 +687,14 @@ mod tests {
             ("issues.op*", "issues.opened", true),
             ("*", "anything.at/all", true),
             ("push", "pushed", false),
+            ("*a*b", "xaxb", true),
+            ("*a*b", "xab.b", false),
+            ("a*", "a.b.c", true),
+            ("*.*", "a.b.c", true),
+            ("a*c", "abbc", true),
+            ("a*c", "ab.c", false),
+            ("", "", true),
+            ("", "a", false),
         ];
         for (pattern, event_type, expected) in cases {
             assert_eq!(
@@ -636,6 +703,16 @@ mod tests {
                 "{pattern} / {event_type}"
             );
         }
+    }
+
+    #[test]
+    fn many_stars_in_a_segment_do_not_backtrack() {
+        // Exponential for a backtracking matcher: this would not finish.
+        let long = "a".repeat(crate::domain::event::MAX_EVENT_TYPE_BYTES);
+        for pattern in ["*a*b", "*a*a*b", "*a*a*a*a*a*a*b"] {
+            assert!(!TypeGlob::new(pattern).matches(&long), "{pattern}");
+        }
+        assert!(TypeGlob::new("*a*a*a*a*a*a*").matches(&long));
     }
 
     #[test]

@@ -75,32 +75,7 @@ impl ApiError {
     }
 
     pub fn status(&self) -> StatusCode {
-        use ErrorCode::*;
-        match self.code() {
-            InvalidSource
-            | MissingIdempotencyKey
-            | InvalidIdempotencyKey
-            | InvalidEventType
-            | InvalidJson
-            | InvalidStatus
-            | InvalidDestination
-            | InvalidTimestamp
-            | InvalidLimit
-            | InvalidCursor
-            | InvalidQuery
-            | InvalidBody
-            | ReplayNeedsFilter => StatusCode::BAD_REQUEST,
-            InvalidSignature | Unauthorized => StatusCode::UNAUTHORIZED,
-            Forbidden | CsrfRejected => StatusCode::FORBIDDEN,
-            NotFound | UnknownSource => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            NotReplayable => StatusCode::CONFLICT,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-            StorageUnavailable | Timeout => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.code().http_status()
     }
 
     /// A 400 with its own code, for query and body validation.

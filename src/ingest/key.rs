@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use crate::domain::event::{IdempotencyKey, InvalidKey};
+use crate::domain::json_text::raw_at_pointer;
 use crate::sources::KeyLocation;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -15,11 +16,13 @@ pub enum KeyError {
     Invalid(String),
 }
 
-/// `json` is the parsed body when it is JSON.
+/// `json` is the parsed body when it is JSON; `raw_body` the bytes it was parsed
+/// from, for a number's exact text.
 pub fn extract(
     headers: &HeaderMap,
     locations: &[KeyLocation],
     json: Option<&Value>,
+    raw_body: &[u8],
 ) -> Result<IdempotencyKey, KeyError> {
     if let Some(value) = headers.get(IDEMPOTENCY_KEY) {
         return parse(value.to_str().map_err(|_| not_ascii("Idempotency-Key"))?);
@@ -39,7 +42,14 @@ pub fn extract(
                 json.and_then(|value| value.pointer(pointer))
                     .and_then(|value| match value {
                         Value::String(s) => Some(s.clone()),
-                        Value::Number(n) => Some(n.to_string()),
+                        // As written: `1.00` and `1.0`, or two integers beyond 64 bits,
+                        // are different keys.
+                        Value::Number(n) => Some(
+                            std::str::from_utf8(raw_body)
+                                .ok()
+                                .and_then(|text| raw_at_pointer(text, pointer))
+                                .map_or_else(|| n.to_string(), str::to_owned),
+                        ),
                         _ => None,
                     })
             }
@@ -79,23 +89,50 @@ mod tests {
         let body = serde_json::json!({"id": "evt_body"});
         let explicit = headers(&[("idempotency-key", "chosen"), ("x-github-delivery", "d")]);
         assert_eq!(
-            extract(&explicit, &locations, Some(&body))
+            extract(&explicit, &locations, Some(&body), b"")
                 .unwrap()
                 .as_str(),
             "chosen"
         );
         let provider = headers(&[("x-github-delivery", "d")]);
         assert_eq!(
-            extract(&provider, &locations, Some(&body))
+            extract(&provider, &locations, Some(&body), b"")
                 .unwrap()
                 .as_str(),
             "evt_body"
         );
-        assert_eq!(extract(&provider, &locations, None).unwrap().as_str(), "d");
         assert_eq!(
-            extract(&HeaderMap::new(), &locations, None),
+            extract(&provider, &locations, None, b"").unwrap().as_str(),
+            "d"
+        );
+        assert_eq!(
+            extract(&HeaderMap::new(), &locations, None, b""),
             Err(KeyError::Missing)
         );
+    }
+
+    #[test]
+    fn numbers_are_keys_as_the_sender_wrote_them() {
+        let locations = [KeyLocation::Json("/id".into())];
+        let key = |raw: &str| {
+            let tree: Value = serde_json::from_str(raw).unwrap();
+            extract(&HeaderMap::new(), &locations, Some(&tree), raw.as_bytes())
+                .unwrap()
+                .as_str()
+                .to_owned()
+        };
+        assert_ne!(
+            key(r#"{"id": 100000000000000000000001}"#),
+            key(r#"{"id": 100000000000000000000002}"#)
+        );
+        assert_ne!(
+            key(r#"{"id": 18446744073709551616}"#),
+            key(r#"{"id": 18446744073709551617}"#)
+        );
+        assert_eq!(key(r#"{"id": 1.00}"#), "1.00");
+        assert_ne!(key(r#"{"id": 1.0}"#), key(r#"{"id": 1.00}"#));
+        assert_eq!(key(r#"{"id": 1e2}"#), "1e2");
+        assert_eq!(key(r#"{"id": 42}"#), "42");
     }
 
     #[test]
@@ -103,7 +140,7 @@ mod tests {
         let locations = [KeyLocation::Json("/order/id".into())];
         let numeric = serde_json::json!({"order": {"id": 42}});
         assert_eq!(
-            extract(&HeaderMap::new(), &locations, Some(&numeric))
+            extract(&HeaderMap::new(), &locations, Some(&numeric), b"")
                 .unwrap()
                 .as_str(),
             "42"
@@ -115,7 +152,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    extract(&HeaderMap::new(), &locations, Some(&body)),
+                    extract(&HeaderMap::new(), &locations, Some(&body), b""),
                     Err(KeyError::Invalid(_))
                 ),
                 "{body}"
@@ -123,12 +160,12 @@ mod tests {
         }
         let tab = headers(&[("idempotency-key", "a\tb")]);
         assert!(matches!(
-            extract(&tab, &locations, None),
+            extract(&tab, &locations, None, b""),
             Err(KeyError::Invalid(_))
         ));
         let long = headers(&[("idempotency-key", &"k".repeat(256))]);
         assert!(matches!(
-            extract(&long, &locations, None),
+            extract(&long, &locations, None, b""),
             Err(KeyError::Invalid(_))
         ));
     }

@@ -242,7 +242,10 @@ impl Operators {
             return Err(OpsError::StillFiltered);
         };
         let headers = stored_headers(&event.headers);
-        let tree: Option<serde_json::Value> = serde_json::from_slice(&event.body).ok();
+        // Read as ingest read it: a text body stays text even when it parses as JSON.
+        let tree = crate::ops::ingest::body_as_routed(&settings, &headers, &event.body)
+            .ok()
+            .flatten();
         let (_, deliveries) = routing::route(
             &settings,
             &self.sources.destinations,

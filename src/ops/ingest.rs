@@ -4,12 +4,12 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, header};
-use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use crate::destinations::Destinations;
 use crate::domain::body_reads::BodyReads;
 use crate::domain::event::{EventId, InvalidEventType, SourceName};
+use crate::domain::json_text;
 use crate::domain::time::Timestamp;
 use crate::error_code::ErrorCode;
 use crate::ingest::headers_to_json;
@@ -192,10 +192,12 @@ pub fn decide(
         return Ok(Decision::Challenge(challenge));
     }
     let key =
-        key::extract(&headers, &settings.keys, tree.as_ref()).map_err(|error| match error {
-            KeyError::Missing => Refusal::MissingKey,
-            KeyError::Invalid(reason) => Refusal::InvalidKey(reason),
-        })?;
+        key::extract(&headers, &settings.keys, tree.as_ref(), &body).map_err(
+            |error| match error {
+                KeyError::Missing => Refusal::MissingKey,
+                KeyError::Invalid(reason) => Refusal::InvalidKey(reason),
+            },
+        )?;
     let (event_type, deliveries) = routing::route(
         settings,
         destinations,
@@ -220,6 +222,27 @@ pub fn decide(
         received_at: now,
         deliveries,
     })))
+}
+
+/// The body as routing reads it, by ingest's rule: a tree when the content type is
+/// one of the source's JSON types, `None` for another accepted type (filters read its
+/// text), refused as ingest refuses it. For `routes test` and for routing a stored
+/// event again, which read the whole body.
+pub fn body_as_routed(
+    settings: &SourceSettings,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Value>, Refusal> {
+    let media = media::classify(headers, &settings.content_types).ok_or_else(|| {
+        Refusal::UnsupportedMediaType {
+            source_name: settings.name.clone(),
+            accepted: settings.content_types.join(", "),
+        }
+    })?;
+    match media {
+        MediaType::Json => parse_json(body, Some(&BodyReads::Whole)),
+        MediaType::Other => Ok(None),
+    }
 }
 
 /// Whether anything will read inside the body: Slack's handshake, a key or the event
@@ -251,8 +274,9 @@ fn parse_json(body: &[u8], reads: Option<&BodyReads>) -> Result<Option<Value>, R
             .map(Some)
             .map_err(|e| Refusal::InvalidJson(e.to_string()))
     } else {
-        // Any JSON value is fine, arrays included; no tree is built.
-        serde_json::from_str::<IgnoredAny>(text)
+        // Any JSON value is fine, arrays included; no tree is built, and the same
+        // rule holds as where one is.
+        json_text::check(text)
             .map(|_| None)
             .map_err(|e| Refusal::InvalidJson(e.to_string()))
     }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::destinations::{BUILT_IN, DestinationSettings, Destinations};
 use crate::domain::event::{InvalidEventType, check_event_type, stored_ordering_key};
+use crate::domain::json_text::raw_at_pointer;
 use crate::domain::routing::{self, Document, Verdict};
 use crate::ingest::event_type;
 use crate::sources::{KeyLocation, SourceSettings};
@@ -134,6 +135,11 @@ fn ordering_key(destination: &DestinationSettings, event: &Routable<'_>) -> Opti
                 .and_then(|b| b.pointer(pointer))
                 .map(|value| match value {
                     Value::String(text) => text.clone(),
+                    // As written, so that distinct numbers are distinct keys.
+                    Value::Number(n) => std::str::from_utf8(event.raw_body)
+                        .ok()
+                        .and_then(|text| raw_at_pointer(text, pointer))
+                        .map_or_else(|| n.to_string(), str::to_owned),
                     other => other.to_string(),
                 })
         }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::domain::alert::AlertKind;
+use crate::domain::json_text::replace_lone_surrogates;
 use crate::domain::lifecycle::{DeliveryState, EventStatus};
 use crate::domain::protection::{Limits, OnDeadLetter};
 use crate::domain::time::Timestamp;
@@ -277,8 +278,11 @@ pub struct DestinationList {
 
 /// The body's own JSON text when it is JSON, else the body as a JSON string. Not
 /// re-encoded through a parsed value, which would reorder keys and round numbers.
+/// A lone surrogate escape is written as `\ufffd`, which every client's parser takes.
 pub fn payload_value(body: &[u8]) -> Box<RawValue> {
-    serde_json::from_slice(body)
+    std::str::from_utf8(body)
+        .map_err(serde::de::Error::custom)
+        .and_then(|text| serde_json::from_str::<Box<RawValue>>(&replace_lone_surrogates(text)))
         .or_else(|_| serde_json::value::to_raw_value(&String::from_utf8_lossy(body)))
         .unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
@@ -341,6 +345,7 @@ mod tests {
         let sent = r#"{"type":"x","amount":10.50,"big":123456789012345678901234567890}"#;
         assert_eq!(payload_value(sent.as_bytes()).get(), sent);
         assert_eq!(payload_value(b" [1, 2]\n").get(), "[1, 2]");
+        assert_eq!(payload_value(br#"["\ud83d"]"#).get(), r#"["\ufffd"]"#);
     }
 
     #[test]

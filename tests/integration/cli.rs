@@ -180,6 +180,41 @@ fn routes_test_explains_each_route() {
     let text = stdout(&output);
     assert!(text.contains("stored as filtered"), "{text}");
 
+    // What ingest refuses, routes test says it refuses: the same decision.
+    std::fs::write(
+        dir.path().join("broken.json"),
+        r#"{"type": "invoice.paid",}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("escape.json"),
+        "{\"type\": \"invoice.\\u001b[31mred\"}",
+    )
+    .unwrap();
+    let routes_test = |extra: &[&str], file: &str| {
+        let mut args = vec!["routes", "test", "--config", config, "--source", "stripe"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--body", file]);
+        stdout(&run(&args, dir.path()))
+    };
+    let text = routes_test(&[], "broken.json");
+    assert!(
+        text.contains("refused at ingest (400 invalid_json)"),
+        "{text}"
+    );
+    let text = routes_test(&["--header", "Content-Type: text/plain"], "invoice.json");
+    assert!(
+        text.contains("refused at ingest (415 unsupported_media_type)"),
+        "{text}"
+    );
+    // Control characters from a captured body never reach the terminal as they are.
+    let text = routes_test(&[], "escape.json");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(
+        text.contains("refused at ingest (400 invalid_event_type)"),
+        "{text}"
+    );
+
     // A bad filter stops the command (and every process) at start, naming the route.
     let bad = dir.path().join("bad.toml");
     std::fs::write(

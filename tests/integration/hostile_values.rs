@@ -121,7 +121,134 @@ destination = "healthy"
     assert_eq!(healthy.received().len(), 20);
 }
 
+/// Whether valid JSON is accepted does not depend on what the routes read: one rule
+/// for a source with no routes and for one whose filter reads the very fields.
+async fn one_json_rule_whatever_the_routes_read(backend: Backend) {
+    let receiver = Receiver::start(vec![]).await;
+    let config = format!(
+        r#"
+[destinations.app]
+url = "{receiver}"
+
+[sources.plain]
+
+[sources.filtered]
+[[sources.filtered.routes]]
+destination = "app"
+filter = {{ body = {{ text = {{ "$exist" = true }}, deep = {{ "$exist" = true }}, n = {{ "$exist" = true }} }} }}
+"#,
+        receiver = receiver.url(),
+    );
+    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let cases = [
+        // Cut mid-emoji by JavaScript or Python: valid JSON text, accepted.
+        (
+            r#"{"text": "cut \ud83d", "deep": 1, "n": 1}"#.to_owned(),
+            202,
+        ),
+        (format!(r#"{{"text": "x", "deep": {deep}, "n": 1}}"#), 400),
+        (r#"{"text": "x", "deep": 1, "n": 1e400}"#.to_owned(), 400),
+    ];
+    for source in ["plain", "filtered"] {
+        for (i, (body, expected)) in cases.iter().enumerate() {
+            let response = app
+                .client
+                .post(app.url(&format!("/webhooks/{source}")))
+                .header("content-type", "application/json")
+                .header("idempotency-key", format!("k-{i}"))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await.unwrap();
+            assert_eq!(status, *expected, "{source}, case {i}: {answer}");
+            if *expected == 400 {
+                assert_error(&answer, "invalid_json");
+            } else if source == "filtered" {
+                // The filter read the cut text and routed it.
+                let id = answer["event_id"].as_str().unwrap();
+                app.wait_for_status(id, "delivered", Duration::from_secs(10))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Keys from JSON numbers are their exact text: integers beyond 64 bits stay
+/// distinct, and `1.0` is not `1.00`.
+async fn numeric_keys_keep_their_exact_text(backend: Backend) {
+    let app = TestApp::spawn_with_file(backend, "[sources.n]\nkey = \"json:/id\"\n", &[]).await;
+    let post = |body: &'static str| {
+        app.client
+            .post(app.url("/webhooks/n"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in [
+        r#"{"id": 100000000000000000000001}"#,
+        r#"{"id": 100000000000000000000002}"#,
+        r#"{"id": 18446744073709551616}"#,
+        r#"{"id": 18446744073709551617}"#,
+        r#"{"id": 1.0}"#,
+        r#"{"id": 1.00}"#,
+    ] {
+        let response = post(body).await.unwrap();
+        assert_eq!(response.status(), 202, "{body} was not a new event");
+    }
+    assert_eq!(post(r#"{"id": 1.00}"#).await.unwrap().status(), 200);
+}
+
+/// An event stored from a text body is routed again as text, as ingest read it,
+/// even when the text happens to parse as JSON.
+async fn a_text_event_is_routed_again_as_text(backend: Backend) {
+    let receiver = Receiver::start(vec![]).await;
+    let config = format!(
+        r#"
+[destinations.app]
+url = "{receiver}"
+
+[sources.forms]
+content_types = ["application/json", "text/plain"]
+[[sources.forms.routes]]
+destination = "app"
+filter = {{ body = {{ kind = "order" }} }}
+"#,
+        receiver = receiver.url(),
+    );
+    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let response = app
+        .client
+        .post(app.url("/webhooks/forms"))
+        .header("content-type", "text/plain")
+        .header("idempotency-key", "t-1")
+        .body(r#"{"kind": "order"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_for_status(&id, "filtered", Duration::from_secs(5))
+        .await;
+    let replay = app
+        .client
+        .post(app.url(&format!("/events/{id}/replay")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 409, "no route changed: it stays filtered");
+    assert!(receiver.received().is_empty());
+}
+
 crate::on_both_backends!(
     a_bad_value_never_fails_its_neighbours,
     a_binary_answer_is_recorded_and_not_sent_again,
+    one_json_rule_whatever_the_routes_read,
+    numeric_keys_keep_their_exact_text,
+    a_text_event_is_routed_again_as_text,
 );

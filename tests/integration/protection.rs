@@ -466,6 +466,72 @@ destination = "other"
     assert_eq!(state["state"], "active", "{state}");
 }
 
+/// A backlog drains at `rate` with `max_in_flight` set and nothing new arriving: the
+/// rate's wait ends by itself, not at the next safety-net poll.
+async fn a_rate_limited_backlog_drains_at_its_rate_when_quiet(backend: Backend) {
+    let receiver = Receiver::start(Vec::new()).await;
+    let serial = Receiver::start(Vec::new()).await;
+    let config = format!(
+        r#"
+[destinations.app]
+url = "{receiver}"
+rate = "40/s"
+max_in_flight = 16
+
+[destinations.serial]
+url = "{serial}"
+rate = "10/s"
+max_in_flight = 1
+
+[sources.shop]
+[[sources.shop.routes]]
+destination = "app"
+[[sources.shop.routes]]
+destination = "serial"
+"#,
+        receiver = receiver.url(),
+        serial = serial.url(),
+    );
+    // A long poll interval: a drain that waits for the poll would take minutes.
+    let app =
+        TestApp::spawn_with_file(backend, &config, &[("HOOKRELAY_POLL_INTERVAL", "5s")]).await;
+    for name in ["app", "serial"] {
+        let paused = app
+            .client
+            .post(app.url(&format!("/destinations/{name}/pause")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paused.status(), 200);
+    }
+    post_many(app.address, "shop", 120).await;
+    let resumed = Instant::now();
+    for name in ["app", "serial"] {
+        let response = app
+            .client
+            .post(app.url(&format!("/destinations/{name}/resume")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // 120 at 40/s is 3 s; at 10/s the serial one takes 20 of them in 2 s.
+    delivered(&receiver, 120, Duration::from_secs(10)).await;
+    let app_drain = resumed.elapsed();
+    assert!(
+        app_drain >= Duration::from_millis(2_500),
+        "faster than the rate: {app_drain:?}"
+    );
+    let serial_received = delivered(&serial, 20, Duration::from_secs(10)).await;
+    let times: Vec<Instant> = serial_received.iter().map(|r| r.at).collect();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
+    assert!(
+        mean < Duration::from_millis(200),
+        "one attempt per wake-up instead of 10/s: mean gap {mean:?}"
+    );
+}
+
 /// Posts `count` events over `keys` ordering keys, each key's events one after the
 /// other (so their arrival order is their `seq`), keys in parallel.
 async fn post_keyed(address: SocketAddr, count: usize, keys: usize) {
@@ -676,6 +742,7 @@ async fn operators_pause_and_resume_from_the_cli(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_rate_limited_backlog_drains_at_its_rate_when_quiet,
     a_long_outage_dead_letters_nothing,
     rate_holds_across_two_workers,
     max_in_flight_one_is_serial_across_two_workers,

@@ -602,18 +602,27 @@ pub fn destination(page: &DestinationPage<'_>) -> Markup {
 fn payload_text(body: &[u8]) -> String {
     match std::str::from_utf8(body) {
         Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
-            indent_json(text)
+            indent_json(text).unwrap_or_else(|| text.to_owned())
         }
         _ => String::from_utf8_lossy(body).into_owned(),
     }
 }
 
-/// Re-indents valid JSON text: two spaces a level, one member or item a line.
-fn indent_json(text: &str) -> String {
+/// Indentation stops growing past this depth, so a deeply nested body cannot make
+/// the page grow with the square of its depth.
+const MAX_INDENT_DEPTH: usize = 16;
+
+/// Re-indents valid JSON text: two spaces a level (up to [`MAX_INDENT_DEPTH`]), one
+/// member or item a line. `None` when that would be more than a few times the text's
+/// own size (a body of nothing but brackets): the page then shows the text as sent.
+fn indent_json(text: &str) -> Option<String> {
     fn newline(out: &mut String, depth: usize) {
         out.push('\n');
-        out.push_str(&"  ".repeat(depth));
+        for _ in 0..depth.min(MAX_INDENT_DEPTH) {
+            out.push_str("  ");
+        }
     }
+    let budget = text.len() * 4 + 4096;
     let mut out = String::with_capacity(text.len() * 2);
     let mut depth = 0usize;
     let (mut in_string, mut escaped) = (false, false);
@@ -661,8 +670,11 @@ fn indent_json(text: &str) -> String {
             c if c.is_whitespace() => {}
             c => out.push(c),
         }
+        if out.len() > budget {
+            return None;
+        }
     }
-    out
+    Some(out)
 }
 
 fn truncated(text: &str, limit: usize) -> &str {
@@ -724,6 +736,23 @@ mod tests {
             payload_text(sent),
             "{\n  \"z\": 10.50,\n  \"big\": 123456789012345678901234567890,\n  \"s\": \"a,\\\"b\\\":[c]\",\n  \"e\": {},\n  \"l\": [],\n  \"n\": [\n    1,\n    [\n      2\n    ]\n  ]\n}"
         );
+    }
+
+    #[test]
+    fn deep_payloads_render_in_linear_size() {
+        // 10,000 levels: indentation that grew with depth made this 200 MB.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let shown = payload_text(deep.as_bytes());
+        assert!(
+            shown.len() <= deep.len() * 4 + 4096,
+            "{} bytes",
+            shown.len()
+        );
+        let nested = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        let shown = payload_text(nested.as_bytes());
+        assert!(shown.len() <= nested.len() * 4 + 4096);
+        let widest = shown.lines().map(str::len).max().unwrap();
+        assert!(widest <= 2 * MAX_INDENT_DEPTH + 1, "{widest}");
     }
 
     #[test]
