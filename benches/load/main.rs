@@ -10,6 +10,7 @@ mod alerts;
 mod budget;
 mod client;
 mod fanout;
+mod outage;
 mod protection;
 mod scale;
 mod scenarios;
@@ -100,6 +101,10 @@ async fn run(duration: Duration) {
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("budget") {
         budget::print(dir.path(), duration, delivery_events()).await;
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("outage") {
+        outage::print(dir.path(), duration).await;
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("fanout") {

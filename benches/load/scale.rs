@@ -80,6 +80,11 @@ impl BenchDatabase {
         }
     }
 
+    /// A connection to this PostgreSQL database.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        admin(&self.url).await
+    }
+
     /// Fills the table with `count` delivered events, as months of traffic would.
     pub async fn seed_history(&self, count: u64) {
         migrate(&self.url);

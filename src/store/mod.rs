@@ -349,9 +349,9 @@ impl AttemptBudget {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DestinationStats {
     pub name: String,
-    /// Deliveries due now (queued, or retrying and due).
+    /// Deliveries due now (queued, or retrying and due), up to [`WAITING_COUNT_CAP`].
     pub backlog: i64,
-    /// Deliveries waiting for a later retry.
+    /// Deliveries waiting for a later retry, up to [`WAITING_COUNT_CAP`].
     pub scheduled: i64,
     /// Pause, breaker and bucket, as every worker sees them.
     pub flow: FlowState,
@@ -649,6 +649,11 @@ impl From<lifecycle::ReplayRefused> for ReplayOutcome {
     }
 }
 
+/// Waiting deliveries are counted up to this many per figure, so that a read costs
+/// the same with a day's outage waiting as with none; the age of the oldest due
+/// delivery (the lag) is always exact.
+pub const WAITING_COUNT_CAP: i64 = 10_000;
+
 /// What `/metrics` reports about the queue.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueGauges {
@@ -799,14 +804,15 @@ pub trait Store: Send + Sync + 'static {
         alerts_before: Timestamp,
     ) -> Result<u64, StoreError>;
 
-    /// Counts by status (from partial indexes, never the whole history) and queue lag.
+    /// Counts by status (from partial indexes, never the whole history, each up to
+    /// [`WAITING_COUNT_CAP`]) and queue lag.
     async fn gauges(&self) -> Result<QueueGauges, StoreError>;
 
     /// Each destination that has deliveries or outcomes on record.
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
 
-    /// Delivered deliveries, counted up to `cap`: delivered events are the history, and
-    /// counting all of them would read all of it.
+    /// Delivered deliveries among the newest `10 × cap`, counted up to `cap`: delivered
+    /// events are the history, and counting all of them would read all of it.
     async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError>;
 
     /// Proves the database can be reached and written.

@@ -22,6 +22,25 @@ macro_rules! claimed {
     };
 }
 pub(crate) use claimed;
+/// The waiting statuses, as a constant for statements built with `format!`.
+pub const WAITING: &str = claimable!();
+
+/// `waiting(name)`: each destination with waiting deliveries, found by one seek of
+/// the due index per destination (a loose index scan), so that the cost follows the
+/// number of destinations, not of deliveries. The same SQL on both backends; the last
+/// row is a NULL.
+pub const WAITING_DESTINATIONS: &str = concat!(
+    "WITH RECURSIVE waiting(name) AS (
+         SELECT MIN(destination) FROM deliveries WHERE status IN ",
+    claimable!(),
+    " UNION ALL
+         SELECT (SELECT MIN(destination) FROM deliveries
+                 WHERE status IN ",
+    claimable!(),
+    " AND destination > waiting.name)
+         FROM waiting WHERE waiting.name IS NOT NULL)"
+);
+
 /// The statuses a replay starts from.
 pub const REPLAYABLE: &str = "('delivered', 'dead_lettered')";
 

@@ -11,10 +11,12 @@ use crate::domain::time::Timestamp;
 use crate::ops::destinations::{DestinationState, DestinationStatus};
 use crate::store::{
     AlertRecord, AttemptRecord, EventFilter, EventRecord, FilterError, MinuteRow, QueueGauges,
+    WAITING_COUNT_CAP,
 };
 
 /// Above this many, the delivered count reads "10000+": counting further would read
-/// the whole history on every page view.
+/// the whole history on every page view. It counts among the newest 100,000
+/// deliveries.
 pub use crate::ops::events::DELIVERED_COUNT_CAP;
 
 const STYLE: &str = r#"
@@ -191,6 +193,16 @@ pub struct Overview<'a> {
     pub csrf: &'a str,
 }
 
+/// A waiting figure: counted up to a cap (a day's backlog is not read on every page
+/// view), so the cap reads "10000+".
+fn capped_count(n: i64) -> String {
+    if n >= WAITING_COUNT_CAP {
+        format!("{WAITING_COUNT_CAP}+")
+    } else {
+        n.to_string()
+    }
+}
+
 pub fn overview(page: &Overview<'_>) -> Markup {
     let gauges = page.gauges;
     let delivered = if page.delivered >= DELIVERED_COUNT_CAP {
@@ -199,10 +211,13 @@ pub fn overview(page: &Overview<'_>) -> Markup {
         page.delivered.to_string()
     };
     let counts = [
-        (EventStatus::Queued, gauges.queued.to_string()),
+        (EventStatus::Queued, capped_count(gauges.queued)),
         (EventStatus::Processing, gauges.processing.to_string()),
-        (EventStatus::Retrying, gauges.retrying.to_string()),
-        (EventStatus::DeadLettered, gauges.dead_lettered.to_string()),
+        (EventStatus::Retrying, capped_count(gauges.retrying)),
+        (
+            EventStatus::DeadLettered,
+            capped_count(gauges.dead_lettered),
+        ),
         (EventStatus::Delivered, delivered),
     ];
     let selected = page.filter.status.as_deref();
@@ -460,7 +475,7 @@ fn destination_rows(
                             @if d.stats.lagging_since.is_some() { " " span class="muted" { "lagging" } }
                         }
                         td { (chart::svg(&d.name, &hour, chart::Size::Compact)) }
-                        td { (d.stats.backlog) }
+                        td { (capped_count(d.stats.backlog)) }
                         td { (d.stats.scheduled) }
                         td { (d.stats.in_flight) }
                         td { (age(d.oldest_due_age.map(|a| a.as_secs_f64()))) }

@@ -12,13 +12,13 @@ use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
 use crate::domain::protection::{self, BreakerChange, Fault, FlowState, OnDeadLetter, Wait};
 use crate::domain::time::Timestamp;
-use crate::store::sql::{REPLAYABLE, claimable, claimed};
+use crate::store::sql::{REPLAYABLE, WAITING, WAITING_DESTINATIONS, claimable, claimed};
 use crate::store::{
     AttemptBudget, AttemptRecord, Claim, ClaimRequest, ClaimedDelivery, DeliveryId, DeliveryRecord,
     DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
     FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
-    Recorded, ReplayBatch, ReplayOutcome, StoreError, Tally, Want, breaker_alert, flow_state,
-    flow_values, settle_outcomes,
+    Recorded, ReplayBatch, ReplayOutcome, StoreError, Tally, WAITING_COUNT_CAP, Want,
+    breaker_alert, flow_state, flow_values, settle_outcomes,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -1332,22 +1332,32 @@ pub async fn prune(
 
 pub async fn gauges(client: &Client) -> Result<QueueGauges> {
     let now = Timestamp::now();
-    // Each count reads one partial index; the history is never scanned.
+    // Each count reads one partial index, and stops at the cap: the history is never
+    // scanned, nor a day's backlog.
     let statement = client
-        .prepare_cached(
-            "SELECT
-                 (SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'retrying') AND status = 'queued'),
-                 (SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'retrying') AND status = 'retrying'),
+        .prepare_cached(&format!(
+            "{WAITING_DESTINATIONS}
+             SELECT
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                     WHERE status IN ('queued', 'retrying') LIMIT $1 + (SELECT COUNT(*) FROM
+                         (SELECT 1 FROM deliveries WHERE status = 'retrying' LIMIT $1) r1)) w),
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                     WHERE status = 'retrying' LIMIT $1) r),
                  (SELECT COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL),
-                 (SELECT COUNT(*) FROM deliveries WHERE status = 'dead_lettered'),
-                 (SELECT next_attempt_at FROM deliveries WHERE status IN ('queued', 'retrying')
-                  ORDER BY next_attempt_at LIMIT 1)",
-        )
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                     WHERE status = 'dead_lettered' LIMIT $1) d),
+                 (SELECT MIN((SELECT MIN(next_attempt_at) FROM deliveries
+                              WHERE destination = waiting.name
+                                AND status IN ('queued', 'retrying')))
+                  FROM waiting WHERE waiting.name IS NOT NULL)",
+        ))
         .await?;
-    let row = client.query_one(&statement, &[]).await?;
+    let row = client.query_one(&statement, &[&WAITING_COUNT_CAP]).await?;
     let oldest_due: Option<i64> = row.col(4)?;
     Ok(QueueGauges {
-        queued: row.col(0)?,
+        // Waiting less retrying, with no look at the rows themselves: the due index
+        // alone counts the waiting ones.
+        queued: (row.col::<i64>(0)? - row.col::<i64>(1)?).min(WAITING_COUNT_CAP),
         retrying: row.col(1)?,
         processing: row.col(2)?,
         dead_lettered: row.col(3)?,
@@ -1357,11 +1367,15 @@ pub async fn gauges(client: &Client) -> Result<QueueGauges> {
     })
 }
 
-/// Most of the history is delivered, so the capped scan stops after about `cap` rows.
+/// Among the newest `10 × cap` deliveries only: most of the history is delivered, so
+/// the scan usually stops after about `cap` rows, and a day's backlog of waiting ones
+/// cannot make it read everything.
 pub async fn count_delivered(client: &Client, cap: u64) -> Result<u64> {
     let statement = client
         .prepare_cached(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE status = 'delivered' LIMIT $1) AS capped",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT status FROM deliveries
+                                                  ORDER BY seq DESC LIMIT $1::bigint * 10) newest
+                                   WHERE status = 'delivered' LIMIT $1::bigint) AS capped",
         )
         .await?;
     let row = client.query_one(&statement, &[&(cap as i64)]).await?;
@@ -1370,19 +1384,24 @@ pub async fn count_delivered(client: &Client, cap: u64) -> Result<u64> {
 
 pub async fn destination_stats(client: &Client) -> Result<Vec<DestinationStats>> {
     let now = Timestamp::now().0;
+    // Each destination with waiting deliveries, one index seek apiece (a loose index
+    // scan); then its counts, each stopping at the cap, and its oldest due delivery
+    // from the index's front.
     let waiting = client
-        .prepare_cached(concat!(
-            "SELECT destination,
-                    COUNT(*) FILTER (WHERE next_attempt_at <= $1),
-                    COUNT(*) FILTER (WHERE next_attempt_at > $1),
-                    MIN(next_attempt_at) FILTER (WHERE next_attempt_at <= $1)
-             FROM deliveries WHERE status IN ",
-            claimable!(),
-            " GROUP BY destination"
+        .prepare_cached(&format!(
+            "{WAITING_DESTINATIONS}
+             SELECT w.name,
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE destination = w.name
+                     AND status IN {WAITING} AND next_attempt_at <= $1 LIMIT $2) due),
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE destination = w.name
+                     AND status IN {WAITING} AND next_attempt_at > $1 LIMIT $2) later),
+                 (SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = w.name
+                     AND status IN {WAITING} AND next_attempt_at <= $1)
+             FROM waiting w WHERE w.name IS NOT NULL"
         ))
         .await?;
     let waiting = client
-        .query(&waiting, &[&now])
+        .query(&waiting, &[&now, &WAITING_COUNT_CAP])
         .await?
         .iter()
         .map(|row| Ok((row.col(0)?, row.col(1)?, row.col(2)?, row.col(3)?)))

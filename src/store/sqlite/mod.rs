@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_deliveries.sql"),
     include_str!("../../../migrations/sqlite/0007_protection.sql"),
     include_str!("../../../migrations/sqlite/0008_alerts.sql"),
+    include_str!("../../../migrations/sqlite/0009_retrying_index.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {
