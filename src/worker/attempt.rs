@@ -14,9 +14,9 @@ use crate::domain::protection::{BreakerChange, Fault};
 use crate::domain::time::Timestamp;
 use crate::store::{AttemptRecord, ClaimedDelivery, FinishedAttempt, Store};
 
-/// Recording an outcome is retried this often before the lease is left to expire.
-const RECORD_TRIES: u32 = 5;
+/// The first pause before recording an outcome again; it doubles up to the most.
 const RECORD_RETRY_DELAY: Duration = Duration::from_millis(200);
+const RECORD_RETRY_MOST: Duration = Duration::from_secs(2);
 
 pub struct Context {
     pub store: Arc<dyn Store>,
@@ -75,12 +75,10 @@ async fn run_in_span(
         // Stopping: handed back without an attempt.
         None => None,
     };
-    if let Ok(mut map) = context.in_flight.lock() {
-        map.remove(&event.delivery);
-    }
     sent();
 
     let Some((delivery, started_at, duration)) = outcome else {
+        forget_lease(&context, &event);
         release(&context, &event, span).await;
         return;
     };
@@ -128,7 +126,11 @@ async fn run_in_span(
         },
         next_attempt_at,
     };
-    if let Some(recorded) = record(&context, finished, span).await {
+    // The lease is renewed until the outcome is written: a database that is back
+    // after a restart takes the outcome, rather than the delivery being sent again.
+    let recorded = record(&context, finished, span).await;
+    forget_lease(&context, &event);
+    if let Some(recorded) = recorded {
         // What the store decided: a failure behind an open breaker is held, not spent.
         let status = recorded.status;
         if let Some(change) = recorded.breaker {
@@ -203,11 +205,21 @@ struct Written {
     breaker: Option<BreakerChange>,
 }
 
-/// Writes the outcome; a store outage is waited out briefly, after which the lease
-/// expiry makes the attempt count as failed (and the event is tried again). `None`
+/// No more lease renewals for this attempt.
+fn forget_lease(context: &Context, event: &ClaimedDelivery) {
+    if let Ok(mut map) = context.in_flight.lock() {
+        map.remove(&event.delivery);
+    }
+}
+
+/// Writes the outcome. A store outage is waited out for as long as the lease lasts
+/// (it is renewed meanwhile, once the store answers again); past that, the lease's
+/// expiry makes the attempt count as failed and the event is tried again. `None`
 /// when it was not written.
 async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> Option<Written> {
-    for _ in 0..RECORD_TRIES {
+    let give_up = Instant::now() + context.settings.lease;
+    let mut pause = RECORD_RETRY_DELAY;
+    while Instant::now() < give_up {
         match context.recorder.record(finished.clone()).await {
             Ok(recorded) if recorded.held => {
                 return Some(Written {
@@ -230,7 +242,12 @@ async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> Op
                         "Recording an attempt failed"
                     )
                 });
-                tokio::time::sleep(RECORD_RETRY_DELAY).await;
+                // A stopping worker leaves it to the lease's expiry.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = context.shutdown.cancelled() => return None,
+                }
+                pause = (pause * 2).min(RECORD_RETRY_MOST);
             }
         }
     }

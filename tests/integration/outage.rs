@@ -19,15 +19,30 @@ struct PrivateCluster {
     _dir: tempfile::TempDir,
 }
 
+/// The newest installed server's tool: versions compared as numbers (`16` after
+/// `9.6`).
 fn pg_bin(tool: &str) -> PathBuf {
     let root = Path::new("/usr/lib/postgresql");
     let version = std::fs::read_dir(root)
         .expect("PostgreSQL server binaries under /usr/lib/postgresql")
         .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .max()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .max_by_key(|name| version_key(name))
         .expect("a PostgreSQL version");
     root.join(version).join("bin").join(tool)
+}
+
+fn version_key(name: &str) -> Vec<u32> {
+    name.split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
+}
+
+#[test]
+fn server_versions_order_as_numbers() {
+    let mut versions = vec!["9.6", "16", "15", "10"];
+    versions.sort_by_key(|v| version_key(v));
+    assert_eq!(versions, ["9.6", "10", "15", "16"]);
 }
 
 /// PostgreSQL refuses to run as root: run its tools as `postgres` when we are root.
@@ -258,4 +273,77 @@ async fn postgres_outage_refuses_then_recovers_without_losing_anything() {
     for id in &acknowledged {
         wait_for_status(&client, address, id, "delivered", Duration::from_secs(30)).await;
     }
+}
+
+/// PostgreSQL restarts while a destination is answering 200: the outcome is written
+/// once the database is back, within the lease, and the delivery is not sent again.
+#[tokio::test]
+async fn a_database_restart_after_a_2xx_keeps_the_outcome() {
+    use crate::receiver::{Answer, Receiver};
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(PrivateCluster::create)
+            .await
+            .unwrap(),
+    );
+    let receiver = Receiver::start(vec![Answer::status(200).delay(Duration::from_secs(2))]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[destinations.app]\nurl = \"{}\"\n[sources.s]\n[[sources.s.routes]]\ndestination = \"app\"\n",
+            receiver.url()
+        ),
+    )
+    .unwrap();
+    let url = cluster.url();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = address.to_string();
+    let config = config.display().to_string();
+    let _serve = Process::start(
+        &[
+            "serve",
+            "--database",
+            &url,
+            "--listen",
+            &listen,
+            "--config",
+            &config,
+        ],
+        dir.path(),
+        &[("HOOKRELAY_LEASE", "20s")],
+        "serve.log",
+    );
+    let client = client();
+    wait_healthy(&client, address).await;
+    let response = post_json(&client, address, "s", Some("k-1"), &json!({"n": 1})).await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The request is in; PostgreSQL goes away before the 200 comes back...
+    eventually(
+        Duration::from_secs(10),
+        "the delivery to arrive",
+        || async { (!receiver.received().is_empty()).then_some(()) },
+    )
+    .await;
+    let stopping = cluster.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .unwrap();
+    // ...and stays away for longer than a few quick tries.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let starting = cluster.clone();
+    tokio::task::spawn_blocking(move || starting.start())
+        .await
+        .unwrap();
+    let event = wait_for_status(&client, address, &id, "delivered", Duration::from_secs(30)).await;
+    assert_eq!(event["attempts"], 1, "the 200 was lost: {event}");
+    let attempts = get_json(&client, address, &format!("/events/{id}/attempts")).await;
+    let attempts = attempts["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0]["status_code"], 200);
+    assert_eq!(receiver.received().len(), 1);
 }
