@@ -111,7 +111,7 @@ impl Metrics {
         let events = IntGaugeVec::new(
             Opts::new(
                 "hookrelay_events",
-                "Events by status (delivered events are not counted)",
+                "Deliveries by status, each counted up to 10000 (delivered ones are not counted)",
             ),
             &["status"],
         )
@@ -149,7 +149,7 @@ impl Metrics {
         let destination_backlog = IntGaugeVec::new(
             Opts::new(
                 "hookrelay_destination_backlog",
-                "Deliveries due now, by destination",
+                "Deliveries due now, by destination, counted up to 10000",
             ),
             &["destination"],
         )

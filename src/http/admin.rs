@@ -66,6 +66,10 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     #[param(pattern = r"^[0-9]{1,18}$")]
     cursor: Option<String>,
+    /// `true`: each event with its `payload`; the page then ends early (at one event
+    /// at least) once its payloads pass 4 MiB.
+    #[param(value_type = Option<bool>)]
+    include_payload: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -101,9 +105,32 @@ pub async fn list_events(
     )?;
     let limit = events::page_size(params.limit.as_deref())?;
     let before = events::cursor(params.cursor.as_deref())?;
-    let page = state.operators.list(&filter, limit, before).await?;
+    let with_payloads = match params.include_payload.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                ErrorCode::InvalidQuery,
+                format!("include_payload must be true or false, not {other:?}"),
+            ));
+        }
+    };
+    let (page, shown): (_, fn(EventView) -> EventView) = if with_payloads {
+        let page = state
+            .operators
+            .list_with_payloads(&filter, limit, before)
+            .await?;
+        (page, |view| view)
+    } else {
+        let page = state.operators.list(&filter, limit, before).await?;
+        (page, EventView::without_payload)
+    };
     Ok(Json(EventList {
-        events: page.events.into_iter().map(EventView::from).collect(),
+        events: page
+            .events
+            .into_iter()
+            .map(|event| shown(EventView::from(event)))
+            .collect(),
         next_cursor: page.next_cursor.map(|seq| seq.to_string()),
     }))
 }

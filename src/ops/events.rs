@@ -23,6 +23,9 @@ pub const MAX_PAGE: usize = 500;
 /// them would read all of it.
 pub const DELIVERED_COUNT_CAP: u64 = 10_000;
 
+/// The most payload bytes one page of `GET /events?include_payload=true` carries.
+pub const LIST_PAYLOAD_BUDGET: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error("no such event")]
@@ -198,6 +201,7 @@ impl Operators {
             .ok_or(OpsError::NotFound)
     }
 
+    /// A page of events without their bodies.
     pub async fn list(
         &self,
         filter: &EventFilter,
@@ -207,7 +211,37 @@ impl Operators {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(OpsError::Limit);
         }
-        Ok(self.store.list_events(filter, limit, before).await?)
+        Ok(self.store.list_events(filter, limit, before, false).await?)
+    }
+
+    /// A page of events with their bodies, cut short (at one event at least) where
+    /// the bodies pass [`LIST_PAYLOAD_BUDGET`] bytes; the cursor then continues after
+    /// the last one kept.
+    pub async fn list_with_payloads(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<EventPage, OpsError> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(OpsError::Limit);
+        }
+        let mut page = self.store.list_events(filter, limit, before, true).await?;
+        let mut total = 0;
+        let kept = page
+            .events
+            .iter()
+            .take_while(|event| {
+                total += event.body.len();
+                total <= LIST_PAYLOAD_BUDGET
+            })
+            .count()
+            .max(1);
+        if kept < page.events.len() {
+            page.events.truncate(kept);
+            page.next_cursor = page.events.last().map(|event| event.seq);
+        }
+        Ok(page)
     }
 
     /// Queues the event's finished deliveries again (only the one to `destination`,

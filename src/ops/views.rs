@@ -28,9 +28,11 @@ pub struct EventView {
     created_at: String,
     updated_at: String,
     /// The body exactly as received when it is JSON (key order, number formatting),
-    /// or as a string when it is not.
-    #[schema(value_type = serde_json::Value)]
-    payload: Box<RawValue>,
+    /// or as a string when it is not. In `GET /events` only with
+    /// `include_payload=true`.
+    #[schema(value_type = Option<serde_json::Value>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Box<RawValue>>,
     status_description: &'static str,
     /// The event's type, where its source or scheme names one.
     event_type: Option<String>,
@@ -80,6 +82,14 @@ impl From<&DeliveryRecord> for DeliveryView {
     }
 }
 
+impl EventView {
+    /// The view as a list shows it: without the payload.
+    pub fn without_payload(mut self) -> Self {
+        self.payload = None;
+        self
+    }
+}
+
 impl From<EventRecord> for EventView {
     fn from(event: EventRecord) -> Self {
         let status = event.status();
@@ -101,7 +111,7 @@ impl From<EventRecord> for EventView {
             next_retry_at: summary.and_then(next_retry_at),
             created_at: event.created_at.to_rfc3339(),
             updated_at: updated_at.to_rfc3339(),
-            payload: payload_value(&event.body),
+            payload: Some(payload_value(&event.body)),
             status_description: status.description(),
             event_type: event.event_type.clone(),
             deliveries: event.deliveries.iter().map(DeliveryView::from).collect(),

@@ -729,12 +729,15 @@ pub trait Store: Send + Sync + 'static {
     /// Hands an unfinished attempt back (graceful stop): it does not count.
     async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError>;
 
-    /// Events matching `filter`, newest first, older than the cursor `before`.
+    /// Events matching `filter`, newest first, older than the cursor `before`; their
+    /// bodies only with `bodies` (a list rarely shows them, and they are most of its
+    /// size).
     async fn list_events(
         &self,
         filter: &EventFilter,
         limit: usize,
         before: Option<i64>,
+        bodies: bool,
     ) -> Result<EventPage, StoreError>;
 
     /// Queues an event's delivered or dead-lettered deliveries (only the one to

@@ -543,6 +543,51 @@ async fn refused_names_never_become_metric_labels(backend: Backend) {
     assert!(unknown.is_some_and(|n| n >= 205.0), "{text}");
 }
 
+/// Lists carry no payloads unless asked, and then no more than a budget per page.
+async fn lists_leave_payloads_out_unless_asked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let big = "x".repeat(900 * 1024);
+    for i in 0..6 {
+        app.accept("big", &format!("k-{i}"), json!({"i": i, "fill": big}))
+            .await;
+    }
+    let plain = get_json(&app.client, app.address, "/events?source=big").await;
+    let events = plain["events"].as_array().unwrap();
+    assert_eq!(events.len(), 6);
+    assert!(events.iter().all(|e| e.get("payload").is_none()), "{}", events[0]);
+    assert!(events.iter().all(|e| e["status"].is_string()));
+
+    // With payloads: about 4 MiB a page, newest first, the cursor going on from there.
+    let first =
+        get_json(&app.client, app.address, "/events?source=big&include_payload=true").await;
+    let page = first["events"].as_array().unwrap();
+    assert_eq!(page.len(), 4, "900 KiB payloads in a 4 MiB page");
+    assert_eq!(page[0]["payload"]["i"], 5);
+    let cursor = first["next_cursor"].as_str().expect("a cursor for the rest");
+    let rest = get_json(
+        &app.client,
+        app.address,
+        &format!("/events?source=big&include_payload=true&cursor={cursor}"),
+    )
+    .await;
+    let rest = rest["events"].as_array().unwrap();
+    let seen: Vec<i64> = page
+        .iter()
+        .chain(rest)
+        .map(|e| e["payload"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen, [5, 4, 3, 2, 1, 0]);
+
+    let bad = app
+        .client
+        .get(app.url("/events?include_payload=yes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_error(&bad.json().await.unwrap(), "invalid_query");
+}
+
 fn uuid_like() -> String {
     format!(
         "{:x}",
@@ -554,6 +599,7 @@ fn uuid_like() -> String {
 }
 
 crate::on_both_backends!(
+    lists_leave_payloads_out_unless_asked,
     refused_names_never_become_metric_labels,
     metrics_count_what_happened,
     listing_filters_and_pages_newest_first,

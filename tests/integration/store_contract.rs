@@ -601,7 +601,7 @@ async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Back
     };
     assert_eq!(
         f.store
-            .list_events(&dead_archive, 10, None)
+            .list_events(&dead_archive, 10, None, false)
             .await
             .unwrap()
             .events
@@ -614,7 +614,7 @@ async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Back
     };
     assert!(
         f.store
-            .list_events(&dead_billing, 10, None)
+            .list_events(&dead_billing, 10, None, false)
             .await
             .unwrap()
             .events
@@ -690,7 +690,7 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
         ..EventFilter::default()
     };
     insert(f.store.as_ref(), "routed", 5).await;
-    let page = f.store.list_events(&only_filtered, 10, None).await.unwrap();
+    let page = f.store.list_events(&only_filtered, 10, None, false).await.unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].id, id);
     assert_eq!(

@@ -377,9 +377,10 @@ impl Store for PostgresStore {
         filter: &EventFilter,
         limit: usize,
         before: Option<i64>,
+        bodies: bool,
     ) -> Result<EventPage, StoreError> {
         let client = self.pool.get().await?;
-        queries::list_events(&client, filter, limit, before).await
+        queries::list_events(&client, filter, limit, before, bodies).await
     }
 
     async fn replay(

@@ -191,6 +191,10 @@ pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventReco
 const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
      e.headers, e.body, e.idempotency_key";
 
+/// [`EVENT_COLUMNS`] with the body only when $8 asks for it.
+const LIST_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
+     e.headers, CASE WHEN $8::boolean THEN e.body ELSE ''::bytea END, e.idempotency_key";
+
 pub async fn find_by_key(client: &Client, source: &str, key: &str) -> Result<Option<EventRecord>> {
     let statement = client
         .prepare_cached(&format!(
@@ -255,12 +259,13 @@ pub async fn list_events(
     filter: &EventFilter,
     limit: usize,
     before: Option<i64>,
+    bodies: bool,
 ) -> Result<EventPage> {
     // $1 status and $7 destination are about the deliveries: an event matches when one
-    // of its deliveries does; `filtered` when it has none.
+    // of its deliveries does; `filtered` when it has none. $8: read the bodies.
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events e
+            "SELECT {LIST_COLUMNS} FROM events e
              WHERE {EVENT_FILTER} AND ($5::bigint IS NULL OR e.seq < $5)
                AND CASE
                    WHEN $1::text = 'filtered' THEN $7::text IS NULL
@@ -284,6 +289,7 @@ pub async fn list_events(
                 &before,
                 &(limit as i64 + 1),
                 &filter.destination,
+                &bodies,
             ],
         )
         .await?;

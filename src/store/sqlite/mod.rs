@@ -267,9 +267,10 @@ impl Store for SqliteStore {
         filter: &EventFilter,
         limit: usize,
         before: Option<i64>,
+        bodies: bool,
     ) -> Result<EventPage, StoreError> {
         let filter = filter.clone();
-        self.read(move |conn| queries::list_events(conn, &filter, limit, before))
+        self.read(move |conn| queries::list_events(conn, &filter, limit, before, bodies))
             .await
     }
 

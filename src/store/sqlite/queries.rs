@@ -155,6 +155,10 @@ fn deliveries_of(conn: &Connection, id: &EventId) -> rusqlite::Result<Vec<Delive
 const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
      e.headers, e.body, e.idempotency_key";
 
+/// [`EVENT_COLUMNS`] with the body only when ?8 asks for it.
+const LIST_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
+     e.headers, CASE WHEN ?8 THEN e.body ELSE x'' END, e.idempotency_key";
+
 /// What every filter shares about the event `e`: parameters ?2 (source), ?3 and ?4
 /// (arrival).
 const EVENT_FILTER: &str = "(?2 IS NULL OR e.source = ?2) \
@@ -165,11 +169,12 @@ pub fn list_events(
     filter: &EventFilter,
     limit: usize,
     before: Option<i64>,
+    bodies: bool,
 ) -> rusqlite::Result<EventPage> {
     // ?1 status and ?7 destination are about the deliveries: an event matches when one
-    // of its deliveries does; `filtered` when it has none.
+    // of its deliveries does; `filtered` when it has none. ?8: read the bodies.
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events e
+        "SELECT {LIST_COLUMNS} FROM events e
          WHERE {EVENT_FILTER} AND (?5 IS NULL OR e.seq < ?5)
            AND CASE
                WHEN ?1 = 'filtered' THEN ?7 IS NULL
@@ -191,6 +196,7 @@ pub fn list_events(
                 before,
                 limit as i64 + 1,
                 filter.destination,
+                bodies,
             ],
             event_from_row,
         )?
