@@ -190,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(webhooks::receive))
         .merge(operators)
         .merge(dashboard)
+        .route("/ui/sign-out", get(ui::sign_out))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .split_for_parts();

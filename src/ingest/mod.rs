@@ -8,18 +8,86 @@ pub mod signature;
 use axum::http::HeaderMap;
 
 /// The request headers as a JSON array of `[name, value]` pairs, in order, repeats kept.
+/// A value that is not UTF-8 is kept byte for byte as `[name, base64, "base64"]`, so
+/// that it is forwarded as it came.
 pub fn headers_to_json(headers: &HeaderMap) -> String {
-    let pairs: Vec<(&str, String)> = headers
+    use base64::Engine as _;
+    let pairs: Vec<Vec<std::borrow::Cow<'_, str>>> = headers
         .iter()
-        .map(|(name, value)| {
-            let text = match value.to_str() {
-                Ok(text) => text.to_owned(),
-                Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            };
-            (name.as_str(), text)
-        })
+        .map(
+            |(name, value)| match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => vec![name.as_str().into(), text.into()],
+                Err(_) => vec![
+                    name.as_str().into(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(value.as_bytes())
+                        .into(),
+                    "base64".into(),
+                ],
+            },
+        )
         .collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The stored headers as `(name, value bytes)` pairs, as [`headers_to_json`] wrote them.
+pub fn headers_from_json(json: &str) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    let pairs: Vec<Vec<String>> = serde_json::from_str(json).unwrap_or_default();
+    pairs
+        .into_iter()
+        .filter_map(|mut pair| {
+            let encoding = (pair.len() == 3).then(|| pair.pop()).flatten();
+            let (name, value) = match <[String; 2]>::try_from(pair) {
+                Ok([name, value]) => (name, value),
+                Err(_) => return None,
+            };
+            let bytes = match encoding.as_deref() {
+                None => value.into_bytes(),
+                Some("base64") => base64::engine::general_purpose::STANDARD
+                    .decode(value)
+                    .ok()?,
+                Some(_) => return None,
+            };
+            Some((name, bytes))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::*;
+    use axum::http::{HeaderName, HeaderValue};
+
+    #[test]
+    fn header_values_come_back_byte_for_byte() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-plain", HeaderValue::from_static("a b"));
+        headers.append(
+            "x-utf8",
+            HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        );
+        headers.append(
+            HeaderName::from_static("x-latin1"),
+            HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        headers.append("x-plain", HeaderValue::from_static("again"));
+        let back = headers_from_json(&headers_to_json(&headers));
+        assert_eq!(
+            back,
+            vec![
+                ("x-plain".to_owned(), b"a b".to_vec()),
+                ("x-plain".to_owned(), b"again".to_vec()),
+                ("x-utf8".to_owned(), "café".as_bytes().to_vec()),
+                ("x-latin1".to_owned(), b"caf\xe9".to_vec()),
+            ]
+        );
+        // Rows written before the encoding existed read as they are.
+        assert_eq!(
+            headers_from_json(r#"[["a","b"]]"#),
+            vec![("a".to_owned(), b"b".to_vec())]
+        );
+    }
 }
 
 /// Builds a header map from name/value pairs, for tests.

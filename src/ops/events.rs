@@ -107,13 +107,12 @@ pub fn cursor(text: Option<&str>) -> Result<Option<i64>, OpsError> {
 /// Headers as stored (`[[name, value], …]`) back into a map; pairs that are not valid
 /// headers are left out.
 pub fn stored_headers(json: &str) -> HeaderMap {
-    let pairs: Vec<(String, String)> = serde_json::from_str(json).unwrap_or_default();
-    pairs
+    crate::ingest::headers_from_json(json)
         .into_iter()
         .filter_map(|(name, value)| {
             Some((
                 HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?,
-                HeaderValue::from_str(&value).ok()?,
+                HeaderValue::from_bytes(&value).ok()?,
             ))
         })
         .collect()

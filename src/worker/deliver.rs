@@ -166,17 +166,32 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// The original headers less hop-by-hop ones, plus hookrelay's own, the destination's
 /// `headers` and, with a signing secret, Standard Webhooks signature headers.
 fn forwarded_headers(destination: &DestinationSettings, event: &ClaimedDelivery) -> HeaderMap {
-    let original: Vec<(String, String)> = serde_json::from_str(&event.headers).unwrap_or_default();
+    let original = crate::ingest::headers_from_json(&event.headers);
+    // The sender's `Connection` header names more headers that were for its hop only.
+    let named_by_connection: Vec<String> = original
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| {
+            String::from_utf8_lossy(value)
+                .split(',')
+                .map(|token| token.trim().to_ascii_lowercase())
+                .filter(|token| !token.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let mut headers = HeaderMap::with_capacity(original.len() + 6);
     for (name, value) in original {
         let lower = name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&lower.as_str())
+            || named_by_connection.contains(&lower)
             || lower.starts_with("x-hookrelay-")
             || (destination.signing_secret.is_some() && RESIGNED.contains(&lower.as_str()))
         {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(lower), HeaderValue::try_from(value)) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::try_from(lower), HeaderValue::from_bytes(&value))
+        {
             headers.append(name, value);
         }
     }

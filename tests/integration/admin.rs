@@ -554,16 +554,26 @@ async fn lists_leave_payloads_out_unless_asked(backend: Backend) {
     let plain = get_json(&app.client, app.address, "/events?source=big").await;
     let events = plain["events"].as_array().unwrap();
     assert_eq!(events.len(), 6);
-    assert!(events.iter().all(|e| e.get("payload").is_none()), "{}", events[0]);
+    assert!(
+        events.iter().all(|e| e.get("payload").is_none()),
+        "{}",
+        events[0]
+    );
     assert!(events.iter().all(|e| e["status"].is_string()));
 
     // With payloads: about 4 MiB a page, newest first, the cursor going on from there.
-    let first =
-        get_json(&app.client, app.address, "/events?source=big&include_payload=true").await;
+    let first = get_json(
+        &app.client,
+        app.address,
+        "/events?source=big&include_payload=true",
+    )
+    .await;
     let page = first["events"].as_array().unwrap();
     assert_eq!(page.len(), 4, "900 KiB payloads in a 4 MiB page");
     assert_eq!(page[0]["payload"]["i"], 5);
-    let cursor = first["next_cursor"].as_str().expect("a cursor for the rest");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a cursor for the rest");
     let rest = get_json(
         &app.client,
         app.address,

@@ -254,6 +254,52 @@ async fn cross_site_operator_posts_are_refused(backend: Backend) {
     assert_eq!(ok.status(), 202);
 }
 
+/// With the admin token, an operator's POST is not held to the browser rule: Python's
+/// urllib labels an empty body as a form.
+async fn a_token_request_may_label_its_empty_body_as_a_form(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("HOOKRELAY_MAX_ATTEMPTS", "1"),
+            ("HOOKRELAY_ADMIN_TOKEN", "t0k3n"),
+        ],
+    )
+    .await;
+    let id = app.accept("s", "form", json!({})).await;
+    let delivered = eventually(Duration::from_secs(10), "delivery", || async {
+        let event: Value = app
+            .client
+            .get(app.url(&format!("/events/{id}")))
+            .bearer_auth("t0k3n")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (event["status"] == "delivered").then_some(())
+    });
+    delivered.await;
+    let replay = app
+        .client
+        .post(app.url(&format!("/events/{id}/replay")))
+        .bearer_auth("t0k3n")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 202);
+    // Without the token it is still refused.
+    let forged = app
+        .client
+        .post(app.url(&format!("/events/{id}/replay")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
+
 async fn ipv4_clients_of_a_dual_stack_listener_are_loopback(backend: Backend) {
     if std::net::TcpListener::bind("[::]:0").is_err() {
         panic!("this machine cannot listen on [::]; the test needs IPv6 enabled");
@@ -313,6 +359,7 @@ crate::on_both_backends!(
     json_that_is_not_utf8_is_refused,
     keys_must_be_visible_ascii_wherever_they_come_from,
     cross_site_operator_posts_are_refused,
+    a_token_request_may_label_its_empty_body_as_a_form,
     ipv4_clients_of_a_dual_stack_listener_are_loopback,
     bearer_is_case_insensitive_and_payloads_keep_their_bytes,
 );

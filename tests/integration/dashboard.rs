@@ -162,6 +162,19 @@ async fn signing_in_with_the_token_sets_a_session_cookie(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(api.status(), 401);
+
+    // Signing out clears the cookie: the browser is asked to forget it at once.
+    let signed_out = client
+        .get(app.url("/ui/sign-out"))
+        .header("cookie", cookie_pair(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 200);
+    let cleared = set_cookie(signed_out.headers(), "hookrelay_session").expect("a cleared cookie");
+    assert!(cleared.starts_with("hookrelay_session=;"), "{cleared}");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(signed_out.text().await.unwrap().contains("Signed out"));
 }
 
 async fn the_pages_show_counts_events_and_their_history(backend: Backend) {

@@ -321,7 +321,12 @@ async fn accept(app: &TestApp, raw: &str, key: &str) -> String {
         .header("content-type", "application/json; charset=utf-8")
         .header("idempotency-key", key)
         .header("x-custom-header", "kept")
-        .header("connection", "keep-alive")
+        .header("connection", "keep-alive, x-hop-only")
+        .header("x-hop-only", "for the first hop")
+        .header(
+            "x-latin1",
+            reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        )
         .body(raw.to_owned())
         .send()
         .await
@@ -358,6 +363,14 @@ async fn the_destination_gets_the_exact_bytes_and_headers(backend: Backend) {
         Some("application/json; charset=utf-8")
     );
     assert_eq!(header("x-custom-header").as_deref(), Some("kept"));
+    // A header the sender's `Connection` names was for its hop only.
+    assert_eq!(header("x-hop-only"), None);
+    assert_eq!(header("connection"), None);
+    // A value that is not UTF-8 arrives byte for byte.
+    assert_eq!(
+        request.headers.get("x-latin1").map(|v| v.as_bytes()),
+        Some(&b"caf\xe9"[..])
+    );
     assert_eq!(header("idempotency-key").as_deref(), Some("exact-1"));
     assert_eq!(header("x-hookrelay-event-id").as_deref(), Some(id.as_str()));
     assert_eq!(header("x-hookrelay-source").as_deref(), Some("app"));

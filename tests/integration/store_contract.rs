@@ -690,7 +690,11 @@ async fn a_filtered_event_is_kept_and_can_be_routed_later(backend: Backend) {
         ..EventFilter::default()
     };
     insert(f.store.as_ref(), "routed", 5).await;
-    let page = f.store.list_events(&only_filtered, 10, None, false).await.unwrap();
+    let page = f
+        .store
+        .list_events(&only_filtered, 10, None, false)
+        .await
+        .unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].id, id);
     assert_eq!(

@@ -19,8 +19,8 @@ use crate::domain::lifecycle::EventStatus;
 use crate::error_code::ErrorCode;
 use crate::ops::events::{OpsError, ReplayScope};
 use pages::{FilterForm, given};
-pub use session::require_dashboard;
 use session::{CsrfToken, check_csrf};
+pub use session::{require_dashboard, sign_out};
 
 const PAGE_SIZE: usize = 50;
 

@@ -84,6 +84,7 @@ fn layout(title: &str, body: Markup) -> Markup {
                     nav {
                         a href="/ui" { "Events" }
                         a href="/ui/destinations" { "Destinations" }
+                        a href="/ui/sign-out" { "Sign out" }
                     }
                 }
                 main { (body) }
@@ -336,7 +337,10 @@ fn waiting_note(destinations: &[DestinationStatus], destination: &str) -> Option
 
 pub fn event(page: &EventPage<'_>) -> Markup {
     let event = page.event;
-    let headers: Vec<(String, String)> = serde_json::from_str(&event.headers).unwrap_or_default();
+    let headers: Vec<(String, String)> = crate::ingest::headers_from_json(&event.headers)
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .collect();
     layout(
         event.id.as_str(),
         html! {
@@ -698,6 +702,18 @@ fn truncated(text: &str, limit: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// After `GET /ui/sign-out`.
+pub fn signed_out() -> Markup {
+    layout(
+        "Signed out",
+        html! {
+            h1 { "Signed out" }
+            p { "This browser's dashboard session is over. Open "
+                code { "/ui?token=<HOOKRELAY_ADMIN_TOKEN>" } " to sign in again." }
+        },
+    )
 }
 
 /// Why the dashboard would not open, and (for a sign-in problem) a link back to the

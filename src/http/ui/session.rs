@@ -94,10 +94,12 @@ async fn admit_to_dashboard(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        admit(token, peer, authorization).map_err(|refused| match refused {
-            ApiError::Unauthorized => ApiError::DashboardSignIn,
-            other => other,
-        })?;
+        admit(token, peer, authorization)
+            .map(drop)
+            .map_err(|refused| match refused {
+                ApiError::Unauthorized => ApiError::DashboardSignIn,
+                other => other,
+            })?;
     }
     Ok(next.run(request).await)
 }
@@ -218,6 +220,18 @@ pub fn check_csrf(headers: &HeaderMap, field: Option<&str>) -> Result<(), ApiErr
         return Err(ApiError::CsrfRejected);
     }
     Ok(())
+}
+
+/// `GET /ui/sign-out`: the session cookie is cleared; the page says how to sign in
+/// again. Open without a session, so that it answers the same whatever the cookie.
+pub async fn sign_out(headers: HeaderMap) -> Response {
+    let markup = super::pages::signed_out();
+    let mut response = markup.into_response();
+    let expired = ui_cookie(SESSION_COOKIE, String::new(), &headers)
+        .max_age(cookie::time::Duration::ZERO)
+        .build();
+    set_cookie(&mut response, &expired);
+    response
 }
 
 fn ui_cookie<'c>(name: &'c str, value: String, request: &HeaderMap) -> cookie::CookieBuilder<'c> {
