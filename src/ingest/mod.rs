@@ -54,6 +54,21 @@ pub fn headers_from_json(json: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Builds a header map from name/value pairs, for tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    use axum::http::{HeaderName, HeaderValue};
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                HeaderValue::from_str(v).expect("header value"),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod stored_tests {
     use super::*;
@@ -88,19 +103,4 @@ mod stored_tests {
             vec![("a".to_owned(), b"b".to_vec())]
         );
     }
-}
-
-/// Builds a header map from name/value pairs, for tests.
-#[cfg(test)]
-pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    use axum::http::{HeaderName, HeaderValue};
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).expect("header name"),
-                HeaderValue::from_str(v).expect("header value"),
-            )
-        })
-        .collect()
 }
