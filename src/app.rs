@@ -86,17 +86,24 @@ impl Application {
             })?;
         let delivery_client =
             crate::worker::deliver::client(config.worker_concurrency).map_err(AppError::Client)?;
-        let listener = if role.has_api() {
-            let listener =
-                TcpListener::bind(&config.listen)
-                    .await
-                    .map_err(|source| AppError::Bind {
-                        address: config.listen.clone(),
-                        source,
-                    })?;
-            Some(listener)
+        // The API's address; a worker alone listens only where it is told to.
+        let address = if role.has_api() {
+            Some(&config.listen)
         } else {
-            None
+            config.worker_listen.as_ref()
+        };
+        let listener = match address {
+            Some(address) => {
+                Some(
+                    TcpListener::bind(address)
+                        .await
+                        .map_err(|source| AppError::Bind {
+                            address: address.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
         };
         Ok(Self {
             role,
@@ -144,7 +151,7 @@ impl Application {
 
         match self.listener {
             Some(listener) => {
-                let router = http::router(AppState::new(http::Shared {
+                let state = AppState::new(http::Shared {
                     store: self.store.clone(),
                     sources: self.config.sources.clone(),
                     max_attempts: self.config.retry.max_attempts,
@@ -159,7 +166,12 @@ impl Application {
                     ),
                     metrics: self.metrics.clone(),
                     request_timeout: self.config.request_timeout,
-                }));
+                });
+                let router = if self.role.has_api() {
+                    http::router(state)
+                } else {
+                    http::worker_router(state)
+                };
                 if self.config.admin_token.is_none() {
                     tracing::warn!(
                         "HOOKRELAY_ADMIN_TOKEN is not set: /events, /metrics and /ui answer \

@@ -35,7 +35,10 @@ pub enum Command {
     /// /ui?token=<token> once. Without it they answer this machine only.
     Api(ServerArgs),
     /// Run the worker alone; any number may share one database.
-    Worker(CommonArgs),
+    ///
+    /// With --listen it serves its own /metrics (its attempt, delivery and latency
+    /// figures), /health and /ready; without, it listens nowhere.
+    Worker(WorkerArgs),
     /// Create or upgrade the database schema, then exit. Safe to run repeatedly.
     Migrate(CommonArgs),
     /// Inspect and replay events, working on the database directly.
@@ -45,6 +48,17 @@ pub enum Command {
     Destinations(DestinationsArgs),
     /// Try a source's routes on an event before relying on them.
     Routes(RoutesArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Serve this worker's /metrics, /health and /ready on this address, e.g.
+    /// `0.0.0.0:9090` (off by default, so that several workers can share a host).
+    #[arg(long, env = "HOOKRELAY_WORKER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

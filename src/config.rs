@@ -22,6 +22,9 @@ use crate::units::{parse_duration, parse_size};
 pub struct Config {
     pub database: DatabaseUrl,
     pub listen: String,
+    /// `hookrelay worker --listen`: where a worker serves its own `/metrics`,
+    /// `/health` and `/ready`; `None`: it serves nothing.
+    pub worker_listen: Option<String>,
     pub retry: RetryPolicy,
     pub lease: Duration,
     pub worker_concurrency: usize,
@@ -59,6 +62,8 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub database: Option<String>,
     pub listen: Option<String>,
+    /// A worker's own listener (`--listen` of `hookrelay worker`).
+    pub worker_listen: Option<String>,
     pub no_migrate: bool,
 }
 
@@ -229,6 +234,18 @@ impl Config {
         Ok(Self {
             database: layered.get("database", DatabaseUrl::parse)?,
             listen: layered.get("listen", parse_listen)?,
+            worker_listen: overrides
+                .worker_listen
+                .as_deref()
+                .map(|raw| {
+                    parse_listen(raw).map_err(|reason| ConfigError::Invalid {
+                        setting: "worker listen address",
+                        value: raw.to_owned(),
+                        origin: Origin::Flag("--listen"),
+                        reason,
+                    })
+                })
+                .transpose()?,
             retry,
             lease: layered.get("lease", parse_duration)?,
             worker_concurrency: layered

@@ -18,10 +18,14 @@ use hookrelay::{admin_cli, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut worker_listen = None;
     let (task, common, listen) = match cli.command {
         Command::Serve(args) => (Task::Run(Role::Serve), args.common, args.listen),
         Command::Api(args) => (Task::Run(Role::Api), args.common, args.listen),
-        Command::Worker(common) => (Task::Run(Role::Worker), common, None),
+        Command::Worker(args) => {
+            worker_listen = args.listen;
+            (Task::Run(Role::Worker), args.common, None)
+        }
         Command::Migrate(common) => (Task::Migrate, common, None),
         Command::Events(args) => (
             Task::Admin(AdminCommand::Events(args.command)),
@@ -35,7 +39,11 @@ fn main() -> ExitCode {
         ),
         Command::Routes(args) => (Task::Routes(args.command), args.common, None),
     };
-    let config = match Config::load(&overrides(common, listen)) {
+    let overrides = Overrides {
+        worker_listen,
+        ..overrides(common, listen)
+    };
+    let config = match Config::load(&overrides) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("hookrelay: {error}");
@@ -75,6 +83,7 @@ fn overrides(common: CommonArgs, listen: Option<String>) -> Overrides {
         config_file: common.config,
         database: common.database,
         listen,
+        worker_listen: None,
         no_migrate: common.no_migrate,
     }
 }

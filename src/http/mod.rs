@@ -215,6 +215,29 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A worker's own listener: its `/metrics` (guarded like the API's), `/health` and
+/// `/ready`; nothing else.
+pub fn worker_router(state: AppState) -> Router {
+    let request_timeout = state.request_timeout;
+    Router::new()
+        .route(
+            "/metrics",
+            get(admin::metrics).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_admin,
+            )),
+        )
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .fallback(no_route)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            request_scope,
+        ))
+        .with_state(state)
+}
+
 /// The header that names one request across the client, every log line of it and
 /// the answer.
 const REQUEST_ID: &str = "x-request-id";

@@ -337,6 +337,71 @@ async fn api_and_worker_processes_share_one_file(backend: Backend) {
     wait_all_delivered(address, &ids, Duration::from_secs(60)).await;
 }
 
+/// A worker on its own serves its metrics, health and readiness where it is told to:
+/// the attempts it made are counted there, not in the API's process.
+async fn a_worker_alone_serves_its_own_metrics(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let (_api, address) = setup.start("api", &[], &[], "api.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let worker_address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = worker_address.to_string();
+    let (_worker, _) = setup.start("worker", &[], &["--listen", &listen], "worker.log");
+    wait_healthy(&client, worker_address).await;
+    let ids = vec![post_ok_id(&client, address, "metrics-1").await];
+    wait_all_delivered(address, &ids, Duration::from_secs(30)).await;
+    let attempts = |text: &str| {
+        text.lines()
+            .find(|line| {
+                line.starts_with("hookrelay_attempts_total")
+                    && line.contains("outcome=\"delivered\"")
+            })
+            .map(str::to_owned)
+    };
+    let worker_metrics = client
+        .get(format!("http://{worker_address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = attempts(&worker_metrics).expect("the worker counts its attempts");
+    assert!(line.ends_with(" 1"), "{line}");
+    let api_metrics = client
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(attempts(&api_metrics), None, "the API made no attempt");
+    let ready = client
+        .get(format!("http://{worker_address}/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    // Nothing else is served there.
+    let events = client
+        .get(format!("http://{worker_address}/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 404);
+}
+
+async fn post_ok_id(client: &reqwest::Client, address: SocketAddr, key: &str) -> String {
+    let response = post_json(client, address, "split", Some(key), &json!({"k": key})).await;
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Starts `serve` (with `extra` arguments) `rounds` times, posts from 16 clients and
 /// SIGKILLs it once `at_least` events were acknowledged; returns every acknowledged id.
 async fn kill_serve_under_load(
@@ -694,6 +759,7 @@ async fn killing_serve_under_fan_out_loses_no_delivery(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_worker_alone_serves_its_own_metrics,
     killing_serve_under_fan_out_loses_no_delivery,
     sigterm_hands_back_a_delivery_in_flight,
     a_stalled_client_cannot_hold_up_shutdown,
