@@ -19,7 +19,7 @@ use crate::store::{self, EventFilter, OpenOptions, StoreError};
 pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Ops(#[from] OpsError),
     #[error("no event {0}")]
     NotFound(String),
@@ -43,6 +43,17 @@ pub enum AdminCommand {
 }
 
 pub async fn run(command: AdminCommand, config: &Config) -> Result<(), AdminError> {
+    // An operator's command reads the database a server made; an empty new one would
+    // answer "nothing here" about the wrong file.
+    if let store::DatabaseUrl::Sqlite { path } = &config.database
+        && !path.exists()
+    {
+        return Err(AdminError::Invalid(format!(
+            "no database at {}: run this in the folder where `hookrelay serve` runs, or \
+             name the database with --database (HOOKRELAY_DATABASE) or --config",
+            path.display()
+        )));
+    }
     let options = OpenOptions {
         migrate: config.migrate_on_start,
         runs_api: false,

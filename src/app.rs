@@ -121,10 +121,29 @@ impl Application {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let dashboard = self
+            .local_addr()
+            .filter(|_| self.role.has_api())
+            .map(|address| {
+                // A wildcard address is reached on this machine through loopback.
+                if address.ip().is_unspecified() {
+                    format!("http://127.0.0.1:{}/ui", address.port())
+                } else {
+                    format!("http://{address}/ui")
+                }
+            })
+            .unwrap_or_default();
         tracing::info!(
             role = self.role.name(),
             database = %self.config.database,
             listen = self.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            dashboard,
+            config = self
+                .config
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             "hookrelay started"
         );
         let worker = self.role.has_worker().then(|| {

@@ -18,8 +18,13 @@ use crate::sources::{self, Secret, Sources};
 use crate::store::DatabaseUrl;
 use crate::units::{parse_duration, parse_size};
 
+/// Read when no `--config` or `HOOKRELAY_CONFIG` names a file and it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "hookrelay.toml";
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file the settings were read from, if any.
+    pub config_file: Option<PathBuf>,
     pub database: DatabaseUrl,
     pub listen: String,
     /// `hookrelay worker --listen`: where a worker serves its own `/metrics`,
@@ -197,10 +202,17 @@ impl Config {
             .map(|(name, default)| (*name, (default.to_string(), Origin::Default)))
             .collect();
 
+        // `hookrelay.toml` in the working folder when no other is named: `serve` and
+        // the operators' commands run there find the same configuration.
         let file = overrides
             .config_file
             .clone()
-            .or_else(|| env("HOOKRELAY_CONFIG").map(PathBuf::from));
+            .or_else(|| env("HOOKRELAY_CONFIG").map(PathBuf::from))
+            .or_else(|| {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.is_file().then_some(default)
+            });
+        let config_file = file.clone();
         let mut sources = Sources::default();
         let mut alerts = None;
         if let Some(path) = file {
@@ -231,7 +243,9 @@ impl Config {
             factor: layered.get("retry_factor", |v| parse_float_in(v, 1.0, 1000.0))?,
             jitter: layered.get("retry_jitter", |v| parse_float_in(v, 0.0, 0.99))?,
         };
+        let body_read_timeout = layered.get("body_read_timeout", parse_duration)?;
         Ok(Self {
+            config_file,
             database: layered.get("database", DatabaseUrl::parse)?,
             listen: layered.get("listen", parse_listen)?,
             worker_listen: overrides
@@ -252,7 +266,7 @@ impl Config {
                 .get("worker_concurrency", |v| parse_at_least(v, 1))?
                 .min(10_000) as usize,
             max_body: layered.get("max_body", parse_size)?,
-            log_filter: layered.get("log", |v| Ok(v.to_owned()))?,
+            log_filter: layered.get("log", parse_log_filter)?,
             poll_interval: layered.get("poll_interval", parse_duration)?,
             migrate_on_start: !overrides.no_migrate,
             pool_size: layered
@@ -269,8 +283,18 @@ impl Config {
             prune_interval: layered.get("prune_interval", parse_duration)?,
             shutdown_grace: layered.get("shutdown_grace", parse_duration)?,
             header_read_timeout: layered.get("header_read_timeout", parse_duration)?,
-            body_read_timeout: layered.get("body_read_timeout", parse_duration)?,
-            request_timeout: layered.get("request_timeout", parse_duration)?,
+            body_read_timeout,
+            request_timeout: layered.get("request_timeout", |v| {
+                let timeout = parse_duration(v)?;
+                if timeout <= body_read_timeout {
+                    return Err(format!(
+                        "must be longer than body_read_timeout ({}), so that a slow body \
+                         gets its 408 first",
+                        humantime::format_duration(body_read_timeout)
+                    ));
+                }
+                Ok(timeout)
+            })?,
             admin_token: layered.get("admin_token", |v| {
                 Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
             })?,
@@ -412,6 +436,61 @@ fn parse_float_in(raw: &str, min: f64, max: f64) -> Result<f64, String> {
     Ok(x)
 }
 
+/// A `tracing` filter whose every part means something: a level, or `target=level`.
+/// A bare word is a target to `tracing` (`verbose` would enable a target of that name
+/// and silence everything else), so it is refused unless it is a level.
+fn parse_log_filter(raw: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part.rsplit_once('=').map_or(part, |(_, level)| level);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{part:?} is not a level: write one of trace, debug, info, warn, error, off, \
+                 or target=level (e.g. warn,hookrelay=debug)"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(raw)
+        .map(|_| raw.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The `HOOKRELAY_*` variable names that mean something, besides the settings'.
+const OTHER_VARIABLES: [&str; 3] = [
+    "HOOKRELAY_CONFIG",
+    "HOOKRELAY_WORKER_LISTEN",
+    "HOOKRELAY_LOG_FORMAT",
+];
+
+/// A warning for each `HOOKRELAY_*` variable in `names` that hookrelay does not read
+/// (a misspelling is otherwise ignored in silence), with the closest name it reads.
+pub fn unknown_variables(names: impl Iterator<Item = String>) -> Vec<String> {
+    let known: Vec<String> = SETTINGS
+        .iter()
+        .map(|(name, _)| format!("HOOKRELAY_{}", name.to_ascii_uppercase()))
+        .chain(OTHER_VARIABLES.iter().map(|name| name.to_string()))
+        .collect();
+    names
+        .filter(|name| name.starts_with("HOOKRELAY_"))
+        // The test suite's and the benchmark's own variables.
+        .filter(|name| !name.starts_with("HOOKRELAY_TEST_") && !name.starts_with("HOOKRELAY_BENCH"))
+        .filter(|name| !known.contains(name))
+        .map(|name| {
+            let closest = known
+                .iter()
+                .map(|k| (strsim::levenshtein(k, &name), k))
+                .min()
+                .filter(|(distance, _)| *distance <= 3);
+            match closest {
+                Some((_, k)) => {
+                    format!("{name} is not a hookrelay setting and is ignored (did you mean {k}?)")
+                }
+                None => format!("{name} is not a hookrelay setting and is ignored"),
+            }
+        })
+        .collect()
+}
+
 fn parse_listen(raw: &str) -> Result<String, String> {
     raw.trim()
         .parse::<SocketAddr>()
@@ -449,6 +528,58 @@ mod tests {
         assert_eq!(config.retention, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(config.dead_retention, None);
         assert!(config.migrate_on_start);
+    }
+
+    #[test]
+    fn settings_that_would_be_ignored_in_silence_are_refused_or_warned_about() {
+        // A bare word is a target to tracing: "verbose" would silence everything.
+        let error = load(&[("HOOKRELAY_LOG", "verbose")], Overrides::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("HOOKRELAY_LOG") && error.contains("not a level"),
+            "{error}"
+        );
+        for good in [
+            "debug",
+            "warn,hookrelay=debug",
+            "hookrelay::worker=trace",
+            "OFF",
+        ] {
+            assert!(
+                load(&[("HOOKRELAY_LOG", good)], Overrides::default()).is_ok(),
+                "{good}"
+            );
+        }
+        let error = load(
+            &[
+                ("HOOKRELAY_REQUEST_TIMEOUT", "10s"),
+                ("HOOKRELAY_BODY_READ_TIMEOUT", "30s"),
+            ],
+            Overrides::default(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(error.contains("body_read_timeout"), "{error}");
+        let warnings = unknown_variables(
+            [
+                "HOOKRELAY_LEAS",
+                "HOOKRELAY_LEASE",
+                "HOOKRELAY_TEST_POSTGRES",
+                "HOOKRELAY_SOMETHING_ELSE_ENTIRELY",
+                "PATH",
+            ]
+            .into_iter()
+            .map(str::to_owned),
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("did you mean HOOKRELAY_LEASE?"),
+            "{warnings:?}"
+        );
+        assert!(!warnings[1].contains("did you mean"), "{warnings:?}");
     }
 
     #[test]

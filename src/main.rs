@@ -54,13 +54,34 @@ fn main() -> ExitCode {
         Task::Admin(_) | Task::Routes(_) => LogTarget::Stderr,
         _ => LogTarget::Stdout,
     };
-    let _log_guard = match telemetry::init(&config.log_filter, log_target) {
+    let log_format = match std::env::var("HOOKRELAY_LOG_FORMAT")
+        .unwrap_or_default()
+        .parse::<telemetry::LogFormat>()
+    {
+        Ok(format) => format,
+        Err(error) => {
+            eprintln!("hookrelay: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // An operator's command prints its answer; its log shows only what went wrong,
+    // unless HOOKRELAY_LOG asks for more.
+    let log_filter =
+        if log_target == LogTarget::Stderr && std::env::var_os("HOOKRELAY_LOG").is_none() {
+            "warn"
+        } else {
+            &config.log_filter
+        };
+    let _log_guard = match telemetry::init(log_filter, log_target, log_format) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("hookrelay: {error}");
             return ExitCode::from(2);
         }
     };
+    for warning in hookrelay::config::unknown_variables(std::env::vars().map(|(name, _)| name)) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -68,10 +89,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // An operator's command says what went wrong once, as text; a service logs it too.
+    let logs_failure = matches!(task, Task::Run(_) | Task::Migrate);
     match runtime.block_on(run(task, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "hookrelay failed");
+            if logs_failure {
+                tracing::error!(error = %format!("{error:#}"), "hookrelay failed");
+            }
             eprintln!("hookrelay: {error:#}");
             ExitCode::FAILURE
         }

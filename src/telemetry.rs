@@ -22,9 +22,33 @@ pub enum LogTarget {
     Stderr,
 }
 
+/// How log lines are written (`HOOKRELAY_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line: for log collectors (the default).
+    #[default]
+    Json,
+    /// Text for a person at a terminal.
+    Pretty,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "" | "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            other => Err(format!(
+                "invalid HOOKRELAY_LOG_FORMAT {other:?}: write json (the default) or pretty"
+            )),
+        }
+    }
+}
+
 /// Installs the global subscriber. Keep the guard alive until exit so buffered lines
 /// are flushed.
-pub fn init(filter: &str, target: LogTarget) -> Result<WorkerGuard, String> {
+pub fn init(filter: &str, target: LogTarget, format: LogFormat) -> Result<WorkerGuard, String> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| format!("invalid HOOKRELAY_LOG filter {filter:?}: {e}"))?;
     // Blocking rather than lossy: a log line about an event is never dropped.
@@ -33,16 +57,21 @@ pub fn init(filter: &str, target: LogTarget) -> Result<WorkerGuard, String> {
         LogTarget::Stdout => builder.finish(std::io::stdout()),
         LogTarget::Stderr => builder.finish(std::io::stderr()),
     };
-    let layer = tracing_subscriber::fmt::layer()
-        .event_format(JsonLine)
-        .fmt_fields(NoFields)
-        .with_writer(writer);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(SpanFields)
-        .with(layer)
-        .try_init()
-        .map_err(|e| e.to_string())?;
+    let registry = tracing_subscriber::registry().with(filter).with(SpanFields);
+    let installed = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLine)
+                    .fmt_fields(NoFields)
+                    .with_writer(writer),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .try_init(),
+    };
+    installed.map_err(|e| e.to_string())?;
     Ok(guard)
 }
 

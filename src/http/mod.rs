@@ -191,6 +191,8 @@ pub fn router(state: AppState) -> Router {
         .merge(operators)
         .merge(dashboard)
         .route("/ui/sign-out", get(ui::sign_out))
+        // A person who opens the bare address finds the dashboard.
+        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .split_for_parts();

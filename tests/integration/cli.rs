@@ -115,6 +115,64 @@ fn run(args: &[&str], dir: &std::path::Path) -> Output {
         .expect("hookrelay runs")
 }
 
+/// Operators' commands find the configuration the server finds (`hookrelay.toml` in
+/// the folder they run in), refuse to make a new empty database elsewhere, and say
+/// what went wrong once, as text.
+async fn operators_commands_find_the_servers_configuration(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(backend, dir.path()).await;
+    std::fs::write(
+        dir.path().join("hookrelay.toml"),
+        format!(
+            "database = \"{}\"\n[destinations.rl2]\nurl = \"http://127.0.0.1:9/\"\n",
+            database.url
+        ),
+    )
+    .unwrap();
+    let here = dir.path().to_owned();
+    let run_here = move |args: &'static [&'static str]| {
+        let here = here.clone();
+        tokio::task::spawn_blocking(move || run(args, &here))
+    };
+    stdout(&run_here(&["migrate"]).await.unwrap());
+    let paused = stdout(&run_here(&["destinations", "pause", "rl2"]).await.unwrap());
+    assert!(paused.contains("rl2: paused"), "{paused}");
+    let listed = stdout(&run_here(&["destinations", "list", "--json"]).await.unwrap());
+    let rl2: Value = listed
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|d| d["name"] == "rl2")
+        .expect("rl2 listed");
+    assert_eq!(rl2["configured"], true, "{rl2}");
+    assert_eq!(rl2["state"], "paused", "{rl2}");
+
+    let unknown = run_here(&["destinations", "pause", "nowhere"])
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(
+        stderr.trim(),
+        r#"hookrelay: no destination is named "nowhere""#,
+        "{stderr}"
+    );
+}
+
+/// From a folder with no database, `events list` says so instead of creating one.
+#[test]
+fn operators_commands_refuse_a_database_that_does_not_exist() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = run(&["events", "list"], elsewhere.path());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no database at data/hookrelay.db"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line, no log line: {stderr}");
+    assert!(!elsewhere.path().join("data").exists());
+}
+
 const ROUTES: &str = r#"
 [destinations.billing]
 url = "http://127.0.0.1:9/billing"
@@ -282,6 +340,7 @@ async fn the_destinations_command_shows_backlog_and_outcomes(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    operators_commands_find_the_servers_configuration,
     the_events_command_lists_shows_and_replays,
     the_destinations_command_shows_backlog_and_outcomes,
 );
