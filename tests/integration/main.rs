@@ -23,6 +23,7 @@ mod outage;
 mod processes;
 mod protection;
 mod readiness;
+mod readme;
 mod receiver;
 mod retention;
 mod scale_out;
