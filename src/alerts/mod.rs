@@ -35,6 +35,8 @@ pub struct AlertSettings {
     pub timeout: Duration,
     /// Dead letters of one destination within this window are one alert.
     pub digest: Duration,
+    /// A recovery is announced once the destination has stayed up this long.
+    pub settle: Duration,
     /// Where the dashboard is reached, to make links absolute (e.g.
     /// `https://hookrelay.example.com`); paths alone when unset.
     pub dashboard_url: Option<String>,
@@ -44,6 +46,7 @@ impl AlertSettings {
     pub fn rules(&self) -> AlertRules {
         AlertRules {
             digest: self.digest,
+            settle: self.settle,
         }
     }
 }
@@ -58,6 +61,7 @@ struct AlertsTable {
     lag: Option<String>,
     timeout: Option<String>,
     digest: Option<String>,
+    settle: Option<String>,
     dashboard_url: Option<String>,
 }
 
@@ -119,6 +123,11 @@ pub fn parse_table(
         lag,
         timeout: duration("timeout", raw.timeout, DEFAULT_TIMEOUT)?,
         digest: duration("digest", raw.digest, AlertRules::default().digest)?,
+        settle: match raw.settle.as_deref().map(str::trim) {
+            None => AlertRules::default().settle,
+            Some("off" | "0s" | "0") => Duration::ZERO,
+            Some(text) => parse_positive(text).map_err(|e| invalid("settle", e))?,
+        },
         dashboard_url: raw
             .dashboard_url
             .map(|u| u.trim().trim_end_matches('/').to_owned())

@@ -92,9 +92,11 @@ pub fn samples(
 }
 
 /// Runs until `stop`, then writes the outcomes counted since the last look.
+/// `settle`: how long a recovery alert raised here waits before it is sent.
 pub async fn run(
     store: Arc<dyn Store>,
     lag: Option<Duration>,
+    settle: Duration,
     outcomes: Arc<MinuteOutcomes>,
     stop: CancellationToken,
 ) {
@@ -124,7 +126,10 @@ pub async fn run(
         let counts = outcomes.take();
         // Called even with nothing to write: it also raises the recovery alerts that
         // successes left for it (PostgreSQL).
-        if let Err(error) = store.record_samples(samples, counts.clone(), now).await {
+        if let Err(error) = store
+            .record_samples(samples, counts.clone(), now, settle)
+            .await
+        {
             tracing::error!(
                 error = &error as &dyn std::error::Error,
                 "Recording destinations' figures failed"

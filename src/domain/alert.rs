@@ -56,17 +56,21 @@ impl From<BreakerChange> for AlertKind {
     }
 }
 
-/// How dead letters are grouped: those of one destination within one window are one
-/// alert, so a burst of them is one message, not thousands.
+/// How alerts are grouped. Dead letters of one destination within one window are one
+/// alert, so a burst of them is one message, not thousands. A recovery is announced
+/// only once the destination has stayed up for `settle`; failing again before that
+/// continues the episode already announced, so a flapping destination pages once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlertRules {
     pub digest: Duration,
+    pub settle: Duration,
 }
 
 impl Default for AlertRules {
     fn default() -> Self {
         Self {
             digest: Duration::from_secs(60),
+            settle: Duration::from_secs(60),
         }
     }
 }
@@ -188,6 +192,7 @@ mod tests {
             rules.next_window(start)
         );
         let tiny = AlertRules {
+            settle: Duration::ZERO,
             digest: Duration::ZERO,
         };
         assert_eq!(tiny.window(now), now);

@@ -789,11 +789,13 @@ pub trait Store: Send + Sync + 'static {
     /// applies lag episode changes,
     /// each fenced on the episode's state so that of several workers seeing the same
     /// change, one raises its alert. Returns the alerts raised.
+    /// `settle`: how long a recovery alert raised here waits (see [`AlertRules`]).
     async fn record_samples(
         &self,
         samples: Vec<DestinationSample>,
         counts: Vec<MinuteCount>,
         now: Timestamp,
+        settle: Duration,
     ) -> Result<usize, StoreError>;
 
     /// Each destination's minutes since `since`, oldest first.

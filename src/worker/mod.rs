@@ -101,9 +101,14 @@ impl Worker {
         ));
         let lag = settings.alerts.as_ref().and_then(|a| a.lag);
         let monitor_stop = CancellationToken::new();
+        let settle = settings
+            .alerts
+            .as_ref()
+            .map_or(Duration::ZERO, |a| a.settle);
         let monitor = tokio::spawn(monitor::run(
             store.clone(),
             lag,
+            settle,
             outcomes,
             monitor_stop.clone(),
         ));

@@ -103,6 +103,7 @@ destination = "strict"
 url = "{slack}"
 digest = "1s"
 lag = "off"
+settle = "1s"
 "#,
             strict = strict.url(),
             slack = slack.url()
@@ -416,7 +417,55 @@ async fn an_alert_receiver_that_is_down_loses_nothing_and_loops_nothing(backend:
     );
 }
 
+/// A destination that comes back and fails again, again and again, pages once: its
+/// recovery is announced only after it stayed up for `settle`.
+async fn a_flapping_destination_pages_once(backend: Backend) {
+    let alerts = Receiver::start(Vec::new()).await;
+    // Down, up, down, up, down, up: then up for good.
+    let flapping = Receiver::start(
+        [500, 200, 500, 200, 500, 200]
+            .into_iter()
+            .map(Answer::status)
+            .collect(),
+    )
+    .await;
+    let config = format!(
+        "[destinations.app]\nurl = \"{}\"\nmax_in_flight = 1\n\
+         breaker_failures = 1\nbreaker_probe = \"50ms\"\nbreaker_probe_max = \"50ms\"\n\
+         [sources.shop]\n[[sources.shop.routes]]\ndestination = \"app\"\n\
+         [alerts]\nurl = \"{}\"\nformat = \"json\"\nlag = \"off\"\nsettle = \"2s\"\n",
+        flapping.url(),
+        alerts.url()
+    );
+    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let ids = post_events(app.address, "shop", 8).await;
+    for id in &ids {
+        app.wait_for_status(id, "delivered", Duration::from_secs(20))
+            .await;
+    }
+    assert!(flapping.received().len() >= 11, "it flapped three times");
+    let kinds = || {
+        alerts
+            .received()
+            .iter()
+            .map(|r| json_body(r)["type"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the recovery, once settled",
+        || async {
+            kinds()
+                .contains(&"destination.recovered".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(kinds(), ["destination.failing", "destination.recovered"]);
+}
+
 crate::on_both_backends!(
+    a_flapping_destination_pages_once,
     slack_messages_once_per_episode_and_window_with_two_workers,
     json_alerts_verify_with_the_standard_webhooks_library,
     a_lag_episode_alerts_when_it_starts_and_when_it_ends,

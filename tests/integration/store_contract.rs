@@ -892,6 +892,7 @@ async fn an_open_breaker_holds_failures_without_using_attempts(backend: Backend)
 async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
     let f = fixture(backend).await;
     let hour = AlertRules {
+        settle: Duration::ZERO,
         digest: Duration::from_secs(3600),
     };
     // Dead letters in two batches go into one digest, not yet due.
@@ -986,7 +987,7 @@ async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
     assert_eq!(recorded[0].breaker, Some(BreakerChange::Closed));
     for _ in 0..2 {
         f.store
-            .record_samples(Vec::new(), Vec::new(), Timestamp::now())
+            .record_samples(Vec::new(), Vec::new(), Timestamp::now(), Duration::ZERO)
             .await
             .unwrap();
     }
@@ -1021,7 +1022,7 @@ async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
     };
     for counts in [vec![count(3, 1)], vec![count(2, 0)]] {
         f.store
-            .record_samples(Vec::new(), counts, now)
+            .record_samples(Vec::new(), counts, now, Duration::ZERO)
             .await
             .unwrap();
     }
@@ -1029,7 +1030,7 @@ async fn alerts_are_raised_once_per_episode_and_sent_once(backend: Backend) {
         let store = f.store.clone();
         async move {
             store
-                .record_samples(vec![sample(lag)], Vec::new(), now)
+                .record_samples(vec![sample(lag)], Vec::new(), now, Duration::ZERO)
                 .await
                 .unwrap()
         }

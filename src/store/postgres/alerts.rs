@@ -45,12 +45,36 @@ pub async fn raise<C: GenericClient>(
     episode: Option<Timestamp>,
     details: &AlertDetails,
     now: Timestamp,
+    settle: Duration,
 ) -> Result<bool> {
+    // Failing again while a recovery waits out `settle`: the recovery was premature,
+    // and the failure continues the episode already announced.
+    if kind == AlertKind::Failing {
+        let fold = client
+            .prepare_cached(
+                "DELETE FROM alerts WHERE destination = $1 AND kind = $2 AND status = 'pending'
+                   AND lease_until IS NULL AND attempts = 0 AND next_attempt_at > $3",
+            )
+            .await?;
+        let folded = client
+            .execute(
+                &fold,
+                &[&destination, &AlertKind::Recovered.as_str(), &now.0],
+            )
+            .await?;
+        if folded > 0 {
+            return Ok(false);
+        }
+    }
+    let send_at = match kind {
+        AlertKind::Recovered => now.plus(settle),
+        _ => now,
+    };
     let statement = client
         .prepare_cached(
             "INSERT INTO alerts (kind, destination, created_at, episode, details,
                                  next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $3)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (destination, kind, episode) WHERE episode IS NOT NULL DO NOTHING",
         )
         .await?;
@@ -63,6 +87,7 @@ pub async fn raise<C: GenericClient>(
                 &now.0,
                 &episode.map(|e| e.0),
                 &details.to_json(),
+                &send_at.0,
             ],
         )
         .await?;
@@ -194,6 +219,7 @@ pub async fn record_samples(
     samples: &[DestinationSample],
     counts: &[MinuteCount],
     now: Timestamp,
+    settle: Duration,
 ) -> Result<usize> {
     let tx = client.transaction().await?;
     let outcomes = tx
@@ -225,7 +251,7 @@ pub async fn record_samples(
     let minutes = vec![minute_of(now).0; samples.len()];
     let waiting: Vec<i64> = samples.iter().map(|s| s.waiting).collect();
     tx.execute(&backlog, &[&names, &minutes, &waiting]).await?;
-    let mut raised = raise_recoveries(&tx, now).await?;
+    let mut raised = raise_recoveries(&tx, now, settle).await?;
     for sample in samples {
         let Some(change) = sample.lag else { continue };
         // The episode's state fences the change: of several workers seeing it, one wins.
@@ -268,7 +294,17 @@ pub async fn record_samples(
             waiting: Some(sample.waiting),
             ..AlertDetails::default()
         };
-        if raise(&tx, kind, &sample.destination, Some(since), &details, now).await? {
+        if raise(
+            &tx,
+            kind,
+            &sample.destination,
+            Some(since),
+            &details,
+            now,
+            Duration::ZERO,
+        )
+        .await?
+        {
             raised += 1;
         }
     }
@@ -278,7 +314,7 @@ pub async fn record_samples(
 
 /// Recovery alerts for the breakers that batches of successes closed since the last
 /// look, each taken once under the destination's row lock.
-async fn raise_recoveries(tx: &Transaction<'_>, now: Timestamp) -> Result<usize> {
+async fn raise_recoveries(tx: &Transaction<'_>, now: Timestamp, settle: Duration) -> Result<usize> {
     let statement = tx
         .prepare_cached(
             "UPDATE destinations d SET recovered_from = NULL
@@ -297,7 +333,17 @@ async fn raise_recoveries(tx: &Transaction<'_>, now: Timestamp) -> Result<usize>
             ..AlertDetails::default()
         };
         let episode = Some(Timestamp(since));
-        if raise(tx, AlertKind::Recovered, &name, episode, &details, now).await? {
+        if raise(
+            tx,
+            AlertKind::Recovered,
+            &name,
+            episode,
+            &details,
+            now,
+            settle,
+        )
+        .await?
+        {
             raised += 1;
         }
     }

@@ -467,9 +467,10 @@ impl Store for PostgresStore {
         samples: Vec<DestinationSample>,
         counts: Vec<MinuteCount>,
         now: Timestamp,
+        settle: Duration,
     ) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await?;
-        alerts::record_samples(&mut client, &samples, &counts, now).await
+        alerts::record_samples(&mut client, &samples, &counts, now, settle).await
     }
 
     async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {

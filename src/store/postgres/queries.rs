@@ -1103,7 +1103,7 @@ async fn raise_alerts(
         if held.contains(&one.delivery.0) {
             tally.add(one);
         }
-        let (Some(change), Some(_)) = (change, one.alerts) else {
+        let (Some(change), Some(rules)) = (change, one.alerts) else {
             continue;
         };
         let name = &one.record.destination;
@@ -1113,7 +1113,16 @@ async fn raise_alerts(
         let waiting = super::alerts::waiting(tx, name).await?;
         let (episode, details) = breaker_alert(*change, before.get(name), after, one, waiting);
         let episode = episode.or(Some(now));
-        super::alerts::raise(tx, (*change).into(), name, episode, &details, now).await?;
+        super::alerts::raise(
+            tx,
+            (*change).into(),
+            name,
+            episode,
+            &details,
+            now,
+            rules.settle,
+        )
+        .await?;
     }
     for (destination, counts) in &tally.by_destination {
         if let (Some(rules), Some(event_id)) = (&counts.alerts, &counts.last_dead) {

@@ -46,12 +46,30 @@ pub fn raise(
     episode: Option<Timestamp>,
     details: &AlertDetails,
     now: Timestamp,
+    settle: Duration,
 ) -> rusqlite::Result<bool> {
+    // Failing again while a recovery waits out `settle`: the recovery was premature,
+    // and the failure continues the episode already announced.
+    if kind == AlertKind::Failing {
+        let folded = conn
+            .prepare_cached(
+                "DELETE FROM alerts WHERE destination = ?1 AND kind = ?2 AND status = 'pending'
+                   AND lease_until IS NULL AND attempts = 0 AND next_attempt_at > ?3",
+            )?
+            .execute(params![destination, AlertKind::Recovered.as_str(), now.0])?;
+        if folded > 0 {
+            return Ok(false);
+        }
+    }
+    let send_at = match kind {
+        AlertKind::Recovered => now.plus(settle),
+        _ => now,
+    };
     let raised = conn
         .prepare_cached(
             "INSERT INTO alerts (kind, destination, created_at, episode, details,
                                  next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?3)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (destination, kind, episode) WHERE episode IS NOT NULL DO NOTHING",
         )?
         .execute(params![
@@ -59,7 +77,8 @@ pub fn raise(
             destination,
             now.0,
             episode.map(|e| e.0),
-            details.to_json()
+            details.to_json(),
+            send_at.0
         ])?;
     Ok(raised > 0)
 }
@@ -242,7 +261,15 @@ pub fn record_samples(
             waiting: Some(sample.waiting),
             ..AlertDetails::default()
         };
-        if raise(conn, kind, &sample.destination, Some(since), &details, now)? {
+        if raise(
+            conn,
+            kind,
+            &sample.destination,
+            Some(since),
+            &details,
+            now,
+            Duration::ZERO,
+        )? {
             raised += 1;
         }
     }

@@ -363,7 +363,9 @@ impl Store for SqliteStore {
         samples: Vec<DestinationSample>,
         counts: Vec<MinuteCount>,
         now: Timestamp,
+        _settle: Duration,
     ) -> Result<usize, StoreError> {
+        // Recoveries are raised with the outcomes that close breakers, not here.
         self.writer
             .write(move |conn| alerts::record_samples(conn, &samples, &counts, now))
             .await

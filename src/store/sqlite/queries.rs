@@ -863,7 +863,7 @@ pub fn finish_attempts(
             }
             tally.add(one);
         }
-        if let (Some(change), Some(_)) = (breaker, one.alerts) {
+        if let (Some(change), Some(rules)) = (breaker, one.alerts) {
             let name = &one.record.destination;
             let (episode, details) = breaker_alert(
                 change,
@@ -873,7 +873,15 @@ pub fn finish_attempts(
                 super::alerts::waiting(conn, name)?,
             );
             let episode = episode.or(Some(now));
-            super::alerts::raise(conn, change.into(), name, episode, &details, now)?;
+            super::alerts::raise(
+                conn,
+                change.into(),
+                name,
+                episode,
+                &details,
+                now,
+                rules.settle,
+            )?;
         }
         recorded.push(Recorded {
             held,
