@@ -374,6 +374,7 @@ destination = "billing"
 destination = "crm"
 [alerts]
 url = "{}"
+settle = "1s"
 "#,
         billing.url(),
         crm.url(),

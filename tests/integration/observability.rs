@@ -65,7 +65,14 @@ async fn a_fault_of_ours_is_500_not_503(backend: Backend) {
 }
 
 async fn a_request_cannot_outlast_the_request_timeout(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_REQUEST_TIMEOUT", "300ms")]).await;
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("HOOKRELAY_REQUEST_TIMEOUT", "300ms"),
+            ("HOOKRELAY_BODY_READ_TIMEOUT", "200ms"),
+        ],
+    )
+    .await;
     let blocker = app.database.block_event_inserts().await;
     let started = Instant::now();
     let response = app.post("s", Some("slow"), &json!({})).await;

@@ -722,6 +722,13 @@ async fn operators_pause_and_resume_from_the_cli(backend: Backend) {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    // The database a server would have made (operators' commands make none).
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["migrate", "--database", &setup.database.url])
+        .current_dir(setup.path())
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
     let (code, out, err) = run(&["pause", "app"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("app: paused"), "{out}");
