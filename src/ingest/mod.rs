@@ -5,29 +5,42 @@ pub mod key;
 pub mod media;
 pub mod signature;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The request headers as a JSON array of `[name, value]` pairs, in order, repeats kept.
 /// A value that is not UTF-8 is kept byte for byte as `[name, base64, "base64"]`, so
 /// that it is forwarded as it came.
 pub fn headers_to_json(headers: &HeaderMap) -> String {
-    use base64::Engine as _;
-    let pairs: Vec<Vec<std::borrow::Cow<'_, str>>> = headers
-        .iter()
-        .map(
-            |(name, value)| match std::str::from_utf8(value.as_bytes()) {
-                Ok(text) => vec![name.as_str().into(), text.into()],
-                Err(_) => vec![
-                    name.as_str().into(),
-                    base64::engine::general_purpose::STANDARD
-                        .encode(value.as_bytes())
-                        .into(),
-                    "base64".into(),
-                ],
-            },
-        )
-        .collect();
+    let pairs: Vec<StoredHeader<'_>> = headers.iter().map(StoredHeader).collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// One header as [`headers_to_json`] writes it, without building the pair first.
+struct StoredHeader<'a>((&'a HeaderName, &'a HeaderValue));
+
+impl serde::Serialize for StoredHeader<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::SerializeSeq;
+        let (name, value) = self.0;
+        match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => {
+                let mut pair = serializer.serialize_seq(Some(2))?;
+                pair.serialize_element(name.as_str())?;
+                pair.serialize_element(text)?;
+                pair.end()
+            }
+            Err(_) => {
+                let mut pair = serializer.serialize_seq(Some(3))?;
+                pair.serialize_element(name.as_str())?;
+                pair.serialize_element(
+                    &base64::engine::general_purpose::STANDARD.encode(value.as_bytes()),
+                )?;
+                pair.serialize_element("base64")?;
+                pair.end()
+            }
+        }
+    }
 }
 
 /// The stored headers as `(name, value bytes)` pairs, as [`headers_to_json`] wrote them.
