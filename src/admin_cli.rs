@@ -248,7 +248,7 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
         return Ok(());
     }
     let mut delivered_to: Vec<&str> = Vec::new();
-    for (index, (destination, verdict)) in explanation.routes.iter().enumerate() {
+    for (index, (destination, verdict, why)) in explanation.routes.iter().enumerate() {
         let matched = *verdict == crate::domain::routing::Verdict::Matched;
         let note = if matched && delivered_to.contains(&destination.as_str()) {
             " (already chosen by an earlier route: one delivery)"
@@ -265,6 +265,9 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
         )?;
         if !matched {
             writeln!(out, "    because {}", verdict.describe())?;
+            if let Some(why) = why {
+                writeln!(out, "    {}", printable(why))?;
+            }
         }
     }
     if delivered_to.is_empty() {

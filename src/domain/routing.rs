@@ -100,6 +100,44 @@ impl Filter {
 }
 
 impl Filter {
+    /// Why `value`, found at `path`, does not match: the first clause that fails, said
+    /// for a person (`body.data.object.amount: $gte 10000, but it is 500`). `None` when
+    /// it matches.
+    pub fn mismatch(&self, value: Option<&Value>, path: &str) -> Option<String> {
+        if self.matches(value) {
+            return None;
+        }
+        let shown = |value: Option<&Value>| match value {
+            None => "absent".to_owned(),
+            Some(value) => {
+                let text = value.to_string();
+                if text.len() > 80 {
+                    format!("{}…", &text[..text.floor_char_boundary(80)])
+                } else {
+                    text
+                }
+            }
+        };
+        Some(match self {
+            Self::Literal(expected) => {
+                format!("{path}: {expected} wanted, but it is {}", shown(value))
+            }
+            Self::Fields(fields) => match value {
+                Some(Value::Object(object)) => {
+                    return fields.iter().find_map(|(name, filter)| {
+                        filter.mismatch(object.get(name), &format!("{path}.{name}"))
+                    });
+                }
+                Some(Value::Array(_)) => format!("{path}: no element matches"),
+                other => format!("{path}: an object wanted, but it is {}", shown(other)),
+            },
+            Self::Operators(operators) => {
+                let failed = operators.iter().find(|op| !op.matches(value))?;
+                format!("{path}: {}, but it is {}", failed.describe(), shown(value))
+            }
+        })
+    }
+
     /// What of the value it is matched against this filter reads.
     fn reads(&self) -> BodyReads {
         match self {
@@ -188,6 +226,39 @@ impl Operator {
             "$not" => Self::Not(Box::new(Filter::parse(operand)?)),
             other => return Err(FilterError::UnknownOperator(other.to_owned())),
         })
+    }
+
+    /// The operator as written, shortened.
+    fn describe(&self) -> String {
+        let short = |value: &Value| {
+            let text = value.to_string();
+            if text.len() > 60 {
+                format!("{}…", &text[..text.floor_char_boundary(60)])
+            } else {
+                text
+            }
+        };
+        let list = |values: &[Value]| short(&Value::Array(values.to_vec()));
+        match self {
+            Self::Eq(value) => format!("$eq {}", short(value)),
+            Self::Neq(value) => format!("$neq {}", short(value)),
+            Self::In(values) => format!("$in {}", list(values)),
+            Self::Nin(values) => format!("$nin {}", list(values)),
+            Self::Compare(direction, or_equal, bound) => {
+                let name = match (direction, or_equal) {
+                    (Ordering::Greater, false) => "$gt",
+                    (Ordering::Greater, true) => "$gte",
+                    (_, false) => "$lt",
+                    (_, true) => "$lte",
+                };
+                format!("{name} {}", short(bound))
+            }
+            Self::Exist(wanted) => format!("$exist {wanted}"),
+            Self::Regex(regex) => format!("$regex {:?}", regex.as_str()),
+            Self::And(_) => "one of the $and filters fails".to_owned(),
+            Self::Or(_) => "none of the $or filters matches".to_owned(),
+            Self::Not(_) => "the $not filter matches".to_owned(),
+        }
     }
 
     fn matches(&self, value: Option<&Value>) -> bool {
@@ -550,6 +621,30 @@ mod tests {
 
     fn matches(f: Value, doc: Value) -> bool {
         filter(f).matches(Some(&doc))
+    }
+
+    #[test]
+    fn a_mismatch_names_the_clause_that_fails() {
+        let doc = json!({"body": {"data": {"object": {"amount": 500, "currency": "usd"}}}});
+        let amount = filter(json!({"body": {"data": {"object": {"amount": {"$gte": 10000}}}}}));
+        assert_eq!(
+            amount.mismatch(Some(&doc), "event").as_deref(),
+            Some("event.body.data.object.amount: $gte 10000, but it is 500")
+        );
+        let currency = filter(json!({"body": {"data": {"object": {"currency": "eur"}}}}));
+        assert_eq!(
+            currency.mismatch(Some(&doc), "event").as_deref(),
+            Some(r#"event.body.data.object.currency: "eur" wanted, but it is "usd""#)
+        );
+        let missing = filter(json!({"body": {"customer": {"$exist": true}}}));
+        assert_eq!(
+            missing.mismatch(Some(&doc), "event").as_deref(),
+            Some("event.body.customer: $exist true, but it is absent")
+        );
+        assert_eq!(
+            filter(json!({"body": {}})).mismatch(Some(&doc), "event"),
+            None
+        );
     }
 
     #[test]

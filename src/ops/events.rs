@@ -268,6 +268,25 @@ impl Operators {
         Ok(queued)
     }
 
+    /// For an event no route took: each route of its source today, with why it does
+    /// not take the event (`routes test`'s explanation). `None` when the source is no
+    /// longer accepted.
+    pub fn why_filtered(&self, event: &EventRecord) -> Option<routing::Explanation> {
+        let (settings, _) = self.sources.resolve(&event.source)?;
+        let headers = stored_headers(&event.headers);
+        let tree = crate::ops::ingest::body_as_routed(&settings, &headers, &event.body)
+            .ok()
+            .flatten();
+        Some(routing::explain(
+            &settings,
+            &Routable {
+                headers: &headers,
+                body: tree.as_ref(),
+                raw_body: &event.body,
+            },
+        ))
+    }
+
     /// Routes a filtered event with the routes configured now.
     async fn route_again(&self, id: &EventId) -> Result<u64, OpsError> {
         let event = self.get(id).await?;

@@ -151,7 +151,9 @@ fn ordering_key(destination: &DestinationSettings, event: &Routable<'_>) -> Opti
 pub struct Explanation {
     /// The event's type, or why ingest refuses it (then no route is judged).
     pub event_type: Result<Option<String>, InvalidEventType>,
-    pub routes: Vec<(String, Verdict)>,
+    /// Each route's destination, verdict and, when its filter does not match, the
+    /// clause that fails.
+    pub routes: Vec<(String, Verdict, Option<String>)>,
     /// No routes: the built-in processor takes every event.
     pub built_in: bool,
 }
@@ -178,10 +180,14 @@ pub fn explain(settings: &SourceSettings, event: &Routable<'_>) -> Explanation {
         .routes
         .iter()
         .map(|route| {
-            (
-                route.destination.clone(),
-                routing::judge(route, event_type.as_deref(), Some(&document)),
-            )
+            let verdict = routing::judge(route, event_type.as_deref(), Some(&document));
+            let why = match (&route.filter, verdict) {
+                (Some(filter), Verdict::FilterDiffers) => {
+                    filter.mismatch(Some(&document.to_value()), "event")
+                }
+                _ => None,
+            };
+            (route.destination.clone(), verdict, why)
         })
         .collect();
     Explanation {
@@ -265,6 +271,14 @@ mod tests {
         );
         let explanation = explain(&settings, &event);
         assert_eq!(explanation.routes[2].1, Verdict::FilterDiffers);
+        assert!(
+            explanation.routes[2]
+                .2
+                .as_deref()
+                .is_some_and(|why| why.starts_with("event.headers.x-env")),
+            "{:?}",
+            explanation.routes[2].2
+        );
     }
 
     #[test]

@@ -219,6 +219,22 @@ event_types = ["issues.opened", "push"]
         .map(|e| e["id"].as_str().unwrap())
         .collect();
     assert_eq!(listed, vec![closed.as_str()]);
+    // Its page says why each route of its source does not take it.
+    let page = app
+        .client
+        .get(app.url(&format!("/ui/events/{closed}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"why-filtered\""), "{page}");
+    assert!(
+        page.contains("archive: the event type is not one of the route&#39;s event_types")
+            || page.contains("archive: the event type is not one of the route's event_types"),
+        "{page}"
+    );
     // Replaying it routes it again; with the same routes it still matches none.
     let replay = app
         .client

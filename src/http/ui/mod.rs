@@ -184,6 +184,11 @@ pub async fn event(
     } else {
         Vec::new()
     };
+    let why_filtered = if event.deliveries.is_empty() {
+        state.operators.why_filtered(&event)
+    } else {
+        None
+    };
     let csrf = CsrfToken::for_request(&headers);
     let markup = pages::event(&pages::EventPage {
         event: &event,
@@ -191,6 +196,7 @@ pub async fn event(
         notice: replayed.then_some("Queued again; attempts continue below as they happen."),
         csrf: &csrf.value,
         destinations: &destinations,
+        why_filtered: why_filtered.as_ref(),
     });
     let mut response = markup.into_response();
     csrf.attach(&mut response);

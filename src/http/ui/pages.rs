@@ -320,6 +320,8 @@ pub struct EventPage<'a> {
     pub csrf: &'a str,
     /// The destinations of its unfinished deliveries, to say why one waits.
     pub destinations: &'a [DestinationStatus],
+    /// For an event no route took: why each route of its source does not take it.
+    pub why_filtered: Option<&'a crate::ops::routing::Explanation>,
 }
 
 /// Why a due delivery to `destination` is not being attempted, for a person.
@@ -359,6 +361,21 @@ pub fn event(page: &EventPage<'_>) -> Markup {
             h2 { "Deliveries" }
             @if event.deliveries.is_empty() {
                 p class="muted" { "No route of its source matched this event." }
+                @if let Some(explanation) = page.why_filtered {
+                    ul id="why-filtered" {
+                        @for (index, (destination, verdict, why)) in explanation.routes.iter().enumerate() {
+                            li {
+                                "Route " (index) " → " (destination) ": "
+                                @if *verdict == crate::domain::routing::Verdict::Matched {
+                                    "matches with the routes configured now"
+                                } @else {
+                                    (verdict.describe())
+                                    @if let Some(why) = why { " (" code { (why) } ")" }
+                                }
+                            }
+                        }
+                    }
+                }
                 form class="actions" method="post" action={ "/ui/events/" (event.id) "/replay" } {
                     input type="hidden" name=(CSRF_FIELD) value=(page.csrf);
                     button type="submit" { "Route again" }
