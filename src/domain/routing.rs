@@ -107,17 +107,7 @@ impl Filter {
         if self.matches(value) {
             return None;
         }
-        let shown = |value: Option<&Value>| match value {
-            None => "absent".to_owned(),
-            Some(value) => {
-                let text = value.to_string();
-                if text.len() > 80 {
-                    format!("{}…", &text[..text.floor_char_boundary(80)])
-                } else {
-                    text
-                }
-            }
-        };
+        let shown = |value: Option<&Value>| value.map_or("absent".to_owned(), |v| shortened(v, 80));
         Some(match self {
             Self::Literal(expected) => {
                 format!("{path}: {expected} wanted, but it is {}", shown(value))
@@ -230,14 +220,7 @@ impl Operator {
 
     /// The operator as written, shortened.
     fn describe(&self) -> String {
-        let short = |value: &Value| {
-            let text = value.to_string();
-            if text.len() > 60 {
-                format!("{}…", &text[..text.floor_char_boundary(60)])
-            } else {
-                text
-            }
-        };
+        let short = |value: &Value| shortened(value, 60);
         let list = |values: &[Value]| short(&Value::Array(values.to_vec()));
         match self {
             Self::Eq(value) => format!("$eq {}", short(value)),
@@ -282,6 +265,15 @@ impl Operator {
             Self::Or(filters) => filters.iter().any(|f| f.matches(value)),
             Self::Not(filter) => !filter.matches(value),
         }
+    }
+}
+
+/// A value as JSON text, cut to about `limit` bytes for a person to read.
+fn shortened(value: &Value, limit: usize) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(limit) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 
