@@ -3,7 +3,7 @@
 //! delivery over 100 keys against unordered; the achieved rate at `rate = "50/s"` and
 //! `"1000/s"`; and the end-to-end latency of a healthy destination alone and beside
 //! one that never answers. `BENCH_AB_ONLY=1` stops after the comparison with the
-//! earlier build.
+//! earlier build, `BENCH_ORDER_ONLY=1` after the ordered table.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -221,6 +221,10 @@ pub async fn print(root: &Path, events: u64) {
             list(&ordered),
             mean(&ordered) / mean(&unordered)
         );
+    }
+    // `BENCH_ORDER_ONLY=1`: the ordered table alone.
+    if std::env::var_os("BENCH_ORDER_ONLY").is_some() {
+        return;
     }
 
     println!();
