@@ -27,5 +27,6 @@ mod readme;
 mod receiver;
 mod retention;
 mod scale_out;
+mod soak;
 mod sources;
 mod store_contract;
