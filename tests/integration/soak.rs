@@ -143,7 +143,7 @@ event_types = ["order.*"]
     let (mut api, address) = setup.start("api", &env, &args, "api.log");
     let address = address.unwrap();
     wait_healthy(&client(), address).await;
-    let mut workers = vec![
+    let mut workers = [
         setup.start("worker", &env, &args, "worker-0.log").0,
         setup.start("worker", &env, &args, "worker-1.log").0,
     ];
