@@ -207,10 +207,23 @@ impl Operators {
         limit: usize,
         before: Option<i64>,
     ) -> Result<EventPage, OpsError> {
+        self.page(filter, limit, before, false).await
+    }
+
+    async fn page(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        before: Option<i64>,
+        bodies: bool,
+    ) -> Result<EventPage, OpsError> {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(OpsError::Limit);
         }
-        Ok(self.store.list_events(filter, limit, before, false).await?)
+        Ok(self
+            .store
+            .list_events(filter, limit, before, bodies)
+            .await?)
     }
 
     /// A page of events with their bodies, cut short (at one event at least) where
@@ -222,10 +235,7 @@ impl Operators {
         limit: usize,
         before: Option<i64>,
     ) -> Result<EventPage, OpsError> {
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(OpsError::Limit);
-        }
-        let mut page = self.store.list_events(filter, limit, before, true).await?;
+        let mut page = self.page(filter, limit, before, true).await?;
         let mut total = 0;
         let kept = page
             .events

@@ -220,15 +220,7 @@ event_types = ["issues.opened", "push"]
         .collect();
     assert_eq!(listed, vec![closed.as_str()]);
     // Its page says why each route of its source does not take it.
-    let page = app
-        .client
-        .get(app.url(&format!("/ui/events/{closed}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&app.client, &app.url(&format!("/ui/events/{closed}"))).await;
     assert!(page.contains("id=\"why-filtered\""), "{page}");
     assert!(
         page.contains("archive: the event type is not one of the route&#39;s event_types")

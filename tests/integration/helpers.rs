@@ -202,6 +202,18 @@ pub async fn post_json(
     request.send().await.expect("request sent")
 }
 
+/// The body of `GET url` as text.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("a text body")
+}
+
 pub async fn get_json(client: &reqwest::Client, address: SocketAddr, path: &str) -> Value {
     client
         .get(format!("http://{address}{path}"))

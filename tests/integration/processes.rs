@@ -359,24 +359,10 @@ async fn a_worker_alone_serves_its_own_metrics(backend: Backend) {
             })
             .map(str::to_owned)
     };
-    let worker_metrics = client
-        .get(format!("http://{worker_address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let worker_metrics = get_text(&client, &format!("http://{worker_address}/metrics")).await;
     let line = attempts(&worker_metrics).expect("the worker counts its attempts");
     assert!(line.ends_with(" 1"), "{line}");
-    let api_metrics = client
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let api_metrics = get_text(&client, &format!("http://{address}/metrics")).await;
     assert_eq!(attempts(&api_metrics), None, "the API made no attempt");
     let ready = client
         .get(format!("http://{worker_address}/ready"))
