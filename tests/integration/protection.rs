@@ -749,6 +749,7 @@ async fn operators_pause_and_resume_from_the_cli(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    waiting_figures_are_counted_up_to_the_cap,
     a_rate_limited_backlog_drains_at_its_rate_when_quiet,
     a_long_outage_dead_letters_nothing,
     rate_holds_across_two_workers,
@@ -759,3 +760,63 @@ crate::on_both_backends!(
     a_dead_letter_blocks_its_key_or_is_skipped,
     operators_pause_and_resume_from_the_cli,
 );
+
+/// A day's backlog is counted up to 10,000 per figure (and shown as `10000+`), so that
+/// reading it costs the same however much waits; retrying ones are counted apart.
+async fn waiting_figures_are_counted_up_to_the_cap(backend: Backend) {
+    let config = "[destinations.app]\nurl = \"http://127.0.0.1:9/hook\"\n\
+                  [sources.s]\n[[sources.s.routes]]\ndestination = \"app\"\n";
+    let app = TestApp::spawn_with_file(backend, config, &[]).await;
+    let paused = app
+        .client
+        .post(app.url("/destinations/app/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paused.status(), 200);
+    let body = match backend {
+        Backend::Sqlite => "CAST('{}' AS BLOB)",
+        Backend::Postgres => "convert_to('{}', 'UTF8')",
+    };
+    app.database
+        .execute(&format!(
+            "INSERT INTO events (id, source, idempotency_key, created_at, headers, body)
+             SELECT 'evt_w' || x, 's', 'w' || x, x, '[]', {body}
+             FROM (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 10050)
+                   SELECT x FROM n) AS numbers"
+        ))
+        .await
+        .unwrap();
+    app.database
+        .execute(
+            "INSERT INTO deliveries (event_id, destination, status, max_attempts,
+                                     next_attempt_at, updated_at)
+             SELECT id, 'app', 'queued', 5, created_at, created_at FROM events",
+        )
+        .await
+        .unwrap();
+    app.database
+        .execute(
+            "UPDATE deliveries SET status = 'retrying', attempts = 1,
+                                   next_attempt_at = 9000000000000000
+             WHERE seq IN (SELECT seq FROM deliveries ORDER BY seq LIMIT 30)",
+        )
+        .await
+        .unwrap();
+    let state = destination(&app.client, app.address, "app").await;
+    assert_eq!(
+        (state["backlog"].as_i64(), state["scheduled"].as_i64()),
+        (Some(10_000), Some(30)),
+        "{state}"
+    );
+    let metrics = get_text(&app.client, &app.url("/metrics")).await;
+    for line in [
+        "hookrelay_events{status=\"queued\"} 10000",
+        "hookrelay_events{status=\"retrying\"} 30",
+        "hookrelay_destination_backlog{destination=\"app\"} 10000",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let page = get_text(&app.client, &app.url("/ui")).await;
+    assert!(page.contains("10000+"), "the dashboard says 10000+");
+}
