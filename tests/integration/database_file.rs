@@ -157,3 +157,120 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A small filesystem of its own for the database, unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs needs root (the test suite runs as root, as scripts/test does)"
+        );
+        Self { path, _dir: dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// The disk fills up under load: webhooks are refused with 503 and never get a 202
+/// they cannot keep; once room is made, ingest goes on without a restart and every
+/// acknowledged event is there and delivered.
+#[tokio::test]
+async fn a_full_disk_refuses_then_recovers_without_losing_anything() {
+    let disk = SmallDisk::mount("3m");
+    // Room to give back later.
+    let filler = disk.path.join("filler");
+    std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+    command
+        .args(["serve", "--listen", &address.to_string()])
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            disk.path.join("hookrelay.db").display()
+        ))
+        .current_dir(disk.path.parent().unwrap())
+        .env_clear()
+        .envs(FAST.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = KillOnDrop(command.spawn().unwrap());
+    let client = client();
+    wait_healthy(&client, address).await;
+
+    let padding = "x".repeat(16 * 1024);
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for n in 0..400 {
+        let response = post_json(
+            &client,
+            address,
+            "s",
+            Some(&format!("full-{n}")),
+            &json!({"n": n, "padding": padding}),
+        )
+        .await;
+        match response.status().as_u16() {
+            202 => acknowledged.push(
+                response.json::<Value>().await.unwrap()["event_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                assert_error(&response.json().await.unwrap(), "storage_unavailable");
+                refused += 1;
+                if refused >= 5 {
+                    break;
+                }
+            }
+            other => panic!("webhook {n}: {other}"),
+        }
+    }
+    assert!(
+        refused >= 5,
+        "the disk never filled: {} accepted",
+        acknowledged.len()
+    );
+    assert!(!acknowledged.is_empty());
+
+    // Room again: ingest goes on by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let after = eventually(Duration::from_secs(20), "a webhook accepted again", || {
+        let client = client.clone();
+        async move {
+            let response = post_json(
+                &client,
+                address,
+                "s",
+                Some("after-room"),
+                &json!({"n": "after"}),
+            )
+            .await;
+            (response.status() == 202).then_some(())
+        }
+    });
+    after.await;
+    for id in &acknowledged {
+        wait_for_status(&client, address, id, "delivered", Duration::from_secs(30)).await;
+    }
+}
