@@ -12,7 +12,7 @@ use crate::destinations::BUILT_IN;
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::protection::{BreakerChange, Fault};
 use crate::domain::time::Timestamp;
-use crate::store::{AttemptRecord, ClaimedDelivery, FinishedAttempt, Store, StoreError};
+use crate::store::{AttemptRecord, ClaimedDelivery, FinishedAttempt, Store};
 
 /// The first pause before recording an outcome again; it doubles up to the most.
 const RECORD_RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -220,15 +220,7 @@ async fn record(context: &Context, finished: FinishedAttempt, span: &Span) -> Op
     let give_up = Instant::now() + context.settings.lease;
     let mut pause = RECORD_RETRY_DELAY;
     while Instant::now() < give_up {
-        // Bounded even if a write hangs: the lease is renewed only while this waits,
-        // and a delivery must not stay leased for ever.
-        let left = give_up.saturating_duration_since(Instant::now());
-        let written = tokio::time::timeout(left, context.recorder.record(finished.clone()))
-            .await
-            .unwrap_or(Err(StoreError::Unavailable(
-                "writing the outcome took longer than the lease".into(),
-            )));
-        match written {
+        match context.recorder.record(finished.clone()).await {
             Ok(recorded) if recorded.held => {
                 return Some(Written {
                     status: recorded.status,
