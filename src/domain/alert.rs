@@ -83,6 +83,15 @@ impl AlertRules {
         Timestamp(now.0.div_euclid(width) * width)
     }
 
+    /// When an alert of `kind` raised `now` is first sent: a recovery only once it has
+    /// held for `settle` (a failure before then continues the episode and takes it back).
+    pub fn send_at(kind: AlertKind, now: Timestamp, settle: Duration) -> Timestamp {
+        match kind {
+            AlertKind::Recovered => now.plus(settle),
+            _ => now,
+        }
+    }
+
     /// The window after the one starting at `start`.
     pub fn next_window(&self, start: Timestamp) -> Timestamp {
         start.plus(self.digest.max(Duration::from_micros(1)))

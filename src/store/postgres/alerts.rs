@@ -66,10 +66,7 @@ pub async fn raise<C: GenericClient>(
             return Ok(false);
         }
     }
-    let send_at = match kind {
-        AlertKind::Recovered => now.plus(settle),
-        _ => now,
-    };
+    let send_at = AlertRules::send_at(kind, now, settle);
     let statement = client
         .prepare_cached(
             "INSERT INTO alerts (kind, destination, created_at, episode, details,

@@ -61,10 +61,7 @@ pub fn raise(
             return Ok(false);
         }
     }
-    let send_at = match kind {
-        AlertKind::Recovered => now.plus(settle),
-        _ => now,
-    };
+    let send_at = AlertRules::send_at(kind, now, settle);
     let raised = conn
         .prepare_cached(
             "INSERT INTO alerts (kind, destination, created_at, episode, details,
