@@ -52,6 +52,16 @@ impl TestDatabase {
         }
     }
 
+    /// A database a test made itself (a server or a disk of its own), left as it is
+    /// when dropped.
+    pub fn at(backend: Backend, url: String) -> Self {
+        Self {
+            backend,
+            url,
+            postgres_name: None,
+        }
+    }
+
     pub fn sqlite_path(&self) -> &str {
         self.url.trim_start_matches("sqlite://")
     }

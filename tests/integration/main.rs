@@ -13,7 +13,6 @@ mod deployment;
 mod fanout;
 mod helpers;
 mod hostile_values;
-
 mod ingest;
 mod lifecycle;
 mod migration;
@@ -30,3 +29,4 @@ mod scale_out;
 mod soak;
 mod sources;
 mod store_contract;
+mod support;

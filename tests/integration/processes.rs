@@ -24,6 +24,14 @@ impl Setup {
         Self { dir, database }
     }
 
+    /// On a database the test made itself.
+    pub fn on(database: TestDatabase) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

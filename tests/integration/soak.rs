@@ -1,5 +1,6 @@
-//! The soak: webhooks posted all along while worker and API processes are killed with
-//! SIGKILL and started again, and a destination flaps; then everything drains and the
+//! The soak: webhooks posted all along while `api`, `serve` and `worker` processes are
+//! killed with SIGKILL and started again, the database goes away for a moment
+//! (PostgreSQL restarted, SQLite's disk full) and a destination flaps; then everything drains and the
 //! receivers' records are checked against what was acknowledged: nothing missing,
 //! nothing at a destination its routes did not choose, per-key order kept at the
 //! ordered destination, duplicates counted, nothing dead-lettered.
@@ -9,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::processes::Setup;
 use crate::receiver::{Answer, Received, Receiver};
+use crate::support::postgres_server::PrivateCluster;
+use crate::support::small_disk::SmallDisk;
 
 /// How long the chaos lasts.
 fn soak_length() -> Duration {
@@ -34,7 +37,13 @@ type Acknowledged = Arc<Mutex<Vec<(String, String, u64)>>>;
 /// Posts webhooks for `key` one after another (so their order is the key's order),
 /// until `stop`; a refused or failed request is posted again with the same
 /// idempotency key, as a sender would.
-async fn post_key(address: SocketAddr, key: String, stop: Arc<AtomicBool>, acked: Acknowledged) {
+async fn post_key(
+    address: SocketAddr,
+    key: String,
+    stop: Arc<AtomicBool>,
+    acked: Acknowledged,
+    refused: Arc<AtomicUsize>,
+) {
     let client = client();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -53,6 +62,7 @@ async fn post_key(address: SocketAddr, key: String, stop: Arc<AtomicBool>, acked
             .send()
             .await;
         let Ok(response) = response else {
+            refused.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -64,7 +74,10 @@ async fn post_key(address: SocketAddr, key: String, stop: Arc<AtomicBool>, acked
                 }
                 n += 1;
             }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => {
+                refused.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
         }
     }
 }
@@ -91,8 +104,81 @@ struct Report {
     dead_lettered: i64,
 }
 
+/// The database's own chaos: PostgreSQL on a server of the soak's own, stopped and
+/// started again; SQLite on a small disk of its own, filled up for a while.
+enum Database {
+    Sqlite(SmallDisk),
+    Postgres(Arc<PrivateCluster>),
+}
+
+impl Database {
+    async fn create(backend: Backend) -> Self {
+        match backend {
+            // Room for a long soak's events; the chaos fills what is left.
+            Backend::Sqlite => Self::Sqlite(SmallDisk::mount("1g")),
+            Backend::Postgres => Self::Postgres(Arc::new(
+                tokio::task::spawn_blocking(PrivateCluster::create)
+                    .await
+                    .unwrap(),
+            )),
+        }
+    }
+
+    fn test_database(&self) -> TestDatabase {
+        match self {
+            Self::Sqlite(disk) => TestDatabase::at(
+                Backend::Sqlite,
+                format!("sqlite://{}", disk.path.join("hookrelay.db").display()),
+            ),
+            Self::Postgres(server) => TestDatabase::at(Backend::Postgres, server.url()),
+        }
+    }
+
+    /// Takes the database away for a moment: the server is down, or the disk is full.
+    async fn outage(&self) -> &'static str {
+        let length = Duration::from_millis(fastrand::u64(300..1500));
+        match self {
+            Self::Sqlite(disk) => {
+                let filler = disk.path.join("filler");
+                fill(&filler);
+                tokio::time::sleep(length).await;
+                std::fs::remove_file(&filler).unwrap();
+                "disk full"
+            }
+            Self::Postgres(server) => {
+                let stopped = server.clone();
+                tokio::task::spawn_blocking(move || stopped.stop())
+                    .await
+                    .unwrap();
+                tokio::time::sleep(length).await;
+                let started = server.clone();
+                tokio::task::spawn_blocking(move || started.start())
+                    .await
+                    .unwrap();
+                "database restart"
+            }
+        }
+    }
+}
+
+/// Writes `path` until the disk has no room left.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 1024 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+}
+
+/// A process of the soak's that listens: started again on the same address.
+struct Listening {
+    command: &'static str,
+    address: SocketAddr,
+    process: Process,
+}
+
 async fn soak_survives_kills_and_a_flapping_destination(backend: Backend) {
-    let setup = Setup::new(backend).await;
+    let database = Database::create(backend).await;
+    let setup = Setup::on(database.test_database());
     // `all` flaps: down for a while, up for a while, all along the soak.
     let flapping = Arc::new(AtomicBool::new(false));
     let down = flapping.clone();
@@ -142,9 +228,18 @@ event_types = ["order.*"]
         ("HOOKRELAY_MAX_ATTEMPTS", "1000"),
     ];
     let args = ["--config", config.as_str()];
-    let (mut api, address) = setup.start("api", &env, &args, "api.log");
-    let address = address.unwrap();
-    wait_healthy(&client(), address).await;
+    // An `api` and a `serve` take webhooks; `serve` and two `worker`s deliver them.
+    let mut listening = Vec::new();
+    for command in ["api", "serve"] {
+        let (process, address) = setup.start(command, &env, &args, &format!("{command}.log"));
+        let address = address.unwrap();
+        wait_healthy(&client(), address).await;
+        listening.push(Listening {
+            command,
+            address,
+            process,
+        });
+    }
     let mut workers = [
         setup.start("worker", &env, &args, "worker-0.log").0,
         setup.start("worker", &env, &args, "worker-1.log").0,
@@ -152,52 +247,63 @@ event_types = ["order.*"]
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Acknowledged::default();
+    // Requests refused or cut off (a process killed, the database away): posted again.
+    let refused = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..6)
         .map(|k| {
             tokio::spawn(post_key(
-                address,
+                listening[k % 2].address,
                 format!("k{k}"),
                 stop.clone(),
                 acked.clone(),
+                refused.clone(),
             ))
         })
         .collect();
 
     // The chaos: every few hundred milliseconds one of the processes is killed with
-    // SIGKILL and started again, and the destination `all` goes down or comes back.
+    // SIGKILL and started again, or the database goes away for a moment; and the
+    // destination `all` goes down or comes back.
     let ends = Instant::now() + soak_length();
     let mut round = 0usize;
+    let mut chaos: HashMap<&str, usize> = HashMap::new();
     while Instant::now() < ends {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(300..900))).await;
         round += 1;
         flapping.store(fastrand::bool(), Ordering::Relaxed);
-        match fastrand::usize(0..3) {
-            0 => {
-                api.kill();
-                api = Process::start(
+        let what = match fastrand::usize(0..5) {
+            0 | 1 => {
+                let process = &mut listening[fastrand::usize(0..2)];
+                process.process.kill();
+                let listen = process.address.to_string();
+                process.process = Process::start(
                     &[
-                        "api",
+                        process.command,
                         "--database",
                         &setup.database.url,
                         "--listen",
-                        &address.to_string(),
+                        &listen,
                         "--config",
                         &config,
                     ],
                     setup.path(),
                     &env,
-                    &format!("api-{round}.log"),
+                    &format!("{}-{round}.log", process.command),
                 );
-                wait_healthy(&client(), address).await;
+                wait_healthy(&client(), process.address).await;
+                process.command
             }
-            which => {
-                let worker = &mut workers[which - 1];
+            2 | 3 => {
+                let worker = &mut workers[fastrand::usize(0..2)];
                 worker.kill();
                 *worker = setup
                     .start("worker", &env, &args, &format!("worker-{round}.log"))
                     .0;
+                "worker"
             }
-        }
+            _ => database.outage().await,
+        };
+        *chaos.entry(what).or_default() += 1;
     }
     stop.store(true, Ordering::Relaxed);
     for client in clients {
@@ -231,11 +337,16 @@ event_types = ["order.*"]
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let report = report(&setup, &acked, &all.received(), &ordered.received()).await;
-    println!("soak ({backend:?}, {round} kills): {report:?}");
+    println!(
+        "soak ({backend:?}, {round} rounds of chaos: {chaos:?}, {} requests refused \
+         or cut off and posted again): {report:?}",
+        refused.load(Ordering::Relaxed)
+    );
     assert!(report.acknowledged > 0);
     if let Some(first) = report.missing.first() {
         // What the first one missing looks like now, and its key's head.
         let id = first.rsplit(' ').next().unwrap_or_default();
+        let address = listening[0].address;
         let event = get_json(&client(), address, &format!("/events/{id}")).await;
         let attempts = get_json(&client(), address, &format!("/events/{id}/attempts")).await;
         let stuck = setup
