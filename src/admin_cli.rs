@@ -64,6 +64,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> Result<(), AdminErro
     let operators = Operators::new(
         store.clone(),
         config.sources.clone(),
+        config.destinations.clone(),
         config.retry.max_attempts,
     );
     let result = match command {

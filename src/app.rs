@@ -154,7 +154,7 @@ impl Application {
                     lease: self.config.lease,
                     concurrency: self.config.worker_concurrency,
                     poll_interval: self.config.poll_interval,
-                    sources: self.config.sources.clone(),
+                    destinations: self.config.destinations.clone(),
                     retention: RetentionPolicy {
                         delivered: self.config.retention,
                         dead_lettered: self.config.dead_retention,
@@ -173,6 +173,7 @@ impl Application {
                 let state = AppState::new(http::Shared {
                     store: self.store.clone(),
                     sources: self.config.sources.clone(),
+                    destinations: self.config.destinations.clone(),
                     max_attempts: self.config.retry.max_attempts,
                     max_body: self.config.max_body,
                     body_read_timeout: self.config.body_read_timeout,
@@ -181,6 +182,7 @@ impl Application {
                     operators: Operators::new(
                         self.store.clone(),
                         self.config.sources.clone(),
+                        self.config.destinations.clone(),
                         self.config.retry.max_attempts,
                     ),
                     metrics: self.metrics.clone(),

@@ -13,7 +13,7 @@ use reqwest::header::CONTENT_TYPE;
 use tokio_util::sync::CancellationToken;
 
 use super::message;
-use super::{AlertFormat, AlertSettings};
+use crate::config::alerts::{AlertFormat, AlertSettings};
 use crate::domain::alert::alert_retry_delay;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;

@@ -8,4 +8,5 @@ pub mod lifecycle;
 pub mod protection;
 pub mod retry;
 pub mod routing;
+pub mod scheme;
 pub mod time;

@@ -11,7 +11,7 @@ use hmac::Mac;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::sources::Secret;
+use crate::config::values::Secret;
 
 pub async fn require_admin(
     State(state): State<AppState>,

@@ -28,10 +28,12 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::config::destinations::Destinations;
+use crate::config::sources::Sources;
+use crate::config::values::Secret;
 use crate::domain::time::millis;
 use crate::metrics::Metrics;
 use crate::ops::events::Operators;
-use crate::sources::{Secret, Sources};
 use crate::store::Store;
 use error::ApiError;
 use webhooks::IngestedEvent;
@@ -58,6 +60,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub sources: Arc<Sources>,
+    pub destinations: Arc<Destinations>,
     pub max_attempts: u32,
     pub max_body: usize,
     /// How long a client may take to send a request's body.

@@ -68,6 +68,7 @@ pub async fn receive(
     let ingested = ingest::accept(
         state.store.as_ref(),
         &state.sources,
+        &state.destinations,
         state.max_attempts,
         request,
         Timestamp::now(),

@@ -6,7 +6,7 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::sources::Scheme;
+use crate::domain::scheme::Scheme;
 
 /// The type of an event of `scheme`, from its headers and parsed JSON body.
 pub fn of(scheme: Scheme, headers: &HeaderMap, body: Option<&Value>) -> Option<String> {

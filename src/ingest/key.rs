@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::domain::event::{IdempotencyKey, InvalidKey};
 use crate::domain::json_text::raw_at_pointer;
-use crate::sources::KeyLocation;
+use crate::domain::scheme::KeyLocation;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 

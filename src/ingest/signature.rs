@@ -8,7 +8,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 
-use crate::sources::{Scheme, Secret, SourceSettings};
+use crate::config::sources::SourceSettings;
+use crate::config::values::Secret;
+use crate::domain::scheme::Scheme;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::destinations::BUILT_IN;
+use crate::config::destinations::BUILT_IN;
 use crate::domain::protection::Limits;
 use crate::domain::time::Timestamp;
 use crate::ops::events::{Operators, OpsError};
@@ -79,7 +79,7 @@ impl Operators {
             .map(|s| (s.name.clone(), s))
             .collect();
         let mut all = Vec::new();
-        for destination in self.sources().destinations.iter() {
+        for destination in self.destination_settings().iter() {
             let stats = stats
                 .remove(&destination.name)
                 .unwrap_or_else(|| DestinationStats {
@@ -107,7 +107,7 @@ impl Operators {
         name: &str,
         paused: bool,
     ) -> Result<(DestinationStatus, bool), OpsError> {
-        if name != BUILT_IN && !self.sources().destinations.contains(name) {
+        if name != BUILT_IN && !self.destination_settings().contains(name) {
             return Err(OpsError::UnknownDestination(name.to_owned()));
         }
         let changed = self.store().set_paused(name, paused).await?;

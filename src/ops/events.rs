@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::destinations::Destinations;
+use crate::config::sources::Sources;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
 use crate::ops::routing::{self, Routable};
 use crate::ops::views::EventView;
-use crate::sources::Sources;
 use crate::store::{
     AttemptBudget, AttemptRecord, EventFilter, EventPage, EventRecord, FilterError, QueueGauges,
     ReplayOutcome, Store, StoreError,
@@ -130,20 +131,25 @@ pub struct Counts {
 #[derive(Clone)]
 pub struct Operators {
     store: Arc<dyn Store>,
-    /// The routes and destinations, for replays of filtered events and the
-    /// destinations' list.
+    /// The routes, for replays of filtered events.
     sources: Arc<Sources>,
+    /// For replays and the destinations' list.
+    destinations: Arc<Destinations>,
     /// Attempts a replay grants, by destination.
     budget: AttemptBudget,
 }
 
 impl Operators {
     /// `max_attempts`: the attempts a replay grants where a destination does not say.
-    pub fn new(store: Arc<dyn Store>, sources: Arc<Sources>, max_attempts: u32) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sources: Arc<Sources>,
+        destinations: Arc<Destinations>,
+        max_attempts: u32,
+    ) -> Self {
         let budget = AttemptBudget {
             default: max_attempts,
-            by_destination: sources
-                .destinations
+            by_destination: destinations
                 .iter()
                 .filter_map(|d| Some((d.name.clone(), d.max_attempts?)))
                 .collect(),
@@ -151,6 +157,7 @@ impl Operators {
         Self {
             store,
             sources,
+            destinations,
             budget,
         }
     }
@@ -161,6 +168,10 @@ impl Operators {
 
     pub fn sources(&self) -> &Arc<Sources> {
         &self.sources
+    }
+
+    pub fn destination_settings(&self) -> &Arc<Destinations> {
+        &self.destinations
     }
 
     pub async fn get(&self, id: &EventId) -> Result<EventRecord, OpsError> {
@@ -310,7 +321,7 @@ impl Operators {
             .flatten();
         let (_, deliveries) = routing::route(
             &settings,
-            &self.sources.destinations,
+            &self.destinations,
             self.budget.default,
             &Routable {
                 headers: &headers,

@@ -6,10 +6,12 @@ use bytes::Bytes;
 use http::{HeaderMap, header};
 use serde_json::Value;
 
-use crate::destinations::Destinations;
+use crate::config::destinations::Destinations;
+use crate::config::sources::{SourceSettings, Sources};
 use crate::domain::body_reads::BodyReads;
 use crate::domain::event::{EventId, InvalidEventType, SourceName};
 use crate::domain::json_text;
+use crate::domain::scheme::{KeyLocation, Scheme};
 use crate::domain::time::Timestamp;
 use crate::error_code::ErrorCode;
 use crate::ingest::headers_to_json;
@@ -17,7 +19,6 @@ use crate::ingest::key::{self, KeyError};
 use crate::ingest::media::{self, MediaType};
 use crate::ingest::signature::{self, SignatureError};
 use crate::ops::routing::{self, Routable};
-use crate::sources::{KeyLocation, Scheme, SourceSettings, Sources};
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError};
 
 /// What became of a webhook that hookrelay took.
@@ -104,6 +105,7 @@ pub enum Decision {
 pub async fn accept(
     store: &dyn Store,
     sources: &Sources,
+    destinations: &Destinations,
     max_attempts: u32,
     request: Request,
     now: Timestamp,
@@ -120,7 +122,7 @@ pub async fn accept(
     let (known, settings) = source;
     let result = match decide(
         &settings,
-        &sources.destinations,
+        destinations,
         &known.name,
         request,
         now,
@@ -293,8 +295,8 @@ fn slack_challenge(body: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::values::Secret;
     use crate::ingest::test_headers;
-    use crate::sources::Secret;
 
     fn request(source: &str, headers: &[(&str, &str)], body: &str) -> Request {
         Request {
@@ -334,7 +336,7 @@ mod tests {
         assert_eq!(event.deliveries.len(), 1);
         assert_eq!(
             event.deliveries[0].destination,
-            crate::destinations::BUILT_IN
+            crate::config::destinations::BUILT_IN
         );
         assert_eq!(event.deliveries[0].max_attempts, 5);
     }
@@ -441,24 +443,26 @@ mod tests {
     }
 
     /// Sources and destinations as a config file writes them.
-    fn configured(text: &str) -> Sources {
+    fn configured(text: &str) -> (Sources, Destinations) {
         let mut table: toml::Table = text.parse().unwrap();
         let destinations = match table.remove("destinations") {
-            Some(toml::Value::Table(t)) => crate::destinations::parse_table(t, &|_| None).unwrap(),
+            Some(toml::Value::Table(t)) => {
+                crate::config::destinations::parse_table(t, &|_| None).unwrap()
+            }
             _ => Vec::new(),
         };
         let Some(toml::Value::Table(sources)) = table.remove("sources") else {
             panic!("no [sources]");
         };
-        let parsed = crate::sources::parse_table(sources, &|_| None).unwrap();
+        let parsed = crate::config::sources::parse_table(sources, &|_| None).unwrap();
         Sources::build(false, parsed, destinations).unwrap()
     }
 
     /// What ingest decides, as comparable text (the event's id aside).
-    fn outcome(sources: &Sources, settings: &SourceSettings, request: Request) -> String {
+    fn outcome(destinations: &Destinations, settings: &SourceSettings, request: Request) -> String {
         let name = SourceName::parse(&request.source).unwrap();
         let now = Timestamp(1_700_000_000_000_000);
-        match decide(settings, &sources.destinations, &name, request, now, 5) {
+        match decide(settings, destinations, &name, request, now, 5) {
             Ok(Decision::Store(event)) => format!(
                 "key {:?} type {:?} deliveries {:?}",
                 event.key.as_str(),
@@ -472,7 +476,7 @@ mod tests {
 
     #[test]
     fn reading_only_the_declared_parts_of_the_body_decides_as_reading_all_of_it() {
-        let sources = configured(
+        let (sources, destinations) = configured(
             r#"
 [destinations.a]
 url = "http://127.0.0.1:1/a"
@@ -540,8 +544,8 @@ event_types = ["message"]
                     ..(*projected).clone()
                 };
                 assert_eq!(
-                    outcome(&sources, &projected, request()),
-                    outcome(&sources, &whole, request()),
+                    outcome(&destinations, &projected, request()),
+                    outcome(&destinations, &whole, request()),
                     "{body} with x-env {env}"
                 );
             }
@@ -569,9 +573,9 @@ event_types = ["message"]
                     body: Bytes::from(body.to_owned()),
                 }
             };
-            let decided = outcome(&sources, &slack, request());
+            let decided = outcome(&destinations, &slack, request());
             assert!(!decided.starts_with("refused"), "{decided}");
-            assert_eq!(decided, outcome(&sources, &whole, request()), "{body}");
+            assert_eq!(decided, outcome(&destinations, &whole, request()), "{body}");
         }
     }
 }

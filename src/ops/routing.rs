@@ -6,12 +6,13 @@
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use crate::destinations::{BUILT_IN, DestinationSettings, Destinations};
+use crate::config::destinations::{BUILT_IN, DestinationSettings, Destinations};
+use crate::config::sources::SourceSettings;
 use crate::domain::event::{InvalidEventType, check_event_type, stored_ordering_key};
 use crate::domain::json_text::raw_at_pointer;
 use crate::domain::routing::{self, Document, Verdict};
+use crate::domain::scheme::KeyLocation;
 use crate::ingest::event_type;
-use crate::sources::{KeyLocation, SourceSettings};
 use crate::store::NewDelivery;
 
 /// An event's type: where the source's `event_type` says, else where its scheme puts it.
@@ -201,8 +202,8 @@ pub fn explain(settings: &SourceSettings, event: &Routable<'_>) -> Explanation {
 mod tests {
     use super::*;
     use crate::domain::routing::{Filter, Route, TypeGlob};
+    use crate::domain::scheme::Scheme;
     use crate::ingest::test_headers;
-    use crate::sources::Scheme;
     use serde_json::json;
 
     fn stripe() -> SourceSettings {
@@ -246,7 +247,7 @@ mod tests {
             raw_body: raw.as_bytes(),
         };
         let mut destinations = Destinations::default();
-        let mut big = crate::destinations::DestinationSettings::new(
+        let mut big = crate::config::destinations::DestinationSettings::new(
             "big",
             "http://127.0.0.1:1/".parse().unwrap(),
         );

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 use super::{InFlight, WorkerSettings, deliver, simulate};
-use crate::destinations::BUILT_IN;
+use crate::config::destinations::BUILT_IN;
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::protection::{BreakerChange, Fault};
 use crate::domain::time::Timestamp;
@@ -83,11 +83,7 @@ async fn run_in_span(
         return;
     };
     let outcome = delivery.outcome;
-    let configured = context
-        .settings
-        .sources
-        .destinations
-        .get(&event.destination);
+    let configured = context.settings.destinations.get(&event.destination);
     let retry = match configured {
         Some(destination) => destination.retry(&context.settings.retry),
         None => context.settings.retry,
@@ -153,12 +149,7 @@ async fn run_in_span(
 /// Delivers to the delivery's destination, or hands the event to the built-in
 /// processor. `None` when shutdown interrupted the attempt.
 async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<deliver::Delivery> {
-    if let Some(destination) = context
-        .settings
-        .sources
-        .destinations
-        .get(&event.destination)
-    {
+    if let Some(destination) = context.settings.destinations.get(&event.destination) {
         // A stopping worker hands the attempt back rather than wait for the
         // destination: it does not count, and another worker takes the delivery.
         return tokio::select! {

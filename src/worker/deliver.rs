@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::{HeaderName, HeaderValue};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use crate::destinations::DestinationSettings;
+use crate::config::destinations::DestinationSettings;
 use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::time::Timestamp;
 use crate::ingest::signature::sign_standard;

@@ -19,17 +19,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alerts::AlertSettings;
 use crate::alerts::monitor;
 use crate::alerts::sender::Sender;
-use crate::destinations::BUILT_IN;
+use crate::config::alerts::AlertSettings;
+use crate::config::destinations::BUILT_IN;
+use crate::config::destinations::Destinations;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::protection::Limits;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
-use crate::sources::Sources;
 use crate::store::DeliveryId;
 use crate::store::{Claim, ClaimRequest, Store, Want};
 
@@ -42,7 +42,7 @@ pub struct WorkerSettings {
     pub lease: Duration,
     pub concurrency: usize,
     pub poll_interval: Duration,
-    pub sources: Arc<Sources>,
+    pub destinations: Arc<Destinations>,
     pub retention: retention::RetentionPolicy,
     pub metrics: Arc<Metrics>,
     /// `[alerts]`: this worker sends due alerts and watches for lag.
@@ -75,7 +75,6 @@ impl Worker {
         // Every configured destination and the built-in processor: deliveries to a
         // destination this worker does not know wait (unattempted) for one that does.
         let names = settings
-            .sources
             .destinations
             .iter()
             .map(|d| (d.name.clone(), d.limits.ordered.is_none()))
@@ -254,7 +253,6 @@ impl Worker {
 /// has none).
 fn limits_of(settings: &WorkerSettings, name: &str) -> Limits {
     settings
-        .sources
         .destinations
         .get(name)
         .map(|d| d.limits)

@@ -17,7 +17,7 @@ use hmac::Mac;
 use super::super::AppState;
 use super::super::auth::{admit, constant_time_eq, is_loopback};
 use super::super::error::ApiError;
-use crate::sources::Secret;
+use crate::config::values::Secret;
 
 pub const SESSION_COOKIE: &str = "hookrelay_session";
 pub const CSRF_COOKIE: &str = "hookrelay_csrf";

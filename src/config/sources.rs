@@ -3,169 +3,21 @@
 //! send, and its routes (`[[sources.NAME.routes]]`, or its own `destination = "URL"`).
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderName;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
-use crate::destinations::{self, BUILT_IN, DestinationSettings, Destinations};
+use super::destinations::{BUILT_IN, DestinationSettings, Destinations};
+use super::routes::{RouteTable, build_route};
+use super::values::{
+    Secret, TableError, expand_env, non_empty, parse_duration, parse_positive,
+    parse_signing_secret, parse_url,
+};
 use crate::domain::body_reads::BodyReads;
-use crate::domain::routing::{Filter, Route, TypeGlob};
+use crate::domain::routing::Route;
+use crate::domain::scheme::{KeyLocation, Scheme};
 use crate::ingest::event_type;
-use crate::units::parse_duration;
-
-/// A `[sources.NAME]` table that cannot be used: which source, which field, why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("[sources.{source_name}] {field}: {reason}")]
-pub struct SourceError {
-    pub source_name: String,
-    pub field: String,
-    pub reason: String,
-}
-
-/// How a sender signs its requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    None,
-    Github,
-    Stripe,
-    Shopify,
-    Slack,
-    StandardWebhooks,
-    Svix,
-}
-
-impl FromStr for Scheme {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "none" => Self::None,
-            "github" => Self::Github,
-            "stripe" => Self::Stripe,
-            "shopify" => Self::Shopify,
-            "slack" => Self::Slack,
-            "standard-webhooks" => Self::StandardWebhooks,
-            "svix" => Self::Svix,
-            other => {
-                return Err(format!(
-                    "unknown scheme {other:?}; expected github, stripe, shopify, slack, \
-                     standard-webhooks, svix or none"
-                ));
-            }
-        })
-    }
-}
-
-impl Scheme {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Github => "github",
-            Self::Stripe => "stripe",
-            Self::Shopify => "shopify",
-            Self::Slack => "slack",
-            Self::StandardWebhooks => "standard-webhooks",
-            Self::Svix => "svix",
-        }
-    }
-
-    /// Where each provider puts a delivery's unique id, in order of preference.
-    fn default_keys(self) -> Vec<KeyLocation> {
-        let header = |name: &'static str| KeyLocation::Header(HeaderName::from_static(name));
-        let json = |pointer: &str| KeyLocation::Json(pointer.to_owned());
-        match self {
-            Self::None => vec![],
-            Self::Github => vec![header("x-github-delivery")],
-            Self::Stripe => vec![json("/id")],
-            // The X- names, and the unprefixed ones of Shopify's Events webhooks.
-            Self::Shopify => vec![
-                header("x-shopify-event-id"),
-                header("shopify-event-id"),
-                header("x-shopify-webhook-id"),
-                header("shopify-webhook-id"),
-            ],
-            // Events API bodies carry event_id; a slash command's exact replay has the
-            // same signature.
-            Self::Slack => vec![json("/event_id"), header("x-slack-signature")],
-            Self::StandardWebhooks => vec![header("webhook-id")],
-            Self::Svix => vec![header("svix-id"), header("webhook-id")],
-        }
-    }
-
-    /// Standard Webhooks and Svix secrets are base64, usually with a `whsec_` prefix.
-    fn decodes_secrets(self) -> bool {
-        matches!(self, Self::StandardWebhooks | Self::Svix)
-    }
-
-    pub fn signs_timestamps(self) -> bool {
-        matches!(
-            self,
-            Self::Stripe | Self::Slack | Self::StandardWebhooks | Self::Svix
-        )
-    }
-}
-
-/// Where an idempotency key is found when there is no `Idempotency-Key` header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyLocation {
-    Header(HeaderName),
-    /// A JSON pointer into the body, e.g. `/id`.
-    Json(String),
-}
-
-impl FromStr for KeyLocation {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(name) = s.strip_prefix("header:") {
-            let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| format!("{name:?} is not a valid header name"))?;
-            Ok(Self::Header(name))
-        } else if let Some(pointer) = s.strip_prefix("json:") {
-            if !pointer.starts_with('/') {
-                return Err("a JSON pointer starts with /, e.g. json:/id".into());
-            }
-            Ok(Self::Json(pointer.to_owned()))
-        } else {
-            Err("expected \"header:NAME\" or \"json:/pointer\"".into())
-        }
-    }
-}
-
-/// Key material; its `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// A Standard Webhooks secret: base64, with or without the `whsec_` prefix.
-    pub fn from_whsec(text: &str) -> Result<Self, String> {
-        let encoded = text.strip_prefix("whsec_").unwrap_or(text);
-        BASE64
-            .decode(encoded)
-            .map(Self)
-            .map_err(|_| "must be base64, usually written whsec_<base64>".to_string())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
@@ -252,12 +104,11 @@ impl SourceSettings {
     }
 }
 
-/// Every configured source, what to do with the others, and every destination.
+/// Every configured source, and what to do with the others.
 #[derive(Debug, Clone)]
 pub struct Sources {
     pub accept_unknown: bool,
     configured: HashMap<String, Arc<SourceSettings>>,
-    pub destinations: Destinations,
 }
 
 impl Default for Sources {
@@ -265,7 +116,6 @@ impl Default for Sources {
         Self {
             accept_unknown: true,
             configured: HashMap::new(),
-            destinations: Destinations::default(),
         }
     }
 }
@@ -278,22 +128,21 @@ impl Sources {
                 .into_iter()
                 .map(|s| (s.name.clone(), Arc::new(s)))
                 .collect(),
-            destinations: Destinations::default(),
         }
     }
 
     /// Sources and destinations together, checked against each other: every route
-    /// names a destination that exists.
+    /// names a destination that exists. The destinations include the sources' own.
     pub fn build(
         accept_unknown: bool,
         parsed: ParsedSources,
         destinations: Vec<DestinationSettings>,
-    ) -> Result<Self, SourceError> {
+    ) -> Result<(Self, Destinations), TableError> {
         let mut all = Destinations::new(destinations);
         for own in parsed.own_destinations {
             if all.contains(&own.name) {
-                return Err(SourceError {
-                    source_name: own.name.clone(),
+                return Err(TableError {
+                    table: format!("sources.{}", own.name),
                     field: "destination".into(),
                     reason: format!(
                         "the source's own destination is named {:?}, like [destinations.{}]; \
@@ -317,8 +166,8 @@ impl Sources {
         for source in &sources {
             for (index, route) in source.routes.iter().enumerate() {
                 if !all.contains(&route.destination) {
-                    return Err(SourceError {
-                        source_name: source.name.clone(),
+                    return Err(TableError {
+                        table: format!("sources.{}", source.name),
                         field: format!("routes[{index}].destination"),
                         reason: format!(
                             "no destination is named {:?}; define [destinations.{}]",
@@ -328,10 +177,7 @@ impl Sources {
                 }
             }
         }
-        Ok(Self {
-            destinations: all,
-            ..Self::new(accept_unknown, sources)
-        })
+        Ok((Self::new(accept_unknown, sources), all))
     }
 
     /// Every configured source, in name order.
@@ -384,15 +230,6 @@ struct SourceTable {
     routes: Vec<RouteTable>,
 }
 
-/// One `[[sources.NAME.routes]]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteTable {
-    destination: String,
-    event_types: Option<Vec<String>>,
-    filter: Option<toml::Value>,
-}
-
 /// The sources of the config file, and the destinations that their own
 /// `destination = "URL"` settings make (each named after its source).
 #[derive(Debug, Default)]
@@ -405,14 +242,11 @@ pub struct ParsedSources {
 pub fn parse_table(
     table: toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ParsedSources, SourceError> {
+) -> Result<ParsedSources, TableError> {
     let mut parsed = ParsedSources::default();
     for (name, value) in table {
-        let invalid = |field: &str, reason: String| SourceError {
-            source_name: name.clone(),
-            field: field.to_owned(),
-            reason,
-        };
+        let invalid =
+            |field: &str, reason: String| TableError::new(format!("sources.{name}"), field, reason);
         crate::domain::event::SourceName::parse(&name)
             .map_err(|e| invalid("name", e.to_string()))?;
         let raw: SourceTable = value
@@ -429,8 +263,8 @@ fn build(
     name: &str,
     raw: SourceTable,
     env: &dyn Fn(&str) -> Option<String>,
-    invalid: &dyn Fn(&str, String) -> SourceError,
-) -> Result<(SourceSettings, Option<DestinationSettings>), SourceError> {
+    invalid: &dyn Fn(&str, String) -> TableError,
+) -> Result<(SourceSettings, Option<DestinationSettings>), TableError> {
     let verify: Scheme = raw
         .verify
         .as_deref()
@@ -486,16 +320,15 @@ fn build(
     // The source's own destination: one route, to a destination named after it.
     let own = match raw.destination {
         Some(text) => {
-            let url = destinations::parse_url(&text, env).map_err(|e| invalid("destination", e))?;
+            let url = parse_url(&text, env).map_err(|e| invalid("destination", e))?;
             let mut own = DestinationSettings::new(name, url);
             if let Some(text) = &raw.timeout {
-                own.timeout =
-                    destinations::parse_positive(text).map_err(|e| invalid("timeout", e))?;
+                own.timeout = parse_positive(text).map_err(|e| invalid("timeout", e))?;
             }
             own.signing_secret = raw
                 .signing_secret
                 .as_deref()
-                .map(|text| destinations::parse_signing_secret(text, env))
+                .map(|text| parse_signing_secret(text, env))
                 .transpose()
                 .map_err(|e| invalid("signing_secret", e))?;
             Some(own)
@@ -571,72 +404,11 @@ fn build(
     Ok((settings, own))
 }
 
-/// A route as written, or the field at fault and why.
-fn build_route(raw: RouteTable) -> Result<Route, (&'static str, String)> {
-    let event_types = match raw.event_types {
-        Some(types) if types.is_empty() => {
-            return Err((
-                "event_types",
-                "is empty, so it would match nothing; leave it out to match every type".into(),
-            ));
-        }
-        Some(types) => types.iter().map(|t| TypeGlob::new(t)).collect(),
-        None => Vec::new(),
-    };
-    let filter = match raw.filter {
-        Some(value) => {
-            let json = serde_json::to_value(value).map_err(|e| ("filter", e.to_string()))?;
-            if !json.is_object() {
-                return Err((
-                    "filter",
-                    "must be a table such as { body = { type = \"invoice.paid\" } }".into(),
-                ));
-            }
-            Some(Filter::parse(&json).map_err(|e| ("filter", e.to_string()))?)
-        }
-        None => None,
-    };
-    Ok(Route {
-        destination: raw.destination,
-        event_types,
-        filter,
-    })
-}
-
-/// A zero-length key would make every signature trivially computable: verification
-/// silently off. `whsec_` alone (or `whsec_${VAR}` with `VAR` empty) decodes to that.
-pub fn non_empty(secret: Secret) -> Result<Secret, String> {
-    if secret.bytes().is_empty() {
-        Err("decodes to an empty key; a signing key must not be empty".into())
-    } else {
-        Ok(secret)
-    }
-}
-
-/// Replaces every `${NAME}` with the environment variable's value.
-pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unclosed ${ in value".to_string())?;
-        let name = &after[..end];
-        let value = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<SourceSettings>, SourceError> {
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<SourceSettings>, TableError> {
         let table: toml::Table = text.parse().unwrap();
         let env: HashMap<String, String> = env
             .iter()
@@ -657,7 +429,7 @@ mod tests {
         assert_eq!(github.secrets, vec![Secret::new(b"s3cret".to_vec())]);
         assert_eq!(
             github.keys,
-            vec![KeyLocation::Header(HeaderName::from_static(
+            vec![KeyLocation::Header(axum::http::HeaderName::from_static(
                 "x-github-delivery"
             ))]
         );
@@ -734,19 +506,12 @@ mod tests {
         assert!(closed.resolve("other").is_none());
     }
 
-    #[test]
-    fn secrets_never_show_in_debug_output() {
-        let settings = SourceSettings {
-            secrets: vec![Secret::new(b"hunter2".to_vec())],
-            ..SourceSettings::unconfigured("x")
-        };
-        assert!(!format!("{settings:?}").contains("hunter2"));
-    }
-
-    fn build_all(text: &str) -> Result<Sources, SourceError> {
+    fn build_all(text: &str) -> Result<(Sources, Destinations), TableError> {
         let mut table: toml::Table = text.parse().unwrap();
         let destinations = match table.remove("destinations") {
-            Some(toml::Value::Table(t)) => destinations::parse_table(t, &|_| None).unwrap(),
+            Some(toml::Value::Table(t)) => {
+                crate::config::destinations::parse_table(t, &|_| None).unwrap()
+            }
             _ => Vec::new(),
         };
         let sources = match table.remove("sources") {
@@ -758,7 +523,7 @@ mod tests {
 
     #[test]
     fn routes_are_parsed_and_checked_against_the_destinations() {
-        let sources = build_all(
+        let (sources, destinations) = build_all(
             "[destinations.billing]\nurl = \"http://127.0.0.1:1/b\"\n\
              [sources.stripe]\nevent_type = \"json:/type\"\n\
              [[sources.stripe.routes]]\ndestination = \"billing\"\nevent_types = [\"invoice.*\"]\n\
@@ -775,7 +540,7 @@ mod tests {
         let legacy = sources.get("legacy").unwrap();
         assert_eq!(legacy.routes[0].destination, "legacy");
         assert!(!legacy.routes_read_the_event());
-        let own = sources.destinations.get("legacy").unwrap();
+        let own = destinations.get("legacy").unwrap();
         assert_eq!(own.timeout, Duration::from_secs(3));
     }
 

@@ -4,19 +4,27 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::alerts::AlertSettings;
-use crate::destinations;
+pub mod alerts;
+pub mod destinations;
+pub mod routes;
+pub mod sources;
+pub mod values;
+
+use self::alerts::AlertSettings;
+use self::destinations::Destinations;
+use self::sources::Sources;
+use self::values::{
+    Secret, TableError, parse_at_least, parse_duration, parse_float_in, parse_listen,
+    parse_log_filter, parse_size,
+};
 use crate::domain::retry::RetryPolicy;
-use crate::sources::{self, Secret, Sources};
 use crate::store::DatabaseUrl;
-use crate::units::{parse_duration, parse_size};
 
 /// Read when no `--config` or `HOOKRELAY_CONFIG` names a file and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "hookrelay.toml";
@@ -57,6 +65,8 @@ pub struct Config {
     /// Bearer token for the operator's routes (`HOOKRELAY_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
     pub sources: Arc<Sources>,
+    /// Every destination: `[destinations.NAME]` and the sources' own.
+    pub destinations: Arc<Destinations>,
     /// `[alerts]`: where alerts about destinations go; `None`: nowhere.
     pub alerts: Option<Arc<AlertSettings>>,
 }
@@ -88,26 +98,8 @@ pub enum ConfigError {
     UnknownKey { path: PathBuf, key: String },
     #[error("config file {path}: `{key}` must be a string, number or boolean")]
     NotScalar { path: PathBuf, key: String },
-    #[error("config file {path}: [sources.{source_name}] {field}: {reason}")]
-    Source {
-        path: PathBuf,
-        source_name: String,
-        field: String,
-        reason: String,
-    },
-    #[error("config file {path}: [destinations.{destination}] {field}: {reason}")]
-    Destination {
-        path: PathBuf,
-        destination: String,
-        field: String,
-        reason: String,
-    },
-    #[error("config file {path}: [alerts] {field}: {reason}")]
-    Alerts {
-        path: PathBuf,
-        field: String,
-        reason: String,
-    },
+    #[error("config file {path}: {source}")]
+    Table { path: PathBuf, source: TableError },
     #[error("config file {path}: `{key}` must be {expected}")]
     WrongType {
         path: PathBuf,
@@ -214,6 +206,7 @@ impl Config {
             });
         let config_file = file.clone();
         let mut sources = Sources::default();
+        let mut destinations = Destinations::default();
         let mut alerts = None;
         if let Some(path) = file {
             let file = read_file(&path, &env)?;
@@ -221,6 +214,7 @@ impl Config {
                 values.insert(key, (value, Origin::File(path.clone())));
             }
             sources = file.sources;
+            destinations = file.destinations;
             alerts = file.alerts;
         }
         for (name, _) in SETTINGS {
@@ -299,6 +293,7 @@ impl Config {
                 Ok((!v.trim().is_empty()).then(|| Secret::new(v.trim().as_bytes().to_vec())))
             })?,
             sources: Arc::new(sources),
+            destinations: Arc::new(destinations),
             alerts: alerts.map(Arc::new),
         })
     }
@@ -307,6 +302,7 @@ impl Config {
 struct FileContents {
     settings: Vec<(&'static str, String)>,
     sources: Sources,
+    destinations: Destinations,
     alerts: Option<AlertSettings>,
 }
 
@@ -327,6 +323,10 @@ fn read_file(
     let mut configured = sources::ParsedSources::default();
     let mut destinations = Vec::new();
     let mut alerts = None;
+    let in_file = |source| ConfigError::Table {
+        path: path.to_owned(),
+        source,
+    };
     for (key, value) in table {
         let wrong_type = |expected| ConfigError::WrongType {
             path: path.to_owned(),
@@ -340,37 +340,19 @@ fn read_file(
             }
             ("accept_unknown_sources", _) => return Err(wrong_type("true or false")),
             ("sources", toml::Value::Table(table)) => {
-                configured = sources::parse_table(table, env).map_err(|e| ConfigError::Source {
-                    path: path.to_owned(),
-                    source_name: e.source_name,
-                    field: e.field,
-                    reason: e.reason,
-                })?;
+                configured = sources::parse_table(table, env).map_err(in_file)?;
                 continue;
             }
             ("sources", _) => return Err(wrong_type("a table of [sources.NAME] sections")),
             ("destinations", toml::Value::Table(table)) => {
-                destinations = destinations::parse_table(table, env).map_err(|e| {
-                    ConfigError::Destination {
-                        path: path.to_owned(),
-                        destination: e.destination,
-                        field: e.field,
-                        reason: e.reason,
-                    }
-                })?;
+                destinations = destinations::parse_table(table, env).map_err(in_file)?;
                 continue;
             }
             ("destinations", _) => {
                 return Err(wrong_type("a table of [destinations.NAME] sections"));
             }
             ("alerts", value @ toml::Value::Table(_)) => {
-                alerts = Some(crate::alerts::parse_table(value, env).map_err(|e| {
-                    ConfigError::Alerts {
-                        path: path.to_owned(),
-                        field: e.field,
-                        reason: e.reason,
-                    }
-                })?);
+                alerts = Some(alerts::parse_table(value, env).map_err(in_file)?);
                 continue;
             }
             ("alerts", _) => return Err(wrong_type("an [alerts] table")),
@@ -399,60 +381,14 @@ fn read_file(
         };
         settings.push((*name, text));
     }
-    let sources = Sources::build(accept_unknown, configured, destinations).map_err(|e| {
-        ConfigError::Source {
-            path: path.to_owned(),
-            source_name: e.source_name,
-            field: e.field,
-            reason: e.reason,
-        }
-    })?;
+    let (sources, destinations) =
+        Sources::build(accept_unknown, configured, destinations).map_err(in_file)?;
     Ok(FileContents {
         settings,
         sources,
+        destinations,
         alerts,
     })
-}
-
-fn parse_at_least(raw: &str, min: u32) -> Result<u32, String> {
-    let n: u32 = raw
-        .trim()
-        .parse()
-        .map_err(|_| "expected a whole number".to_string())?;
-    if n < min {
-        return Err(format!("must be at least {min}"));
-    }
-    Ok(n)
-}
-
-fn parse_float_in(raw: &str, min: f64, max: f64) -> Result<f64, String> {
-    let x: f64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| "expected a number".to_string())?;
-    if !(min..=max).contains(&x) {
-        return Err(format!("must be between {min} and {max}"));
-    }
-    Ok(x)
-}
-
-/// A `tracing` filter whose every part means something: a level, or `target=level`.
-/// A bare word is a target to `tracing` (`verbose` would enable a target of that name
-/// and silence everything else), so it is refused unless it is a level.
-fn parse_log_filter(raw: &str) -> Result<String, String> {
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let level = part.rsplit_once('=').map_or(part, |(_, level)| level);
-        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            return Err(format!(
-                "{part:?} is not a level: write one of trace, debug, info, warn, error, off, \
-                 or target=level (e.g. warn,hookrelay=debug)"
-            ));
-        }
-    }
-    tracing_subscriber::EnvFilter::try_new(raw)
-        .map(|_| raw.to_owned())
-        .map_err(|e| e.to_string())
 }
 
 /// The `HOOKRELAY_*` variable names that mean something, besides the settings'.
@@ -489,13 +425,6 @@ pub fn unknown_variables(names: impl Iterator<Item = String>) -> Vec<String> {
             }
         })
         .collect()
-}
-
-fn parse_listen(raw: &str) -> Result<String, String> {
-    raw.trim()
-        .parse::<SocketAddr>()
-        .map(|_| raw.trim().to_owned())
-        .map_err(|_| "expected HOST:PORT, e.g. 0.0.0.0:8080".into())
 }
 
 #[cfg(test)]

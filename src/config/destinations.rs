@@ -10,25 +10,18 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use super::values::{
+    Secret, TableError, expand_env, parse_duration, parse_positive, parse_signing_secret, parse_url,
+};
 use crate::domain::protection::{BreakerPolicy, Limits, OnDeadLetter, Rate};
 use crate::domain::retry::RetryPolicy;
-use crate::sources::{KeyLocation, Secret, expand_env, non_empty};
-use crate::units::parse_duration;
+use crate::domain::scheme::KeyLocation;
 
 /// The destination of sources without a route: the built-in processor. Reserved: no
 /// `[destinations.NAME]` may take it.
 pub const BUILT_IN: &str = "built-in";
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A `[destinations.NAME]` table that cannot be used: which one, which field, why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("[destinations.{destination}] {field}: {reason}")]
-pub struct DestinationError {
-    pub destination: String,
-    pub field: String,
-    pub reason: String,
-}
 
 #[derive(Clone)]
 pub struct DestinationSettings {
@@ -171,13 +164,11 @@ struct DestinationTable {
 pub fn parse_table(
     table: toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<DestinationSettings>, DestinationError> {
+) -> Result<Vec<DestinationSettings>, TableError> {
     let mut destinations = Vec::new();
     for (name, value) in table {
-        let invalid = |field: &str, reason: String| DestinationError {
-            destination: name.clone(),
-            field: field.to_owned(),
-            reason,
+        let invalid = |field: &str, reason: String| {
+            TableError::new(format!("destinations.{name}"), field, reason)
         };
         crate::domain::event::SourceName::parse(&name).map_err(|_| {
             invalid(
@@ -203,8 +194,8 @@ fn build(
     name: &str,
     raw: DestinationTable,
     env: &dyn Fn(&str) -> Option<String>,
-    invalid: &dyn Fn(&str, String) -> DestinationError,
-) -> Result<DestinationSettings, DestinationError> {
+    invalid: &dyn Fn(&str, String) -> TableError,
+) -> Result<DestinationSettings, TableError> {
     let url = parse_url(&raw.url, env).map_err(|e| invalid("url", e))?;
     let mut destination = DestinationSettings::new(name, url);
     protection(&mut destination, &raw, invalid)?;
@@ -255,8 +246,8 @@ fn build(
 fn protection(
     destination: &mut DestinationSettings,
     raw: &DestinationTable,
-    invalid: &dyn Fn(&str, String) -> DestinationError,
-) -> Result<(), DestinationError> {
+    invalid: &dyn Fn(&str, String) -> TableError,
+) -> Result<(), TableError> {
     let limits = &mut destination.limits;
     limits.rate = raw
         .rate
@@ -329,40 +320,11 @@ fn protection(
     Ok(())
 }
 
-/// An `http://` or `https://` URL, with `${VAR}` from the environment.
-pub fn parse_url(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<reqwest::Url, String> {
-    let text = expand_env(text, env)?;
-    let url = reqwest::Url::parse(&text).map_err(|e| e.to_string())?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("must be an http:// or https:// URL".into());
-    }
-    Ok(url)
-}
-
-pub fn parse_signing_secret(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Secret, String> {
-    let text = expand_env(text, env)?;
-    Secret::from_whsec(&text).and_then(non_empty)
-}
-
-pub fn parse_positive(text: &str) -> Result<Duration, String> {
-    let duration = parse_duration(text)?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(duration)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(
-        text: &str,
-        env: &[(&str, &str)],
-    ) -> Result<Vec<DestinationSettings>, DestinationError> {
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Vec<DestinationSettings>, TableError> {
         let table: toml::Table = text.parse().unwrap();
         let env: std::collections::HashMap<String, String> = env
             .iter()
