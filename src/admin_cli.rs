@@ -9,10 +9,11 @@ use thiserror::Error;
 use crate::cli::{DestinationsCommand, EventsCommand, FilterArgs, RoutesCommand};
 use crate::config::Config;
 use crate::domain::event::EventId;
-use crate::ops::events::{Operators, OpsError, ReplayScope};
+use crate::ops::events::ReplayScope;
 use crate::ops::ingest::body_as_routed;
 use crate::ops::routing::{self, Routable};
 use crate::ops::views::{AttemptView, DestinationView, EventView};
+use crate::ops::{Operators, OpsError};
 use crate::store::{self, EventFilter, OpenOptions, StoreError};
 
 #[derive(Debug, Error)]
@@ -324,7 +325,7 @@ async fn execute(command: EventsCommand, operators: &Operators) -> Result<(), Ad
             let event = operators.show(&event_id).await.map_err(naming(&id))?;
             let attempts = operators.attempts(&event_id).await?;
             let shown = ShownEvent {
-                event,
+                event: EventView::from(event),
                 attempts: attempts.into_iter().map(AttemptView::from).collect(),
             };
             writeln!(

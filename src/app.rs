@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::ops::events::Operators;
+use crate::ops::Operators;
 use crate::store::{self, OpenOptions, Store, StoreError};
 use crate::worker::retention::RetentionPolicy;
 use crate::worker::{Worker, WorkerSettings};

@@ -10,3 +10,4 @@ pub mod retry;
 pub mod routing;
 pub mod scheme;
 pub mod time;
+pub mod waiting;

@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error_code::ErrorCode;
-use crate::ops::events::OpsError;
+use crate::ops::OpsError;
 use crate::ops::ingest::Refusal;
 use crate::store::{FilterError, StoreError};
 

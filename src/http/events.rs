@@ -25,7 +25,7 @@ pub async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Json<EventView>, ApiError> {
     let event = state.operators.show(&EventId::from_stored(id)).await?;
-    Ok(Json(event))
+    Ok(Json(EventView::from(event)))
 }
 
 /// Every attempt of an event, oldest first.

@@ -33,7 +33,7 @@ use crate::config::sources::Sources;
 use crate::config::values::Secret;
 use crate::domain::time::millis;
 use crate::metrics::Metrics;
-use crate::ops::events::Operators;
+use crate::ops::Operators;
 use crate::store::Store;
 use error::ApiError;
 use webhooks::IngestedEvent;

@@ -8,28 +8,9 @@ use std::time::Duration;
 use crate::config::destinations::BUILT_IN;
 use crate::domain::protection::Limits;
 use crate::domain::time::Timestamp;
-use crate::ops::events::{Operators, OpsError};
+use crate::domain::waiting::{DestinationState, HeldBack};
+use crate::ops::{Operators, OpsError};
 use crate::store::{DestinationStats, MinuteRow};
-
-/// Whether deliveries to a destination are being attempted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DestinationState {
-    Active,
-    /// An operator paused it: deliveries wait, unattempted.
-    Paused,
-    /// Its breaker is open: nothing is sent but a probe now and then.
-    Failing,
-}
-
-impl DestinationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Paused => "paused",
-            Self::Failing => "failing",
-        }
-    }
-}
 
 /// A claim held deliveries back for `rate` or `max_in_flight` this recently: the
 /// destination counts as throttled.
@@ -56,13 +37,9 @@ pub struct DestinationStatus {
 }
 
 impl DestinationStatus {
-    /// Why its due deliveries wait now, as operators read it.
-    pub fn waiting(&self) -> Option<&'static str> {
-        match self.state {
-            DestinationState::Paused => Some("paused"),
-            DestinationState::Failing => Some("breaker_open"),
-            DestinationState::Active => self.throttled.then_some("throttled"),
-        }
+    /// Why its due deliveries wait now.
+    pub fn waiting(&self) -> Option<HeldBack> {
+        HeldBack::of(self.state, self.throttled)
     }
 }
 

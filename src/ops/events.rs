@@ -2,24 +2,18 @@
 //! The JSON API, the dashboard and the CLI all call these, so each rule is written
 //! once: one page-size rule, one replay policy.
 
-use std::sync::Arc;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::destinations::Destinations;
-use crate::config::sources::Sources;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
+use crate::domain::time::Timestamp;
+use crate::domain::waiting::{self, HeldBack};
 use crate::ops::routing::{self, Routable};
-use crate::ops::views::EventView;
+use crate::ops::{DEFAULT_PAGE, MAX_PAGE, Operators, OpsError};
 use crate::store::{
-    AttemptBudget, AttemptRecord, EventFilter, EventPage, EventRecord, FilterError, QueueGauges,
-    ReplayOutcome, Store, StoreError,
+    AttemptRecord, EventFilter, EventPage, EventRecord, QueueGauges, ReplayOutcome,
 };
 
-/// Events per page when none is asked for, and the most one page holds.
-pub const DEFAULT_PAGE: usize = 50;
-pub const MAX_PAGE: usize = 500;
 /// Delivered events are counted up to this: they are the history, and counting all of
 /// them would read all of it.
 pub const DELIVERED_COUNT_CAP: u64 = 10_000;
@@ -27,33 +21,21 @@ pub const DELIVERED_COUNT_CAP: u64 = 10_000;
 /// The most payload bytes one page of `GET /events?include_payload=true` carries.
 pub const LIST_PAYLOAD_BUDGET: usize = 4 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum OpsError {
-    #[error("no such event")]
-    NotFound,
-    #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
-    NotReplayable(EventStatus),
-    #[error("the event has no delivery to destination {0:?}")]
-    NoDelivery(String),
-    #[error("no destination is named {0:?}")]
-    UnknownDestination(String),
-    #[error("the event still matches no route of its source; it stays filtered")]
-    StillFiltered,
-    #[error(transparent)]
-    Filter(#[from] FilterError),
-    #[error("limit must be 1 to {MAX_PAGE}")]
-    Limit,
-    #[error("cursor is not one this API gave out")]
-    Cursor,
-    #[error("only delivered or dead_lettered events can be replayed")]
-    StatusNotReplayable,
-    #[error(
-        "a replay by filter needs at least one of status, source, since or until; \
-         to replay every delivered and dead-lettered event, say so with all"
-    )]
-    UnboundedReplay,
-    #[error(transparent)]
-    Store(#[from] StoreError),
+/// An event as operators see it: with each delivery, why it waits if it does.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub event: EventRecord,
+    /// One per delivery of `event`, in the same order.
+    pub deliveries: Vec<DeliveryWait>,
+}
+
+/// Why a delivery waits, and its destination's next probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryWait {
+    /// Set only when the delivery is due and its destination holds it back.
+    pub waiting: Option<HeldBack>,
+    /// While the destination's breaker is open, for a delivery not delivered.
+    pub next_probe_at: Option<Timestamp>,
 }
 
 /// Which events a bulk replay queues. A replay of everything is never the default:
@@ -127,73 +109,44 @@ pub struct Counts {
     pub delivered: u64,
 }
 
-/// The operators' operations on one store.
-#[derive(Clone)]
-pub struct Operators {
-    store: Arc<dyn Store>,
-    /// The routes, for replays of filtered events.
-    sources: Arc<Sources>,
-    /// For replays and the destinations' list.
-    destinations: Arc<Destinations>,
-    /// Attempts a replay grants, by destination.
-    budget: AttemptBudget,
-}
-
 impl Operators {
-    /// `max_attempts`: the attempts a replay grants where a destination does not say.
-    pub fn new(
-        store: Arc<dyn Store>,
-        sources: Arc<Sources>,
-        destinations: Arc<Destinations>,
-        max_attempts: u32,
-    ) -> Self {
-        let budget = AttemptBudget {
-            default: max_attempts,
-            by_destination: destinations
-                .iter()
-                .filter_map(|d| Some((d.name.clone(), d.max_attempts?)))
-                .collect(),
-        };
-        Self {
-            store,
-            sources,
-            destinations,
-            budget,
-        }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
-    pub fn sources(&self) -> &Arc<Sources> {
-        &self.sources
-    }
-
-    pub fn destination_settings(&self) -> &Arc<Destinations> {
-        &self.destinations
-    }
-
     pub async fn get(&self, id: &EventId) -> Result<EventRecord, OpsError> {
         self.store.get_event(id).await?.ok_or(OpsError::NotFound)
     }
 
-    /// The event as operators see it: each delivery still waiting says why (its
+    /// The event as operators see it: each delivery that waits says why (its
     /// destination paused, its breaker open, or throttled).
-    pub async fn show(&self, id: &EventId) -> Result<EventView, OpsError> {
+    pub async fn show(&self, id: &EventId) -> Result<EventDetail, OpsError> {
         let event = self.get(id).await?;
-        let unfinished = event.deliveries.iter().any(|d| {
-            matches!(
-                d.state.status,
-                EventStatus::Queued | EventStatus::Retrying | EventStatus::Processing
-            )
-        });
+        let unfinished = event
+            .deliveries
+            .iter()
+            .any(|d| waiting::is_unfinished(d.state.status));
         let destinations = if unfinished {
             self.destinations().await?
         } else {
             Vec::new()
         };
-        Ok(EventView::from(event).with_waits(&destinations))
+        let now = Timestamp::now();
+        let deliveries = event
+            .deliveries
+            .iter()
+            .map(|delivery| {
+                let Some(destination) =
+                    destinations.iter().find(|d| d.name == delivery.destination)
+                else {
+                    return DeliveryWait::default();
+                };
+                let waiting = waiting::waiting(&delivery.state, now, destination.waiting());
+                let probe_matters =
+                    waiting.is_some() || delivery.state.status != EventStatus::Delivered;
+                DeliveryWait {
+                    waiting,
+                    next_probe_at: destination.next_probe_at.filter(|_| probe_matters),
+                }
+            })
+            .collect();
+        Ok(EventDetail { event, deliveries })
     }
 
     /// The event a source sent with this idempotency key.

@@ -7,3 +7,91 @@ pub mod events;
 pub mod ingest;
 pub mod routing;
 pub mod views;
+
+use std::sync::Arc;
+
+use crate::config::destinations::Destinations;
+use crate::config::sources::Sources;
+use crate::domain::lifecycle::EventStatus;
+use crate::store::{AttemptBudget, FilterError, Store, StoreError};
+
+/// Events per page when none is asked for, and the most one page holds.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("no such event")]
+    NotFound,
+    #[error("a {0} event cannot be replayed; only delivered or dead_lettered ones")]
+    NotReplayable(EventStatus),
+    #[error("the event has no delivery to destination {0:?}")]
+    NoDelivery(String),
+    #[error("no destination is named {0:?}")]
+    UnknownDestination(String),
+    #[error("the event still matches no route of its source; it stays filtered")]
+    StillFiltered,
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("limit must be 1 to {MAX_PAGE}")]
+    Limit,
+    #[error("cursor is not one this API gave out")]
+    Cursor,
+    #[error("only delivered or dead_lettered events can be replayed")]
+    StatusNotReplayable,
+    #[error(
+        "a replay by filter needs at least one of status, source, since or until; \
+         to replay every delivered and dead-lettered event, say so with all"
+    )]
+    UnboundedReplay,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The operators' operations on one store.
+#[derive(Clone)]
+pub struct Operators {
+    store: Arc<dyn Store>,
+    /// The routes, for replays of filtered events.
+    sources: Arc<Sources>,
+    /// For replays and the destinations' list.
+    destinations: Arc<Destinations>,
+    /// Attempts a replay grants, by destination.
+    budget: AttemptBudget,
+}
+
+impl Operators {
+    /// `max_attempts`: the attempts a replay grants where a destination does not say.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sources: Arc<Sources>,
+        destinations: Arc<Destinations>,
+        max_attempts: u32,
+    ) -> Self {
+        let budget = AttemptBudget {
+            default: max_attempts,
+            by_destination: destinations
+                .iter()
+                .filter_map(|d| Some((d.name.clone(), d.max_attempts?)))
+                .collect(),
+        };
+        Self {
+            store,
+            sources,
+            destinations,
+            budget,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.sources
+    }
+
+    pub fn destination_settings(&self) -> &Arc<Destinations> {
+        &self.destinations
+    }
+}

@@ -9,7 +9,9 @@ use crate::domain::json_text::replace_lone_surrogates;
 use crate::domain::lifecycle::{DeliveryState, EventStatus};
 use crate::domain::protection::{Limits, OnDeadLetter};
 use crate::domain::time::Timestamp;
+use crate::domain::waiting::HeldBack;
 use crate::ops::destinations::DestinationStatus;
+use crate::ops::events::EventDetail;
 use crate::store::{AlertRecord, AttemptRecord, DeliveryRecord, EventRecord};
 
 /// Responses carry at most this much of a destination's answer.
@@ -44,6 +46,7 @@ pub struct EventView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     destination: String,
+    #[schema(schema_with = delivery_status_schema)]
     status: &'static str,
     attempts: u32,
     max_attempts: u32,
@@ -51,10 +54,39 @@ pub struct DeliveryView {
     next_retry_at: Option<String>,
     updated_at: String,
     /// Why this due delivery is not being attempted: `paused`, `breaker_open` (see
-    /// `next_probe_at`) or `throttled`; null when it is not held back.
+    /// `next_probe_at`) or `throttled`; null when it is not held back (a retry
+    /// whose time has not come is scheduled, not waiting).
+    #[schema(schema_with = waiting_schema)]
     waiting: Option<&'static str>,
     /// The destination's next probe while its breaker is open.
     next_probe_at: Option<String>,
+}
+
+/// A string that is one of `names`, or null when `nullable`: the names come from the
+/// domain's enums, so the document cannot drift from them.
+fn one_of(names: &[&'static str], nullable: bool) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let kind = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    let mut values: Vec<Option<&str>> = names.iter().copied().map(Some).collect();
+    if nullable {
+        values.push(None);
+    }
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .enum_values(Some(values))
+        .build()
+}
+
+fn delivery_status_schema() -> utoipa::openapi::schema::Object {
+    one_of(&EventStatus::DELIVERY.map(EventStatus::as_str), false)
+}
+
+fn waiting_schema() -> utoipa::openapi::schema::Object {
+    one_of(&HeldBack::ALL.map(HeldBack::as_str), true)
 }
 
 /// Only a retrying delivery has a next retry; a queued one is due now.
@@ -119,31 +151,14 @@ impl From<EventRecord> for EventView {
     }
 }
 
-impl EventView {
-    /// Says, on each of its deliveries that is due, why it waits (if it does), from
-    /// the state of its destination.
-    pub fn with_waits(mut self, destinations: &[DestinationStatus]) -> Self {
-        let now = Timestamp::now();
-        for delivery in &mut self.deliveries {
-            let due = delivery.status == EventStatus::Queued.as_str()
-                || (delivery.status == EventStatus::Retrying.as_str()
-                    && delivery
-                        .next_retry_at
-                        .as_deref()
-                        .and_then(Timestamp::parse_rfc3339)
-                        .is_some_and(|at| at <= now));
-            let Some(destination) = destinations.iter().find(|d| d.name == delivery.destination)
-            else {
-                continue;
-            };
-            if due {
-                delivery.waiting = destination.waiting();
-            }
-            if delivery.waiting.is_some() || delivery.status != EventStatus::Delivered.as_str() {
-                delivery.next_probe_at = destination.next_probe_at.map(Timestamp::to_rfc3339);
-            }
+impl From<EventDetail> for EventView {
+    fn from(detail: EventDetail) -> Self {
+        let mut view = EventView::from(detail.event);
+        for (delivery, wait) in view.deliveries.iter_mut().zip(detail.deliveries) {
+            delivery.waiting = wait.waiting.map(HeldBack::as_str);
+            delivery.next_probe_at = wait.next_probe_at.map(Timestamp::to_rfc3339);
         }
-        self
+        view
     }
 }
 
@@ -259,7 +274,7 @@ impl From<Limits> for LimitsView {
 impl From<DestinationStatus> for DestinationView {
     fn from(status: DestinationStatus) -> Self {
         Self {
-            waiting: status.waiting(),
+            waiting: status.waiting().map(HeldBack::as_str),
             name: status.name,
             url: status.url,
             configured: status.configured,

@@ -30,3 +30,4 @@ mod soak;
 mod sources;
 mod store_contract;
 mod support;
+mod waiting;

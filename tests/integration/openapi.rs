@@ -99,6 +99,33 @@ async fn the_document_describes_exactly_the_live_routes() {
 /// the document lists, and every response matches its documented schema. Bounded in
 /// examples and seeded, so that a run is repeatable; set HOOKRELAY_SCHEMATHESIS_SEED
 /// to explore other inputs.
+/// A delivery's `status` and `waiting` are documented with exactly the values the
+/// API gives.
+#[tokio::test]
+async fn delivery_states_and_waits_are_documented_as_enums() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let document: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let delivery = &document["components"]["schemas"]["DeliveryView"]["properties"];
+    assert_eq!(
+        delivery["status"]["enum"],
+        serde_json::json!(["queued", "processing", "retrying", "delivered", "dead_lettered"]),
+        "{delivery}"
+    );
+    assert_eq!(
+        delivery["waiting"]["enum"],
+        serde_json::json!(["paused", "breaker_open", "throttled", null]),
+        "{delivery}"
+    );
+}
+
 #[tokio::test]
 async fn schemathesis_finds_nothing_against_the_document() {
     let app = TestApp::spawn_with(Backend::Sqlite, &[("HOOKRELAY_ADMIN_TOKEN", "t0k3n")]).await;

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::event::EventId;
-use crate::domain::lifecycle::EventStatus;
 use crate::error_code::ErrorCode;
-use crate::ops::events::{OpsError, ReplayScope};
+use crate::ops::OpsError;
+use crate::ops::events::ReplayScope;
 use pages::{FilterForm, given};
 use session::{CsrfToken, check_csrf};
 pub use session::{require_dashboard, sign_out};
@@ -172,30 +172,22 @@ pub async fn event(
     query: Result<Query<EventQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
     let id = EventId::from_stored(id);
-    let event = state.operators.get(&id).await?;
+    let detail = state.operators.show(&id).await?;
+    let event = &detail.event;
     let attempts = state.operators.attempts(&id).await?;
     let replayed = query.is_ok_and(|Query(q)| q.replayed.is_some());
-    let destinations = if event
-        .deliveries
-        .iter()
-        .any(|d| matches!(d.state.status, EventStatus::Queued | EventStatus::Retrying))
-    {
-        state.operators.destinations().await?
-    } else {
-        Vec::new()
-    };
     let why_filtered = if event.deliveries.is_empty() {
-        state.operators.why_filtered(&event)
+        state.operators.why_filtered(event)
     } else {
         None
     };
     let csrf = CsrfToken::for_request(&headers);
     let markup = pages::event(&pages::EventPage {
-        event: &event,
+        event,
         attempts: &attempts,
         notice: replayed.then_some("Queued again; attempts continue below as they happen."),
         csrf: &csrf.value,
-        destinations: &destinations,
+        waits: &detail.deliveries,
         why_filtered: why_filtered.as_ref(),
     });
     let mut response = markup.into_response();

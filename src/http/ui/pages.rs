@@ -8,7 +8,9 @@ use super::session::CSRF_FIELD;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::protection::{Limits, OnDeadLetter};
 use crate::domain::time::Timestamp;
-use crate::ops::destinations::{DestinationState, DestinationStatus};
+use crate::domain::waiting::{DestinationState, HeldBack};
+use crate::ops::destinations::DestinationStatus;
+use crate::ops::events::DeliveryWait;
 use crate::store::{
     AlertRecord, AttemptRecord, EventFilter, EventRecord, FilterError, MinuteRow, QueueGauges,
     WAITING_COUNT_CAP,
@@ -318,22 +320,21 @@ pub struct EventPage<'a> {
     pub attempts: &'a [AttemptRecord],
     pub notice: Option<&'a str>,
     pub csrf: &'a str,
-    /// The destinations of its unfinished deliveries, to say why one waits.
-    pub destinations: &'a [DestinationStatus],
+    /// Why each of its deliveries waits, if it does.
+    pub waits: &'a [DeliveryWait],
     /// For an event no route took: why each route of its source does not take it.
     pub why_filtered: Option<&'a crate::ops::routing::Explanation>,
 }
 
-/// Why a due delivery to `destination` is not being attempted, for a person.
-fn waiting_note(destinations: &[DestinationStatus], destination: &str) -> Option<String> {
-    let d = destinations.iter().find(|d| d.name == destination)?;
-    Some(match d.waiting()? {
-        "paused" => "waiting: destination paused".to_owned(),
-        "breaker_open" => match d.next_probe_at {
+/// Why a delivery waits, for a person.
+fn waiting_note(wait: &DeliveryWait) -> Option<String> {
+    Some(match wait.waiting? {
+        HeldBack::Paused => "waiting: destination paused".to_owned(),
+        HeldBack::BreakerOpen => match wait.next_probe_at {
             Some(at) => format!("waiting: breaker open, next probe {}", time(at)),
             None => "waiting: breaker open".to_owned(),
         },
-        other => format!("waiting: {other}"),
+        HeldBack::Throttled => "waiting: throttled".to_owned(),
     })
 }
 
@@ -385,16 +386,14 @@ pub fn event(page: &EventPage<'_>) -> Markup {
                 table id="deliveries" {
                     thead { tr { th { "Destination" } th { "Status" } th { "Attempts" } th { "Updated" } th { "Next attempt" } th { "Last error" } th {} } }
                     tbody {
-                        @for delivery in &event.deliveries {
+                        @for (delivery, wait) in event.deliveries.iter().zip(page.waits) {
                             @let state = &delivery.state;
                             tr data-destination=(delivery.destination) {
                                 td { a href={ "/ui/destinations/" (delivery.destination) } { (delivery.destination) } }
                                 td {
                                     (status_badge(state.status))
-                                    @if matches!(state.status, EventStatus::Queued | EventStatus::Retrying) {
-                                        @if let Some(note) = waiting_note(page.destinations, &delivery.destination) {
-                                            " " span class="muted waiting" { (note) }
-                                        }
+                                    @if let Some(note) = waiting_note(wait) {
+                                        " " span class="muted waiting" { (note) }
                                     }
                                 }
                                 td { (state.attempts) " of " (state.max_attempts) }
