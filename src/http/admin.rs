@@ -8,9 +8,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::events::EventView;
+use super::state::AppState;
 use crate::domain::event::EventId;
 use crate::error_code::ErrorCode;
 use crate::ops::events::{self, ReplayScope};

@@ -9,8 +9,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use hmac::Mac;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::config::values::Secret;
 
 pub async fn require_admin(

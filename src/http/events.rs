@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::state::AppState;
 use crate::domain::event::EventId;
 pub use crate::ops::views::{AttemptList, AttemptView, EventView};
 

@@ -1,59 +1,17 @@
 //! `GET /health` (the process runs) and `GET /ready` (the database can be written).
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::state::AppState;
 use crate::domain::time::Timestamp;
 
 /// A probe that takes longer than this counts as a failure.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
-/// A webhook that could not be committed this recently, with none committed since,
-/// makes the process not ready, whatever a probe says: the probe's small write can
-/// pass while the events' own writes fail (a full disk, a lock on the table).
-const RECENT_FAILURE: Duration = Duration::from_secs(5);
-
-/// The outcome of the most recent webhook commit: when it failed, or `None` when it
-/// was committed. Every webhook records into it, so a success only locks when it has
-/// a failure to clear.
-#[derive(Debug, Default)]
-pub struct WriteHealth {
-    last_failure: Mutex<Option<Instant>>,
-    any_failure: AtomicBool,
-}
-
-impl WriteHealth {
-    pub fn committed(&self) {
-        // A read on the hot path; a write only when there is something to clear.
-        if self.any_failure.load(Ordering::Relaxed)
-            && self.any_failure.swap(false, Ordering::Relaxed)
-            && let Ok(mut last) = self.last_failure.lock()
-        {
-            *last = None;
-        }
-    }
-
-    pub fn failed(&self) {
-        if let Ok(mut last) = self.last_failure.lock() {
-            *last = Some(Instant::now());
-        }
-        self.any_failure.store(true, Ordering::Relaxed);
-    }
-
-    /// True while commits fail: the last one failed, and recently.
-    fn failing(&self) -> bool {
-        self.last_failure
-            .lock()
-            .is_ok_and(|last| last.is_some_and(|at| at.elapsed() < RECENT_FAILURE))
-    }
-}
-
 /// The process runs.
 #[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, body = Object)))]
 pub async fn health() -> Json<Value> {

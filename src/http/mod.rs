@@ -8,12 +8,14 @@ pub mod events;
 mod health;
 mod serve;
 
-pub use health::WriteHealth;
 pub use serve::{ConnectionLimits, serve};
+pub use state::{AppState, Shared};
+pub use write_health::WriteHealth;
+mod state;
 mod ui;
 mod webhooks;
+mod write_health;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -28,53 +30,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::destinations::Destinations;
-use crate::config::sources::Sources;
-use crate::config::values::Secret;
 use crate::domain::time::millis;
-use crate::metrics::Metrics;
-use crate::ops::Operators;
-use crate::store::Store;
 use error::ApiError;
 use webhooks::IngestedEvent;
-
-/// What every handler shares, behind one `Arc`: cloned for each request and layer,
-/// so a clone must cost one reference count, not one per field.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-pub struct Shared {
-    pub store: Arc<dyn Store>,
-    pub sources: Arc<Sources>,
-    pub destinations: Arc<Destinations>,
-    pub max_attempts: u32,
-    pub max_body: usize,
-    /// How long a client may take to send a request's body.
-    pub body_read_timeout: std::time::Duration,
-    /// Bearer token for the operator's routes; `None` limits them to loopback clients.
-    pub admin_token: Option<Secret>,
-    /// Whether webhooks are being committed: part of readiness.
-    pub write_health: Arc<WriteHealth>,
-    /// The operators' operations (list, replay, counts), shared by API and dashboard.
-    pub operators: Operators,
-    pub metrics: Arc<Metrics>,
-    /// No request may take longer.
-    pub request_timeout: std::time::Duration,
-}
 
 /// The OpenAPI document's frame; every path in it comes from the routes themselves.
 #[derive(OpenApi)]

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::state::AppState;
 use crate::domain::event::{EventId, SourceName};
 use crate::domain::time::Timestamp;
 use crate::ops::ingest::{self, Accepted, Ingested, Refusal};

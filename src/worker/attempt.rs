@@ -7,7 +7,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
-use super::{InFlight, WorkerSettings, deliver, simulate};
+use super::settings::{InFlight, WorkerSettings};
+use super::{deliver, simulate};
 use crate::config::destinations::BUILT_IN;
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::protection::{BreakerChange, Fault};

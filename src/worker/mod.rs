@@ -9,48 +9,32 @@ pub mod deliver;
 mod lanes;
 mod recorder;
 pub mod retention;
+mod settings;
 pub mod simulate;
 
+pub use settings::WorkerSettings;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use self::settings::InFlight;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alerts::monitor;
 use crate::alerts::sender::Sender;
-use crate::config::alerts::AlertSettings;
 use crate::config::destinations::BUILT_IN;
-use crate::config::destinations::Destinations;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::protection::Limits;
-use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
-use crate::metrics::Metrics;
-use crate::store::DeliveryId;
-use crate::store::{Claim, ClaimRequest, Store, Want};
+use crate::store::{Claim, ClaimRequest, DeliveryId, Store, Want};
 
 /// How long to wait before claiming again after the store failed.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    pub retry: RetryPolicy,
-    pub lease: Duration,
-    pub concurrency: usize,
-    pub poll_interval: Duration,
-    pub destinations: Arc<Destinations>,
-    pub retention: retention::RetentionPolicy,
-    pub metrics: Arc<Metrics>,
-    /// `[alerts]`: this worker sends due alerts and watches for lag.
-    pub alerts: Option<Arc<AlertSettings>>,
-}
-
-/// Attempts running now, by delivery, with their attempt number (for lease renewal).
-type InFlight = Arc<Mutex<HashMap<DeliveryId, u32>>>;
 
 pub struct Worker {
     store: Arc<dyn Store>,

@@ -116,7 +116,13 @@ async fn delivery_states_and_waits_are_documented_as_enums() {
     let delivery = &document["components"]["schemas"]["DeliveryView"]["properties"];
     assert_eq!(
         delivery["status"]["enum"],
-        serde_json::json!(["queued", "processing", "retrying", "delivered", "dead_lettered"]),
+        serde_json::json!([
+            "queued",
+            "processing",
+            "retrying",
+            "delivered",
+            "dead_lettered"
+        ]),
         "{delivery}"
     );
     assert_eq!(

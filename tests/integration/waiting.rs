@@ -24,9 +24,10 @@ async fn api_and_dashboard_agree_on_waiting_in_every_state(backend: Backend) {
     let failing = Receiver::answering(Vec::new(), || Answer::status(500)).await;
     let ok = Receiver::start(Vec::new()).await;
     // Answers long after the test has looked: its delivery stays `processing`.
-    let hanging =
-        Receiver::answering(Vec::new(), || Answer::status(200).delay(Duration::from_secs(60)))
-            .await;
+    let hanging = Receiver::answering(Vec::new(), || {
+        Answer::status(200).delay(Duration::from_secs(60))
+    })
+    .await;
     let names = ["fresh", "later", "soon", "slow", "done", "dead"];
     let config = format!(
         r#"
@@ -116,7 +117,11 @@ max_attempts = 1
             dashboard,
             "{name} ({}): the API says waiting = {api}, the dashboard {}",
             delivery["status"],
-            if dashboard { "says it waits" } else { "does not" }
+            if dashboard {
+                "says it waits"
+            } else {
+                "does not"
+            }
         );
         seen.push((name.to_owned(), delivery["status"].clone(), api.clone()));
     }

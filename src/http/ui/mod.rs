@@ -12,13 +12,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
 use super::error::ApiError;
 use crate::domain::event::EventId;
 use crate::error_code::ErrorCode;
+use crate::http::state::AppState;
 use crate::ops::OpsError;
 use crate::ops::events::ReplayScope;
-use pages::{FilterForm, given};
+use pages::events::{FilterForm, given};
 use session::{CsrfToken, check_csrf};
 pub use session::{require_dashboard, sign_out};
 
@@ -45,7 +45,7 @@ impl IntoResponse for UiError {
         error.log_if_internal();
         let status = error.status();
         let title = status.canonical_reason().unwrap_or("Error");
-        (status, pages::error(title, &error.public_message())).into_response()
+        (status, pages::layout::error(title, &error.public_message())).into_response()
     }
 }
 
@@ -138,7 +138,7 @@ pub async fn overview(
     let notice = query
         .replayed
         .map(|n| format!("Replayed {n} deliver{}.", if n == 1 { "y" } else { "ies" }));
-    let markup = pages::overview(&pages::Overview {
+    let markup = pages::events::overview(&pages::events::Overview {
         gauges: &gauges,
         delivered,
         filter: &filter,
@@ -182,7 +182,7 @@ pub async fn event(
         None
     };
     let csrf = CsrfToken::for_request(&headers);
-    let markup = pages::event(&pages::EventPage {
+    let markup = pages::events::event(&pages::events::EventPage {
         event,
         attempts: &attempts,
         notice: replayed.then_some("Queued again; attempts continue below as they happen."),
@@ -199,7 +199,7 @@ pub async fn event(
 pub async fn destinations(State(state): State<AppState>) -> Result<Response, UiError> {
     let all = state.operators.destinations().await?;
     let hours = state.operators.last_hour().await?;
-    Ok(pages::destinations(&all, &hours).into_response())
+    Ok(pages::destinations::destinations(&all, &hours).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,7 +229,7 @@ pub async fn destination(
         _ => None,
     };
     let csrf = CsrfToken::for_request(&headers);
-    let markup = pages::destination(&pages::DestinationPage {
+    let markup = pages::destinations::destination(&pages::destinations::DestinationPage {
         destination: &destination,
         recent: &recent.events,
         hours: &hours,

@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use hmac::Mac;
 
-use super::super::AppState;
 use super::super::auth::{admit, constant_time_eq, is_loopback};
 use super::super::error::ApiError;
+use super::super::state::AppState;
 use crate::config::values::Secret;
 
 pub const SESSION_COOKIE: &str = "hookrelay_session";
@@ -109,7 +109,7 @@ async fn admit_to_dashboard(
 /// without it: following the page's own link to the same address brings it along.
 fn refusal_page(refused: &ApiError, here: &str) -> Response {
     let status = refused.status();
-    let markup = super::pages::refusal(
+    let markup = super::pages::layout::refusal(
         status.canonical_reason().unwrap_or("Refused"),
         &refused.to_string(),
         (status == StatusCode::UNAUTHORIZED).then_some(here),
@@ -225,7 +225,7 @@ pub fn check_csrf(headers: &HeaderMap, field: Option<&str>) -> Result<(), ApiErr
 /// `GET /ui/sign-out`: the session cookie is cleared; the page says how to sign in
 /// again. Open without a session, so that it answers the same whatever the cookie.
 pub async fn sign_out(headers: HeaderMap) -> Response {
-    let markup = super::pages::signed_out();
+    let markup = super::pages::layout::signed_out();
     let mut response = markup.into_response();
     let expired = ui_cookie(SESSION_COOKIE, String::new(), &headers)
         .max_age(cookie::time::Duration::ZERO)
