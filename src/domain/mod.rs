@@ -5,6 +5,7 @@ pub mod body_reads;
 pub mod event;
 pub mod json_text;
 pub mod lifecycle;
+pub mod outcomes;
 pub mod protection;
 pub mod retry;
 pub mod routing;

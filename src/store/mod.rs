@@ -14,9 +14,10 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::Notify;
 
-use crate::domain::alert::{AlertDetails, AlertKind, AlertRules, LagChange};
+use crate::domain::alert::{AlertKind, AlertRules, LagChange};
 use crate::domain::event::{EventId, IdempotencyKey, SourceName};
 use crate::domain::lifecycle::{self, DeliveryState, EventStatus};
+use crate::domain::outcomes::Observed;
 use crate::domain::protection::{BreakerChange, BreakerPolicy, Fault, FlowState, Limits, Wait};
 use crate::domain::time::Timestamp;
 pub use url::DatabaseUrl;
@@ -232,101 +233,23 @@ pub struct Recorded {
     pub status: EventStatus,
 }
 
-/// Applies outcomes to their destinations' states in order (the domain decides), and
-/// holds those that failed behind an open breaker. `states` starts as read from the
-/// database; returns each outcome's breaker change. Both backends call it inside the
-/// transaction that writes the outcomes and the states.
-pub fn settle_outcomes(
-    finished: &mut [FinishedAttempt],
-    states: &mut std::collections::HashMap<String, FlowState>,
-    now: Timestamp,
-) -> Vec<Option<BreakerChange>> {
-    use crate::domain::protection;
-    finished
-        .iter_mut()
-        .map(|one| {
-            let state = states.entry(one.record.destination.clone()).or_default();
-            let (after, change) = protection::record(
-                state,
-                one.breaker.as_ref(),
-                one.fault,
-                one.record.probe,
-                now,
-            );
-            let finish = lifecycle::Finish {
-                status: one.status,
-                next_attempt_at: one.next_attempt_at,
-                error: one.record.error.clone(),
-            };
-            let (finish, max_attempts) = protection::hold(
-                finish,
-                one.fault,
-                &after,
-                one.attempt,
-                one.max_attempts,
-                now,
-            );
-            one.status = finish.status;
-            one.next_attempt_at = finish.next_attempt_at;
-            one.max_attempts = max_attempts;
-            *state = after;
-            change
-        })
-        .collect()
-}
-
-/// What a batch of outcomes adds to each destination's dead-letter digest.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub by_destination: std::collections::BTreeMap<String, DestinationTally>,
-}
-
-#[derive(Debug, Default)]
-pub struct DestinationTally {
-    pub dead: i64,
-    /// The latest dead-lettered event.
-    pub last_dead: Option<String>,
-    pub alerts: Option<AlertRules>,
-}
-
-impl Tally {
-    /// Counts an outcome that was written.
-    pub fn add(&mut self, one: &FinishedAttempt) {
-        let counts = self
-            .by_destination
-            .entry(one.record.destination.clone())
-            .or_default();
-        if one.status == EventStatus::DeadLettered {
-            counts.dead += 1;
-            counts.last_dead = Some(one.event_id.as_str().to_owned());
+impl FinishedAttempt {
+    /// The outcome as the domain decides on it.
+    pub fn observed(&self) -> Observed<'_> {
+        Observed {
+            destination: &self.record.destination,
+            event_id: self.event_id.as_str(),
+            status: self.status,
+            next_attempt_at: self.next_attempt_at,
+            error: self.record.error.as_deref(),
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            fault: self.fault,
+            probe: self.record.probe,
+            breaker: self.breaker,
+            alerts: self.alerts,
         }
-        counts.alerts = counts.alerts.or(one.alerts);
     }
-}
-
-/// The episode and details of the alert a breaker change raises: from the
-/// destination's state before the batch (since when it was down) and after it (since
-/// when it fails).
-pub fn breaker_alert(
-    change: BreakerChange,
-    before: Option<&FlowState>,
-    after: &FlowState,
-    outcome: &FinishedAttempt,
-    waiting: i64,
-) -> (Option<Timestamp>, AlertDetails) {
-    let since = match change {
-        BreakerChange::Opened => after.breaker.map(|b| b.since),
-        BreakerChange::Closed => before.and_then(|b| b.breaker).map(|b| b.since),
-    };
-    let opened = change == BreakerChange::Opened;
-    let details = AlertDetails {
-        since: since.map(Timestamp::to_rfc3339),
-        failures: opened.then_some(after.failures),
-        last_error: opened.then(|| outcome.record.error.clone()).flatten(),
-        waiting: Some(waiting),
-        ..AlertDetails::default()
-    };
-    (since, details)
 }
 
 /// How many fresh attempts a replay grants, by destination.

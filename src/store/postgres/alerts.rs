@@ -7,6 +7,7 @@ use tokio_postgres::Row;
 
 use super::queries::Column;
 use crate::domain::alert::{AlertDetails, AlertKind, AlertRules, LagChange};
+use crate::domain::outcomes::{self, BreakerAlert};
 use crate::domain::time::Timestamp;
 use crate::store::sql::claimable;
 use crate::store::{
@@ -94,6 +95,28 @@ pub async fn raise<C: GenericClient>(
 /// Counts dead letters into the destination's digest for the window `now` falls in,
 /// due when the window closes. A digest already being sent takes no more: they go to
 /// the next window's.
+/// Raises the alert a breaker's change decided, with the deliveries waiting now.
+pub async fn raise_breaker_alert<C: GenericClient>(
+    client: &C,
+    alert: &BreakerAlert,
+    now: Timestamp,
+) -> Result<bool> {
+    let details = AlertDetails {
+        waiting: Some(waiting(client, &alert.destination).await?),
+        ..alert.details.clone()
+    };
+    raise(
+        client,
+        alert.kind,
+        &alert.destination,
+        Some(alert.episode),
+        &details,
+        now,
+        alert.settle,
+    )
+    .await
+}
+
 pub async fn add_dead_letters<C: GenericClient>(
     client: &C,
     destination: &str,
@@ -324,23 +347,8 @@ async fn raise_recoveries(tx: &Transaction<'_>, now: Timestamp, settle: Duration
     let mut raised = 0;
     for row in tx.query(&statement, &[]).await? {
         let (name, since): (String, i64) = (row.col(0)?, row.col(1)?);
-        let details = AlertDetails {
-            since: Some(Timestamp(since).to_rfc3339()),
-            waiting: Some(waiting(tx, &name).await?),
-            ..AlertDetails::default()
-        };
-        let episode = Some(Timestamp(since));
-        if raise(
-            tx,
-            AlertKind::Recovered,
-            &name,
-            episode,
-            &details,
-            now,
-            settle,
-        )
-        .await?
-        {
+        let alert = outcomes::recovery_alert(&name, Timestamp(since), settle);
+        if raise_breaker_alert(tx, &alert, now).await? {
             raised += 1;
         }
     }

@@ -10,15 +10,16 @@ use tokio_postgres::Row;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
-use crate::domain::protection::{self, BreakerChange, Fault, FlowState, OnDeadLetter, Wait};
+use crate::domain::outcomes::{self, Observed, Settled};
+use crate::domain::protection::{self, BreakerChange, FlowState, OnDeadLetter, Wait};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, WAITING, WAITING_DESTINATIONS, claimable, claimed};
 use crate::store::{
     AttemptBudget, AttemptRecord, Claim, ClaimRequest, ClaimedDelivery, DeliveryId, DeliveryRecord,
     DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
     FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
-    Recorded, ReplayBatch, ReplayOutcome, StoreError, Tally, WAITING_COUNT_CAP, Want,
-    breaker_alert, flow_state, flow_values, settle_outcomes,
+    Recorded, ReplayBatch, ReplayOutcome, StoreError, WAITING_COUNT_CAP, Want, flow_state,
+    flow_values,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -1018,21 +1019,23 @@ pub async fn renew_leases(
     Ok(renewed as usize)
 }
 
-/// Many outcomes in one commit. When all were delivered (the common case) it is one
-/// statement: each delivery's new state fenced on its attempt number, its attempt
-/// record, and each destination's last success, failure count and breaker reset.
-/// Otherwise the destinations' rows are held while the domain decides what the
-/// outcomes do to their breakers, and the decision is written with the outcomes.
+/// Many outcomes in one commit, as the domain settles them. A batch of plain
+/// successes (the common case) is one statement: the domain's reset of each
+/// destination's state needs nothing read, so each delivery's new state fenced on its
+/// attempt number, its attempt record, and each destination's last success and reset
+/// are written together, and a breaker it closed is announced by the monitor (from
+/// `recovered_from`, with the domain's recovery alert). Otherwise the destinations'
+/// rows are held while the domain decides, and the decision is written with the
+/// outcomes.
 pub async fn finish_attempts(
     client: &mut Client,
     finished: &[FinishedAttempt],
 ) -> Result<Vec<Recorded>> {
     let now = Timestamp::now();
-    if finished
-        .iter()
-        .all(|f| f.fault == Fault::None && !f.record.probe)
-    {
-        let (held, closed) = write_outcomes(&*client, finished, now).await?;
+    let observed: Vec<Observed> = finished.iter().map(FinishedAttempt::observed).collect();
+    if outcomes::is_plain_success(&observed) {
+        let settled: Vec<Settled> = observed.iter().map(Settled::unchanged).collect();
+        let (held, closed) = write_outcomes(&*client, finished, &settled, true, now).await?;
         let mut reported = std::collections::HashSet::new();
         return Ok(finished
             .iter()
@@ -1051,10 +1054,7 @@ pub async fn finish_attempts(
             .collect());
     }
     let tx = client.transaction().await?;
-    let mut names: Vec<&str> = finished
-        .iter()
-        .map(|f| f.record.destination.as_str())
-        .collect();
+    let mut names: Vec<&str> = observed.iter().map(|o| o.destination).collect();
     names.sort_unstable();
     names.dedup();
     let mut before = std::collections::HashMap::new();
@@ -1062,75 +1062,39 @@ pub async fn finish_attempts(
         // In name order, as every writer of these rows takes them.
         before.insert(name.to_owned(), read_flow(&tx, name, true).await?);
     }
-    let mut states = before.clone();
-    let mut finished = finished.to_vec();
-    let changes = settle_outcomes(&mut finished, &mut states, now);
-    let mut changed: Vec<(&String, &FlowState)> = states
-        .iter()
-        .filter(|(name, state)| before.get(*name) != Some(*state))
-        .collect();
-    changed.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, state) in changed {
+    let settlement = outcomes::settle(&observed, &before, now);
+    for (name, state) in &settlement.flows {
         write_flow(&tx, name, state).await?;
     }
-    let (held, _) = write_outcomes(&tx, &finished, now).await?;
-    raise_alerts(&tx, &finished, &changes, &held, &before, &states, now).await?;
-    tx.commit().await?;
-    Ok(finished
-        .iter()
-        .zip(changes)
-        .map(|(f, breaker)| Recorded {
-            held: held.contains(&f.delivery.0),
-            breaker,
-            status: f.status,
-        })
-        .collect())
-}
-
-/// The alerts a batch of outcomes raises: its breaker changes, and its dead letters
-/// counted into their destinations' digests.
-async fn raise_alerts(
-    tx: &Transaction<'_>,
-    finished: &[FinishedAttempt],
-    changes: &[Option<BreakerChange>],
-    held: &std::collections::HashSet<i64>,
-    before: &std::collections::HashMap<String, FlowState>,
-    states: &std::collections::HashMap<String, FlowState>,
-    now: Timestamp,
-) -> Result<()> {
-    let mut tally = Tally::default();
-    for (one, change) in finished.iter().zip(changes) {
-        if held.contains(&one.delivery.0) {
-            tally.add(one);
-        }
-        let (Some(change), Some(rules)) = (change, one.alerts) else {
-            continue;
-        };
-        let name = &one.record.destination;
-        let Some(after) = states.get(name) else {
-            continue;
-        };
-        let waiting = super::alerts::waiting(tx, name).await?;
-        let (episode, details) = breaker_alert(*change, before.get(name), after, one, waiting);
-        let episode = episode.or(Some(now));
-        super::alerts::raise(
-            tx,
-            (*change).into(),
-            name,
-            episode,
-            &details,
+    let (held, _) = write_outcomes(&tx, finished, &settlement.settled, false, now).await?;
+    for alert in &settlement.alerts {
+        super::alerts::raise_breaker_alert(&tx, alert, now).await?;
+    }
+    let written = outcomes::written(&observed, &settlement.settled, |i| {
+        held.contains(&finished[i].delivery.0)
+    });
+    for digest in &written.digests {
+        super::alerts::add_dead_letters(
+            &tx,
+            &digest.destination,
+            digest.dead,
+            &digest.last_event,
+            &digest.rules,
             now,
-            rules.settle,
         )
         .await?;
     }
-    for (destination, counts) in &tally.by_destination {
-        if let (Some(rules), Some(event_id)) = (&counts.alerts, &counts.last_dead) {
-            super::alerts::add_dead_letters(tx, destination, counts.dead, event_id, rules, now)
-                .await?;
-        }
-    }
-    Ok(())
+    tx.commit().await?;
+    Ok(settlement
+        .settled
+        .iter()
+        .zip(finished)
+        .map(|(settled, f)| Recorded {
+            held: held.contains(&f.delivery.0),
+            breaker: settled.breaker,
+            status: settled.status,
+        })
+        .collect())
 }
 
 /// The outcomes' statement. Returns the deliveries whose lease held, and the
@@ -1138,6 +1102,8 @@ async fn raise_alerts(
 async fn write_outcomes<C: GenericClient>(
     client: &C,
     finished: &[FinishedAttempt],
+    settled: &[Settled],
+    plain_success: bool,
     now: Timestamp,
 ) -> Result<(
     std::collections::HashSet<i64>,
@@ -1206,11 +1172,11 @@ async fn write_outcomes<C: GenericClient>(
         .await?;
     let seqs: Vec<i64> = finished.iter().map(|f| f.delivery.0).collect();
     let attempts: Vec<i32> = finished.iter().map(|f| f.attempt as i32).collect();
-    let statuses: Vec<&str> = finished.iter().map(|f| f.status.as_str()).collect();
+    let statuses: Vec<&str> = settled.iter().map(|s| s.status.as_str()).collect();
     let errors: Vec<Option<&str>> = finished.iter().map(|f| f.record.error.as_deref()).collect();
-    let next: Vec<Option<i64>> = finished
+    let next: Vec<Option<i64>> = settled
         .iter()
-        .map(|f| f.next_attempt_at.map(|t| t.0))
+        .map(|s| s.next_attempt_at.map(|t| t.0))
         .collect();
     let events: Vec<&str> = finished.iter().map(|f| f.event_id.as_str()).collect();
     let destinations: Vec<&str> = finished
@@ -1230,14 +1196,12 @@ async fn write_outcomes<C: GenericClient>(
         .iter()
         .map(|f| f.record.response_body.as_deref())
         .collect();
-    let max_attempts: Vec<i32> = finished
+    let max_attempts: Vec<i32> = settled
         .iter()
-        .map(|f| f.max_attempts.min(i32::MAX as u32) as i32)
+        .map(|s| s.max_attempts.min(i32::MAX as u32) as i32)
         .collect();
     let probes: Vec<bool> = finished.iter().map(|f| f.record.probe).collect();
-    let all_delivered = finished
-        .iter()
-        .all(|f| f.fault == Fault::None && !f.record.probe);
+    let all_delivered = plain_success;
     let alerts = finished.iter().any(|f| f.alerts.is_some());
     let rows = client
         .query(

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::domain::alert::{AlertDetails, AlertKind, AlertRules, LagChange};
+use crate::domain::outcomes::BreakerAlert;
 use crate::domain::time::Timestamp;
 use crate::store::sql::claimable;
 use crate::store::{
@@ -83,6 +84,27 @@ pub fn raise(
 /// Counts dead letters into the destination's digest for the window `now` falls in,
 /// due when the window closes. A digest already being sent takes no more: they go to
 /// the next window's.
+/// Raises the alert a breaker's change decided, with the deliveries waiting now.
+pub fn raise_breaker_alert(
+    conn: &Connection,
+    alert: &BreakerAlert,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let details = AlertDetails {
+        waiting: Some(waiting(conn, &alert.destination)?),
+        ..alert.details.clone()
+    };
+    raise(
+        conn,
+        alert.kind,
+        &alert.destination,
+        Some(alert.episode),
+        &details,
+        now,
+        alert.settle,
+    )
+}
+
 pub fn add_dead_letters(
     conn: &Connection,
     destination: &str,

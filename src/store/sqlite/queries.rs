@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
+use crate::domain::outcomes::{self, Observed, Settled};
 use crate::domain::protection::{self, FlowState, OnDeadLetter, Wait};
 use crate::domain::time::Timestamp;
 use crate::store::sql::{REPLAYABLE, WAITING_DESTINATIONS, claimable, claimed};
@@ -16,8 +17,7 @@ use crate::store::{
     AttemptBudget, AttemptRecord, Claim, ClaimRequest, ClaimedDelivery, DeliveryId, DeliveryRecord,
     DestinationRow, DestinationStats, EventFilter, EventPage, EventRecord, FLOW_COLUMNS,
     FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, QueueGauges, ReclaimedDelivery,
-    Recorded, ReplayBatch, ReplayOutcome, Tally, WAITING_COUNT_CAP, Want, breaker_alert,
-    flow_state, flow_values, settle_outcomes,
+    Recorded, ReplayBatch, ReplayOutcome, WAITING_COUNT_CAP, Want, flow_state, flow_values,
 };
 
 /// Expired leases handled per claim; the rest wait for the next one.
@@ -830,84 +830,66 @@ pub fn renew_leases(
     Ok(renewed)
 }
 
-/// Outcomes, each with its attempt record; what they do to their destinations'
-/// breakers (read, decided by the domain, written back when changed); and each
-/// destination's last success and failure once for the lot.
+/// Outcomes, each with its attempt record, as the domain settles them: what they do
+/// to their destinations' breakers (read, decided, written back when changed), the
+/// alerts that raises, and each destination's last success and failure and
+/// dead-letter digest for the outcomes whose lease held.
 pub fn finish_attempts(
     conn: &Connection,
     finished: &[FinishedAttempt],
 ) -> rusqlite::Result<Vec<Recorded>> {
     let now = Timestamp::now();
-    let mut finished = finished.to_vec();
+    let observed: Vec<Observed> = finished.iter().map(FinishedAttempt::observed).collect();
     let mut before: HashMap<String, FlowState> = HashMap::new();
-    for one in &finished {
-        let name = &one.record.destination;
-        if !before.contains_key(name) {
-            before.insert(name.clone(), read_flow(conn, name)?);
-        }
-    }
-    let mut states = before.clone();
-    let changes = settle_outcomes(&mut finished, &mut states, now);
-    let mut recorded = Vec::with_capacity(finished.len());
-    let mut outcomes: Vec<(&str, bool)> = Vec::new();
-    let mut tally = Tally::default();
-    for (one, breaker) in finished.iter().zip(changes) {
-        let held = finish_attempt(conn, one, now)?;
-        let outcome = (
-            one.record.destination.as_str(),
-            one.status == EventStatus::Delivered,
-        );
-        if held {
-            if !outcomes.contains(&outcome) {
-                outcomes.push(outcome);
-            }
-            tally.add(one);
-        }
-        if let (Some(change), Some(rules)) = (breaker, one.alerts) {
-            let name = &one.record.destination;
-            let (episode, details) = breaker_alert(
-                change,
-                before.get(name),
-                &states[name],
-                one,
-                super::alerts::waiting(conn, name)?,
+    for one in &observed {
+        if !before.contains_key(one.destination) {
+            before.insert(
+                one.destination.to_owned(),
+                read_flow(conn, one.destination)?,
             );
-            let episode = episode.or(Some(now));
-            super::alerts::raise(
-                conn,
-                change.into(),
-                name,
-                episode,
-                &details,
-                now,
-                rules.settle,
-            )?;
         }
-        recorded.push(Recorded {
+    }
+    let settlement = outcomes::settle(&observed, &before, now);
+    let mut held = Vec::with_capacity(finished.len());
+    for (one, settled) in finished.iter().zip(&settlement.settled) {
+        held.push(finish_attempt(conn, one, settled, now)?);
+    }
+    for (name, state) in &settlement.flows {
+        write_flow(conn, name, state)?;
+    }
+    for alert in &settlement.alerts {
+        super::alerts::raise_breaker_alert(conn, alert, now)?;
+    }
+    let written = outcomes::written(&observed, &settlement.settled, |i| held[i]);
+    for (destination, delivered) in &written.last_outcomes {
+        record_outcome(conn, destination, *delivered, now)?;
+    }
+    for digest in &written.digests {
+        super::alerts::add_dead_letters(
+            conn,
+            &digest.destination,
+            digest.dead,
+            &digest.last_event,
+            &digest.rules,
+            now,
+        )?;
+    }
+    Ok(settlement
+        .settled
+        .iter()
+        .zip(held)
+        .map(|(settled, held)| Recorded {
             held,
-            breaker,
-            status: one.status,
-        });
-    }
-    for (destination, delivered) in outcomes {
-        record_outcome(conn, destination, delivered, now)?;
-    }
-    for (destination, counts) in &tally.by_destination {
-        if let (Some(rules), Some(event_id)) = (&counts.alerts, &counts.last_dead) {
-            super::alerts::add_dead_letters(conn, destination, counts.dead, event_id, rules, now)?;
-        }
-    }
-    for (name, state) in &states {
-        if before.get(name) != Some(state) {
-            write_flow(conn, name, state)?;
-        }
-    }
-    Ok(recorded)
+            breaker: settled.breaker,
+            status: settled.status,
+        })
+        .collect())
 }
 
 fn finish_attempt(
     conn: &Connection,
     finished: &FinishedAttempt,
+    settled: &Settled,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
     // The attempt number fences out a worker whose lease was taken over.
@@ -922,11 +904,11 @@ fn finish_attempt(
         .execute(params![
             finished.delivery.0,
             finished.attempt,
-            finished.status.as_str(),
+            settled.status.as_str(),
             finished.record.error,
-            finished.next_attempt_at.map(|t| t.0),
+            settled.next_attempt_at.map(|t| t.0),
             now.0,
-            finished.max_attempts,
+            settled.max_attempts,
         ])?;
     if updated == 0 {
         return Ok(false);
