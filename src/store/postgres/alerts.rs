@@ -5,7 +5,7 @@ use std::time::Duration;
 use deadpool_postgres::{Client, GenericClient, Transaction};
 use tokio_postgres::Row;
 
-use super::queries::Column;
+use super::column::Column;
 use crate::domain::alert::{AlertDetails, AlertKind, AlertRules, LagChange};
 use crate::domain::outcomes::{self, BreakerAlert};
 use crate::domain::time::Timestamp;

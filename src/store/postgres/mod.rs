@@ -10,6 +10,7 @@
 //! itself when PostgreSQL comes back.
 
 mod alerts;
+mod column;
 mod queries;
 
 use std::future::poll_fn;
@@ -23,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use queries::Column as _;
+use column::Column as _;
 
 use super::group::Grouped;
 use super::{

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use deadpool_postgres::{Client, GenericClient, Transaction};
 use tokio_postgres::Row;
 
+use super::column::Column;
 use crate::domain::event::EventId;
 use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::{self, CLAIMED, EventStatus, Expiry, Replay};
@@ -1447,17 +1448,4 @@ pub async fn probe_write(client: &Client) -> Result<()> {
         .execute(&statement, &[&Timestamp::now().0.to_string()])
         .await?;
     Ok(())
-}
-
-/// Reads a column; a type that does not match the schema is a fault of ours
-/// (`Internal`), never a panic.
-pub trait Column {
-    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, index: usize) -> Result<T>;
-}
-
-impl Column for Row {
-    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, index: usize) -> Result<T> {
-        self.try_get(index)
-            .map_err(|e| StoreError::Internal(Box::new(e)))
-    }
 }

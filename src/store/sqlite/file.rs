@@ -98,7 +98,7 @@ impl Connector {
                 format!("{} can only be opened read-only", self.path.display()),
             ))));
         }
-        super::check_schema(&conn)?;
+        super::schema::check_schema(&conn)?;
         Ok(conn)
     }
 
