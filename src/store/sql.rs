@@ -3,6 +3,8 @@
 //! partial index is only used when the query's own text implies the index's
 //! predicate, and a bound value cannot.
 
+use crate::domain::protection::OnDeadLetter;
+
 /// Due work: the statuses a claim takes from (`events_due` is over these). A macro as
 /// well as a constant, so that the hot statements are `concat!`ed at compile time.
 macro_rules! claimable {
@@ -22,6 +24,60 @@ macro_rules! claimed {
     };
 }
 pub(crate) use claimed;
+/// A finished delivery that holds no key: `delivered`.
+macro_rules! delivered {
+    () => {
+        "'delivered'"
+    };
+}
+
+/// Not yet delivered or dead-lettered.
+macro_rules! unfinished {
+    () => {
+        "('queued', 'retrying', 'processing')"
+    };
+}
+
+/// Per-key order (`ordering = "key"`): a delivery waits while an earlier one of its
+/// key is unfinished; with `on_dead_letter = "block"` a dead-lettered one holds the
+/// key too. The same SQL on both backends.
+pub const ORDERED_SKIP: &str = concat!(
+    "AND NOT EXISTS (SELECT 1 FROM deliveries p
+         WHERE p.destination = d.destination AND p.ordering_key = d.ordering_key
+           AND p.ordering_key IS NOT NULL AND p.status <> ",
+    delivered!(),
+    " AND p.seq < d.seq
+           AND p.status IN ",
+    unfinished!(),
+    ")"
+);
+pub const ORDERED_BLOCK: &str = concat!(
+    "AND NOT EXISTS (SELECT 1 FROM deliveries p
+         WHERE p.destination = d.destination AND p.ordering_key = d.ordering_key
+           AND p.ordering_key IS NOT NULL AND p.status <> ",
+    delivered!(),
+    " AND p.seq < d.seq)"
+);
+
+/// The ordering clause of a lease for a destination's `ordering`.
+pub fn ordering_clause(ordered: Option<OnDeadLetter>) -> &'static str {
+    match ordered {
+        None => "",
+        Some(OnDeadLetter::Skip) => ORDERED_SKIP,
+        Some(OnDeadLetter::Block) => ORDERED_BLOCK,
+    }
+}
+
+/// What a lease checks of the destination's state itself.
+#[derive(Clone, Copy)]
+pub enum Guard {
+    /// The domain planned how many may start: lease that many.
+    Planned,
+    /// No limits: lease only while the destination is neither paused nor its breaker
+    /// open (what the plan would say for a destination without limits).
+    FlowOpen,
+}
+
 /// The waiting statuses, as a constant for statements built with `format!`.
 pub const WAITING: &str = claimable!();
 
@@ -63,7 +119,7 @@ fn all_statuses() -> String {
 mod tests {
     use super::*;
     use crate::domain::lifecycle::{
-        CLAIMABLE as CLAIMABLE_STATUSES, CLAIMED, REPLAYABLE as REPLAYABLE_STATUSES,
+        CLAIMABLE as CLAIMABLE_STATUSES, CLAIMED, EventStatus, REPLAYABLE as REPLAYABLE_STATUSES,
     };
 
     #[test]
@@ -71,6 +127,23 @@ mod tests {
         assert_eq!(claimable!(), sql_list(&CLAIMABLE_STATUSES));
         assert_eq!(claimed!(), format!("'{}'", CLAIMED.as_str()));
         assert_eq!(REPLAYABLE, sql_list(&REPLAYABLE_STATUSES));
+        assert_eq!(
+            delivered!(),
+            format!("'{}'", EventStatus::Delivered.as_str())
+        );
+        let mut unfinished: Vec<&str> = EventStatus::DELIVERY
+            .into_iter()
+            .filter(|s| crate::domain::waiting::is_unfinished(*s))
+            .map(EventStatus::as_str)
+            .collect();
+        let mut listed: Vec<&str> = unfinished!()
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(", ")
+            .map(|name| name.trim_matches('\''))
+            .collect();
+        unfinished.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, unfinished);
         for migration in [
             include_str!("../../migrations/sqlite/0006_deliveries.sql"),
             include_str!("../../migrations/postgres/0006_deliveries.sql"),

@@ -10,8 +10,13 @@
 //! itself when PostgreSQL comes back.
 
 mod alerts;
+mod claims;
 mod column;
-mod queries;
+mod events;
+mod figures;
+mod flows;
+mod outcomes;
+mod replays;
 
 use std::future::poll_fn;
 use std::str::FromStr;
@@ -141,7 +146,7 @@ impl PostgresStore {
                 background.clone(),
                 move |events: Vec<NewEvent>| {
                     let pool = pool.clone();
-                    async move { queries::insert_events(&pool.get().await?, &events).await }
+                    async move { events::insert_events(&pool.get().await?, &events).await }
                 },
             )
         };
@@ -305,7 +310,7 @@ impl Store for PostgresStore {
 
     async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         let client = self.pool.get().await?;
-        queries::get_event(&client, id).await
+        events::get_event(&client, id).await
     }
 
     async fn find_by_key(
@@ -314,7 +319,7 @@ impl Store for PostgresStore {
         key: &str,
     ) -> Result<Option<EventRecord>, StoreError> {
         let client = self.pool.get().await?;
-        queries::find_by_key(&client, source, key).await
+        events::find_by_key(&client, source, key).await
     }
 
     async fn add_deliveries(
@@ -323,7 +328,7 @@ impl Store for PostgresStore {
         deliveries: Vec<NewDelivery>,
     ) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
-        let added = queries::add_deliveries(&client, id, &deliveries).await?;
+        let added = events::add_deliveries(&client, id, &deliveries).await?;
         if added {
             self.work_signal.notify_one();
             self.announce.notify_one();
@@ -333,17 +338,17 @@ impl Store for PostgresStore {
 
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
         let client = self.pool.get().await?;
-        queries::list_attempts(&client, id).await
+        events::list_attempts(&client, id).await
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         let mut client = self.pool.get().await?;
-        queries::claim(&mut client, &request, self.sweep.due()).await
+        claims::claim(&mut client, &request, self.sweep.due()).await
     }
 
     async fn set_paused(&self, destination: &str, paused: bool) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
-        let changed = queries::set_paused(&client, destination, paused).await?;
+        let changed = flows::set_paused(&client, destination, paused).await?;
         if changed && !paused {
             self.work_signal.notify_one();
             self.announce.notify_one();
@@ -357,7 +362,7 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> Result<usize, StoreError> {
         let client = self.pool.get().await?;
-        queries::renew_leases(&client, &attempts, lease).await
+        claims::renew_leases(&client, &attempts, lease).await
     }
 
     async fn finish_attempts(
@@ -365,12 +370,12 @@ impl Store for PostgresStore {
         finished: Vec<FinishedAttempt>,
     ) -> Result<Vec<Recorded>, StoreError> {
         let mut client = self.pool.get().await?;
-        queries::finish_attempts(&mut client, &finished).await
+        outcomes::finish_attempts(&mut client, &finished).await
     }
 
     async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        queries::release(&client, delivery, attempt).await
+        claims::release(&client, delivery, attempt).await
     }
 
     async fn list_events(
@@ -381,7 +386,7 @@ impl Store for PostgresStore {
         bodies: bool,
     ) -> Result<EventPage, StoreError> {
         let client = self.pool.get().await?;
-        queries::list_events(&client, filter, limit, before, bodies).await
+        events::list_events(&client, filter, limit, before, bodies).await
     }
 
     async fn replay(
@@ -391,7 +396,7 @@ impl Store for PostgresStore {
         budget: &AttemptBudget,
     ) -> Result<ReplayOutcome, StoreError> {
         let client = self.pool.get().await?;
-        let outcome = queries::replay(&client, id, destination, budget).await?;
+        let outcome = replays::replay(&client, id, destination, budget).await?;
         if matches!(outcome, ReplayOutcome::Queued(_)) {
             self.work_signal.notify_one();
             self.announce.notify_one();
@@ -405,12 +410,12 @@ impl Store for PostgresStore {
         budget: &AttemptBudget,
     ) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        let upto_seq = queries::last_seq(&client).await?;
+        let upto_seq = events::last_seq(&client).await?;
         // Each batch commits on its own, so no transaction holds millions of rows.
         replay_in_batches(|after_seq| {
             let client = &client;
             async move {
-                let batch = queries::replay_matching(
+                let batch = replays::replay_matching(
                     client,
                     filter,
                     budget,
@@ -436,12 +441,12 @@ impl Store for PostgresStore {
         batch: usize,
     ) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        queries::prune(&client, delivered_before, dead_before, batch).await
+        figures::prune(&client, delivered_before, dead_before, batch).await
     }
 
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {
         let client = self.pool.get().await?;
-        queries::gauges(&client).await
+        figures::gauges(&client).await
     }
 
     async fn claim_alerts(
@@ -490,17 +495,17 @@ impl Store for PostgresStore {
 
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         let client = self.pool.get().await?;
-        queries::destination_stats(&client).await
+        figures::destination_stats(&client).await
     }
 
     async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        queries::count_delivered(&client, cap).await
+        figures::count_delivered(&client, cap).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        queries::probe_write(&client).await
+        figures::probe_write(&client).await
     }
 
     fn work_signal(&self) -> Arc<Notify> {

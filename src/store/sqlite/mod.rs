@@ -5,8 +5,13 @@
 //! writer. Several processes may share the file: SQLite's locks order their writers.
 
 mod alerts;
+mod claims;
+mod events;
+mod figures;
 mod file;
-mod queries;
+mod flows;
+mod outcomes;
+mod replays;
 mod schema;
 mod watch;
 mod writer;
@@ -125,7 +130,7 @@ impl Store for SqliteStore {
     async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
         let outcome = self
             .writer
-            .write(move |conn| queries::insert_event(conn, &event))
+            .write(move |conn| events::insert_event(conn, &event))
             .await?;
         if matches!(outcome, InsertOutcome::Accepted(_)) {
             self.work_signal.notify_one();
@@ -135,7 +140,7 @@ impl Store for SqliteStore {
 
     async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         let id = id.clone();
-        self.read(move |conn| queries::get_event(conn, &id)).await
+        self.read(move |conn| events::get_event(conn, &id)).await
     }
 
     async fn find_by_key(
@@ -144,7 +149,7 @@ impl Store for SqliteStore {
         key: &str,
     ) -> Result<Option<EventRecord>, StoreError> {
         let (source, key) = (source.to_owned(), key.to_owned());
-        self.read(move |conn| queries::find_by_key(conn, &source, &key))
+        self.read(move |conn| events::find_by_key(conn, &source, &key))
             .await
     }
 
@@ -156,7 +161,7 @@ impl Store for SqliteStore {
         let id = id.clone();
         let added = self
             .writer
-            .write(move |conn| queries::add_deliveries(conn, &id, &deliveries))
+            .write(move |conn| events::add_deliveries(conn, &id, &deliveries))
             .await?;
         if added {
             self.work_signal.notify_one();
@@ -166,14 +171,14 @@ impl Store for SqliteStore {
 
     async fn list_attempts(&self, id: &EventId) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
         let id = id.clone();
-        self.read(move |conn| queries::list_attempts(conn, &id))
+        self.read(move |conn| events::list_attempts(conn, &id))
             .await
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         let sweep = self.sweep.due();
         self.writer
-            .write(move |conn| queries::claim(conn, &request, sweep))
+            .write(move |conn| claims::claim(conn, &request, sweep))
             .await
     }
 
@@ -181,7 +186,7 @@ impl Store for SqliteStore {
         let destination = destination.to_owned();
         let changed = self
             .writer
-            .write(move |conn| queries::set_paused(conn, &destination, paused))
+            .write(move |conn| flows::set_paused(conn, &destination, paused))
             .await?;
         if changed && !paused {
             self.work_signal().notify_one();
@@ -195,7 +200,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<usize, StoreError> {
         self.writer
-            .write(move |conn| queries::renew_leases(conn, &attempts, lease))
+            .write(move |conn| claims::renew_leases(conn, &attempts, lease))
             .await
     }
 
@@ -204,13 +209,13 @@ impl Store for SqliteStore {
         finished: Vec<FinishedAttempt>,
     ) -> Result<Vec<Recorded>, StoreError> {
         self.writer
-            .write(move |conn| queries::finish_attempts(conn, &finished))
+            .write(move |conn| outcomes::finish_attempts(conn, &finished))
             .await
     }
 
     async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
         self.writer
-            .write(move |conn| queries::release(conn, delivery, attempt))
+            .write(move |conn| claims::release(conn, delivery, attempt))
             .await
     }
 
@@ -222,7 +227,7 @@ impl Store for SqliteStore {
         bodies: bool,
     ) -> Result<EventPage, StoreError> {
         let filter = filter.clone();
-        self.read(move |conn| queries::list_events(conn, &filter, limit, before, bodies))
+        self.read(move |conn| events::list_events(conn, &filter, limit, before, bodies))
             .await
     }
 
@@ -237,7 +242,7 @@ impl Store for SqliteStore {
         let budget = budget.clone();
         let outcome = self
             .writer
-            .write(move |conn| queries::replay(conn, &id, destination.as_deref(), &budget))
+            .write(move |conn| replays::replay(conn, &id, destination.as_deref(), &budget))
             .await?;
         if matches!(outcome, ReplayOutcome::Queued(_)) {
             self.work_signal.notify_one();
@@ -250,7 +255,7 @@ impl Store for SqliteStore {
         filter: &EventFilter,
         budget: &AttemptBudget,
     ) -> Result<u64, StoreError> {
-        let upto_seq = self.read(queries::last_seq).await?;
+        let upto_seq = self.read(events::last_seq).await?;
         // Each batch is its own job, so webhooks are committed between batches.
         replay_in_batches(|after_seq| {
             let filter = filter.clone();
@@ -259,7 +264,7 @@ impl Store for SqliteStore {
                 let batch = self
                     .writer
                     .write(move |conn| {
-                        queries::replay_matching(
+                        replays::replay_matching(
                             conn,
                             &filter,
                             &budget,
@@ -285,7 +290,7 @@ impl Store for SqliteStore {
         batch: usize,
     ) -> Result<u64, StoreError> {
         self.writer
-            .write(move |conn| queries::prune(conn, delivered_before, dead_before, batch))
+            .write(move |conn| figures::prune(conn, delivered_before, dead_before, batch))
             .await
     }
 
@@ -339,20 +344,20 @@ impl Store for SqliteStore {
     }
 
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {
-        self.read(queries::gauges).await
+        self.read(figures::gauges).await
     }
 
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
-        self.read(queries::destination_stats).await
+        self.read(figures::destination_stats).await
     }
 
     async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
-        self.read(move |conn| queries::count_delivered(conn, cap))
+        self.read(move |conn| figures::count_delivered(conn, cap))
             .await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.writer.write(queries::probe_write).await
+        self.writer.write(figures::probe_write).await
     }
 
     fn work_signal(&self) -> Arc<Notify> {

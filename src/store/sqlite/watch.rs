@@ -284,8 +284,13 @@ mod tests {
                 .unwrap();
         }
         tokio::time::sleep(WATCH_INTERVAL * 4).await;
+        // A few wake-ups come when the writer is slow to look (a starved machine); one
+        // per commit is what the watcher alone would cause.
         let own = wakes.load(Ordering::SeqCst);
-        assert!(own <= 10, "{own} wake-ups for {n} of its own commits");
+        assert!(
+            own <= 10.max(n as usize / 10),
+            "{own} wake-ups for {n} of its own commits"
+        );
 
         // Another process's commit, with the writer idle.
         let other = open_connection(connector.path(), false).unwrap();
