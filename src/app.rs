@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::ops::Operators;
+use crate::ops::ingest::Ingest;
 use crate::store::{self, OpenOptions, Store, StoreError};
 use crate::worker::retention::RetentionPolicy;
 use crate::worker::{Worker, WorkerSettings};
@@ -171,10 +172,12 @@ impl Application {
         match self.listener {
             Some(listener) => {
                 let state = AppState::new(http::Shared {
-                    store: self.store.clone(),
-                    sources: self.config.sources.clone(),
-                    destinations: self.config.destinations.clone(),
-                    max_attempts: self.config.retry.max_attempts,
+                    ingest: Ingest::new(
+                        self.store.clone(),
+                        self.config.sources.clone(),
+                        self.config.destinations.clone(),
+                        self.config.retry.max_attempts,
+                    ),
                     max_body: self.config.max_body,
                     body_read_timeout: self.config.body_read_timeout,
                     admin_token: self.config.admin_token.clone(),

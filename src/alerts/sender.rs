@@ -18,14 +18,14 @@ use crate::domain::alert::alert_retry_delay;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::Timestamp;
 use crate::ingest::signature::sign_standard;
-use crate::store::{AlertOutcome, AlertRecord, Store};
+use crate::store::{AlertOutbox, AlertOutcome, AlertRecord};
 use crate::telemetry::error_chain;
 
 /// Alerts claimed at once.
 const BATCH: usize = 10;
 
 pub struct Sender {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn AlertOutbox>,
     pub settings: Arc<AlertSettings>,
     pub retry: RetryPolicy,
     /// How often to look for due alerts.

@@ -35,7 +35,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             ),
         );
     }
-    let probe = tokio::time::timeout(READY_TIMEOUT, state.store.check_writable()).await;
+    let probe = tokio::time::timeout(READY_TIMEOUT, state.ingest.check_writable()).await;
     let timestamp = Timestamp::now().to_rfc3339();
     match probe {
         Ok(Ok(())) => (

@@ -3,12 +3,10 @@
 use std::sync::Arc;
 
 use super::write_health::WriteHealth;
-use crate::config::destinations::Destinations;
-use crate::config::sources::Sources;
 use crate::config::values::Secret;
 use crate::metrics::Metrics;
 use crate::ops::Operators;
-use crate::store::Store;
+use crate::ops::ingest::Ingest;
 
 /// What every handler shares, behind one `Arc`: cloned for each request and layer,
 /// so a clone must cost one reference count, not one per field.
@@ -30,10 +28,8 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Shared {
-    pub store: Arc<dyn Store>,
-    pub sources: Arc<Sources>,
-    pub destinations: Arc<Destinations>,
-    pub max_attempts: u32,
+    /// The webhook's way in.
+    pub ingest: Ingest,
     pub max_body: usize,
     /// How long a client may take to send a request's body.
     pub body_read_timeout: std::time::Duration,

@@ -65,15 +65,7 @@ pub async fn receive(
         headers,
         body,
     };
-    let ingested = ingest::accept(
-        state.store.as_ref(),
-        &state.sources,
-        &state.destinations,
-        state.max_attempts,
-        request,
-        Timestamp::now(),
-    )
-    .await;
+    let ingested = state.ingest.accept(request, Timestamp::now()).await;
     match &ingested.result {
         Ok(Accepted::Stored(_) | Accepted::Duplicate(_)) => state.write_health.committed(),
         Err(Refusal::Storage(_)) => state.write_health.failed(),

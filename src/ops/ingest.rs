@@ -2,6 +2,8 @@
 //! idempotency key, Slack's handshake; then the durable insert. No HTTP types beyond
 //! the header map: the HTTP adapter only turns the outcome into a response.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderMap, header};
 use serde_json::Value;
@@ -19,7 +21,7 @@ use crate::ingest::key::{self, KeyError};
 use crate::ingest::media::{self, MediaType};
 use crate::ingest::signature::{self, SignatureError};
 use crate::ops::routing::{self, Routable};
-use crate::store::{InsertOutcome, NewEvent, Store, StoreError};
+use crate::store::{EventLog, InsertOutcome, NewEvent, StoreError};
 
 /// What became of a webhook that hookrelay took.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,9 +103,53 @@ pub enum Decision {
     Challenge(String),
 }
 
-/// Checks a webhook and stores it. `now` is when it arrived.
-pub async fn accept(
-    store: &dyn Store,
+/// The webhook's way in, as every adapter calls it: the sources and routes, and the
+/// event log that makes each accepted webhook durable.
+#[derive(Clone)]
+pub struct Ingest {
+    events: Arc<dyn EventLog>,
+    sources: Arc<Sources>,
+    destinations: Arc<Destinations>,
+    /// Attempts a delivery gets where its destination does not say.
+    max_attempts: u32,
+}
+
+impl Ingest {
+    pub fn new(
+        events: Arc<dyn EventLog>,
+        sources: Arc<Sources>,
+        destinations: Arc<Destinations>,
+        max_attempts: u32,
+    ) -> Self {
+        Self {
+            events,
+            sources,
+            destinations,
+            max_attempts,
+        }
+    }
+
+    /// Checks a webhook and stores it. `now` is when it arrived.
+    pub async fn accept(&self, request: Request, now: Timestamp) -> Ingested {
+        accept(
+            self.events.as_ref(),
+            &self.sources,
+            &self.destinations,
+            self.max_attempts,
+            request,
+            now,
+        )
+        .await
+    }
+
+    /// Proves the event log can be written (readiness).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.events.check_writable().await
+    }
+}
+
+async fn accept(
+    store: &dyn EventLog,
     sources: &Sources,
     destinations: &Destinations,
     max_attempts: u32,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::config::destinations::Destinations;
 use crate::config::sources::Sources;
 use crate::domain::lifecycle::EventStatus;
-use crate::store::{AttemptBudget, FilterError, Store, StoreError};
+use crate::store::{AttemptBudget, FilterError, OperatorView, StoreError};
 
 /// Events per page when none is asked for, and the most one page holds.
 pub const DEFAULT_PAGE: usize = 50;
@@ -51,7 +51,7 @@ pub enum OpsError {
 /// The operators' operations on one store.
 #[derive(Clone)]
 pub struct Operators {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OperatorView>,
     /// The routes, for replays of filtered events.
     sources: Arc<Sources>,
     /// For replays and the destinations' list.
@@ -63,7 +63,7 @@ pub struct Operators {
 impl Operators {
     /// `max_attempts`: the attempts a replay grants where a destination does not say.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn OperatorView>,
         sources: Arc<Sources>,
         destinations: Arc<Destinations>,
         max_attempts: u32,
@@ -83,7 +83,7 @@ impl Operators {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn OperatorView> {
         &self.store
     }
 

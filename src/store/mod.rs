@@ -28,7 +28,7 @@ pub use records::{
     AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, DeliveryId, DeliveryRecord,
     EventRecord, InsertOutcome, NewDelivery, NewEvent, ReplayOutcome,
 };
-pub use roles::Store;
+pub use roles::{AlertOutbox, DeliveryQueue, EventLog, Housekeeping, OperatorView, Store};
 pub use rows::{
     DestinationRow, DestinationSample, DestinationStats, FLOW_COLUMNS, MinuteCount, MinuteRow,
     QueueGauges, WAITING_COUNT_CAP, flow_state, flow_values, minute_of,

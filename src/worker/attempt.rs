@@ -13,14 +13,14 @@ use crate::config::destinations::BUILT_IN;
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::protection::{BreakerChange, Fault};
 use crate::domain::time::Timestamp;
-use crate::store::{AttemptRecord, ClaimedDelivery, FinishedAttempt, Store};
+use crate::store::{AttemptRecord, ClaimedDelivery, DeliveryQueue, FinishedAttempt};
 
 /// The first pause before recording an outcome again; it doubles up to the most.
 const RECORD_RETRY_DELAY: Duration = Duration::from_millis(200);
 const RECORD_RETRY_MOST: Duration = Duration::from_secs(2);
 
 pub struct Context {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn DeliveryQueue>,
     pub recorder: super::recorder::Recorder,
     pub client: reqwest::Client,
     pub settings: Arc<WorkerSettings>,

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::monitor::MinuteOutcomes;
 use crate::domain::lifecycle::EventStatus;
 use crate::store::group::Grouped;
-use crate::store::{FinishedAttempt, Recorded, Store, StoreError};
+use crate::store::{DeliveryQueue, FinishedAttempt, Recorded, StoreError};
 
 /// The most outcomes one write records.
 const MAX_GROUP: usize = 256;
@@ -22,7 +22,7 @@ pub struct Recorder(Grouped<FinishedAttempt, Recorded>);
 impl Recorder {
     /// Runs until every `Recorder` handle is dropped.
     /// Counts each outcome written into `outcomes` (for the dashboard's charts).
-    pub fn start(store: Arc<dyn Store>, outcomes: Arc<MinuteOutcomes>) -> Self {
+    pub fn start(store: Arc<dyn DeliveryQueue>, outcomes: Arc<MinuteOutcomes>) -> Self {
         Self(Grouped::start(
             MAX_GROUP,
             CONCURRENT,

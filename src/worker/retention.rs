@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::time::Timestamp;
-use crate::store::Store;
+use crate::store::Housekeeping;
 
 const BATCH: usize = 500;
 const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(20);
@@ -30,7 +30,11 @@ fn before(now: Timestamp, keep: Duration) -> Timestamp {
     Timestamp(now.0.saturating_sub(keep))
 }
 
-pub async fn run(store: Arc<dyn Store>, policy: RetentionPolicy, shutdown: CancellationToken) {
+pub async fn run(
+    store: Arc<dyn Housekeeping>,
+    policy: RetentionPolicy,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

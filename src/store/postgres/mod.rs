@@ -33,10 +33,11 @@ use column::Column as _;
 
 use super::group::Grouped;
 use super::{
-    AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId,
-    DestinationSample, DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, MinuteCount, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges,
-    REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
+    AlertOutbox, AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest,
+    DeliveryId, DeliveryQueue, DestinationSample, DestinationStats, EventFilter, EventLog,
+    EventPage, EventRecord, FinishedAttempt, Housekeeping, InsertOutcome, MinuteCount, MinuteRow,
+    NewDelivery, NewEvent, OpenOptions, OperatorView, QueueGauges, REPLAY_BATCH, Recorded,
+    ReplayOutcome, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -298,7 +299,7 @@ async fn listen_loop(config: tokio_postgres::Config, signal: Arc<Notify>, stop: 
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl EventLog for PostgresStore {
     async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
         let outcome = self.inserts.submit(event).await?;
         if matches!(outcome, InsertOutcome::Accepted(_)) {
@@ -308,6 +309,48 @@ impl Store for PostgresStore {
         Ok(outcome)
     }
 
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        figures::probe_write(&client).await
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for PostgresStore {
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
+        let mut client = self.pool.get().await?;
+        claims::claim(&mut client, &request, self.sweep.due()).await
+    }
+
+    async fn renew_leases(
+        &self,
+        attempts: Vec<(DeliveryId, u32)>,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        let client = self.pool.get().await?;
+        claims::renew_leases(&client, &attempts, lease).await
+    }
+
+    async fn finish_attempts(
+        &self,
+        finished: Vec<FinishedAttempt>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let mut client = self.pool.get().await?;
+        outcomes::finish_attempts(&mut client, &finished).await
+    }
+
+    async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        claims::release(&client, delivery, attempt).await
+    }
+
+    fn work_signal(&self) -> Arc<Notify> {
+        self.work_signal.clone()
+    }
+}
+
+#[async_trait]
+impl OperatorView for PostgresStore {
     async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         let client = self.pool.get().await?;
         events::get_event(&client, id).await
@@ -341,11 +384,6 @@ impl Store for PostgresStore {
         events::list_attempts(&client, id).await
     }
 
-    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        let mut client = self.pool.get().await?;
-        claims::claim(&mut client, &request, self.sweep.due()).await
-    }
-
     async fn set_paused(&self, destination: &str, paused: bool) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
         let changed = flows::set_paused(&client, destination, paused).await?;
@@ -354,28 +392,6 @@ impl Store for PostgresStore {
             self.announce.notify_one();
         }
         Ok(changed)
-    }
-
-    async fn renew_leases(
-        &self,
-        attempts: Vec<(DeliveryId, u32)>,
-        lease: Duration,
-    ) -> Result<usize, StoreError> {
-        let client = self.pool.get().await?;
-        claims::renew_leases(&client, &attempts, lease).await
-    }
-
-    async fn finish_attempts(
-        &self,
-        finished: Vec<FinishedAttempt>,
-    ) -> Result<Vec<Recorded>, StoreError> {
-        let mut client = self.pool.get().await?;
-        outcomes::finish_attempts(&mut client, &finished).await
-    }
-
-    async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        claims::release(&client, delivery, attempt).await
     }
 
     async fn list_events(
@@ -434,21 +450,29 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn prune(
-        &self,
-        delivered_before: Timestamp,
-        dead_before: Option<Timestamp>,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
-        figures::prune(&client, delivered_before, dead_before, batch).await
-    }
-
     async fn gauges(&self) -> Result<QueueGauges, StoreError> {
         let client = self.pool.get().await?;
         figures::gauges(&client).await
     }
 
+    async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {
+        let client = self.pool.get().await?;
+        alerts::destination_minutes(&client, since).await
+    }
+
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        let client = self.pool.get().await?;
+        figures::destination_stats(&client).await
+    }
+
+    async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        figures::count_delivered(&client, cap).await
+    }
+}
+
+#[async_trait]
+impl AlertOutbox for PostgresStore {
     async fn claim_alerts(
         &self,
         limit: usize,
@@ -478,10 +502,18 @@ impl Store for PostgresStore {
         let mut client = self.pool.get().await?;
         alerts::record_samples(&mut client, &samples, &counts, now, settle).await
     }
+}
 
-    async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {
+#[async_trait]
+impl Housekeeping for PostgresStore {
+    async fn prune(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Option<Timestamp>,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        alerts::destination_minutes(&client, since).await
+        figures::prune(&client, delivered_before, dead_before, batch).await
     }
 
     async fn prune_monitoring(
@@ -491,25 +523,6 @@ impl Store for PostgresStore {
     ) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         alerts::prune_monitoring(&client, minutes_before, alerts_before).await
-    }
-
-    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
-        let client = self.pool.get().await?;
-        figures::destination_stats(&client).await
-    }
-
-    async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
-        figures::count_delivered(&client, cap).await
-    }
-
-    async fn check_writable(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        figures::probe_write(&client).await
-    }
-
-    fn work_signal(&self) -> Arc<Notify> {
-        self.work_signal.clone()
     }
 
     async fn close(&self) {

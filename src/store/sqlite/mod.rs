@@ -26,10 +26,11 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::{
-    AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest, DeliveryId,
-    DestinationSample, DestinationStats, EventFilter, EventPage, EventRecord, FinishedAttempt,
-    InsertOutcome, MinuteCount, MinuteRow, NewDelivery, NewEvent, OpenOptions, QueueGauges,
-    REPLAY_BATCH, Recorded, ReplayOutcome, Store, StoreError, replay_in_batches,
+    AlertOutbox, AlertOutcome, AlertRecord, AttemptBudget, AttemptRecord, Claim, ClaimRequest,
+    DeliveryId, DeliveryQueue, DestinationSample, DestinationStats, EventFilter, EventLog,
+    EventPage, EventRecord, FinishedAttempt, Housekeeping, InsertOutcome, MinuteCount, MinuteRow,
+    NewDelivery, NewEvent, OpenOptions, OperatorView, QueueGauges, REPLAY_BATCH, Recorded,
+    ReplayOutcome, StoreError, replay_in_batches,
 };
 use crate::domain::event::EventId;
 use crate::domain::time::Timestamp;
@@ -126,7 +127,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl EventLog for SqliteStore {
     async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
         let outcome = self
             .writer
@@ -138,6 +139,52 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.writer.write(figures::probe_write).await
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
+        let sweep = self.sweep.due();
+        self.writer
+            .write(move |conn| claims::claim(conn, &request, sweep))
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        attempts: Vec<(DeliveryId, u32)>,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |conn| claims::renew_leases(conn, &attempts, lease))
+            .await
+    }
+
+    async fn finish_attempts(
+        &self,
+        finished: Vec<FinishedAttempt>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        self.writer
+            .write(move |conn| outcomes::finish_attempts(conn, &finished))
+            .await
+    }
+
+    async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| claims::release(conn, delivery, attempt))
+            .await
+    }
+
+    fn work_signal(&self) -> Arc<Notify> {
+        self.work_signal.clone()
+    }
+}
+
+#[async_trait]
+impl OperatorView for SqliteStore {
     async fn get_event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         let id = id.clone();
         self.read(move |conn| events::get_event(conn, &id)).await
@@ -175,13 +222,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        let sweep = self.sweep.due();
-        self.writer
-            .write(move |conn| claims::claim(conn, &request, sweep))
-            .await
-    }
-
     async fn set_paused(&self, destination: &str, paused: bool) -> Result<bool, StoreError> {
         let destination = destination.to_owned();
         let changed = self
@@ -192,31 +232,6 @@ impl Store for SqliteStore {
             self.work_signal().notify_one();
         }
         Ok(changed)
-    }
-
-    async fn renew_leases(
-        &self,
-        attempts: Vec<(DeliveryId, u32)>,
-        lease: Duration,
-    ) -> Result<usize, StoreError> {
-        self.writer
-            .write(move |conn| claims::renew_leases(conn, &attempts, lease))
-            .await
-    }
-
-    async fn finish_attempts(
-        &self,
-        finished: Vec<FinishedAttempt>,
-    ) -> Result<Vec<Recorded>, StoreError> {
-        self.writer
-            .write(move |conn| outcomes::finish_attempts(conn, &finished))
-            .await
-    }
-
-    async fn release(&self, delivery: DeliveryId, attempt: u32) -> Result<(), StoreError> {
-        self.writer
-            .write(move |conn| claims::release(conn, delivery, attempt))
-            .await
     }
 
     async fn list_events(
@@ -283,17 +298,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune(
-        &self,
-        delivered_before: Timestamp,
-        dead_before: Option<Timestamp>,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
-        self.writer
-            .write(move |conn| figures::prune(conn, delivered_before, dead_before, batch))
+    async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {
+        self.read(move |conn| alerts::destination_minutes(conn, since))
             .await
     }
 
+    async fn gauges(&self) -> Result<QueueGauges, StoreError> {
+        self.read(figures::gauges).await
+    }
+
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        self.read(figures::destination_stats).await
+    }
+
+    async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
+        self.read(move |conn| figures::count_delivered(conn, cap))
+            .await
+    }
+}
+
+#[async_trait]
+impl AlertOutbox for SqliteStore {
     async fn claim_alerts(
         &self,
         limit: usize,
@@ -327,9 +352,18 @@ impl Store for SqliteStore {
             .write(move |conn| alerts::record_samples(conn, &samples, &counts, now))
             .await
     }
+}
 
-    async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError> {
-        self.read(move |conn| alerts::destination_minutes(conn, since))
+#[async_trait]
+impl Housekeeping for SqliteStore {
+    async fn prune(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Option<Timestamp>,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| figures::prune(conn, delivered_before, dead_before, batch))
             .await
     }
 
@@ -341,27 +375,6 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| alerts::prune_monitoring(conn, minutes_before, alerts_before))
             .await
-    }
-
-    async fn gauges(&self) -> Result<QueueGauges, StoreError> {
-        self.read(figures::gauges).await
-    }
-
-    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
-        self.read(figures::destination_stats).await
-    }
-
-    async fn count_delivered(&self, cap: u64) -> Result<u64, StoreError> {
-        self.read(move |conn| figures::count_delivered(conn, cap))
-            .await
-    }
-
-    async fn check_writable(&self) -> Result<(), StoreError> {
-        self.writer.write(figures::probe_write).await
-    }
-
-    fn work_signal(&self) -> Arc<Notify> {
-        self.work_signal.clone()
     }
 
     async fn close(&self) {
