@@ -16,8 +16,8 @@ use super::message;
 use crate::config::alerts::{AlertFormat, AlertSettings};
 use crate::domain::alert::alert_retry_delay;
 use crate::domain::retry::RetryPolicy;
+use crate::domain::signing::sign_standard;
 use crate::domain::time::Timestamp;
-use crate::ingest::signature::sign_standard;
 use crate::store::{AlertOutbox, AlertOutcome, AlertRecord};
 use crate::telemetry::error_chain;
 
@@ -100,7 +100,7 @@ impl Sender {
             if let Some(secret) = &settings.signing_secret {
                 request = request.header(
                     "webhook-signature",
-                    sign_standard(secret, &id, timestamp, body.as_bytes()),
+                    sign_standard(secret.bytes(), &id, timestamp, body.as_bytes()),
                 );
             }
             request = request

@@ -10,5 +10,7 @@ pub mod protection;
 pub mod retry;
 pub mod routing;
 pub mod scheme;
+pub mod signing;
+pub mod stored_headers;
 pub mod time;
 pub mod waiting;

@@ -150,17 +150,6 @@ fn standard(
     )
 }
 
-/// The Standard Webhooks signature header value for a delivery hookrelay sends.
-pub fn sign_standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.bytes()).expect("HMAC takes any key length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
-}
-
 /// The first of `names` that is present, with its value.
 fn first_of<'a>(
     headers: &'a HeaderMap,
@@ -308,7 +297,7 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            sign_standard(&secret, SW_ID, SW_TIMESTAMP, SW_BODY),
+            crate::domain::signing::sign_standard(secret.bytes(), SW_ID, SW_TIMESTAMP, SW_BODY),
             SW_SIGNATURE
         );
 
@@ -341,7 +330,8 @@ mod tests {
             ..SourceSettings::unconfigured("sw")
         };
         for ts in [far_past, i64::MIN, i64::MAX, -1] {
-            let signature = sign_standard(&secret, SW_ID, ts, SW_BODY);
+            let signature =
+                crate::domain::signing::sign_standard(secret.bytes(), SW_ID, ts, SW_BODY);
             let signed = headers(&[
                 ("webhook-id", SW_ID),
                 ("webhook-timestamp", &ts.to_string()),

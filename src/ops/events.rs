@@ -90,7 +90,7 @@ pub fn cursor(text: Option<&str>) -> Result<Option<i64>, OpsError> {
 /// Headers as stored (`[[name, value], …]`) back into a map; pairs that are not valid
 /// headers are left out.
 pub fn stored_headers(json: &str) -> HeaderMap {
-    crate::ingest::headers_from_json(json)
+    crate::domain::stored_headers::headers_from_json(json)
         .into_iter()
         .filter_map(|(name, value)| {
             Some((

@@ -8,8 +8,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::config::destinations::DestinationSettings;
 use crate::domain::lifecycle::AttemptOutcome;
+use crate::domain::signing::sign_standard;
 use crate::domain::time::Timestamp;
-use crate::ingest::signature::sign_standard;
 use crate::store::ClaimedDelivery;
 use crate::telemetry::error_chain;
 
@@ -166,7 +166,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// The original headers less hop-by-hop ones, plus hookrelay's own, the destination's
 /// `headers` and, with a signing secret, Standard Webhooks signature headers.
 fn forwarded_headers(destination: &DestinationSettings, event: &ClaimedDelivery) -> HeaderMap {
-    let original = crate::ingest::headers_from_json(&event.headers);
+    let original = crate::domain::stored_headers::headers_from_json(&event.headers);
     // The sender's `Connection` header names more headers that were for its hop only.
     let named_by_connection: Vec<String> = original
         .iter()
@@ -210,7 +210,12 @@ fn forwarded_headers(destination: &DestinationSettings, event: &ClaimedDelivery)
         set("webhook-timestamp", timestamp.to_string());
         set(
             "webhook-signature",
-            sign_standard(secret, event.event_id.as_str(), timestamp, &event.body),
+            sign_standard(
+                secret.bytes(),
+                event.event_id.as_str(),
+                timestamp,
+                &event.body,
+            ),
         );
     }
     for (name, value) in &destination.headers {

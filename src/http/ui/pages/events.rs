@@ -206,10 +206,11 @@ fn waiting_note(wait: &DeliveryWait) -> Option<String> {
 
 pub fn event(page: &EventPage<'_>) -> Markup {
     let event = page.event;
-    let headers: Vec<(String, String)> = crate::ingest::headers_from_json(&event.headers)
-        .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        crate::domain::stored_headers::headers_from_json(&event.headers)
+            .into_iter()
+            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+            .collect();
     layout(
         event.id.as_str(),
         html! {
