@@ -4,7 +4,6 @@
 //! ([`store`]) → the [`worker`] → storage again. [`domain`] holds the plain types and
 //! pure rules they share.
 
-pub mod admin_cli;
 pub mod alerts;
 pub mod app;
 pub mod cli;

@@ -8,13 +8,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use hookrelay::admin_cli::AdminCommand;
 use hookrelay::app::{Application, Role};
-use hookrelay::cli::{Cli, Command, CommonArgs, RoutesCommand};
+use hookrelay::cli::{self, AdminCommand, Cli, Command, CommonArgs, RoutesCommand};
 use hookrelay::config::{Config, Overrides};
-use hookrelay::store::{self, OpenOptions};
 use hookrelay::telemetry::LogTarget;
-use hookrelay::{admin_cli, shutdown, telemetry};
+use hookrelay::{shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -124,20 +122,9 @@ enum Task {
 async fn run(task: Task, config: Config) -> anyhow::Result<()> {
     let role = match task {
         Task::Run(role) => role,
-        Task::Migrate => {
-            let options = OpenOptions {
-                migrate: true,
-                runs_api: false,
-                runs_worker: false,
-                pool_size: 1,
-            };
-            let store = store::open(&config.database, options).await?;
-            store.close().await;
-            tracing::info!(database = %config.database, "Schema is up to date");
-            return Ok(());
-        }
-        Task::Admin(command) => return Ok(admin_cli::run(command, &config).await?),
-        Task::Routes(command) => return Ok(admin_cli::routes(command, &config)?),
+        Task::Migrate => return Ok(cli::migrate(&config).await?),
+        Task::Admin(command) => return Ok(cli::run(command, &config).await?),
+        Task::Routes(command) => return Ok(cli::routes(command, &config)?),
     };
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
