@@ -60,29 +60,72 @@ async fn run_in_span(
     if let Ok(mut map) = context.in_flight.lock() {
         map.insert(event.delivery, event.attempt);
     }
-    let slot = tokio::select! {
-        slot = slot => Some(slot),
-        () = context.shutdown.cancelled() => None,
-    };
-    let outcome = match slot {
-        Some(_held) => {
-            span.in_scope(|| tracing::debug!(attempt = event.attempt, "Processing event"));
-            let started_at = Timestamp::now();
-            let clock = Instant::now();
-            run_attempt(&context, &event)
-                .await
-                .map(|delivery| (delivery, started_at, clock.elapsed()))
-        }
-        // Stopping: handed back without an attempt.
-        None => None,
-    };
+    let attempted = deliver_in_slot(&context, &event, slot, span).await;
     sent();
-
-    let Some((delivery, started_at, duration)) = outcome else {
+    let Some(attempted) = attempted else {
         forget_lease(&context, &event);
         release(&context, &event, span).await;
         return;
     };
+    let finished = decide(&context, &event, attempted);
+    let error = finished.record.error.clone();
+    let next_attempt_at = finished.next_attempt_at;
+    let duration = finished.record.duration;
+    // The lease is renewed until the outcome is written: a database that is back
+    // after a restart takes the outcome, rather than the delivery being sent again.
+    let recorded = record(&context, finished, span).await;
+    forget_lease(&context, &event);
+    if let Some(recorded) = recorded {
+        report(
+            &context,
+            &event,
+            &recorded,
+            duration,
+            error.as_deref(),
+            next_attempt_at,
+            span,
+        );
+    }
+}
+
+/// What an attempt got back, and when it started and how long it took.
+struct Attempted {
+    delivery: deliver::Delivery,
+    started_at: Timestamp,
+    duration: Duration,
+}
+
+/// Waits for a request slot and delivers. `None` when stopping first.
+async fn deliver_in_slot(
+    context: &Context,
+    event: &ClaimedDelivery,
+    slot: impl Future<Output = Option<OwnedSemaphorePermit>>,
+    span: &Span,
+) -> Option<Attempted> {
+    let _held = tokio::select! {
+        slot = slot => slot,
+        // Stopping: handed back without an attempt.
+        () = context.shutdown.cancelled() => return None,
+    };
+    span.in_scope(|| tracing::debug!(attempt = event.attempt, "Processing event"));
+    let started_at = Timestamp::now();
+    let clock = Instant::now();
+    let delivery = run_attempt(context, event).await?;
+    Some(Attempted {
+        delivery,
+        started_at,
+        duration: clock.elapsed(),
+    })
+}
+
+/// Where the attempt leaves the delivery, as this worker sees it alone (the store
+/// settles it with its destination's breaker).
+fn decide(context: &Context, event: &ClaimedDelivery, attempted: Attempted) -> FinishedAttempt {
+    let Attempted {
+        delivery,
+        started_at,
+        duration,
+    } = attempted;
     let outcome = delivery.outcome;
     let configured = context.settings.destinations.get(&event.destination);
     let retry = match configured {
@@ -102,7 +145,7 @@ async fn run_in_span(
         backoff,
         Timestamp::now(),
     );
-    let finished = FinishedAttempt {
+    FinishedAttempt {
         delivery: event.delivery,
         event_id: event.event_id.clone(),
         attempt: event.attempt,
@@ -117,33 +160,39 @@ async fn run_in_span(
             started_at,
             duration,
             status_code: delivery.status_code,
-            error: error.clone(),
+            error,
             response_body: delivery.response_body,
             probe: event.probe,
         },
         next_attempt_at,
-    };
-    // The lease is renewed until the outcome is written: a database that is back
-    // after a restart takes the outcome, rather than the delivery being sent again.
-    let recorded = record(&context, finished, span).await;
-    forget_lease(&context, &event);
-    if let Some(recorded) = recorded {
-        // What the store decided: a failure behind an open breaker is held, not spent.
-        let status = recorded.status;
-        if let Some(change) = recorded.breaker {
-            span.in_scope(|| log_breaker(&event.destination, change));
-        }
-        let metrics = &context.settings.metrics;
-        metrics.attempt(&event.destination, status.as_str(), duration.as_secs_f64());
-        if status == EventStatus::Delivered {
-            metrics.delivered_after(event.received_at.until(Timestamp::now()).as_secs_f64());
-        }
-        span.in_scope(|| log_outcome(&event, status, duration, error.as_deref(), next_attempt_at));
-        if status == EventStatus::Retrying {
-            // The claim loop may be asleep until a later moment; a retry may be due
-            // sooner than that.
-            context.store.work_signal().notify_one();
-        }
+    }
+}
+
+/// Logs and counts what was written.
+fn report(
+    context: &Context,
+    event: &ClaimedDelivery,
+    recorded: &Written,
+    duration: Duration,
+    error: Option<&str>,
+    next_attempt_at: Option<Timestamp>,
+    span: &Span,
+) {
+    // What the store decided: a failure behind an open breaker is held, not spent.
+    let status = recorded.status;
+    if let Some(change) = recorded.breaker {
+        span.in_scope(|| log_breaker(&event.destination, change));
+    }
+    let metrics = &context.settings.metrics;
+    metrics.attempt(&event.destination, status.as_str(), duration.as_secs_f64());
+    if status == EventStatus::Delivered {
+        metrics.delivered_after(event.received_at.until(Timestamp::now()).as_secs_f64());
+    }
+    span.in_scope(|| log_outcome(event, status, duration, error, next_attempt_at));
+    if status == EventStatus::Retrying {
+        // The claim loop may be asleep until a later moment; a retry may be due
+        // sooner than that.
+        context.store.work_signal().notify_one();
     }
 }
 
