@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app.client.get(app.url(path)).send().await.unwrap();
@@ -31,7 +31,7 @@ fn ids(list: &Value) -> Vec<String> {
 }
 
 async fn listing_filters_and_pages_newest_first(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let mut posted = Vec::new();
     for n in 0..7 {
         let source = if n % 2 == 0 { "even" } else { "odd" };
@@ -91,7 +91,10 @@ async fn listing_filters_and_pages_newest_first(backend: Backend) {
 }
 
 async fn a_dead_lettered_event_is_replayed_with_its_history_kept(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "2")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "2")])
+        .spawn()
+        .await;
     let id = app
         .accept("s", "dead", json!({"simulate_failure": true}))
         .await;
@@ -134,15 +137,14 @@ async fn a_dead_lettered_event_is_replayed_with_its_history_kept(backend: Backen
 /// After a replay the backoff starts again from the base delay: attempt 5 of an event
 /// replayed after 3 waits like attempt 2, not like attempt 5 (200 ms, not 12.8 s here).
 async fn a_replayed_event_retries_at_the_policys_pace(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        &[
+    let app = TestApp::on(backend)
+        .settings(&[
             ("HOOKRELAY_MAX_ATTEMPTS", "3"),
             ("HOOKRELAY_RETRY_BASE_DELAY", "200ms"),
             ("HOOKRELAY_RETRY_FACTOR", "4"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let id = app
         .accept("s", "dead", json!({"simulate_failure": true}))
         .await;
@@ -194,7 +196,10 @@ async fn dead_lettered_count(app: &TestApp) -> Option<f64> {
 /// batches are still being queued.
 async fn bulk_replay_goes_through_every_batch(backend: Backend) {
     const EVENTS: usize = 1_100;
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "1")])
+        .spawn()
+        .await;
     let mut posting = tokio::task::JoinSet::new();
     for client in 0..16 {
         let (client_http, address) = (app.client.clone(), app.address);
@@ -249,7 +254,7 @@ async fn bulk_replay_goes_through_every_batch(backend: Backend) {
 }
 
 async fn only_finished_events_can_be_replayed(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let busy = app
         .accept("s", "busy", json!({"simulate_delay_ms": 5000}))
         .await;
@@ -264,7 +269,10 @@ async fn only_finished_events_can_be_replayed(backend: Backend) {
 }
 
 async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "1")])
+        .spawn()
+        .await;
     let mut dead = Vec::new();
     for n in 0..4 {
         dead.push(
@@ -326,7 +334,10 @@ async fn replay_by_filter_counts_what_it_queued(backend: Backend) {
 }
 
 async fn the_admin_token_guards_the_operator_routes(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_ADMIN_TOKEN", "s3cret-t0ken")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_ADMIN_TOKEN", "s3cret-t0ken")])
+        .spawn()
+        .await;
     let id = app.accept("s", "k", json!({})).await;
     let paths = [
         "/events".to_owned(),
@@ -396,7 +407,10 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 async fn metrics_count_what_happened(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "1")])
+        .spawn()
+        .await;
     // A source name of this test's own, so counters shared across tests do not blur.
     let source = format!("metrics-{}", uuid_like());
     let first = app.accept(&source, "a", json!({"n": 1})).await;
@@ -493,7 +507,7 @@ async fn metrics_count_what_happened(backend: Backend) {
 async fn refused_names_never_become_metric_labels(backend: Backend) {
     let configured = format!("labelled-{}", uuid_like());
     let config = format!("accept_unknown_sources = false\n[sources.{configured}]\n");
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     for i in 0..205 {
         let response = app
             .post(&format!("made-up-{i}"), Some("k"), &json!({}))
@@ -545,7 +559,7 @@ async fn refused_names_never_become_metric_labels(backend: Backend) {
 
 /// Lists carry no payloads unless asked, and then no more than a budget per page.
 async fn lists_leave_payloads_out_unless_asked(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let big = "x".repeat(900 * 1024);
     for i in 0..6 {
         app.accept("big", &format!("k-{i}"), json!({"i": i, "fill": big}))

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 const SHORT_TIMEOUTS: &[(&str, &str)] = &[
     ("HOOKRELAY_HEADER_READ_TIMEOUT", "300ms"),
@@ -38,7 +38,7 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String,
 }
 
 async fn slow_and_silent_connections_are_closed(backend: Backend) {
-    let app = TestApp::spawn_with(backend, SHORT_TIMEOUTS).await;
+    let app = TestApp::on(backend).settings(SHORT_TIMEOUTS).spawn().await;
     // Nothing at all.
     let mut silent = TcpStream::connect(app.address).await.unwrap();
     // Headers that never end.
@@ -93,7 +93,10 @@ async fn slow_and_silent_connections_are_closed(backend: Backend) {
 }
 
 async fn oversized_declared_lengths_are_refused_before_reading(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_BODY", "1KiB")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_BODY", "1KiB")])
+        .spawn()
+        .await;
     // A huge length and no body: answered at once, not after waiting for the bytes.
     let mut huge = TcpStream::connect(app.address).await.unwrap();
     huge.write_all(
@@ -153,7 +156,7 @@ async fn post_raw(app: &TestApp, headers: &[(&str, &[u8])], body: &[u8]) -> (u16
 }
 
 async fn json_that_is_not_utf8_is_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     for (i, body) in [
         &b"{\"a\":\"\xff\"}"[..],
         b"{\"a\":\"\xc0\xaf\"}",
@@ -181,7 +184,7 @@ async fn json_that_is_not_utf8_is_refused(backend: Backend) {
 
 async fn keys_must_be_visible_ascii_wherever_they_come_from(backend: Backend) {
     let config = "[sources.s]\nkey = \"json:/id\"\n";
-    let app = TestApp::spawn_with_file(backend, config, &[]).await;
+    let app = TestApp::on(backend).config(config).spawn().await;
     for key in [&b"a\tb"[..], b"a b", b"caf\xc3\xa9"] {
         let (status, error) = post_raw(&app, &[("idempotency-key", key)], b"{}").await;
         assert_eq!(status, 400, "{:?}", String::from_utf8_lossy(key));
@@ -203,7 +206,10 @@ async fn keys_must_be_visible_ascii_wherever_they_come_from(backend: Backend) {
 }
 
 async fn cross_site_operator_posts_are_refused(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "1")])
+        .spawn()
+        .await;
     let id = app.accept("s", "csrf", json!({})).await;
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
         .await;
@@ -257,14 +263,13 @@ async fn cross_site_operator_posts_are_refused(backend: Backend) {
 /// With the admin token, an operator's POST is not held to the browser rule: Python's
 /// urllib labels an empty body as a form.
 async fn a_token_request_may_label_its_empty_body_as_a_form(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        &[
+    let app = TestApp::on(backend)
+        .settings(&[
             ("HOOKRELAY_MAX_ATTEMPTS", "1"),
             ("HOOKRELAY_ADMIN_TOKEN", "t0k3n"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let id = app.accept("s", "form", json!({})).await;
     let delivered = eventually(Duration::from_secs(10), "delivery", || async {
         let event: Value = app
@@ -304,10 +309,12 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_loopback(backend: Backend) {
     if std::net::TcpListener::bind("[::]:0").is_err() {
         panic!("this machine cannot listen on [::]; the test needs IPv6 enabled");
     }
-    let app = TestApp::spawn_adjusted(backend, None, &[], |config| {
-        config.listen = "[::]:0".into();
-    })
-    .await;
+    let app = TestApp::on(backend)
+        .adjust(|config| {
+            config.listen = "[::]:0".into();
+        })
+        .spawn()
+        .await;
     let port = app.address.port();
     let response = app
         .client
@@ -319,7 +326,10 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_loopback(backend: Backend) {
 }
 
 async fn bearer_is_case_insensitive_and_payloads_keep_their_bytes(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_ADMIN_TOKEN", "t0k3n")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_ADMIN_TOKEN", "t0k3n")])
+        .spawn()
+        .await;
     let raw = "{\"a\":1}\n";
     let accepted = app
         .client

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::processes::Setup;
-use crate::receiver::{Answer, Received, Receiver, closed_port_url};
+use crate::support::helpers::*;
+use crate::support::receiver::{Answer, Received, Receiver, closed_port_url};
+use crate::support::setup::Setup;
 
 fn text(received: &Received) -> String {
     let body: Value = serde_json::from_slice(&received.body).expect("JSON alert");
@@ -214,7 +214,7 @@ async fn json_alerts_verify_with_the_standard_webhooks_library(backend: Backend)
         strict.url(),
         alerts.url()
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let id = post_events(app.address, "shop", 1).await.remove(0);
     app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
         .await;
@@ -294,7 +294,7 @@ async fn a_lag_episode_alerts_when_it_starts_and_when_it_ends(backend: Backend) 
         app_receiver.url(),
         alerts.url()
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let paused = app
         .client
         .post(format!("http://{}/destinations/app/pause", app.address))
@@ -353,7 +353,7 @@ async fn an_alert_receiver_that_is_down_loses_nothing_and_loops_nothing(backend:
          [alerts]\nurl = \"{down}\"\ndigest = \"1s\"\n",
         strict.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let ids = post_events(app.address, "shop", 3).await;
     for id in &ids {
         app.wait_for_status(id, "dead_lettered", Duration::from_secs(10))
@@ -437,7 +437,7 @@ async fn a_flapping_destination_pages_once(backend: Backend) {
         flapping.url(),
         alerts.url()
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let ids = post_events(app.address, "shop", 8).await;
     for id in &ids {
         app.wait_for_status(id, "delivered", Duration::from_secs(20))

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 const TOKEN: &str = "br0wser-t0ken";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -189,7 +189,10 @@ async fn settled(app: &TestApp, id: &str, status: &str, attempts: u64) {
 
 #[tokio::test]
 async fn an_operator_finds_a_dead_letter_and_replays_it_in_the_browser() {
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("HOOKRELAY_ADMIN_TOKEN", TOKEN)]).await;
+    let app = TestApp::on(Backend::Sqlite)
+        .settings(&[("HOOKRELAY_ADMIN_TOKEN", TOKEN)])
+        .spawn()
+        .await;
     let mut delivered = Vec::new();
     for (source, key, body) in [
         ("shop", "order-1", json!({"order": 1, "total": "19.99"})),
@@ -354,7 +357,7 @@ async fn text_content(browser: &Browser, css: &str) -> String {
 
 #[tokio::test]
 async fn an_operator_sees_when_a_destination_started_failing_and_that_it_drains() {
-    use crate::receiver::{Answer, Receiver};
+    use crate::support::receiver::{Answer, Receiver};
     // `billing` answers 503 four times (its breaker opens after three), then 200.
     let billing = Receiver::start(vec![Answer::status(503); 4]).await;
     let crm = Receiver::start(Vec::new()).await;
@@ -380,15 +383,14 @@ settle = "1s"
         crm.url(),
         slack.url()
     );
-    let app = TestApp::spawn_with_file(
-        Backend::Sqlite,
-        &config,
-        &[
+    let app = TestApp::on(Backend::Sqlite)
+        .config(&config)
+        .settings(&[
             ("HOOKRELAY_ADMIN_TOKEN", TOKEN),
             ("HOOKRELAY_WORKER_CONCURRENCY", "1"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     // The hour before: steady deliveries, an outage from 25 to 15 minutes ago with its
     // backlog, drained since. Seeded as the workers would have written it.
     let minute = 60_000_000_i64;

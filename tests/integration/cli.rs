@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn hookrelay(app: &TestApp, args: &[&str]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"));
@@ -29,7 +29,10 @@ fn stdout(output: &Output) -> String {
 }
 
 async fn the_events_command_lists_shows_and_replays(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "1")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "1")])
+        .spawn()
+        .await;
     let good = app.accept("shop", "good", json!({"ok": true})).await;
     let bad = app
         .accept("shop", "bad", json!({"simulate_failure": true}))
@@ -302,7 +305,7 @@ fn routes_test_explains_each_route() {
 }
 
 async fn the_destinations_command_shows_backlog_and_outcomes(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let id = app.accept("shop", "k", json!({"ok": true})).await;
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
         .await;

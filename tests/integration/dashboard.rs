@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 const TOKEN: &str = "d4shb0ard-t0ken";
 
@@ -60,7 +60,10 @@ fn event_links(html: &str) -> usize {
 }
 
 async fn signing_in_with_the_token_sets_a_session_cookie(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_ADMIN_TOKEN", TOKEN)]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_ADMIN_TOKEN", TOKEN)])
+        .spawn()
+        .await;
     let client = plain_client();
 
     for path in ["/ui", "/ui?token=wrong", "/ui/events/evt_x"] {
@@ -178,7 +181,7 @@ async fn signing_in_with_the_token_sets_a_session_cookie(backend: Backend) {
 }
 
 async fn the_pages_show_counts_events_and_their_history(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let client = plain_client();
     let mut shop = Vec::new();
     for n in 0..2 {
@@ -302,7 +305,7 @@ async fn the_pages_show_counts_events_and_their_history(backend: Backend) {
 }
 
 async fn the_list_pages_older_events(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let client = plain_client();
     for n in 0..55 {
         app.accept("bulk", &format!("k{n}"), json!({"n": n})).await;
@@ -322,7 +325,7 @@ async fn the_list_pages_older_events(backend: Backend) {
 }
 
 async fn replay_buttons_need_the_pages_csrf_token(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let client = plain_client();
     let first = app
         .accept("billing", "a", json!({"simulate_failure": true}))
@@ -443,8 +446,12 @@ async fn replay_buttons_need_the_pages_csrf_token(backend: Backend) {
 /// An event's page lists its deliveries, each with its own replay button; the
 /// destinations page shows each destination's backlog and last outcomes.
 async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
-    let healthy = crate::receiver::Receiver::start(vec![]).await;
-    let gone = crate::receiver::Receiver::start(vec![crate::receiver::Answer::status(410)]).await;
+    let healthy = crate::support::receiver::Receiver::start(vec![]).await;
+    let gone =
+        crate::support::receiver::Receiver::start(vec![crate::support::receiver::Answer::status(
+            410,
+        )])
+        .await;
     let config = format!(
         "[destinations.healthy]\nurl = \"{}\"\n[destinations.gone]\nurl = \"{}\"\n\
          [sources.shop]\n[[sources.shop.routes]]\ndestination = \"healthy\"\n\
@@ -452,7 +459,7 @@ async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
         healthy.url(),
         gone.url()
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let client = plain_client();
     let id = app.accept("shop", "order-1", json!({"id": 1})).await;
     app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
@@ -512,13 +519,13 @@ async fn deliveries_and_destinations_have_their_pages(backend: Backend) {
 }
 
 async fn a_destination_is_paused_and_resumed_with_its_buttons(backend: Backend) {
-    let receiver = crate::receiver::Receiver::start(vec![]).await;
+    let receiver = crate::support::receiver::Receiver::start(vec![]).await;
     let config = format!(
         "[destinations.app]\nurl = \"{}\"\n\
          [sources.shop]\n[[sources.shop.routes]]\ndestination = \"app\"\n",
         receiver.url()
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let client = plain_client();
     let page = client
         .get(app.url("/ui/destinations/app"))

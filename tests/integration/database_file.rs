@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 use crate::support::small_disk::SmallDisk;
 
 async fn ready_status(client: &reqwest::Client, address: std::net::SocketAddr) -> u16 {
@@ -33,7 +33,7 @@ fn migrate(database: &str) {
 
 #[tokio::test]
 async fn a_deleted_database_file_refuses_writes_until_one_is_back() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = TestApp::on(Backend::Sqlite).spawn().await;
     let before = app.accept("s", "before", json!({"n": 0})).await;
     let path = app.database.sqlite_path().to_owned();
 

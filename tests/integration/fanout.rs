@@ -7,8 +7,8 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::receiver::{Answer, Received, Receiver, closed_port_url};
+use crate::support::helpers::*;
+use crate::support::receiver::{Answer, Received, Receiver, closed_port_url};
 
 fn event_ids(received: &[Received]) -> Vec<String> {
     received
@@ -67,7 +67,11 @@ event_types = ["issues.opened", "push"]
         big = big.url(),
         archive = archive.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[("BILLING_TOKEN", "t0ps3cret")]).await;
+    let app = TestApp::on(backend)
+        .config(&config)
+        .settings(&[("BILLING_TOKEN", "t0ps3cret")])
+        .spawn()
+        .await;
     // Stripe's shapes: `type` and `data.object` (abridged).
     let stripe = |id: &str, kind: &str, amount: Option<i64>| {
         let mut object = json!({"id": format!("obj_{id}"), "object": "invoice"});
@@ -280,8 +284,11 @@ destination = "down"
         down = closed_port_url(),
     );
     // A slow global policy: only the destination's own overrides let this finish.
-    let app =
-        TestApp::spawn_with_file(backend, &config, &[("HOOKRELAY_RETRY_BASE_DELAY", "1h")]).await;
+    let app = TestApp::on(backend)
+        .config(&config)
+        .settings(&[("HOOKRELAY_RETRY_BASE_DELAY", "1h")])
+        .spawn()
+        .await;
     let id = app.accept("shop", "order-1", json!({"id": 1})).await;
     eventually(
         Duration::from_secs(5),
@@ -372,7 +379,7 @@ destination = "second"
         first = first.url(),
         second = second.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let id = app.accept("app", "k-1", json!({"n": 1})).await;
     app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
         .await;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::receiver::{Answer, Receiver};
+use crate::support::helpers::*;
+use crate::support::receiver::{Answer, Receiver};
 
 /// Webhooks with a NUL in their type, a key the size of an object or with a NUL,
 /// sent together with valid ones so that they share commit groups.
@@ -28,7 +28,7 @@ destination = "ordered"
 "#,
         ordered = ordered.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let big_customer = json!({"name": "x".repeat(4_000), "tags": vec!["a"; 400]});
     let body = |i: usize| match i % 4 {
         // A NUL in the event type: refused by the one rule for types.
@@ -91,7 +91,7 @@ destination = "healthy"
         binary = binary.url(),
         healthy = healthy.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let ids: Vec<String> = join_all((0..20).map(|i| {
         let app = &app;
         async move { app.accept("s", &format!("k-{i}"), json!({"n": i})).await }
@@ -139,7 +139,7 @@ filter = {{ body = {{ text = {{ "$exist" = true }}, deep = {{ "$exist" = true }}
 "#,
         receiver = receiver.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
     let cases = [
         // Cut mid-emoji by JavaScript or Python: valid JSON text, accepted.
@@ -179,7 +179,10 @@ filter = {{ body = {{ text = {{ "$exist" = true }}, deep = {{ "$exist" = true }}
 /// Keys from JSON numbers are their exact text: integers beyond 64 bits stay
 /// distinct, and `1.0` is not `1.00`.
 async fn numeric_keys_keep_their_exact_text(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, "[sources.n]\nkey = \"json:/id\"\n", &[]).await;
+    let app = TestApp::on(backend)
+        .config("[sources.n]\nkey = \"json:/id\"\n")
+        .spawn()
+        .await;
     let post = |body: &'static str| {
         app.client
             .post(app.url("/webhooks/n"))
@@ -218,7 +221,7 @@ filter = {{ body = {{ kind = "order" }} }}
 "#,
         receiver = receiver.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let response = app
         .client
         .post(app.url("/webhooks/forms"))

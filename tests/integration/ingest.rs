@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn a_new_event_is_accepted_and_readable(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let response = app
         .post(
             "stripe",
@@ -66,7 +66,7 @@ async fn a_new_event_is_accepted_and_readable(backend: Backend) {
 }
 
 async fn a_redelivery_returns_the_first_id(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let first: Value = app
         .post("github", Some("k"), &json!({"a": 1}))
         .await
@@ -84,7 +84,7 @@ async fn a_redelivery_returns_the_first_id(backend: Backend) {
 }
 
 async fn fifty_racing_clients_make_one_event(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let requests = (0..50).map(|_| {
         let client = app.client.clone();
         let address = app.address;
@@ -119,7 +119,7 @@ async fn fifty_racing_clients_make_one_event(backend: Backend) {
 }
 
 async fn any_json_value_is_accepted_and_charset_is_fine(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let array = app
         .post("batch", Some("arr"), &json!([{"id": 1}, {"id": 2}]))
         .await;
@@ -155,7 +155,7 @@ async fn any_json_value_is_accepted_and_charset_is_fine(backend: Backend) {
 }
 
 async fn requests_without_a_key_are_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     for key in [None, Some("   ")] {
         let response = app.post("stripe", key, &json!({"a": 1})).await;
         assert_eq!(response.status(), 400);
@@ -164,7 +164,7 @@ async fn requests_without_a_key_are_refused(backend: Backend) {
 }
 
 async fn keys_longer_than_255_bytes_are_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let longest = "k".repeat(255);
     assert_eq!(
         app.post("s", Some(&longest), &json!({})).await.status(),
@@ -176,7 +176,7 @@ async fn keys_longer_than_255_bytes_are_refused(backend: Backend) {
 }
 
 async fn bodies_that_are_not_json_are_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     for body in ["{", "", "{\"a\":1}}", "nul"] {
         let response = app
             .client
@@ -193,7 +193,7 @@ async fn bodies_that_are_not_json_are_refused(backend: Backend) {
 }
 
 async fn other_media_types_are_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     for content_type in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
@@ -214,7 +214,10 @@ async fn other_media_types_are_refused(backend: Backend) {
 }
 
 async fn bodies_over_the_limit_are_refused(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_BODY", "1KiB")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_BODY", "1KiB")])
+        .spawn()
+        .await;
     let big = json!({"data": "x".repeat(2000)});
     let response = app.post("stripe", Some("big"), &big).await;
     assert_eq!(response.status(), 413);
@@ -224,7 +227,7 @@ async fn bodies_over_the_limit_are_refused(backend: Backend) {
 }
 
 async fn invalid_sources_are_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let too_long = "a".repeat(65);
     for source in ["bad%20name", "bad%2Fslash", too_long.as_str(), "caf%C3%A9"] {
         let response = app.post(source, Some("k"), &json!({})).await;
@@ -245,7 +248,7 @@ async fn invalid_sources_are_refused(backend: Backend) {
 }
 
 async fn unknown_events_and_routes_are_json_404s(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     for path in [
         "/events/evt_missing",
         "/events/evt_missing/attempts",
@@ -266,7 +269,7 @@ async fn unknown_events_and_routes_are_json_404s(backend: Backend) {
 }
 
 async fn health_and_ready_answer(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let health = get_json(&app.client, app.address, "/health").await;
     assert_eq!(health["status"], "healthy");
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
@@ -278,7 +281,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 async fn raw_body_and_headers_are_stored_as_received(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let raw = "{ \"spaced\" :  true,\n \"n\": 1.50 }";
     let response = app
         .client
@@ -301,7 +304,7 @@ async fn raw_body_and_headers_are_stored_as_received(backend: Backend) {
 }
 
 async fn payloads_are_returned_as_sent(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     // Key order, a trailing zero and an integer beyond 64 bits: all lost if the body
     // were re-encoded from a parsed value.
     let sent = r#"{"type":"x","amount":10.50,"big":123456789012345678901234567890}"#;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn accept(app: &TestApp, key: &str, body: Value) -> String {
     app.accept("test", key, body).await
@@ -23,7 +23,7 @@ fn started_at(attempt: &Value) -> std::time::SystemTime {
 }
 
 async fn a_transient_failure_is_delivered_on_the_third_attempt(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let id = accept(&app, "t", json!({"simulate_transient": true})).await;
     let event = app
         .wait_for_status(&id, "delivered", Duration::from_secs(10))
@@ -44,14 +44,13 @@ async fn a_transient_failure_is_delivered_on_the_third_attempt(backend: Backend)
 async fn a_permanent_failure_is_dead_lettered_after_the_backoff_schedule(backend: Backend) {
     // 100 ms × 2^(n−1) without jitter: gaps of 100, 200, 400 and 800 ms. A long poll
     // interval: only the schedule may start the retries.
-    let app = TestApp::spawn_with(
-        backend,
-        &[
+    let app = TestApp::on(backend)
+        .settings(&[
             ("HOOKRELAY_RETRY_BASE_DELAY", "100ms"),
             ("HOOKRELAY_POLL_INTERVAL", "30s"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let id = accept(&app, "f", json!({"simulate_failure": true})).await;
 
     let retrying = app
@@ -93,17 +92,16 @@ async fn a_permanent_failure_is_dead_lettered_after_the_backoff_schedule(backend
 }
 
 async fn jitter_keeps_each_gap_within_its_fraction(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        &[
+    let app = TestApp::on(backend)
+        .settings(&[
             ("HOOKRELAY_RETRY_BASE_DELAY", "200ms"),
             ("HOOKRELAY_RETRY_FACTOR", "1"),
             ("HOOKRELAY_RETRY_JITTER", "0.5"),
             ("HOOKRELAY_MAX_ATTEMPTS", "4"),
             ("HOOKRELAY_POLL_INTERVAL", "30s"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let id = accept(&app, "j", json!({"simulate_failure": true})).await;
     app.wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
         .await;
@@ -122,7 +120,10 @@ async fn jitter_keeps_each_gap_within_its_fraction(backend: Backend) {
 }
 
 async fn max_attempts_is_configurable(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_MAX_ATTEMPTS", "2")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "2")])
+        .spawn()
+        .await;
     let id = accept(&app, "m", json!({"simulate_failure": true})).await;
     let event = app
         .wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
@@ -133,7 +134,10 @@ async fn max_attempts_is_configurable(backend: Backend) {
 
 async fn an_idle_worker_starts_a_new_event_without_polling(backend: Backend) {
     // A 30 s poll interval: only the wake-up signal can start the event quickly.
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_POLL_INTERVAL", "30s")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_POLL_INTERVAL", "30s")])
+        .spawn()
+        .await;
     // Let the worker go idle first.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let posted = Instant::now();
@@ -149,7 +153,10 @@ async fn an_idle_worker_starts_a_new_event_without_polling(backend: Backend) {
 
 async fn a_slow_attempt_keeps_its_lease(backend: Backend) {
     // The attempt takes three leases; renewal keeps other claims off it.
-    let app = TestApp::spawn_with(backend, &[("HOOKRELAY_LEASE", "300ms")]).await;
+    let app = TestApp::on(backend)
+        .settings(&[("HOOKRELAY_LEASE", "300ms")])
+        .spawn()
+        .await;
     let id = accept(&app, "slow", json!({"simulate_delay_ms": 1000})).await;
     let processing = app
         .wait_for_status(&id, "processing", Duration::from_secs(5))
@@ -166,7 +173,7 @@ async fn a_slow_attempt_keeps_its_lease(backend: Backend) {
 }
 
 async fn graceful_stop_hands_back_a_running_attempt(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let id = accept(&app, "stop", json!({"simulate_delay_ms": 20000})).await;
     app.wait_for_status(&id, "processing", Duration::from_secs(5))
         .await;

@@ -6,7 +6,7 @@ use hookrelay::domain::event::EventId;
 use hookrelay::domain::lifecycle::EventStatus;
 use hookrelay::store::{self, DatabaseUrl, OpenOptions};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 fn old_migrations(backend: Backend) -> Vec<String> {
     let dir = match backend {

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn every_answer_carries_a_request_id(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let generated = app.client.get(app.url("/health")).send().await.unwrap();
     let id = generated.headers()["x-request-id"]
         .to_str()
@@ -36,7 +36,7 @@ async fn every_answer_carries_a_request_id(backend: Backend) {
 /// A value the schema should never hold is a fault of ours: 500, nothing internal
 /// shown; an unavailable database is 503. The two are not confused.
 async fn a_fault_of_ours_is_500_not_503(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let id = app.accept("s", "k", json!({})).await;
     // Settled first: a claim after the damage would write over it.
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
@@ -65,14 +65,13 @@ async fn a_fault_of_ours_is_500_not_503(backend: Backend) {
 }
 
 async fn a_request_cannot_outlast_the_request_timeout(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        &[
+    let app = TestApp::on(backend)
+        .settings(&[
             ("HOOKRELAY_REQUEST_TIMEOUT", "300ms"),
             ("HOOKRELAY_BODY_READ_TIMEOUT", "200ms"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let blocker = app.database.block_event_inserts().await;
     let started = Instant::now();
     let response = app.post("s", Some("slow"), &json!({})).await;

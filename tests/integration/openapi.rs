@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 #[tokio::test]
 async fn the_document_describes_exactly_the_live_routes() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = TestApp::on(Backend::Sqlite).spawn().await;
     let response = app
         .client
         .get(app.url("/openapi.json"))
@@ -103,7 +103,7 @@ async fn the_document_describes_exactly_the_live_routes() {
 /// API gives.
 #[tokio::test]
 async fn delivery_states_and_waits_are_documented_as_enums() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = TestApp::on(Backend::Sqlite).spawn().await;
     let document: Value = app
         .client
         .get(app.url("/openapi.json"))
@@ -134,7 +134,10 @@ async fn delivery_states_and_waits_are_documented_as_enums() {
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_against_the_document() {
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("HOOKRELAY_ADMIN_TOKEN", "t0k3n")]).await;
+    let app = TestApp::on(Backend::Sqlite)
+        .settings(&[("HOOKRELAY_ADMIN_TOKEN", "t0k3n")])
+        .spawn()
+        .await;
     let schemathesis = sdk_python().with_file_name("schemathesis");
     let seed = std::env::var("HOOKRELAY_SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261201".into());
     let report = app.dir.path().join("schemathesis-report");

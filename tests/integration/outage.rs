@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 use crate::support::postgres_server::PrivateCluster;
 
 #[tokio::test]
@@ -145,7 +145,7 @@ async fn postgres_outage_refuses_then_recovers_without_losing_anything() {
 /// once the database is back, within the lease, and the delivery is not sent again.
 #[tokio::test]
 async fn a_database_restart_after_a_2xx_keeps_the_outcome() {
-    use crate::receiver::{Answer, Receiver};
+    use crate::support::receiver::{Answer, Receiver};
     let cluster = Arc::new(
         tokio::task::spawn_blocking(PrivateCluster::create)
             .await

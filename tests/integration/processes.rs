@@ -9,59 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-
-/// A folder for logs and config, and a fresh database on the chosen backend.
-pub struct Setup {
-    pub dir: tempfile::TempDir,
-    pub database: TestDatabase,
-}
-
-impl Setup {
-    pub async fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let database = TestDatabase::create(backend, dir.path()).await;
-        Self { dir, database }
-    }
-
-    /// On a database the test made itself.
-    pub fn on(database: TestDatabase) -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            database,
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub async fn count(&self, sql: &str) -> i64 {
-        self.database.scalar(sql).await
-    }
-
-    /// Starts `hookrelay COMMAND` on this database; `extra` args are appended.
-    pub fn start(
-        &self,
-        command: &str,
-        env: &[(&str, &str)],
-        extra: &[&str],
-        log: &str,
-    ) -> (Process, Option<SocketAddr>) {
-        let mut args = vec![command, "--database", &self.database.url];
-        let listen;
-        let address = if command == "worker" {
-            None
-        } else {
-            let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            listen = address.to_string();
-            args.extend(["--listen", &listen]);
-            Some(address)
-        };
-        args.extend(extra);
-        (Process::start(&args, self.path(), env, log), address)
-    }
-}
+use crate::support::helpers::*;
+use crate::support::setup::Setup;
 
 type Accepted = Arc<Mutex<Vec<String>>>;
 
@@ -162,7 +111,7 @@ async fn wait_all_delivered(address: SocketAddr, ids: &[String], within: Duratio
 /// has the destination.
 async fn a_worker_without_the_destination_does_not_swallow_events(backend: Backend) {
     let setup = Setup::new(backend).await;
-    let receiver = crate::receiver::Receiver::start(Vec::new()).await;
+    let receiver = crate::support::receiver::Receiver::start(Vec::new()).await;
     let with_destination = setup.path().join("with-destination.toml");
     std::fs::write(
         &with_destination,
@@ -518,8 +467,8 @@ async fn sigterm_under_load_drains_and_exits_cleanly(backend: Backend) {
 /// back: the process exits at once, and the attempt does not count.
 async fn sigterm_hands_back_a_delivery_in_flight(backend: Backend) {
     let setup = Setup::new(backend).await;
-    let slow = crate::receiver::Answer::status(200).delay(Duration::from_secs(30));
-    let receiver = crate::receiver::Receiver::start(vec![slow]).await;
+    let slow = crate::support::receiver::Answer::status(200).delay(Duration::from_secs(30));
+    let receiver = crate::support::receiver::Receiver::start(vec![slow]).await;
     let config = setup.path().join("hookrelay.toml");
     std::fs::write(
         &config,
@@ -690,9 +639,9 @@ async fn a_stalled_client_cannot_hold_up_shutdown(backend: Backend) {
 async fn killing_serve_under_fan_out_loses_no_delivery(backend: Backend) {
     let setup = Setup::new(backend).await;
     let receivers = [
-        crate::receiver::Receiver::start(vec![]).await,
-        crate::receiver::Receiver::start(vec![]).await,
-        crate::receiver::Receiver::start(vec![]).await,
+        crate::support::receiver::Receiver::start(vec![]).await,
+        crate::support::receiver::Receiver::start(vec![]).await,
+        crate::support::receiver::Receiver::start(vec![]).await,
     ];
     let mut config = String::new();
     for (n, receiver) in receivers.iter().enumerate() {

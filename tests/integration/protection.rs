@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::processes::Setup;
-use crate::receiver::{Answer, Received, Receiver, closed_port_url};
+use crate::support::helpers::*;
+use crate::support::receiver::{Answer, Received, Receiver, closed_port_url};
+use crate::support::setup::Setup;
 
 async fn destination(client: &reqwest::Client, address: SocketAddr, name: &str) -> Value {
     let all = get_json(client, address, "/destinations").await;
@@ -148,7 +148,7 @@ breaker_probe_max = "400ms"
 destination = "app"
 "#
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let ids = post_many(app.address, "shop", 100).await;
     let failing = eventually(Duration::from_secs(10), "the breaker opens", || async {
         let d = destination(&app.client, app.address, "app").await;
@@ -347,7 +347,7 @@ destination = "dead"
         healthy = healthy.url(),
         dead = dead.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     // The healthy destination alone, then beside the dead one, 500 events each.
     let alone = latencies(app.address, "alone", 0..500, &healthy).await;
     let beside = latencies(app.address, "shop", 500..1000, &healthy).await;
@@ -394,7 +394,7 @@ destination = "other"
         paused = paused.url(),
         other = other.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let unknown = app
         .client
         .post(app.url("/destinations/nowhere/pause"))
@@ -493,8 +493,11 @@ destination = "serial"
         serial = serial.url(),
     );
     // A long poll interval: a drain that waits for the poll would take minutes.
-    let app =
-        TestApp::spawn_with_file(backend, &config, &[("HOOKRELAY_POLL_INTERVAL", "5s")]).await;
+    let app = TestApp::on(backend)
+        .config(&config)
+        .settings(&[("HOOKRELAY_POLL_INTERVAL", "5s")])
+        .spawn()
+        .await;
     for name in ["app", "serial"] {
         let paused = app
             .client
@@ -649,7 +652,7 @@ destination = "lenient"
         strict = strict.url(),
         lenient = lenient.url(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let a1 = app.accept("shop", "a1", json!({"key": "a", "n": 1})).await;
     app.wait_for_status(&a1, "dead_lettered", Duration::from_secs(10))
         .await;
@@ -780,7 +783,7 @@ crate::on_both_backends!(
 async fn waiting_figures_are_counted_up_to_the_cap(backend: Backend) {
     let config = "[destinations.app]\nurl = \"http://127.0.0.1:9/hook\"\n\
                   [sources.s]\n[[sources.s.routes]]\ndestination = \"app\"\n";
-    let app = TestApp::spawn_with_file(backend, config, &[]).await;
+    let app = TestApp::on(backend).config(config).spawn().await;
     let paused = app
         .client
         .post(app.url("/destinations/app/pause"))

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn a_locked_database_means_503_and_nothing_accepted(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     assert_eq!(
         app.post("s", Some("before"), &json!({})).await.status(),
         202
@@ -39,7 +39,7 @@ async fn a_locked_database_means_503_and_nothing_accepted(backend: Backend) {
 }
 
 async fn storage_errors_never_leak_internals(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     let blocker = app.database.block_writes().await;
     let refused = app.post("s", Some("k"), &json!({})).await;
     let text = refused.text().await.unwrap();
@@ -60,7 +60,7 @@ async fn storage_errors_never_leak_internals(backend: Backend) {
 /// `/ready` follows whether webhooks are being committed, not only whether a probe's
 /// small write passes: after a refused commit it answers 503 at once.
 async fn ready_turns_503_when_webhook_commits_fail(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::on(backend).spawn().await;
     assert_eq!(
         app.post("s", Some("before"), &json!({})).await.status(),
         202

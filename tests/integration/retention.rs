@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 async fn accept(app: &TestApp, key: &str, body: Value) -> String {
     app.accept("keep", key, body).await
@@ -22,15 +22,14 @@ async fn gone(app: &TestApp, id: &str) -> bool {
 }
 
 async fn delivered_events_are_pruned_and_the_rest_kept(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        &[
+    let app = TestApp::on(backend)
+        .settings(&[
             ("HOOKRELAY_RETENTION", "1s"),
             ("HOOKRELAY_PRUNE_INTERVAL", "200ms"),
             ("HOOKRELAY_MAX_ATTEMPTS", "1"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let delivered = accept(&app, "ok", json!({"fine": true})).await;
     let dead = accept(&app, "dead", json!({"simulate_failure": true})).await;
     let busy = accept(&app, "busy", json!({"simulate_delay_ms": 8000})).await;
@@ -64,15 +63,14 @@ async fn delivered_events_are_pruned_and_the_rest_kept(backend: Backend) {
 }
 
 async fn dead_letters_go_when_told(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        &[
+    let app = TestApp::on(backend)
+        .settings(&[
             ("HOOKRELAY_DEAD_RETENTION", "1s"),
             ("HOOKRELAY_PRUNE_INTERVAL", "200ms"),
             ("HOOKRELAY_MAX_ATTEMPTS", "1"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let delivered = accept(&app, "ok", json!({"fine": true})).await;
     let dead = accept(&app, "dead", json!({"simulate_failure": true})).await;
     app.wait_for_status(&dead, "dead_lettered", Duration::from_secs(10))

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::processes::Setup;
-use crate::receiver::Receiver;
+use crate::support::helpers::*;
+use crate::support::receiver::Receiver;
+use crate::support::setup::Setup;
 
 async fn two_apis_and_three_workers_deliver_everything_once(backend: Backend) {
     let setup = Setup::new(backend).await;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::processes::Setup;
-use crate::receiver::{Answer, Received, Receiver};
+use crate::support::helpers::*;
 use crate::support::postgres_server::PrivateCluster;
+use crate::support::receiver::{Answer, Received, Receiver};
+use crate::support::setup::Setup;
 use crate::support::small_disk::SmallDisk;
 
 /// How long the chaos lasts.

@@ -8,8 +8,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::*;
-use crate::receiver::{Answer, Receiver, closed_port_url};
+use crate::support::helpers::*;
+use crate::support::receiver::{Answer, Receiver, closed_port_url};
 
 fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
@@ -148,7 +148,7 @@ fn secret_of(scheme: &str) -> &'static str {
 }
 
 async fn every_scheme_accepts_good_signatures_and_refuses_bad_ones(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let app = TestApp::on(backend).config(SOURCES).spawn().await;
     for scheme in ["github", "stripe", "shopify", "slack", "sw", "svix"] {
         let body = format!(r#"{{"id":"evt_{scheme}_1","event_id":"Ev_{scheme}_1","n":1}}"#);
         let secret = secret_of(scheme);
@@ -209,7 +209,7 @@ fn with_key(mut headers: Headers) -> Headers {
 }
 
 async fn either_of_two_secrets_verifies(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let app = TestApp::on(backend).config(SOURCES).spawn().await;
     for (n, secret) in ["gh-old", "gh-new"].into_iter().enumerate() {
         let body = format!(r#"{{"n":{n}}}"#);
         let (status, _) = send(
@@ -224,7 +224,7 @@ async fn either_of_two_secrets_verifies(backend: Backend) {
 }
 
 async fn provider_redeliveries_without_an_idempotency_key_collapse(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let app = TestApp::on(backend).config(SOURCES).spawn().await;
     // GitHub redelivers with the same X-GitHub-Delivery; Stripe with the same body id.
     for scheme in ["github", "stripe"] {
         let body = r#"{"id":"evt_same","type":"x"}"#;
@@ -241,7 +241,7 @@ async fn provider_redeliveries_without_an_idempotency_key_collapse(backend: Back
 }
 
 async fn slack_url_verification_is_answered_and_not_stored(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let app = TestApp::on(backend).config(SOURCES).spawn().await;
     let body = r#"{"token":"t","challenge":"3eZbrw1aBm2rZg","type":"url_verification"}"#;
     let (status, answer) = send(
         &app,
@@ -259,7 +259,7 @@ async fn slack_url_verification_is_answered_and_not_stored(backend: Backend) {
 }
 
 async fn form_posts_are_stored_as_received_where_allowed(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let app = TestApp::on(backend).config(SOURCES).spawn().await;
     let body = "command=%2Fdeploy&text=prod&user_id=U1";
     let headers = signed("slack", "slack-secret", now(), body, "");
     let mut request = app
@@ -290,12 +290,10 @@ async fn form_posts_are_stored_as_received_where_allowed(backend: Backend) {
 }
 
 async fn unknown_sources_are_refused_when_configured_so(backend: Backend) {
-    let app = TestApp::spawn_with_file(
-        backend,
-        "accept_unknown_sources = false\n[sources.known]\n",
-        &[],
-    )
-    .await;
+    let app = TestApp::on(backend)
+        .config("accept_unknown_sources = false\n[sources.known]\n")
+        .spawn()
+        .await;
     let response = app.post("known", Some("k"), &json!({})).await;
     assert_eq!(response.status(), 202);
     let response = app.post("stranger", Some("k"), &json!({})).await;
@@ -340,7 +338,10 @@ async fn accept(app: &TestApp, raw: &str, key: &str) -> String {
 
 async fn the_destination_gets_the_exact_bytes_and_headers(backend: Backend) {
     let receiver = Receiver::start(vec![]).await;
-    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::on(backend)
+        .config(&destination(&receiver.url(), ""))
+        .spawn()
+        .await;
     let raw = "{ \"amount\" : 1.50,\n  \"note\": \"spacing kept\" }";
     let id = accept(&app, raw, "exact-1").await;
     let event = app
@@ -383,7 +384,10 @@ async fn the_destination_gets_the_exact_bytes_and_headers(backend: Backend) {
 
 async fn server_errors_are_retried_until_delivered(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(500), Answer::status(500)]).await;
-    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::on(backend)
+        .config(&destination(&receiver.url(), ""))
+        .spawn()
+        .await;
     let id = accept(&app, r#"{"n":1}"#, "retry-1").await;
     let event = app
         .wait_for_status(&id, "delivered", Duration::from_secs(10))
@@ -409,7 +413,10 @@ async fn server_errors_are_retried_until_delivered(backend: Backend) {
 
 async fn gone_dead_letters_at_once(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(410).body(&"x".repeat(5000))]).await;
-    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::on(backend)
+        .config(&destination(&receiver.url(), ""))
+        .spawn()
+        .await;
     let id = accept(&app, r#"{"n":1}"#, "gone-1").await;
     let event = app
         .wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
@@ -424,7 +431,10 @@ async fn gone_dead_letters_at_once(backend: Backend) {
 
 async fn retry_after_is_honoured(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(429).header("retry-after", "1")]).await;
-    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::on(backend)
+        .config(&destination(&receiver.url(), ""))
+        .spawn()
+        .await;
     let id = accept(&app, r#"{"n":1}"#, "slow-down").await;
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
         .await;
@@ -437,7 +447,10 @@ async fn retry_after_is_honoured(backend: Backend) {
 
 async fn a_slow_destination_times_out(backend: Backend) {
     let receiver = Receiver::start(vec![Answer::status(200).delay(Duration::from_secs(3))]).await;
-    let app = TestApp::spawn_with_file(backend, &destination(&receiver.url(), ""), &[]).await;
+    let app = TestApp::on(backend)
+        .config(&destination(&receiver.url(), ""))
+        .spawn()
+        .await;
     let id = accept(&app, r#"{"n":1}"#, "timeout-1").await;
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
         .await;
@@ -452,12 +465,11 @@ async fn a_slow_destination_times_out(backend: Backend) {
 }
 
 async fn a_refused_connection_is_retried_then_dead_lettered(backend: Backend) {
-    let app = TestApp::spawn_with_file(
-        backend,
-        &destination(&closed_port_url(), ""),
-        &[("HOOKRELAY_MAX_ATTEMPTS", "3")],
-    )
-    .await;
+    let app = TestApp::on(backend)
+        .config(&destination(&closed_port_url(), ""))
+        .settings(&[("HOOKRELAY_MAX_ATTEMPTS", "3")])
+        .spawn()
+        .await;
     let id = accept(&app, r#"{"n":1}"#, "refused-1").await;
     let event = app
         .wait_for_status(&id, "dead_lettered", Duration::from_secs(10))
@@ -477,12 +489,13 @@ async fn a_refused_connection_is_retried_then_dead_lettered(backend: Backend) {
 async fn deliveries_are_resigned_with_standard_webhooks(backend: Backend) {
     let receiver = Receiver::start(vec![]).await;
     let secret = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz";
-    let app = TestApp::spawn_with_file(
-        backend,
-        &destination(&receiver.url(), &format!("signing_secret = \"{secret}\"")),
-        &[],
-    )
-    .await;
+    let app = TestApp::on(backend)
+        .config(&destination(
+            &receiver.url(),
+            &format!("signing_secret = \"{secret}\""),
+        ))
+        .spawn()
+        .await;
     let raw = r#"{"type":"order.paid"}"#;
     let id = accept(&app, raw, "signed-1").await;
     app.wait_for_status(&id, "delivered", Duration::from_secs(10))
@@ -525,7 +538,7 @@ async fn svix_and_standard_webhooks_libraries_verify_resigned_deliveries(backend
         secret_of("svix"),
         receiver.url()
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let body = r#"{"type":"invoice.paid","data":{"id":"in_1"}}"#;
     let headers = signed("svix", secret_of("svix"), now(), body, "msg_sdk_1");
     let (status, receipt) = send(&app, "svix", &headers, body).await;
@@ -567,7 +580,7 @@ async fn svix_and_standard_webhooks_libraries_verify_resigned_deliveries(backend
 /// Svix's library accepts `webhook-*` header names as well as `svix-*`; so does a
 /// `verify = "svix"` source, key included.
 async fn svix_sources_accept_webhook_header_names(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let app = TestApp::on(backend).config(SOURCES).spawn().await;
     let body = r#"{"type":"user.created"}"#;
     let headers = signed("sw", secret_of("svix"), now(), body, "msg_names_1");
     let (status, receipt) = send(&app, "svix", &headers, body).await;
@@ -583,7 +596,7 @@ async fn svix_sources_accept_webhook_header_names(backend: Backend) {
 /// `@shopify/shopify-api` names the headers of Shopify's Events webhooks without
 /// the `X-` prefix: accepted beside the `X-Shopify-*` names, key included.
 async fn shopify_unprefixed_header_names_are_accepted(backend: Backend) {
-    let app = TestApp::spawn_with_file(backend, SOURCES, &[]).await;
+    let app = TestApp::on(backend).config(SOURCES).spawn().await;
     let body = r#"{"id":820982911946154508,"email":"jon@example.com"}"#;
     let signature = BASE64.encode(mac(secret_of("shopify").as_bytes(), &[body.as_bytes()]));
     for (i, key_header) in ["shopify-event-id", "shopify-webhook-id"]

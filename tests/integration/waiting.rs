@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::receiver::{Answer, Receiver};
+use crate::support::helpers::*;
+use crate::support::receiver::{Answer, Receiver};
 
 /// Whether the dashboard's row for `destination` on the event page says it waits.
 fn dashboard_says_waiting(html: &str, destination: &str) -> bool {
@@ -60,7 +60,7 @@ max_attempts = 1
             .map(|name| format!("[[sources.shop.routes]]\ndestination = \"{name}\"\n"))
             .collect::<String>(),
     );
-    let app = TestApp::spawn_with_file(backend, &config, &[]).await;
+    let app = TestApp::on(backend).config(&config).spawn().await;
     let pause = |name: &str| {
         app.client
             .post(app.url(&format!("/destinations/{name}/pause")))

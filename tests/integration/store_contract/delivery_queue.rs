@@ -41,13 +41,7 @@ async fn claims_lease_each_due_event_once(backend: Backend) {
 async fn outcomes_are_fenced_by_the_attempt_number(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let claimed = f
-        .store
-        .claim(wants(1, LEASE))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
+    let claimed = claim_one(f.store.as_ref(), LEASE).await;
     let mut stale = finished(&claimed, EventStatus::Delivered);
     stale.attempt = 7;
     assert!(!f.store.finish_attempt(stale).await.unwrap());
@@ -55,23 +49,13 @@ async fn outcomes_are_fenced_by_the_attempt_number(backend: Backend) {
         status_of(f.store.as_ref(), &id).await,
         (EventStatus::Processing, 1)
     );
-    assert!(
-        f.store
-            .finish_attempt(finished(&claimed, EventStatus::Retrying))
-            .await
-            .unwrap()
-    );
+    assert!(finish(f.store.as_ref(), &claimed, EventStatus::Retrying).await);
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
         (EventStatus::Retrying, 1)
     );
     // The same outcome twice: the second finds no attempt to finish.
-    assert!(
-        !f.store
-            .finish_attempt(finished(&claimed, EventStatus::Delivered))
-            .await
-            .unwrap()
-    );
+    assert!(!finish(f.store.as_ref(), &claimed, EventStatus::Delivered).await);
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
         (EventStatus::Retrying, 1)
@@ -83,13 +67,7 @@ async fn outcomes_are_fenced_by_the_attempt_number(backend: Backend) {
 async fn an_expired_lease_is_a_failed_attempt_and_fences_the_old_worker(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let old = f
-        .store
-        .claim(wants(1, Duration::from_millis(1)))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
+    let old = claim_one(f.store.as_ref(), Duration::from_millis(1)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let claim = f.store.claim(wants(1, LEASE)).await.unwrap();
     assert_eq!(claim.reclaimed.len(), 1);
@@ -112,12 +90,7 @@ async fn an_expired_lease_is_a_failed_attempt_and_fences_the_old_worker(backend:
             .contains("lease expired")
     );
     // The first worker comes back late: its outcome is refused.
-    assert!(
-        !f.store
-            .finish_attempt(finished(&old, EventStatus::Delivered))
-            .await
-            .unwrap()
-    );
+    assert!(!finish(f.store.as_ref(), &old, EventStatus::Delivered).await);
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
         (EventStatus::Processing, 2)
@@ -139,13 +112,7 @@ async fn an_expired_lease_is_a_failed_attempt_and_fences_the_old_worker(backend:
 async fn renewed_leases_do_not_expire(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let claimed = f
-        .store
-        .claim(wants(1, Duration::from_millis(50)))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
+    let claimed = claim_one(f.store.as_ref(), Duration::from_millis(50)).await;
     let renewed = f
         .store
         .renew_leases(vec![(claimed.delivery, claimed.attempt)], LEASE)
@@ -171,13 +138,7 @@ async fn renewed_leases_do_not_expire(backend: Backend) {
 async fn a_released_attempt_does_not_count(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
-    let claimed = f
-        .store
-        .claim(wants(1, LEASE))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
+    let claimed = claim_one(f.store.as_ref(), LEASE).await;
     f.store.release(claimed.delivery, 9).await.unwrap();
     assert_eq!(
         status_of(f.store.as_ref(), &id).await,
@@ -192,26 +153,9 @@ async fn a_released_attempt_does_not_count(backend: Backend) {
         (EventStatus::Queued, 0)
     );
     // After a failed attempt, a released one goes back to retrying.
-    let claimed = f
-        .store
-        .claim(wants(1, LEASE))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
-    assert!(
-        f.store
-            .finish_attempt(finished(&claimed, EventStatus::Retrying))
-            .await
-            .unwrap()
-    );
-    let again = f
-        .store
-        .claim(wants(1, LEASE))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
+    let claimed = claim_one(f.store.as_ref(), LEASE).await;
+    assert!(finish(f.store.as_ref(), &claimed, EventStatus::Retrying).await);
+    let again = claim_one(f.store.as_ref(), LEASE).await;
     assert_eq!(again.attempt, 2);
     f.store.release(again.delivery, 2).await.unwrap();
     assert_eq!(
@@ -249,10 +193,7 @@ async fn claims_obey_pause_in_flight_rate_and_the_breaker(backend: Backend) {
     let claim = f.store.claim(limited(10, two)).await.unwrap();
     assert!(claim.deliveries.is_empty());
     assert_eq!(claim.waits, vec![("built-in".to_owned(), Wait::InFlight)]);
-    f.store
-        .finish_attempt(finished(&first[0], EventStatus::Delivered))
-        .await
-        .unwrap();
+    finish(f.store.as_ref(), &first[0], EventStatus::Delivered).await;
     assert_eq!(
         f.store
             .claim(limited(10, two))

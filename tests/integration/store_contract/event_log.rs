@@ -95,29 +95,14 @@ async fn an_event_is_stored_once_with_one_delivery_per_destination(backend: Back
             .all(|c| c.event_id == id && c.source == "stripe")
     );
     let (analytics, archive, billing) = (&claimed[0], &claimed[1], &claimed[2]);
-    assert!(
-        f.store
-            .finish_attempt(finished(billing, EventStatus::Delivered))
-            .await
-            .unwrap()
-    );
-    assert!(
-        f.store
-            .finish_attempt(finished(archive, EventStatus::DeadLettered))
-            .await
-            .unwrap()
-    );
+    assert!(finish(f.store.as_ref(), billing, EventStatus::Delivered).await);
+    assert!(finish(f.store.as_ref(), archive, EventStatus::DeadLettered).await);
     // Still processing elsewhere: the event reads as its least finished delivery.
     assert_eq!(
         status_of(f.store.as_ref(), &id).await.0,
         EventStatus::Processing
     );
-    assert!(
-        f.store
-            .finish_attempt(finished(analytics, EventStatus::Delivered))
-            .await
-            .unwrap()
-    );
+    assert!(finish(f.store.as_ref(), analytics, EventStatus::Delivered).await);
     assert_eq!(
         status_of(f.store.as_ref(), &id).await.0,
         EventStatus::DeadLettered

@@ -17,7 +17,7 @@ use hookrelay::store::{
     FinishedAttempt, InsertOutcome, NewDelivery, NewEvent, OpenOptions, Store, Want,
 };
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 mod alert_outbox;
 mod delivery_queue;
@@ -156,4 +156,19 @@ fn limited(limit: usize, limits: Limits) -> ClaimRequest {
             limits,
         }],
     }
+}
+
+/// Claims one due delivery, which there must be.
+async fn claim_one(store: &dyn Store, lease: Duration) -> ClaimedDelivery {
+    let mut claim = store.claim(wants(1, lease)).await.unwrap();
+    assert!(!claim.deliveries.is_empty(), "nothing was due");
+    claim.deliveries.remove(0)
+}
+
+/// Writes a claimed delivery's outcome; whether its lease still held.
+async fn finish(store: &dyn Store, claimed: &ClaimedDelivery, status: EventStatus) -> bool {
+    store
+        .finish_attempt(finished(claimed, status))
+        .await
+        .unwrap()
 }

@@ -18,19 +18,8 @@ async fn replays_queue_finished_events_with_fresh_attempts(backend: Backend) {
         f.store.replay(&id, None, &budget(5)).await.unwrap(),
         ReplayOutcome::NotReplayable(EventStatus::Queued)
     );
-    let claimed = f
-        .store
-        .claim(wants(1, LEASE))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
-    assert!(
-        f.store
-            .finish_attempt(finished(&claimed, EventStatus::DeadLettered))
-            .await
-            .unwrap()
-    );
+    let claimed = claim_one(f.store.as_ref(), LEASE).await;
+    assert!(finish(f.store.as_ref(), &claimed, EventStatus::DeadLettered).await);
     assert_eq!(
         f.store.replay(&id, None, &budget(5)).await.unwrap(),
         ReplayOutcome::Queued(1)
@@ -41,13 +30,7 @@ async fn replays_queue_finished_events_with_fresh_attempts(backend: Backend) {
         (event.status(), summary.attempts, summary.max_attempts),
         (EventStatus::Queued, 1, 6)
     );
-    let claimed = f
-        .store
-        .claim(wants(1, LEASE))
-        .await
-        .unwrap()
-        .deliveries
-        .remove(0);
+    let claimed = claim_one(f.store.as_ref(), LEASE).await;
     assert_eq!((claimed.attempt, claimed.attempts_at_replay), (2, 1));
     assert_eq!(claimed.attempt_in_round(), 1);
 }

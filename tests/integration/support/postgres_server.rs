@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::free_port;
+use crate::support::helpers::free_port;
 
 /// A throwaway PostgreSQL cluster on its own port.
 pub struct PrivateCluster {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hookrelay::app::{Application, Role};
 use hookrelay::config::{Config, Overrides};
 
-pub use crate::database::{Backend, TestDatabase};
+pub use crate::support::database::{Backend, TestDatabase};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -42,46 +42,62 @@ pub struct Stopped {
     pub database: TestDatabase,
 }
 
-impl TestApp {
-    pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(backend, &[]).await
+/// A change to the loaded config.
+type Adjust<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+
+/// How a test's app is made: `TestApp::on(backend)`, then what it needs, then
+/// `.spawn()`.
+pub struct TestAppBuilder<'a> {
+    backend: Backend,
+    toml: Option<&'a str>,
+    settings: &'a [(&'a str, &'a str)],
+    adjust: Option<Adjust<'a>>,
+}
+
+impl<'a> TestAppBuilder<'a> {
+    /// A config file holding `toml` (sources and the like).
+    pub fn config(mut self, toml: &'a str) -> Self {
+        self.toml = Some(toml);
+        self
     }
 
-    /// `settings` are `HOOKRELAY_*` variables layered over [`FAST`].
-    pub async fn spawn_with(backend: Backend, settings: &[(&str, &str)]) -> Self {
-        Self::spawn_configured(backend, None, settings).await
+    /// `HOOKRELAY_*` variables layered over [`FAST`].
+    pub fn settings(mut self, settings: &'a [(&'a str, &'a str)]) -> Self {
+        self.settings = settings;
+        self
     }
 
-    /// With a config file holding `toml` (sources and the like).
-    pub async fn spawn_with_file(backend: Backend, toml: &str, settings: &[(&str, &str)]) -> Self {
-        Self::spawn_configured(backend, Some(toml), settings).await
+    /// Changes the config after it was loaded (e.g. another address).
+    pub fn adjust(mut self, adjust: impl FnOnce(&mut Config) + 'a) -> Self {
+        self.adjust = Some(Box::new(adjust));
+        self
     }
 
-    async fn spawn_configured(
-        backend: Backend,
-        toml: Option<&str>,
-        settings: &[(&str, &str)],
-    ) -> Self {
-        Self::spawn_adjusted(backend, toml, settings, |_| {}).await
-    }
-
-    /// With the config changed by `adjust` after it was loaded (e.g. another address).
-    pub async fn spawn_adjusted(
-        backend: Backend,
-        toml: Option<&str>,
-        settings: &[(&str, &str)],
-        adjust: impl FnOnce(&mut Config),
-    ) -> Self {
+    /// A fresh database, then the app serving on a free port.
+    pub async fn spawn(self) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let database = TestDatabase::create(backend, dir.path()).await;
-        let config_file = toml.map(|text| {
+        let database = TestDatabase::create(self.backend, dir.path()).await;
+        let config_file = self.toml.map(|text| {
             let path = dir.path().join("hookrelay.toml");
             std::fs::write(&path, text).expect("config file");
             path
         });
-        let mut config = test_config(&database.url, config_file, settings);
-        adjust(&mut config);
-        Self::start(dir, database, config).await
+        let mut config = test_config(&database.url, config_file, self.settings);
+        if let Some(adjust) = self.adjust {
+            adjust(&mut config);
+        }
+        TestApp::start(dir, database, config).await
+    }
+}
+
+impl TestApp {
+    pub fn on<'a>(backend: Backend) -> TestAppBuilder<'a> {
+        TestAppBuilder {
+            backend,
+            toml: None,
+            settings: &[],
+            adjust: None,
+        }
     }
 
     /// Starts again on what a stopped app left, with the same settings.

@@ -218,7 +218,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name($crate::database::Backend::Sqlite).await
+                    super::$name($crate::support::database::Backend::Sqlite).await
                 }
             )*
         }
@@ -226,7 +226,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name($crate::database::Backend::Postgres).await
+                    super::$name($crate::support::database::Backend::Postgres).await
                 }
             )*
         }
