@@ -37,6 +37,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    #[cfg(test)]
     pub const ALL: [ErrorCode; 27] = [
         Self::InvalidSource,
         Self::MissingIdempotencyKey,

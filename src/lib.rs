@@ -4,17 +4,17 @@
 //! ([`store`]) → the [`worker`] → storage again. [`domain`] holds the plain types and
 //! pure rules they share.
 
-pub mod alerts;
+mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod error_code;
-pub mod http;
-pub mod ingest;
-pub mod metrics;
-pub mod ops;
+mod error_code;
+mod http;
+mod ingest;
+mod metrics;
+mod ops;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
-pub mod worker;
+mod worker;

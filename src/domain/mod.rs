@@ -1,16 +1,16 @@
 //! Plain types and pure logic: no I/O lives here.
 
 pub mod alert;
-pub mod body_reads;
+pub(crate) mod body_reads;
 pub mod event;
-pub mod json_text;
+pub(crate) mod json_text;
 pub mod lifecycle;
-pub mod outcomes;
+pub(crate) mod outcomes;
 pub mod protection;
-pub mod retry;
-pub mod routing;
-pub mod scheme;
-pub mod signing;
-pub mod stored_headers;
+pub(crate) mod retry;
+pub(crate) mod routing;
+pub(crate) mod scheme;
+pub(crate) mod signing;
+pub(crate) mod stored_headers;
 pub mod time;
-pub mod waiting;
+pub(crate) mod waiting;

@@ -10,7 +10,6 @@ mod serve;
 
 pub use serve::{ConnectionLimits, serve};
 pub use state::{AppState, Shared};
-pub use write_health::WriteHealth;
 mod state;
 mod ui;
 mod webhooks;

@@ -87,10 +87,6 @@ impl Operators {
         &self.store
     }
 
-    pub fn sources(&self) -> &Arc<Sources> {
-        &self.sources
-    }
-
     pub fn destination_settings(&self) -> &Arc<Destinations> {
         &self.destinations
     }

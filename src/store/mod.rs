@@ -5,15 +5,15 @@ mod batching;
 mod claims;
 mod errors;
 mod filter;
-pub mod group;
+pub(crate) mod group;
 mod open;
 mod options;
-pub mod postgres;
+pub(crate) mod postgres;
 mod records;
 mod roles;
 mod rows;
 mod sql;
-pub mod sqlite;
+pub(crate) mod sqlite;
 mod url;
 
 pub use batching::{REPLAY_BATCH, ReplayBatch, SWEEP_INTERVAL, SweepClock, replay_in_batches};

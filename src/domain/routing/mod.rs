@@ -11,6 +11,6 @@ mod route;
 mod tests;
 
 pub use document::Document;
-pub use filter::{Filter, FilterError, Operator};
+pub use filter::Filter;
 pub use glob::TypeGlob;
 pub use route::{Route, Verdict, destinations, judge};
