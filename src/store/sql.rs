@@ -31,6 +31,33 @@ macro_rules! delivered {
     };
 }
 
+pub(crate) use delivered;
+
+macro_rules! retrying {
+    () => {
+        "'retrying'"
+    };
+}
+
+macro_rules! dead_lettered {
+    () => {
+        "'dead_lettered'"
+    };
+}
+pub(crate) use dead_lettered;
+
+/// An event's status, never a delivery's: it has none.
+macro_rules! filtered {
+    () => {
+        "'filtered'"
+    };
+}
+
+/// The single statuses, as constants for statements built with `format!`.
+pub const RETRYING: &str = retrying!();
+pub const DEAD_LETTERED: &str = dead_lettered!();
+pub const FILTERED: &str = filtered!();
+
 /// Not yet delivered or dead-lettered.
 macro_rules! unfinished {
     () => {

@@ -10,6 +10,7 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::time::Timestamp;
+use crate::store::sql::FILTERED;
 use crate::store::{
     AttemptRecord, DeliveryRecord, EventFilter, EventPage, EventRecord, InsertOutcome, NewDelivery,
     NewEvent, StoreError,
@@ -261,7 +262,7 @@ pub async fn list_events(
             "SELECT {LIST_COLUMNS} FROM events e
              WHERE {EVENT_FILTER} AND ($5::bigint IS NULL OR e.seq < $5)
                AND CASE
-                   WHEN $1::text = 'filtered' THEN $7::text IS NULL
+                   WHEN $1::text = {FILTERED} THEN $7::text IS NULL
                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
                    WHEN $1::text IS NULL AND $7::text IS NULL THEN true
                    ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id

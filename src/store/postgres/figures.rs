@@ -7,7 +7,9 @@ use super::column::Column;
 use super::events::Result;
 use super::flows::flow_from_row;
 use crate::domain::time::Timestamp;
-use crate::store::sql::{WAITING, WAITING_DESTINATIONS};
+use crate::store::sql::{
+    DEAD_LETTERED, RETRYING, WAITING, WAITING_DESTINATIONS, dead_lettered, delivered,
+};
 use crate::store::{
     DestinationRow, DestinationStats, FLOW_COLUMNS, QueueGauges, WAITING_COUNT_CAP,
 };
@@ -22,14 +24,18 @@ pub async fn prune(
     // event goes only when every delivery is finished and old enough; SKIP LOCKED
     // keeps several workers' pruners out of each other's way.
     let statement = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "WITH doomed AS (
                  SELECT e.seq, e.id FROM events e
                  WHERE e.created_at < GREATEST($1, COALESCE($2::bigint, $1))
                    AND NOT EXISTS (
                        SELECT 1 FROM deliveries d WHERE d.event_id = e.id
-                       AND NOT ((d.status = 'delivered' AND d.updated_at < $1)
-                                OR (d.status = 'dead_lettered' AND $2::bigint IS NOT NULL
+                       AND NOT ((d.status = ",
+            delivered!(),
+            " AND d.updated_at < $1)
+                                OR (d.status = ",
+            dead_lettered!(),
+            " AND $2::bigint IS NOT NULL
                                     AND d.updated_at < $2)))
                    AND (e.created_at < $1
                         OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))
@@ -39,8 +45,8 @@ pub async fn prune(
                  DELETE FROM attempts WHERE event_id IN (SELECT id FROM doomed)),
              gone_deliveries AS (
                  DELETE FROM deliveries WHERE event_id IN (SELECT id FROM doomed))
-             DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)",
-        )
+             DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)"
+        ))
         .await?;
     let deleted = client
         .execute(
@@ -64,16 +70,16 @@ pub async fn gauges(client: &Client) -> Result<QueueGauges> {
             "{WAITING_DESTINATIONS}
              SELECT
                  (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                     WHERE status IN ('queued', 'retrying') LIMIT $1 + (SELECT COUNT(*) FROM
-                         (SELECT 1 FROM deliveries WHERE status = 'retrying' LIMIT $1) r1)) w),
+                     WHERE status IN {WAITING} LIMIT $1 + (SELECT COUNT(*) FROM
+                         (SELECT 1 FROM deliveries WHERE status = {RETRYING} LIMIT $1) r1)) w),
                  (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                     WHERE status = 'retrying' LIMIT $1) r),
+                     WHERE status = {RETRYING} LIMIT $1) r),
                  (SELECT COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL),
                  (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                     WHERE status = 'dead_lettered' LIMIT $1) d),
+                     WHERE status = {DEAD_LETTERED} LIMIT $1) d),
                  (SELECT MIN((SELECT MIN(next_attempt_at) FROM deliveries
                               WHERE destination = waiting.name
-                                AND status IN ('queued', 'retrying')))
+                                AND status IN {WAITING}))
                   FROM waiting WHERE waiting.name IS NOT NULL)",
         ))
         .await?;
@@ -97,11 +103,13 @@ pub async fn gauges(client: &Client) -> Result<QueueGauges> {
 /// cannot make it read everything.
 pub async fn count_delivered(client: &Client, cap: u64) -> Result<u64> {
     let statement = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT status FROM deliveries
                                                   ORDER BY seq DESC LIMIT $1::bigint * 10) newest
-                                   WHERE status = 'delivered' LIMIT $1::bigint) AS capped",
-        )
+                                   WHERE status = ",
+            delivered!(),
+            " LIMIT $1::bigint) AS capped"
+        ))
         .await?;
     let row = client.query_one(&statement, &[&(cap as i64)]).await?;
     Ok(row.col::<i64>(0)? as u64)

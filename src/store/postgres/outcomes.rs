@@ -8,7 +8,7 @@ use super::flows::{read_flow, write_flow};
 use crate::domain::outcomes::{self, Observed, Settled};
 use crate::domain::protection::BreakerChange;
 use crate::domain::time::Timestamp;
-use crate::store::sql::claimed;
+use crate::store::sql::{claimed, delivered};
 use crate::store::{FinishedAttempt, Recorded};
 
 /// Many outcomes in one commit, as the domain settles them. A batch of plain
@@ -134,8 +134,12 @@ pub(super) async fn write_outcomes<C: GenericClient>(
              outcome AS (
                  INSERT INTO destinations (name, last_success_at, last_failure_at)
                  SELECT f.destination,
-                        MAX(CASE WHEN f.status = 'delivered' THEN $12 END),
-                        MAX(CASE WHEN f.status <> 'delivered' THEN $12 END)
+                        MAX(CASE WHEN f.status = ",
+            delivered!(),
+            " THEN $12 END),
+                        MAX(CASE WHEN f.status <> ",
+            delivered!(),
+            " THEN $12 END)
                  FROM f JOIN updated u ON u.seq = f.seq
                  GROUP BY f.destination ORDER BY f.destination
                  ON CONFLICT (name) DO UPDATE SET

@@ -8,6 +8,7 @@ use crate::domain::event::EventId;
 use crate::domain::lifecycle::DeliveryState;
 use crate::domain::lifecycle::EventStatus;
 use crate::domain::time::Timestamp;
+use crate::store::sql::FILTERED;
 use crate::store::{
     AttemptRecord, DeliveryRecord, EventFilter, EventPage, EventRecord, InsertOutcome, NewDelivery,
     NewEvent,
@@ -170,7 +171,7 @@ pub fn list_events(
         "SELECT {LIST_COLUMNS} FROM events e
          WHERE {EVENT_FILTER} AND (?5 IS NULL OR e.seq < ?5)
            AND CASE
-               WHEN ?1 = 'filtered' THEN ?7 IS NULL
+               WHEN ?1 = {FILTERED} THEN ?7 IS NULL
                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
                WHEN ?1 IS NULL AND ?7 IS NULL THEN 1
                ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id

@@ -5,7 +5,9 @@ use rusqlite::{Connection, params};
 
 use super::flows::flow_from_row;
 use crate::domain::time::Timestamp;
-use crate::store::sql::{WAITING_DESTINATIONS, claimable};
+use crate::store::sql::{
+    DEAD_LETTERED, RETRYING, WAITING, WAITING_DESTINATIONS, claimable, dead_lettered, delivered,
+};
 use crate::store::{
     DestinationRow, DestinationStats, FLOW_COLUMNS, QueueGauges, WAITING_COUNT_CAP,
 };
@@ -20,18 +22,22 @@ pub fn prune(
     // old enough, so an unfinished delivery is never touched. An event arrives before
     // any of its deliveries is updated, so arrival bounds the scan.
     let ids: Vec<String> = conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT e.id FROM events e
              WHERE e.created_at < max(?1, COALESCE(?2, ?1))
                AND NOT EXISTS (
                    SELECT 1 FROM deliveries d WHERE d.event_id = e.id
-                   AND NOT ((d.status = 'delivered' AND d.updated_at < ?1)
-                            OR (d.status = 'dead_lettered' AND ?2 IS NOT NULL
+                   AND NOT ((d.status = ",
+            delivered!(),
+            " AND d.updated_at < ?1)
+                            OR (d.status = ",
+            dead_lettered!(),
+            " AND ?2 IS NOT NULL
                                 AND d.updated_at < ?2)))
                AND (e.created_at < ?1
                     OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))
-             ORDER BY e.seq LIMIT ?3",
-        )?
+             ORDER BY e.seq LIMIT ?3"
+        ))?
         .query_map(
             params![delivered_before.0, dead_before.map(|t| t.0), batch as i64],
             |row| row.get(0),
@@ -57,15 +63,15 @@ pub fn gauges(conn: &Connection) -> rusqlite::Result<QueueGauges> {
         "{WAITING_DESTINATIONS}
          SELECT
              (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                 WHERE status IN ('queued', 'retrying') LIMIT ?1 + (SELECT COUNT(*) FROM
-                     (SELECT 1 FROM deliveries WHERE status = 'retrying' LIMIT ?1)))),
+                 WHERE status IN {WAITING} LIMIT ?1 + (SELECT COUNT(*) FROM
+                     (SELECT 1 FROM deliveries WHERE status = {RETRYING} LIMIT ?1)))),
              (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                 WHERE status = 'retrying' LIMIT ?1)),
+                 WHERE status = {RETRYING} LIMIT ?1)),
              (SELECT COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL),
              (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                 WHERE status = 'dead_lettered' LIMIT ?1)),
+                 WHERE status = {DEAD_LETTERED} LIMIT ?1)),
              (SELECT MIN((SELECT MIN(next_attempt_at) FROM deliveries
-                          WHERE destination = waiting.name AND status IN ('queued', 'retrying')))
+                          WHERE destination = waiting.name AND status IN {WAITING}))
               FROM waiting WHERE waiting.name IS NOT NULL)",
     ))?
     .query_row([WAITING_COUNT_CAP], |row| {
@@ -88,11 +94,13 @@ pub fn gauges(conn: &Connection) -> rusqlite::Result<QueueGauges> {
 /// the scan usually stops after about `cap` rows, and a day's backlog of waiting ones
 /// cannot make it read everything.
 pub fn count_delivered(conn: &Connection, cap: u64) -> rusqlite::Result<u64> {
-    conn.prepare_cached(
+    conn.prepare_cached(concat!(
         "SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT status FROM deliveries
                                               ORDER BY seq DESC LIMIT ?1 * 10)
-                               WHERE status = 'delivered' LIMIT ?1)",
-    )?
+                               WHERE status = ",
+        delivered!(),
+        " LIMIT ?1)"
+    ))?
     .query_row([cap as i64], |row| row.get::<_, i64>(0))
     .map(|n| n as u64)
 }
