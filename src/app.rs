@@ -182,12 +182,12 @@ impl Application {
                     body_read_timeout: self.config.body_read_timeout,
                     admin_token: self.config.admin_token.clone(),
                     write_health: Arc::default(),
-                    operators: Operators::new(
+                    operators: Arc::new(Operators::new(
                         self.store.clone(),
                         self.config.sources.clone(),
                         self.config.destinations.clone(),
                         self.config.retry.max_attempts,
-                    ),
+                    )),
                     metrics: self.metrics.clone(),
                     request_timeout: self.config.request_timeout,
                 });

@@ -1,6 +1,8 @@
 //! The operator's API: `GET /events` with filters and cursor pagination, and replays.
 //! Every route here sits behind [`super::auth`].
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -13,6 +15,7 @@ use super::events::EventView;
 use super::state::AppState;
 use crate::domain::event::EventId;
 use crate::error_code::ErrorCode;
+use crate::ops::Operators;
 use crate::ops::events::{self, ReplayScope};
 use crate::ops::views::{DestinationList, DestinationView};
 use crate::store::EventFilter;
@@ -288,7 +291,7 @@ pub struct Replayed {
     security(("admin_token" = []))
 )]
 pub async fn replay_matching(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     body: Result<Json<ReplayFilter>, JsonRejection>,
 ) -> Result<Json<Replayed>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::invalid(ErrorCode::InvalidBody, e.body_text()))?;
@@ -300,7 +303,7 @@ pub async fn replay_matching(
         body.until.as_deref(),
     )?;
     let scope = ReplayScope::new(filter, body.all.unwrap_or(false))?;
-    let replayed = state.operators.replay_matching(&scope).await?;
+    let replayed = operators.replay_matching(&scope).await?;
     Ok(Json(Replayed { replayed }))
 }
 
@@ -314,9 +317,9 @@ pub async fn replay_matching(
     security(("admin_token" = []))
 )]
 pub async fn destinations(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
 ) -> Result<Json<DestinationList>, ApiError> {
-    let all = state.operators.destinations().await?;
+    let all = operators.destinations().await?;
     Ok(Json(DestinationList {
         destinations: all.into_iter().map(DestinationView::from).collect(),
     }))
@@ -337,10 +340,10 @@ pub async fn destinations(
     security(("admin_token" = []))
 )]
 pub async fn pause(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     Path(name): Path<String>,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let (status, _) = state.operators.set_paused(&name, true).await?;
+    let (status, _) = operators.set_paused(&name, true).await?;
     Ok(Json(status.into()))
 }
 
@@ -357,10 +360,10 @@ pub async fn pause(
     security(("admin_token" = []))
 )]
 pub async fn resume(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     Path(name): Path<String>,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let (status, _) = state.operators.set_paused(&name, false).await?;
+    let (status, _) = operators.set_paused(&name, false).await?;
     Ok(Json(status.into()))
 }
 

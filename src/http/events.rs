@@ -1,11 +1,13 @@
 //! `GET /events/{id}` and `GET /events/{id}/attempts`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, State};
 
 use super::error::{ApiError, ErrorBody};
-use super::state::AppState;
 use crate::domain::event::EventId;
+use crate::ops::Operators;
 pub use crate::ops::views::{AttemptList, AttemptView, EventView};
 
 /// One event.
@@ -21,10 +23,10 @@ pub use crate::ops::views::{AttemptList, AttemptView, EventView};
     security(("admin_token" = []))
 )]
 pub async fn get_event(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     Path(id): Path<String>,
 ) -> Result<Json<EventView>, ApiError> {
-    let event = state.operators.show(&EventId::from_stored(id)).await?;
+    let event = operators.show(&EventId::from_stored(id)).await?;
     Ok(Json(EventView::from(event)))
 }
 
@@ -41,10 +43,10 @@ pub async fn get_event(
     security(("admin_token" = []))
 )]
 pub async fn list_attempts(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     Path(id): Path<String>,
 ) -> Result<Json<AttemptList>, ApiError> {
-    let attempts = state.operators.attempts(&EventId::from_stored(id)).await?;
+    let attempts = operators.attempts(&EventId::from_stored(id)).await?;
     Ok(Json(AttemptList {
         attempts: attempts.into_iter().map(AttemptView::from).collect(),
     }))

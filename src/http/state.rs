@@ -38,8 +38,15 @@ pub struct Shared {
     /// Whether webhooks are being committed: part of readiness.
     pub write_health: Arc<WriteHealth>,
     /// The operators' operations (list, replay, counts), shared by API and dashboard.
-    pub operators: Operators,
+    pub operators: Arc<Operators>,
     pub metrics: Arc<Metrics>,
     /// No request may take longer.
     pub request_timeout: std::time::Duration,
+}
+
+/// Handlers that need only the operators' operations take them alone.
+impl axum::extract::FromRef<AppState> for Arc<Operators> {
+    fn from_ref(state: &AppState) -> Self {
+        state.operators.clone()
+    }
 }

@@ -5,6 +5,8 @@ mod chart;
 mod pages;
 mod session;
 
+use std::sync::Arc;
+
 use axum::Form;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -16,6 +18,7 @@ use super::error::ApiError;
 use crate::domain::event::EventId;
 use crate::error_code::ErrorCode;
 use crate::http::state::AppState;
+use crate::ops::Operators;
 use crate::ops::OpsError;
 use crate::ops::events::ReplayScope;
 use pages::events::{FilterForm, given};
@@ -104,7 +107,7 @@ pub struct OverviewQuery {
     security(("admin_token" = []))
 )]
 pub async fn overview(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     headers: HeaderMap,
     query: Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
@@ -117,7 +120,7 @@ pub async fn overview(
         query.since,
         query.until,
     );
-    let counts = state.operators.counts().await?;
+    let counts = operators.counts().await?;
     let (gauges, delivered) = (counts.gauges, counts.delivered);
 
     let cursor = given(query.cursor)
@@ -129,7 +132,7 @@ pub async fn overview(
     let parsed = filter.parse().map_err(|e| e.to_string());
     let (page, error) = match parsed.and_then(|parsed| Ok((parsed, cursor?))) {
         Ok((parsed, cursor)) => (
-            Some(state.operators.list(&parsed, PAGE_SIZE, cursor).await?),
+            Some(operators.list(&parsed, PAGE_SIZE, cursor).await?),
             None,
         ),
         Err(e) => (None, Some(e)),
@@ -166,18 +169,18 @@ pub struct EventQuery {
 
 /// One event: its state, attempts, headers and payload.
 pub async fn event(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<EventQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
     let id = EventId::from_stored(id);
-    let detail = state.operators.show(&id).await?;
+    let detail = operators.show(&id).await?;
     let event = &detail.event;
-    let attempts = state.operators.attempts(&id).await?;
+    let attempts = operators.attempts(&id).await?;
     let replayed = query.is_ok_and(|Query(q)| q.replayed.is_some());
     let why_filtered = if event.deliveries.is_empty() {
-        state.operators.why_filtered(event)
+        operators.why_filtered(event)
     } else {
         None
     };
@@ -196,9 +199,9 @@ pub async fn event(
 }
 
 /// Every destination: state, backlog, in flight, oldest due, last outcomes.
-pub async fn destinations(State(state): State<AppState>) -> Result<Response, UiError> {
-    let all = state.operators.destinations().await?;
-    let hours = state.operators.last_hour().await?;
+pub async fn destinations(State(operators): State<Arc<Operators>>) -> Result<Response, UiError> {
+    let all = operators.destinations().await?;
+    let hours = operators.last_hour().await?;
     Ok(pages::destinations::destinations(&all, &hours).into_response())
 }
 
@@ -210,18 +213,18 @@ pub struct DestinationQuery {
 
 /// One destination, with the latest events routed to it.
 pub async fn destination(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     query: Result<Query<DestinationQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
-    let destination = state.operators.destination(&name).await?;
+    let destination = operators.destination(&name).await?;
     let filter = crate::store::EventFilter {
         destination: Some(name),
         ..crate::store::EventFilter::default()
     };
-    let recent = state.operators.list(&filter, 20, None).await?;
-    let hours = state.operators.last_hour().await?;
+    let recent = operators.list(&filter, 20, None).await?;
+    let hours = operators.last_hour().await?;
     let done = query.ok().and_then(|Query(q)| q.done);
     let notice = match done.as_deref() {
         Some("pause") => Some("Paused: no worker sends here until it is resumed."),
@@ -243,7 +246,7 @@ pub async fn destination(
 
 /// The destination page's "Pause" button.
 pub async fn pause(
-    state: State<AppState>,
+    state: State<Arc<Operators>>,
     name: Path<String>,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
@@ -253,7 +256,7 @@ pub async fn pause(
 
 /// The destination page's "Resume" button.
 pub async fn resume(
-    state: State<AppState>,
+    state: State<Arc<Operators>>,
     name: Path<String>,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
@@ -262,7 +265,7 @@ pub async fn resume(
 }
 
 async fn set_paused(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
@@ -270,7 +273,7 @@ async fn set_paused(
 ) -> Result<Response, UiError> {
     let field = form.ok().and_then(|Form(f)| f.csrf);
     check_csrf(&headers, field.as_deref())?;
-    state.operators.set_paused(&name, paused).await?;
+    operators.set_paused(&name, paused).await?;
     let verb = if paused { "pause" } else { "resume" };
     Ok(see_other(&format!("/ui/destinations/{name}?done={verb}")))
 }
@@ -356,7 +359,7 @@ pub struct BulkCsrfForm {
 
 /// The list's "replay every matching event" button.
 pub async fn replay_matching(
-    State(state): State<AppState>,
+    State(operators): State<Arc<Operators>>,
     headers: HeaderMap,
     form: Result<Form<BulkCsrfForm>, FormRejection>,
 ) -> Result<Response, UiError> {
@@ -374,7 +377,7 @@ pub async fn replay_matching(
     let filter = shown.parse().map_err(OpsError::from)?;
     // The one replay policy: a form whose fields went missing never means "everything".
     let scope = ReplayScope::new(filter, false)?;
-    let replayed = state.operators.replay_matching(&scope).await?;
+    let replayed = operators.replay_matching(&scope).await?;
     let query = serde_urlencoded::to_string(&shown).unwrap_or_default();
     Ok(see_other(&format!("/ui?{query}&replayed={replayed}")))
 }
