@@ -1,8 +1,8 @@
 //! hookrelay: reliable webhook ingestion.
 //!
-//! A webhook travels one way: HTTP ([`http`]) → checks ([`ingest`]) → durable storage
-//! ([`store`]) → the [`worker`] → storage again. [`domain`] holds the plain types and
-//! pure rules they share.
+//! A webhook travels one way: HTTP (`http`) → checks (`ingest`, through `ops`) →
+//! durable storage ([`store`]) → the `worker` → storage again. [`domain`] holds the
+//! plain types and pure rules they share, [`config`] the settings.
 
 mod alerts;
 pub mod app;

@@ -119,7 +119,7 @@ pub trait OperatorView: Send + Sync + 'static {
     async fn destination_minutes(&self, since: Timestamp) -> Result<Vec<MinuteRow>, StoreError>;
 
     /// Counts by status (from partial indexes, never the whole history, each up to
-    /// [`WAITING_COUNT_CAP`]) and queue lag.
+    /// [`WAITING_COUNT_CAP`](crate::store::WAITING_COUNT_CAP)) and queue lag.
     async fn gauges(&self) -> Result<QueueGauges, StoreError>;
 
     /// Each destination that has deliveries or outcomes on record.
@@ -154,7 +154,7 @@ pub trait AlertOutbox: Send + Sync + 'static {
     /// applies lag episode changes,
     /// each fenced on the episode's state so that of several workers seeing the same
     /// change, one raises its alert. Returns the alerts raised.
-    /// `settle`: how long a recovery alert raised here waits (see [`AlertRules`]).
+    /// `settle`: how long a recovery alert raised here waits (see [`AlertRules`](crate::domain::alert::AlertRules)).
     async fn record_samples(
         &self,
         samples: Vec<DestinationSample>,
