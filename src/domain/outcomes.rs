@@ -141,9 +141,10 @@ pub fn is_plain_success(outcomes: &[Observed<'_>]) -> bool {
         .all(|one| one.fault == Fault::None && !one.probe)
 }
 
-/// A destination's state after a success: no failures counted, its breaker closed
-/// (what PostgreSQL's one-statement write of plain successes does in SQL; the test
-/// holds the two to each other).
+/// A destination's state after a success: no failures counted, its breaker closed.
+/// PostgreSQL's one-statement write of plain successes does this in SQL without
+/// reading the state; the test below holds `settle` to it, and the store contract's
+/// breaker and alert tests hold both backends to the same outcome.
 #[cfg(test)]
 pub fn after_success(state: &FlowState) -> FlowState {
     FlowState {

@@ -45,12 +45,12 @@ impl Worker {
     /// running, then stops the background tasks.
     pub async fn run(self, shutdown: CancellationToken) {
         let settings = Arc::new(self.settings);
-        // One client: kept-alive connections to each destination are reused.
         let background = Background::start(&self.store, &settings, &self.client, &shutdown);
         let rounds = Rounds {
             lanes: Arc::new(Rounds::lanes(&settings)),
             store: self.store,
             settings: settings.clone(),
+            // One client: kept-alive connections to each destination are reused.
             client: self.client,
             attempts: TaskTracker::new(),
             shutdown,

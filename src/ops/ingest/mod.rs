@@ -131,60 +131,41 @@ impl Ingest {
 
     /// Checks a webhook and stores it. `now` is when it arrived.
     pub async fn accept(&self, request: Request, now: Timestamp) -> Ingested {
-        accept(
-            self.events.as_ref(),
-            &self.sources,
+        let (known, settings) = match known_source(&self.sources, &request.source) {
+            Ok(source) => source,
+            Err(refusal) => {
+                return Ingested {
+                    source: None,
+                    result: Err(refusal),
+                };
+            }
+        };
+        let decision = decide(
+            &settings,
             &self.destinations,
-            self.max_attempts,
+            &known.name,
             request,
             now,
-        )
-        .await
+            self.max_attempts,
+        );
+        let result = match decision {
+            Ok(Decision::Challenge(challenge)) => Ok(Accepted::Challenge(challenge)),
+            Ok(Decision::Store(event)) => match self.events.insert_event(*event).await {
+                Ok(InsertOutcome::Accepted(id)) => Ok(Accepted::Stored(id)),
+                Ok(InsertOutcome::Duplicate(id)) => Ok(Accepted::Duplicate(id)),
+                Err(error) => Err(Refusal::Storage(error)),
+            },
+            Err(refusal) => Err(refusal),
+        };
+        Ingested {
+            source: Some(known),
+            result,
+        }
     }
 
     /// Proves the event log can be written (readiness).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         self.events.check_writable().await
-    }
-}
-
-async fn accept(
-    store: &dyn EventLog,
-    sources: &Sources,
-    destinations: &Destinations,
-    max_attempts: u32,
-    request: Request,
-    now: Timestamp,
-) -> Ingested {
-    let source = match known_source(sources, &request.source) {
-        Ok(source) => source,
-        Err(refusal) => {
-            return Ingested {
-                source: None,
-                result: Err(refusal),
-            };
-        }
-    };
-    let (known, settings) = source;
-    let result = match decide(
-        &settings,
-        destinations,
-        &known.name,
-        request,
-        now,
-        max_attempts,
-    ) {
-        Ok(Decision::Challenge(challenge)) => Ok(Accepted::Challenge(challenge)),
-        Ok(Decision::Store(event)) => match store.insert_event(*event).await {
-            Ok(InsertOutcome::Accepted(id)) => Ok(Accepted::Stored(id)),
-            Ok(InsertOutcome::Duplicate(id)) => Ok(Accepted::Duplicate(id)),
-            Err(error) => Err(Refusal::Storage(error)),
-        },
-        Err(refusal) => Err(refusal),
-    };
-    Ingested {
-        source: Some(known),
-        result,
     }
 }
 
