@@ -85,8 +85,8 @@ impl Application {
                 database: config.database.to_string(),
                 source,
             })?;
-        let delivery_client =
-            crate::worker::deliver::client(config.worker_concurrency).map_err(AppError::Client)?;
+        let delivery_client = crate::worker::publish::http::client(config.worker_concurrency)
+            .map_err(AppError::Client)?;
         // The API's address; a worker alone listens only where it is told to.
         let address = if role.has_api() {
             Some(&config.listen)

@@ -10,9 +10,11 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use super::endpoints::{BrokerOptions, Endpoint, Kind};
 use super::values::{
-    Secret, TableError, expand_env, parse_duration, parse_positive, parse_signing_secret, parse_url,
+    Secret, TableError, expand_env, parse_duration, parse_positive, parse_signing_secret,
 };
+use crate::domain::message::Format;
 use crate::domain::protection::{BreakerPolicy, Limits, OnDeadLetter, Rate};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::scheme::KeyLocation;
@@ -26,7 +28,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct DestinationSettings {
     pub name: String,
-    pub url: reqwest::Url,
+    /// Where deliveries go; the url's scheme chose the kind.
+    pub endpoint: Endpoint,
+    /// How the event is put into what is sent.
+    pub format: Format,
     pub timeout: Duration,
     /// Re-signs deliveries with Standard Webhooks headers.
     pub signing_secret: Option<Secret>,
@@ -46,7 +51,8 @@ impl fmt::Debug for DestinationSettings {
         let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("DestinationSettings")
             .field("name", &self.name)
-            .field("url", &self.shown_url())
+            .field("endpoint", &self.endpoint)
+            .field("format", &self.format)
             .field("timeout", &self.timeout)
             .field("signing_secret", &self.signing_secret)
             .field("headers", &header_names)
@@ -57,10 +63,11 @@ impl fmt::Debug for DestinationSettings {
 }
 
 impl DestinationSettings {
-    pub fn new(name: &str, url: reqwest::Url) -> Self {
+    pub fn new(name: &str, endpoint: Endpoint) -> Self {
         Self {
             name: name.to_owned(),
-            url,
+            endpoint,
+            format: Format::default(),
             timeout: DEFAULT_TIMEOUT,
             signing_secret: None,
             headers: Vec::new(),
@@ -88,11 +95,7 @@ impl DestinationSettings {
     /// The URL as operators may see it: no credentials, no query (either may hold a
     /// token).
     pub fn shown_url(&self) -> String {
-        let mut url = self.url.clone();
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        url.set_query(None);
-        url.to_string()
+        self.endpoint.shown()
     }
 }
 
@@ -158,6 +161,14 @@ struct DestinationTable {
     breaker_failures: Option<u32>,
     breaker_probe: Option<String>,
     breaker_probe_max: Option<String>,
+    format: Option<String>,
+    exchange: Option<String>,
+    routing_key: Option<String>,
+    region: Option<String>,
+    max_len: Option<u64>,
+    /// Kafka producer properties (librdkafka's names), e.g. `"sasl.mechanism"`.
+    #[serde(default)]
+    kafka: BTreeMap<String, String>,
 }
 
 /// Parses the `destinations` table of the config file.
@@ -196,8 +207,24 @@ fn build(
     env: &dyn Fn(&str) -> Option<String>,
     invalid: &dyn Fn(&str, String) -> TableError,
 ) -> Result<DestinationSettings, TableError> {
-    let url = parse_url(&raw.url, env).map_err(|e| invalid("url", e))?;
-    let mut destination = DestinationSettings::new(name, url);
+    let url = expand_env(&raw.url, env).map_err(|e| invalid("url", e))?;
+    let mut kafka = Vec::with_capacity(raw.kafka.len());
+    for (property, value) in &raw.kafka {
+        let value = expand_env(value, env).map_err(|e| invalid(&format!("kafka.{property}"), e))?;
+        kafka.push((property.clone(), value));
+    }
+    let options = BrokerOptions {
+        exchange: raw.exchange.clone(),
+        routing_key: raw.routing_key.clone(),
+        region: raw.region.clone(),
+        max_len: raw.max_len,
+        kafka,
+    };
+    let endpoint = Endpoint::parse(&url, options).map_err(|(field, e)| invalid(field, e))?;
+    let mut destination = DestinationSettings::new(name, endpoint);
+    if let Some(format) = &raw.format {
+        destination.format = format.parse().map_err(|e| invalid("format", e))?;
+    }
     protection(&mut destination, &raw, invalid)?;
     if let Some(text) = raw.timeout {
         destination.timeout = parse_positive(&text).map_err(|e| invalid("timeout", e))?;
@@ -248,6 +275,7 @@ fn protection(
     raw: &DestinationTable,
     invalid: &dyn Fn(&str, String) -> TableError,
 ) -> Result<(), TableError> {
+    let keyed = destination.endpoint.kind() != Kind::Http;
     let limits = &mut destination.limits;
     limits.rate = raw
         .rate
@@ -280,7 +308,8 @@ fn protection(
         .map(str::parse::<OnDeadLetter>)
         .transpose()
         .map_err(|e| invalid("on_dead_letter", e))?;
-    if !ordered && (on_dead_letter.is_some() || raw.ordering_key.is_some()) {
+    // A broker destination may have a message key without ordering.
+    if !ordered && (on_dead_letter.is_some() || (raw.ordering_key.is_some() && !keyed)) {
         let field = if on_dead_letter.is_some() {
             "on_dead_letter"
         } else {
@@ -293,13 +322,13 @@ fn protection(
     }
     if ordered {
         limits.ordered = Some(on_dead_letter.unwrap_or_default());
-        destination.ordering_key = raw
-            .ordering_key
-            .as_deref()
-            .map(str::parse::<KeyLocation>)
-            .transpose()
-            .map_err(|e| invalid("ordering_key", e))?;
     }
+    destination.ordering_key = raw
+        .ordering_key
+        .as_deref()
+        .map(str::parse::<KeyLocation>)
+        .transpose()
+        .map_err(|e| invalid("ordering_key", e))?;
     let mut breaker = BreakerPolicy::default();
     if let Some(failures) = raw.breaker_failures {
         breaker.failures = failures;

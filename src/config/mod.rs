@@ -12,6 +12,7 @@ use thiserror::Error;
 
 pub mod alerts;
 pub mod destinations;
+pub mod endpoints;
 pub mod routes;
 pub mod sources;
 pub mod values;

@@ -321,7 +321,7 @@ fn build(
     let own = match raw.destination {
         Some(text) => {
             let url = parse_url(&text, env).map_err(|e| invalid("destination", e))?;
-            let mut own = DestinationSettings::new(name, url);
+            let mut own = DestinationSettings::new(name, super::endpoints::Endpoint::Http(url));
             if let Some(text) = &raw.timeout {
                 own.timeout = parse_positive(text).map_err(|e| invalid("timeout", e))?;
             }

@@ -120,9 +120,12 @@ pub fn route(
 /// An ordered destination's key for this event: the header's value, or the JSON
 /// value at the pointer (a string as it is, anything else as JSON text); `""` when
 /// the event has none, so that those keep their order among themselves. `None` for
-/// an unordered destination. A long key is stored as its digest.
+/// an unordered destination without `ordering_key` (a broker destination may have one
+/// for its message key alone). A long key is stored as its digest.
 fn ordering_key(destination: &DestinationSettings, event: &Routable<'_>) -> Option<String> {
-    destination.limits.ordered?;
+    if destination.limits.ordered.is_none() && destination.ordering_key.is_none() {
+        return None;
+    }
     let key = match &destination.ordering_key {
         None => None,
         Some(KeyLocation::Header(name)) => event
@@ -249,7 +252,7 @@ mod tests {
         let mut destinations = Destinations::default();
         let mut big = crate::config::destinations::DestinationSettings::new(
             "big",
-            "http://127.0.0.1:1/".parse().unwrap(),
+            crate::config::endpoints::Endpoint::Http("http://127.0.0.1:1/".parse().unwrap()),
         );
         big.max_attempts = Some(9);
         destinations.insert(big);

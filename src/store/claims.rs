@@ -29,6 +29,10 @@ pub struct ClaimedDelivery {
     pub content_type: Option<String>,
     pub headers: String,
     pub body: Bytes,
+    /// The event's type, when its source or a route recorded one.
+    pub event_type: Option<String>,
+    /// The delivery's ordering key (as stored: long keys are their digest).
+    pub ordering_key: Option<String>,
     /// This attempt probes the destination's open breaker.
     pub probe: bool,
 }

@@ -7,8 +7,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
+use super::publish::{Delivery, Publishers};
 use super::settings::{InFlight, WorkerSettings};
-use super::{deliver, simulate};
+use super::simulate;
 use crate::config::destinations::BUILT_IN;
 use crate::domain::lifecycle::{self, AttemptOutcome, EventStatus, Finish};
 use crate::domain::protection::{BreakerChange, Fault};
@@ -22,7 +23,7 @@ const RECORD_RETRY_MOST: Duration = Duration::from_secs(2);
 pub struct Context {
     pub store: Arc<dyn DeliveryQueue>,
     pub recorder: super::recorder::Recorder,
-    pub client: reqwest::Client,
+    pub publishers: Arc<Publishers>,
     pub settings: Arc<WorkerSettings>,
     pub in_flight: InFlight,
     pub shutdown: CancellationToken,
@@ -90,7 +91,7 @@ async fn run_in_span(
 
 /// What an attempt got back, and when it started and how long it took.
 struct Attempted {
-    delivery: deliver::Delivery,
+    delivery: Delivery,
     started_at: Timestamp,
     duration: Duration,
 }
@@ -132,7 +133,7 @@ fn decide(context: &Context, event: &ClaimedDelivery, attempted: Attempted) -> F
         Some(destination) => destination.retry(&context.settings.retry),
         None => context.settings.retry,
     };
-    let fault = Fault::of(outcome == AttemptOutcome::Delivered, delivery.status_code);
+    let fault = delivery.fault;
     let backoff = retry.delay(event.attempt_in_round());
     let Finish {
         status,
@@ -198,12 +199,12 @@ fn report(
 
 /// Delivers to the delivery's destination, or hands the event to the built-in
 /// processor. `None` when shutdown interrupted the attempt.
-async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<deliver::Delivery> {
+async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<Delivery> {
     if let Some(destination) = context.settings.destinations.get(&event.destination) {
         // A stopping worker hands the attempt back rather than wait for the
         // destination: it does not count, and another worker takes the delivery.
         return tokio::select! {
-            delivery = deliver::send(&context.client, destination, event) => Some(delivery),
+            delivery = context.publishers.send(destination, event) => Some(delivery),
             () = context.shutdown.cancelled() => None,
         };
     }
@@ -219,7 +220,8 @@ async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<deliv
     } else {
         simulate::process(event, &context.shutdown).await?
     };
-    Some(deliver::Delivery {
+    Some(Delivery {
+        fault: Fault::of(outcome == AttemptOutcome::Delivered, None),
         outcome,
         status_code: None,
         response_body: None,

@@ -6,8 +6,8 @@
 
 mod attempt;
 mod background;
-pub mod deliver;
 mod lanes;
+pub mod publish;
 mod recorder;
 pub mod retention;
 mod rounds;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::background::Background;
+use self::publish::Publishers;
 use self::rounds::Rounds;
 use crate::store::Store;
 
@@ -32,7 +33,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// `client` delivers to destinations ([`deliver::client`]).
+    /// `client` delivers to destinations ([`publish::http::client`]).
     pub fn new(store: Arc<dyn Store>, settings: WorkerSettings, client: reqwest::Client) -> Self {
         Self {
             store,
@@ -50,8 +51,9 @@ impl Worker {
             lanes: Arc::new(Rounds::lanes(&settings)),
             store: self.store,
             settings: settings.clone(),
-            // One client: kept-alive connections to each destination are reused.
-            client: self.client,
+            // One HTTP client (kept-alive connections to each destination are reused)
+            // and one publisher per broker destination.
+            publishers: Arc::new(Publishers::new(self.client)),
             attempts: TaskTracker::new(),
             shutdown,
         };

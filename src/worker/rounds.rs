@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::attempt;
 use super::background::Background;
 use super::lanes::Lanes;
+use super::publish::Publishers;
 use super::settings::WorkerSettings;
 use crate::config::destinations::BUILT_IN;
 use crate::domain::event::EventId;
@@ -27,7 +28,7 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Rounds {
     pub store: Arc<dyn Store>,
     pub settings: Arc<WorkerSettings>,
-    pub client: reqwest::Client,
+    pub publishers: Arc<Publishers>,
     pub lanes: Arc<Lanes>,
     pub attempts: TaskTracker,
     pub shutdown: CancellationToken,
@@ -167,7 +168,7 @@ impl Rounds {
             let context = attempt::Context {
                 store: self.store.clone(),
                 recorder: background.recorder.clone(),
-                client: self.client.clone(),
+                publishers: self.publishers.clone(),
                 settings: self.settings.clone(),
                 in_flight: background.in_flight.clone(),
                 shutdown: self.shutdown.clone(),

@@ -222,10 +222,10 @@ pub(super) async fn lease_due<C: GenericClient>(
                                ORDER BY d.next_attempt_at LIMIT $3
                                FOR UPDATE SKIP LOCKED)
                  RETURNING seq, event_id, destination, attempts, max_attempts,
-                           attempts_at_replay)
+                           attempts_at_replay, ordering_key)
              SELECT l.seq, l.event_id, l.destination, l.attempts, l.max_attempts,
                     l.attempts_at_replay, e.source, e.content_type, e.headers, e.body,
-                    e.created_at
+                    e.created_at, e.event_type, l.ordering_key
              FROM leased l JOIN events e ON e.id = l.event_id",
             claimable!(),
             ordering_clause(want.limits.ordered),
@@ -257,6 +257,8 @@ pub(super) async fn lease_due<C: GenericClient>(
                 headers: row.col(8)?,
                 body: Bytes::from(row.col::<Vec<u8>>(9)?),
                 received_at: Timestamp(row.col(10)?),
+                event_type: row.col(11)?,
+                ordering_key: row.col(12)?,
                 probe: false,
             })
         })

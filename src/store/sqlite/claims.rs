@@ -165,7 +165,8 @@ pub(super) fn lease_statement(want: &Want, guard: Guard) -> String {
                        {}
                        ORDER BY d.next_attempt_at LIMIT +?3)
          {guard}
-         RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay",
+         RETURNING seq, event_id, destination, attempts, max_attempts, attempts_at_replay,
+                   ordering_key",
         claimable!(),
         ordering_clause(want.limits.ordered),
     )
@@ -198,18 +199,29 @@ pub(super) fn lease_due(
                     row.get::<_, u32>(3)?,
                     row.get::<_, u32>(4)?,
                     row.get::<_, u32>(5)?,
+                    row.get::<_, Option<String>>(6)?,
                 ))
             },
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut event = conn.prepare_cached(
-        "SELECT source, content_type, headers, body, created_at FROM events WHERE id = ?1",
+        "SELECT source, content_type, headers, body, created_at, event_type
+         FROM events WHERE id = ?1",
     )?;
     let mut deliveries = Vec::with_capacity(leased.len());
-    for (delivery, event_id, destination, attempt, max_attempts, attempts_at_replay) in leased {
+    for (
+        delivery,
+        event_id,
+        destination,
+        attempt,
+        max_attempts,
+        attempts_at_replay,
+        ordering_key,
+    ) in leased
+    {
         // The event and its deliveries are written and deleted together; should one
         // ever be missing, its lease runs out and the attempt counts as failed.
-        let Some((source, content_type, headers, body, created_at)) = event
+        let Some((source, content_type, headers, body, created_at, event_type)) = event
             .query_row([event_id.as_str()], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -217,6 +229,7 @@ pub(super) fn lease_due(
                     row.get::<_, String>(2)?,
                     row.get::<_, Vec<u8>>(3)?,
                     row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
                 ))
             })
             .optional()?
@@ -235,6 +248,8 @@ pub(super) fn lease_due(
             content_type,
             headers,
             body: Bytes::from(body),
+            event_type,
+            ordering_key,
             probe: false,
         });
     }

@@ -1,54 +1,22 @@
-//! Forwarding to a destination: one HTTP POST per attempt, classified into delivered,
-//! retry (with the destination's `Retry-After`) or permanent failure.
+//! HTTP destinations: one POST per attempt, classified into delivered, retry (with the
+//! destination's `Retry-After`) or permanent failure.
 
 use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderName, HeaderValue};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
+use super::Delivery;
 use crate::config::destinations::DestinationSettings;
 use crate::domain::lifecycle::AttemptOutcome;
-use crate::domain::signing::sign_standard;
-use crate::domain::time::Timestamp;
-use crate::store::ClaimedDelivery;
+use crate::domain::message::{Naming, Outbound};
+use crate::domain::protection::Fault;
 use crate::telemetry::error_chain;
 
 /// Attempts keep at most this much of a destination's answer.
 pub const RESPONSE_BODY_LIMIT: usize = 1024;
 /// A destination cannot postpone the next attempt by more than this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// Headers that describe one hop, not the message: never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
-/// A sender's Standard Webhooks or Svix signature headers: dropped when hookrelay
-/// re-signs, so that libraries which read `svix-*` first (Svix's own) verify
-/// hookrelay's signature, not the sender's. The stored event keeps them.
-const RESIGNED: &[&str] = &[
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-];
-
-pub struct Delivery {
-    pub outcome: AttemptOutcome,
-    pub status_code: Option<u16>,
-    pub response_body: Option<String>,
-}
 
 /// The client every delivery uses. Failing to build it is a startup error: a
 /// default client would follow redirects, which hookrelay promises never to do.
@@ -65,15 +33,16 @@ pub fn client(concurrency: usize) -> Result<reqwest::Client, reqwest::Error> {
 
 pub async fn send(
     client: &reqwest::Client,
+    url: &reqwest::Url,
     destination: &DestinationSettings,
-    event: &ClaimedDelivery,
+    message: Outbound,
 ) -> Delivery {
-    let headers = forwarded_headers(destination, event);
+    let headers = headers(destination, &message);
     let request = client
-        .post(destination.url.clone())
+        .post(url.clone())
         .timeout(destination.timeout)
         .headers(headers)
-        .body(event.body.clone());
+        .body(message.body);
     match request.send().await {
         Ok(response) => classify(response).await,
         Err(error) => {
@@ -88,14 +57,7 @@ pub async fn send(
             } else {
                 format!("request failed: {}", error_chain(&error))
             };
-            Delivery {
-                outcome: AttemptOutcome::Failed {
-                    error: description,
-                    retry_after: None,
-                },
-                status_code: None,
-                response_body: None,
-            }
+            Delivery::failed(description, Fault::Destination)
         }
     }
 }
@@ -130,6 +92,7 @@ async fn classify(mut response: reqwest::Response) -> Delivery {
         }
     };
     Delivery {
+        fault: Fault::of(outcome == AttemptOutcome::Delivered, Some(code)),
         outcome,
         status_code: Some(code),
         response_body,
@@ -163,60 +126,28 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(delay.min(MAX_RETRY_AFTER))
 }
 
-/// The original headers less hop-by-hop ones, plus hookrelay's own, the destination's
-/// `headers` and, with a signing secret, Standard Webhooks signature headers.
-fn forwarded_headers(destination: &DestinationSettings, event: &ClaimedDelivery) -> HeaderMap {
-    let original = crate::domain::stored_headers::headers_from_json(&event.headers);
-    // The sender's `Connection` header names more headers that were for its hop only.
-    let named_by_connection: Vec<String> = original
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, value)| {
-            String::from_utf8_lossy(value)
-                .split(',')
-                .map(|token| token.trim().to_ascii_lowercase())
-                .filter(|token| !token.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut headers = HeaderMap::with_capacity(original.len() + 6);
-    for (name, value) in original {
-        let lower = name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str())
-            || named_by_connection.contains(&lower)
-            || lower.starts_with("x-hookrelay-")
-            || (destination.signing_secret.is_some() && RESIGNED.contains(&lower.as_str()))
-        {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::try_from(lower), HeaderValue::from_bytes(&value))
-        {
+/// The sender's headers that travel on, hookrelay's metadata as `X-Hookrelay-*`
+/// (and `ce-*` in CloudEvents binary mode), the signature when signing, then the
+/// destination's own `headers`.
+fn headers(destination: &DestinationSettings, message: &Outbound) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(message.forwarded.len() + 12);
+    for (name, value) in &message.forwarded {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_bytes(value),
+        ) {
             headers.append(name, value);
         }
     }
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), value);
+    if let Some(content_type) = &message.content_type
+        && let Ok(value) = HeaderValue::try_from(content_type.as_str())
+    {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    for (name, value) in message.metadata_named(Naming::Http) {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
         }
-    };
-    set("x-hookrelay-event-id", event.event_id.to_string());
-    set("x-hookrelay-source", event.source.clone());
-    set("x-hookrelay-destination", event.destination.clone());
-    set("x-hookrelay-attempt", event.attempt.to_string());
-    if let Some(secret) = &destination.signing_secret {
-        let timestamp = Timestamp::now().0 / 1_000_000;
-        set("webhook-id", event.event_id.to_string());
-        set("webhook-timestamp", timestamp.to_string());
-        set(
-            "webhook-signature",
-            sign_standard(
-                secret.bytes(),
-                event.event_id.as_str(),
-                timestamp,
-                &event.body,
-            ),
-        );
     }
     for (name, value) in &destination.headers {
         headers.insert(name.clone(), value.clone());

@@ -1,0 +1,240 @@
+//! Sending one attempt to its destination, whatever its kind: the message is built
+//! once ([`crate::domain::message`]); HTTP posts it, a broker publishes it and counts
+//! it sent only on the broker's acknowledgement.
+
+#[cfg(feature = "amqp")]
+mod amqp;
+pub mod http;
+#[cfg(feature = "kafka")]
+mod kafka;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqs")]
+mod sqs;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::destinations::DestinationSettings;
+use crate::config::endpoints::Endpoint;
+use crate::domain::lifecycle::AttemptOutcome;
+use crate::domain::message::{self, Facts, Outbound, Signing};
+use crate::domain::protection::Fault;
+use crate::domain::stored_headers::headers_from_json;
+use crate::domain::time::Timestamp;
+use crate::store::ClaimedDelivery;
+
+/// What an attempt got back.
+#[derive(Debug)]
+pub struct Delivery {
+    pub outcome: AttemptOutcome,
+    /// Whose failure it was: the destination's counts toward its breaker.
+    pub fault: Fault,
+    /// The HTTP status, for HTTP destinations.
+    pub status_code: Option<u16>,
+    /// The start of the HTTP answer, or the broker's acknowledgement (partition and
+    /// offset, sequence, message id, entry id).
+    pub response_body: Option<String>,
+}
+
+impl Delivery {
+    pub fn failed(error: String, fault: Fault) -> Self {
+        Self {
+            outcome: AttemptOutcome::Failed {
+                error,
+                retry_after: None,
+            },
+            fault,
+            status_code: None,
+            response_body: None,
+        }
+    }
+
+    fn acknowledged(ack: String) -> Self {
+        Self {
+            outcome: AttemptOutcome::Delivered,
+            fault: Fault::None,
+            status_code: None,
+            response_body: Some(ack),
+        }
+    }
+}
+
+/// Why a broker did not take a message.
+#[derive(Debug)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Unreachable, timed out, throttled: the destination's failure (its breaker).
+    Unavailable,
+    /// An unknown topic, queue, exchange or stream, an unroutable message, a denied
+    /// permission: the destination's configuration is wrong for this event. Retried
+    /// on the usual schedule (the operator may fix it), dead-lettered and alerted
+    /// when the attempts run out.
+    Misconfigured,
+    /// Too large, or otherwise refused for what it is: retrying cannot help.
+    Rejected,
+}
+
+impl Refusal {
+    pub fn unavailable(error: impl Into<String>) -> Self {
+        Self {
+            kind: RefusalKind::Unavailable,
+            error: error.into(),
+        }
+    }
+
+    pub fn misconfigured(error: impl Into<String>) -> Self {
+        Self {
+            kind: RefusalKind::Misconfigured,
+            error: format!("destination misconfigured: {}", error.into()),
+        }
+    }
+
+    pub fn rejected(error: impl Into<String>) -> Self {
+        Self {
+            kind: RefusalKind::Rejected,
+            error: error.into(),
+        }
+    }
+
+    fn into_delivery(self) -> Delivery {
+        match self.kind {
+            RefusalKind::Unavailable => Delivery::failed(self.error, Fault::Destination),
+            RefusalKind::Misconfigured => Delivery::failed(self.error, Fault::Event),
+            RefusalKind::Rejected => Delivery {
+                outcome: AttemptOutcome::FailedPermanently { error: self.error },
+                fault: Fault::Event,
+                status_code: None,
+                response_body: None,
+            },
+        }
+    }
+}
+
+/// One broker destination's publisher: a connection (or client) of its own, kept
+/// between attempts and made again after it broke.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// Publishes and waits for the broker's acknowledgement; `Ok` describes it.
+    async fn publish(&self, message: &Outbound, event: &ClaimedDelivery)
+    -> Result<String, Refusal>;
+}
+
+/// Every destination's way out: the shared HTTP client, and one publisher per broker
+/// destination, made on its first attempt.
+pub struct Publishers {
+    http: reqwest::Client,
+    brokers: Mutex<HashMap<String, Arc<dyn Broker>>>,
+}
+
+impl Publishers {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            brokers: Mutex::default(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        destination: &DestinationSettings,
+        event: &ClaimedDelivery,
+    ) -> Delivery {
+        let message = outbound(destination, event);
+        let broker = match &destination.endpoint {
+            Endpoint::Http(url) => {
+                return http::send(&self.http, url, destination, message).await;
+            }
+            _ => match self.broker(destination).await {
+                Ok(broker) => broker,
+                Err(refusal) => return refusal.into_delivery(),
+            },
+        };
+        let published = tokio::time::timeout(destination.timeout, broker.publish(&message, event));
+        match published.await {
+            Ok(Ok(ack)) => Delivery::acknowledged(ack),
+            Ok(Err(refusal)) => refusal.into_delivery(),
+            Err(_) => Delivery::failed(
+                format!(
+                    "no acknowledgement within {}",
+                    humantime::format_duration(destination.timeout)
+                ),
+                Fault::Destination,
+            ),
+        }
+    }
+
+    /// The destination's publisher, made on first use.
+    async fn broker(&self, destination: &DestinationSettings) -> Result<Arc<dyn Broker>, Refusal> {
+        if let Some(broker) = self.lock().get(&destination.name) {
+            return Ok(broker.clone());
+        }
+        let made = make_broker(&destination.endpoint, destination.timeout).await?;
+        // Two attempts may both have made one: the first kept is the one used.
+        Ok(self
+            .lock()
+            .entry(destination.name.clone())
+            .or_insert(made)
+            .clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Broker>>> {
+        self.brokers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn make_broker(endpoint: &Endpoint, timeout: Duration) -> Result<Arc<dyn Broker>, Refusal> {
+    let _ = timeout;
+    match endpoint {
+        #[cfg(feature = "kafka")]
+        Endpoint::Kafka(target) => Ok(Arc::new(kafka::KafkaBroker::new(target, timeout)?)),
+        #[cfg(feature = "sqs")]
+        Endpoint::Sqs(target) => Ok(Arc::new(sqs::SqsBroker::new(target, timeout).await)),
+        #[cfg(feature = "amqp")]
+        Endpoint::Amqp(target) => Ok(Arc::new(amqp::AmqpBroker::new(target))),
+        #[cfg(feature = "nats")]
+        Endpoint::Nats(target) => Ok(Arc::new(nats::NatsBroker::new(target))),
+        #[cfg(feature = "redis")]
+        Endpoint::Redis(target) => Ok(Arc::new(redis::RedisBroker::new(target)?)),
+        other => Err(Refusal::misconfigured(format!(
+            "this build of hookrelay has no {} destinations (cargo feature `{}`)",
+            other.kind().as_str(),
+            other.kind().as_str()
+        ))),
+    }
+}
+
+/// The message for this attempt, in the destination's format.
+fn outbound(destination: &DestinationSettings, event: &ClaimedDelivery) -> Outbound {
+    let headers = headers_from_json(&event.headers);
+    let facts = Facts {
+        event_id: event.event_id.as_str(),
+        source: &event.source,
+        destination: &event.destination,
+        event_type: event.event_type.as_deref(),
+        received_at: event.received_at,
+        attempt: event.attempt,
+        attempts_at_replay: event.attempts_at_replay,
+        content_type: event.content_type.as_deref(),
+        headers: &headers,
+        body: &event.body,
+        ordering_key: event.ordering_key.as_deref().filter(|k| !k.is_empty()),
+    };
+    let signing = destination.signing_secret.as_ref().map(|secret| Signing {
+        key: secret.bytes(),
+        timestamp: Timestamp::now().0 / 1_000_000,
+    });
+    message::build(&facts, destination.format, signing)
+}
