@@ -165,6 +165,8 @@ struct DestinationTable {
     exchange: Option<String>,
     routing_key: Option<String>,
     region: Option<String>,
+    aws_access_key_id: Option<String>,
+    aws_secret_access_key: Option<String>,
     max_len: Option<u64>,
     /// Kafka producer properties (librdkafka's names), e.g. `"sasl.mechanism"`.
     #[serde(default)]
@@ -213,7 +215,21 @@ fn build(
         let value = expand_env(value, env).map_err(|e| invalid(&format!("kafka.{property}"), e))?;
         kafka.push((property.clone(), value));
     }
+    let aws_credentials = match (&raw.aws_access_key_id, &raw.aws_secret_access_key) {
+        (None, None) => None,
+        (Some(id), Some(secret)) => Some((
+            expand_env(id, env).map_err(|e| invalid("aws_access_key_id", e))?,
+            expand_env(secret, env).map_err(|e| invalid("aws_secret_access_key", e))?,
+        )),
+        _ => {
+            return Err(invalid(
+                "aws_access_key_id",
+                "needs aws_secret_access_key with it (or neither, for the AWS chain)".into(),
+            ));
+        }
+    };
     let options = BrokerOptions {
+        aws_credentials,
         exchange: raw.exchange.clone(),
         routing_key: raw.routing_key.clone(),
         region: raw.region.clone(),

@@ -72,6 +72,8 @@ pub struct SqsTarget {
     /// A FIFO queue (its name ends in `.fifo`): messages carry a group and a
     /// deduplication id.
     pub fifo: bool,
+    /// Access key id and secret from the table; otherwise the AWS chain's.
+    pub credentials: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -106,6 +108,8 @@ pub struct BrokerOptions {
     pub region: Option<String>,
     pub max_len: Option<u64>,
     pub kafka: Vec<(String, String)>,
+    /// SQS: `aws_access_key_id` and `aws_secret_access_key`.
+    pub aws_credentials: Option<(String, String)>,
 }
 
 impl Endpoint {
@@ -139,7 +143,11 @@ impl Endpoint {
                     properties: options.kafka.clone(),
                 })
             }
-            "sqs+https" | "sqs+http" => Self::Sqs(sqs(&url[4..], options.region.clone())?),
+            "sqs+https" | "sqs+http" => {
+                let mut target = sqs(&url[4..], options.region.clone())?;
+                target.credentials = options.aws_credentials.clone();
+                Self::Sqs(target)
+            }
             "amqp" | "amqps" => {
                 let routing_key = options.routing_key.as_deref().ok_or((
                     "routing_key",
@@ -210,6 +218,11 @@ impl Endpoint {
         only("exchange", options.exchange.is_some(), Kind::Amqp)?;
         only("routing_key", options.routing_key.is_some(), Kind::Amqp)?;
         only("region", options.region.is_some(), Kind::Sqs)?;
+        only(
+            "aws_access_key_id",
+            options.aws_credentials.is_some(),
+            Kind::Sqs,
+        )?;
         only("max_len", options.max_len.is_some(), Kind::Redis)?;
         only("kafka", !options.kafka.is_empty(), Kind::Kafka)
     }
@@ -288,6 +301,7 @@ fn sqs(queue_url: &str, region: Option<String>) -> Result<SqsTarget, (&'static s
         queue_url: queue_url.to_owned(),
         endpoint,
         region: region.or(region_in_host),
+        credentials: None,
     })
 }
 

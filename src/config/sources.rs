@@ -35,7 +35,7 @@ pub struct SourceSettings {
     pub content_types: Vec<String>,
     /// In the order written; none: the built-in processor.
     pub routes: Vec<Route>,
-    /// A destination of its routes is ordered by a key in the body.
+    /// A destination of its routes is ordered, or keyed, by a key in the body.
     pub ordering_key_in_body: bool,
     /// What ingest reads of a JSON body: all of it until [`Sources::build`] has
     /// worked it out from the settings and the destinations.
@@ -70,7 +70,7 @@ impl SourceSettings {
     }
 
     /// Every part of a JSON body that ingest reads for this source: Slack's handshake,
-    /// keys, the event type, the routes' filters and ordered destinations' keys.
+    /// keys, the event type, the routes' filters and ordered or keyed destinations' keys.
     fn body_reads_with(&self, destinations: &Destinations) -> BodyReads {
         let mut pointers: Vec<&str> = Vec::new();
         if self.verify == Scheme::Slack {
@@ -88,7 +88,6 @@ impl SourceSettings {
         for route in &self.routes {
             if let Some(KeyLocation::Json(p)) = destinations
                 .get(&route.destination)
-                .filter(|d| d.limits.ordered.is_some())
                 .and_then(|d| d.ordering_key.as_ref())
             {
                 pointers.push(p);
@@ -156,10 +155,8 @@ impl Sources {
         let mut sources = parsed.sources;
         for source in &mut sources {
             source.ordering_key_in_body = source.routes.iter().any(|route| {
-                all.get(&route.destination).is_some_and(|d| {
-                    d.limits.ordered.is_some()
-                        && matches!(d.ordering_key, Some(KeyLocation::Json(_)))
-                })
+                all.get(&route.destination)
+                    .is_some_and(|d| matches!(d.ordering_key, Some(KeyLocation::Json(_))))
             });
             source.body_reads = source.body_reads_with(&all);
         }

@@ -4,6 +4,7 @@
 mod admin;
 mod adversarial;
 mod alerts;
+mod brokers;
 mod browser;
 mod cli;
 mod dashboard;

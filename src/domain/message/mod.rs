@@ -141,7 +141,10 @@ impl Outbound {
             .collect();
         // A sender's Standard Webhooks headers, kept, must stay as they are.
         let has_id = self.metadata.iter().any(|(n, _)| *n == "webhook-id")
-            || self.forwarded.iter().any(|(n, _)| n.starts_with("webhook-"));
+            || self
+                .forwarded
+                .iter()
+                .any(|(n, _)| n.starts_with("webhook-"));
         if !has_id {
             headers.push(("webhook-id".to_owned(), self.event_id.as_bytes().to_vec()));
         }

@@ -10,7 +10,6 @@ use super::{Broker, Refusal};
 use crate::config::endpoints::RedisTarget;
 use crate::domain::message::{Naming, Outbound};
 use crate::store::ClaimedDelivery;
-use crate::telemetry::error_chain;
 
 pub struct RedisBroker {
     client: redis::Client,
@@ -22,7 +21,7 @@ pub struct RedisBroker {
 impl RedisBroker {
     pub fn new(target: &RedisTarget) -> Result<Self, Refusal> {
         let client = redis::Client::open(target.server.as_str())
-            .map_err(|e| Refusal::misconfigured(format!("redis url: {}", error_chain(&e))))?;
+            .map_err(|e| Refusal::misconfigured(format!("redis url: {e}")))?;
         Ok(Self {
             client,
             target: target.clone(),
@@ -76,24 +75,22 @@ impl Broker for RedisBroker {
 }
 
 fn unavailable(error: &redis::RedisError) -> Refusal {
-    Refusal::unavailable(format!("redis: {}", error_chain(error)))
+    Refusal::unavailable(format!("redis: {error}"))
 }
 
 fn classify(error: &redis::RedisError) -> Refusal {
-    use redis::ErrorKind;
     if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
         return unavailable(error);
     }
-    match error.kind() {
-        // The key holds another type, ACL denied: this stream is wrongly configured.
-        ErrorKind::Server(_) => {
-            let text = error_chain(error);
-            if text.contains("WRONGTYPE") || text.contains("NOPERM") || text.contains("NOAUTH") {
-                Refusal::misconfigured(format!("redis: {text}"))
-            } else {
-                unavailable(error)
-            }
-        }
-        _ => unavailable(error),
+    // The key holds another type, or this user may not write it: this stream is
+    // wrongly configured, the server itself is fine.
+    let text = error.to_string();
+    if ["WRONGTYPE", "NOPERM", "NOAUTH", "WRONGPASS"]
+        .iter()
+        .any(|code| text.contains(code))
+    {
+        Refusal::misconfigured(format!("redis: {text}"))
+    } else {
+        unavailable(error)
     }
 }

@@ -39,6 +39,7 @@ const ATTRIBUTE_ORDER: &[&str] = &[
     "content-type",
     "hookrelay-attempt",
     "hookrelay-received-at",
+    "hookrelay-destination",
     "ce_id",
     "ce_source",
     "ce_type",
@@ -65,6 +66,15 @@ impl SqsBroker {
             );
         if let Some(region) = &target.region {
             loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some((id, secret)) = &target.credentials {
+            loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "hookrelay config",
+            ));
         }
         if let Some(endpoint) = &target.endpoint {
             loader = loader.endpoint_url(endpoint);

@@ -2,9 +2,11 @@
 //! (`Setup`, `Process`), a fresh database per test on either backend, a real HTTP
 //! receiver, and servers or disks of a test's own to break on purpose.
 
+pub mod brokers;
 pub mod database;
 pub mod helpers;
 pub mod postgres_server;
+pub mod proxy;
 pub mod receiver;
 pub mod setup;
 pub mod small_disk;
