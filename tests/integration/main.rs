@@ -11,6 +11,7 @@ mod dashboard;
 mod database_file;
 mod deployment;
 mod fanout;
+mod formats;
 mod hostile_values;
 mod ingest;
 mod lifecycle;

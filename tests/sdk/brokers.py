@@ -64,14 +64,16 @@ def kafka_consume(request):
             )
         )
         if request.get("cloudevents"):
-            from cloudevents.kafka import KafkaMessage, from_binary
+            from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka
+            from cloudevents.core.formats.json import JSONFormat
 
-            event = from_binary(
+            event = from_kafka(
                 KafkaMessage(
-                    headers=dict(record.headers() or []),
+                    headers={k: v for k, v in (record.headers() or [])},
                     key=record.key(),
                     value=record.value(),
-                )
+                ),
+                JSONFormat(),
             )
             found[-1]["cloudevent"] = {k: text(v) for k, v in event.get_attributes().items()}
     consumer.close()

@@ -107,10 +107,11 @@ pub struct Outbound {
 pub enum Naming {
     /// `x-hookrelay-*` and `ce-*`: HTTP headers.
     Http,
-    /// `hookrelay-*` and `ce-*`: NATS headers.
+    /// `hookrelay-*` and `ce-*`: NATS and AMQP headers (CloudEvents' RabbitMQ
+    /// binding).
     Dashed,
-    /// `hookrelay-*` and `ce_*`: Kafka headers, AMQP headers, Redis fields, SQS
-    /// attributes (CloudEvents' Kafka binding; the others follow it).
+    /// `hookrelay-*` and `ce_*`: Kafka headers (CloudEvents' Kafka binding), Redis
+    /// fields and SQS attributes.
     Underscored,
 }
 

@@ -1,6 +1,7 @@
 //! AMQP 0-9-1 (RabbitMQ): persistent messages, published `mandatory` on a channel in
 //! confirm mode. Sent means the broker confirmed it and did not return it; a message
-//! no queue is bound for comes back and is a failure, never a silent drop.
+//! no queue is bound for comes back and is a failure, never a silent drop. Headers
+//! follow CloudEvents' RabbitMQ binding (`ce-*` in binary mode).
 
 use async_trait::async_trait;
 use lapin::Confirmation;
@@ -66,7 +67,7 @@ impl Broker for AmqpBroker {
             .routing_key
             .render(&event.source, event.event_type.as_deref());
         let mut headers = FieldTable::default();
-        for (name, value) in message.broker_headers(Naming::Underscored) {
+        for (name, value) in message.broker_headers(Naming::Dashed) {
             headers.insert(
                 ShortString::from(name),
                 AMQPValue::LongString(LongString::from(value)),
