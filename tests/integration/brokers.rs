@@ -12,6 +12,7 @@ use crate::support::brokers::{Consumed, Kind, TestBroker};
 use crate::support::database::Backend;
 use crate::support::helpers::*;
 use crate::support::receiver::Receiver;
+use crate::support::setup::Setup;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -233,6 +234,63 @@ async fn a_missing_target_is_a_clear_error_and_an_alert(kind: Kind, backend: Bac
     assert!(alert.contains("dead"), "{alert}");
 }
 
+/// `hookrelay serve` killed with SIGKILL while it publishes: after a restart every
+/// event reaches the broker (some perhaps twice, with the same event id), none is lost.
+async fn a_kill_mid_publish_loses_nothing(kind: Kind, backend: Backend) {
+    let broker = TestBroker::start(kind).await;
+    let destination = broker.destination(suffix(kind)).await;
+    let setup = Setup::new(backend).await;
+    let config = setup.path().join("hookrelay.toml");
+    // A rate that makes the drain take a few seconds, so that the kill lands in it.
+    std::fs::write(
+        &config,
+        format!(
+            "[destinations.bus]\n{destination}rate = \"20/s\"\n\n\
+             [sources.shop]\n[[sources.shop.routes]]\ndestination = \"bus\"\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config".to_owned(), config.display().to_string()];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut serve, address) = setup.start("serve", &[], &args, "serve.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    let mut ids = HashSet::new();
+    for n in 0..40 {
+        let body = serde_json::json!({"type": "order.created", "customer": "cus_a", "n": n});
+        let response = post_json(&client, address, "shop", Some(&format!("k{n}")), &body).await;
+        assert_eq!(response.status(), 202);
+        let receipt: Value = response.json().await.unwrap();
+        ids.insert(receipt["event_id"].as_str().unwrap().to_owned());
+    }
+    eventually(WITHIN, "some deliveries", || async {
+        let delivered = get_json(&client, address, "/events?status=delivered&limit=100").await;
+        (delivered["events"].as_array().map_or(0, Vec::len) >= 5).then_some(())
+    })
+    .await;
+    serve.kill();
+    let delivered = restart_until_all_delivered(&setup, &args, &ids).await;
+    assert_eq!(delivered, ids.len());
+    let consumed = broker
+        .consume_distinct(suffix(kind), ids.len(), WITHIN)
+        .await;
+    let arrived: HashSet<String> = consumed.iter().map(Consumed::event_id).collect();
+    assert_eq!(arrived, ids, "every event reached the broker");
+}
+
+/// Starts `serve` again and waits for every event to be delivered; returns how many.
+async fn restart_until_all_delivered(setup: &Setup, args: &[&str], ids: &HashSet<String>) -> usize {
+    let (_serve, address) = setup.start("serve", &[], args, "serve-again.log");
+    let address = address.unwrap();
+    let client = client();
+    wait_healthy(&client, address).await;
+    for id in ids {
+        wait_for_status(&client, address, id, "delivered", WITHIN).await;
+    }
+    ids.len()
+}
+
 macro_rules! on_every_broker {
     ($($name:ident),* $(,)?) => {
         on_every_broker!(@kind kafka Kafka $($name),*);
@@ -276,4 +334,5 @@ on_every_broker!(
     an_outage_longer_than_the_retry_schedule_loses_nothing,
     per_key_order_holds_end_to_end,
     a_missing_target_is_a_clear_error_and_an_alert,
+    a_kill_mid_publish_loses_nothing,
 );

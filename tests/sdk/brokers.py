@@ -25,6 +25,19 @@ def text(value):
     return str(value)
 
 
+def enough(request, found):
+    """`count` messages, or with "distinct", `count` distinct event ids (a kill -9
+    mid-publish may have sent some twice)."""
+    if not request.get("distinct"):
+        return len(found) >= request["count"]
+    ids = set()
+    for item in found:
+        for name, value in item["headers"]:
+            if name == "hookrelay-event-id":
+                ids.add(value)
+    return len(ids) >= request["count"]
+
+
 def message(body, headers, key, meta):
     return {
         "body": base64.b64encode(body).decode(),
@@ -51,7 +64,7 @@ def kafka_consume(request):
     consumer.subscribe([request["topic"]])
     found = []
     deadline = time.time() + request["timeout"]
-    while len(found) < request["count"] and time.time() < deadline:
+    while not enough(request, found) and time.time() < deadline:
         record = consumer.poll(0.5)
         if record is None or record.error():
             continue
@@ -109,7 +122,7 @@ def sqs_consume(request):
     url = client.get_queue_url(QueueName=request["queue"])["QueueUrl"]
     found = []
     deadline = time.time() + request["timeout"]
-    while len(found) < request["count"] and time.time() < deadline:
+    while not enough(request, found) and time.time() < deadline:
         answer = client.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=10,
@@ -169,7 +182,7 @@ def amqp_consume(request):
     connection, channel = amqp_channel(request)
     found = []
     deadline = time.time() + request["timeout"]
-    while len(found) < request["count"] and time.time() < deadline:
+    while not enough(request, found) and time.time() < deadline:
         method, properties, body = channel.basic_get(request["queue"], auto_ack=True)
         if method is None:
             time.sleep(0.1)
@@ -224,7 +237,7 @@ async def nats_consume(request):
     found = []
     deadline = time.time() + request["timeout"]
     sequence = 1
-    while len(found) < request["count"] and time.time() < deadline:
+    while not enough(request, found) and time.time() < deadline:
         try:
             stored = await jetstream.get_msg(request["stream"], seq=sequence)
         except Exception:  # noqa: BLE001 - not stored yet
@@ -251,19 +264,17 @@ def redis_consume(request):
     import redis
 
     client = redis.Redis.from_url(request["server"])
-    found = []
     deadline = time.time() + request["timeout"]
-    while time.time() < deadline:
-        entries = client.xrange(request["stream"], "-", "+")
-        if len(entries) >= request["count"]:
-            break
+    while True:
+        found = []
+        for entry_id, fields in client.xrange(request["stream"], "-", "+"):
+            fields = {text(k): v for k, v in fields.items()}
+            body = fields.pop("body", b"")
+            key = fields.pop("key", None)
+            found.append(message(body, list(fields.items()), key, {"id": text(entry_id)}))
+        if enough(request, found) or time.time() >= deadline:
+            return found
         time.sleep(0.1)
-    for entry_id, fields in client.xrange(request["stream"], "-", "+"):
-        fields = {text(k): v for k, v in fields.items()}
-        body = fields.pop("body", b"")
-        key = fields.pop("key", None)
-        found.append(message(body, list(fields.items()), key, {"id": text(entry_id)}))
-    return found
 
 
 def redis_teardown(request):

@@ -235,25 +235,37 @@ impl TestBroker {
     /// Reads `count` messages published to `suffix`'s target (all there are, for
     /// Redis), waiting up to `within`.
     pub async fn consume(&self, suffix: &str, count: usize, within: Duration) -> Vec<Consumed> {
-        self.consume_with(suffix, count, within, false).await
+        self.consume_with(suffix, json!({"count": count}), within)
+            .await
+    }
+
+    /// Reads until `count` distinct events arrived (some may have come twice).
+    pub async fn consume_distinct(
+        &self,
+        suffix: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<Consumed> {
+        self.consume_with(suffix, json!({"count": count, "distinct": true}), within)
+            .await
     }
 
     /// As [`consume`](Self::consume), each parsed by the CloudEvents SDK too (Kafka).
     pub async fn consume_cloudevents(&self, suffix: &str, count: usize) -> Vec<Consumed> {
-        self.consume_with(suffix, count, Duration::from_secs(20), true)
+        let request = json!({"count": count, "cloudevents": true});
+        self.consume_with(suffix, request, Duration::from_secs(20))
             .await
     }
 
     async fn consume_with(
         &self,
         suffix: &str,
-        count: usize,
+        mut request: Value,
         within: Duration,
-        cloudevents: bool,
     ) -> Vec<Consumed> {
         let target = self.target(suffix);
-        let mut request = json!({"op": "consume", "count": count,
-                                 "timeout": within.as_secs_f64(), "cloudevents": cloudevents});
+        request["op"] = "consume".into();
+        request["timeout"] = within.as_secs_f64().into();
         let fields = match self.kind {
             Kind::Kafka => json!({"bootstrap": self.direct, "topic": target}),
             Kind::Sqs => json!({"endpoint": self.direct, "queue": target}),
