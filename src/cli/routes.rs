@@ -112,6 +112,19 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
             "route {index} -> {destination}: {}{note}",
             if matched { "delivers" } else { "skips" }
         )?;
+        if matched && let Some(configured) = config.destinations.get(destination) {
+            writeln!(
+                out,
+                "    as {} ({}) to {}",
+                configured.endpoint.kind().as_str(),
+                configured.format.as_str(),
+                printable(
+                    &configured
+                        .endpoint
+                        .target_for(&source, event_type.as_deref())
+                )
+            )?;
+        }
         if !matched {
             writeln!(out, "    because {}", verdict.describe())?;
             if let Some(why) = why {

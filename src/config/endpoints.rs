@@ -227,6 +227,23 @@ impl Endpoint {
         only("kafka", !options.kafka.is_empty(), Kind::Kafka)
     }
 
+    /// Where an event goes: the topic, queue, routing key, subject or stream its
+    /// templates name for it, or the URL.
+    pub fn target_for(&self, source: &str, event_type: Option<&str>) -> String {
+        match self {
+            Self::Http(url) => without_secrets(url.as_str()),
+            Self::Kafka(k) => format!("topic {}", k.topic.render(source, event_type)),
+            Self::Sqs(s) => format!("queue {}", without_secrets(&s.queue_url)),
+            Self::Amqp(a) => format!(
+                "exchange {:?}, routing key {}",
+                a.exchange,
+                a.routing_key.render(source, event_type)
+            ),
+            Self::Nats(n) => format!("subject {}", n.subject.render(source, event_type)),
+            Self::Redis(r) => format!("stream {}", r.stream.render(source, event_type)),
+        }
+    }
+
     /// The address as operators may see it: no credentials, no query.
     pub fn shown(&self) -> String {
         match self {

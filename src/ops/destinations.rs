@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::destinations::BUILT_IN;
+use crate::config::endpoints::Kind;
+use crate::domain::message::Format;
 use crate::domain::protection::Limits;
 use crate::domain::time::Timestamp;
 use crate::domain::waiting::{DestinationState, HeldBack};
@@ -21,6 +23,8 @@ pub struct DestinationStatus {
     pub name: String,
     /// `None` for the built-in processor and for destinations no longer configured.
     pub url: Option<String>,
+    /// What it is and how events are put into it; `None` when not configured here.
+    pub kind: Option<(Kind, Format)>,
     pub configured: bool,
     pub state: DestinationState,
     pub stats: DestinationStats,
@@ -63,12 +67,14 @@ impl Operators {
                     name: destination.name.clone(),
                     ..DestinationStats::default()
                 });
-            all.push(status(
+            let mut shown = status(
                 stats,
                 Some(destination.shown_url()),
                 Some(destination.limits),
                 now,
-            ));
+            );
+            shown.kind = Some((destination.endpoint.kind(), destination.format));
+            all.push(shown);
         }
         for (name, stats) in stats {
             let built_in = (name == BUILT_IN).then(Limits::default);
@@ -127,6 +133,7 @@ fn status(
     DestinationStatus {
         name: stats.name.clone(),
         url,
+        kind: None,
         configured: limits.is_some(),
         state,
         oldest_due_age: stats.oldest_due.map(|due| due.until(now)),

@@ -168,6 +168,10 @@ pub struct DestinationView {
     name: String,
     /// Without credentials or query string; null for the built-in processor.
     url: Option<String>,
+    /// `http`, `kafka`, `sqs`, `amqp`, `nats` or `redis`; null when not configured.
+    kind: Option<&'static str>,
+    /// `raw`, `envelope`, `cloudevents` or `cloudevents-structured`.
+    format: Option<&'static str>,
     /// False for a destination the config no longer names (its deliveries wait).
     configured: bool,
     /// `active`, `paused`, or `failing` while its breaker is open.
@@ -277,6 +281,8 @@ impl From<DestinationStatus> for DestinationView {
             waiting: status.waiting().map(HeldBack::as_str),
             name: status.name,
             url: status.url,
+            kind: status.kind.map(|(kind, _)| kind.as_str()),
+            format: status.kind.map(|(_, format)| format.as_str()),
             configured: status.configured,
             state: status.state.as_str(),
             backlog: status.stats.backlog,

@@ -291,6 +291,67 @@ async fn restart_until_all_delivered(setup: &Setup, args: &[&str], ids: &HashSet
     ids.len()
 }
 
+/// Operators see what each destination is: `GET /destinations` and the dashboard
+/// name its kind and format, and `routes test` says where an event would be
+/// published. No broker is needed for that: nothing is sent.
+async fn operators_see_each_destinations_kind(backend: Backend) {
+    let config = "[destinations.bus]\nurl = \"kafka://127.0.0.1:9/webhooks.{source}\"\n\
+                  format = \"cloudevents\"\n\
+                  [destinations.jobs]\nurl = \"amqp://user:pw@127.0.0.1:9/%2f\"\n\
+                  exchange = \"hooks\"\nrouting_key = \"{source}.{event_type}\"\n\
+                  [destinations.app]\nurl = \"http://127.0.0.1:9/\"\n\
+                  [sources.shop]\n[[sources.shop.routes]]\ndestination = \"bus\"\n\
+                  [[sources.shop.routes]]\ndestination = \"jobs\"\n\
+                  [[sources.shop.routes]]\ndestination = \"app\"\n";
+    let app = TestApp::on(backend).config(config).spawn().await;
+    let listed = get_json(&app.client, app.address, "/destinations").await;
+    let by_name: HashMap<&str, &Value> = listed["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap(), d))
+        .collect();
+    assert_eq!(by_name["bus"]["kind"], "kafka");
+    assert_eq!(by_name["bus"]["format"], "cloudevents");
+    assert_eq!(by_name["jobs"]["kind"], "amqp");
+    assert_eq!(by_name["app"]["kind"], "http");
+    assert_eq!(by_name["app"]["format"], "raw");
+    let shown = by_name["jobs"]["url"].as_str().unwrap();
+    assert!(
+        !shown.contains("pw"),
+        "credentials are never shown: {shown}"
+    );
+    let page = get_text(&app.client, &app.url("/ui/destinations/bus")).await;
+    assert!(
+        page.contains("kafka") && page.contains("cloudevents"),
+        "{page}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookrelay.toml");
+    std::fs::write(&path, config).unwrap();
+    let body = dir.path().join("order.json");
+    std::fs::write(&body, r#"{"type":"order.created"}"#).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["routes", "test", "--config"])
+        .arg(&path)
+        .args(["--source", "shop", "--body"])
+        .arg(&body)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("as kafka (cloudevents) to topic webhooks.shop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("as amqp (raw) to exchange \"hooks\", routing key shop."),
+        "{text}"
+    );
+}
+
+crate::on_both_backends!(operators_see_each_destinations_kind);
+
 macro_rules! on_every_broker {
     ($($name:ident),* $(,)?) => {
         on_every_broker!(@kind kafka Kafka $($name),*);

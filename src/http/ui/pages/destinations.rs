@@ -42,6 +42,7 @@ fn destination_rows(
                         td {
                             a href={ "/ui/destinations/" (d.name) } { (d.name) }
                             @if !d.configured { " " span class="muted" { "(not configured)" } }
+                            @if let Some((kind, _)) = d.kind { " " span class="muted kind" { (kind.as_str()) } }
                         }
                         td {
                             span class={ "status " (d.state.as_str()) } { (d.state.as_str()) }
@@ -129,6 +130,10 @@ pub fn destination(page: &DestinationPage<'_>) -> Markup {
             @if let Some(notice) = page.notice { div class="notice" { (notice) } }
             dl {
                 dt { "URL" } dd class="id" { (destination.url.as_deref().unwrap_or("—")) }
+                @if let Some((kind, format)) = destination.kind {
+                    dt { "Kind" } dd id="kind" { (kind.as_str()) }
+                    dt { "Format" } dd id="format" { (format.as_str()) }
+                }
                 dt { "State" } dd id="state" {
                     (destination.state.as_str())
                     @match destination.state {
