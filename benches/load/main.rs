@@ -7,6 +7,7 @@
 //! and answers 202 without storing anything.
 
 mod alerts;
+mod brokers;
 mod budget;
 mod client;
 mod fanout;
@@ -93,6 +94,10 @@ async fn run(duration: Duration) {
             .and_then(|r| r.parse().ok())
             .unwrap_or(3);
         alerts::print(dir.path(), duration, runs).await;
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("brokers") {
+        brokers::print(dir.path()).await;
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("protection") {

@@ -3,13 +3,14 @@
 //! writes a record twice and sent means replicated. The message key is the record key:
 //! the same key lands on the same partition, in order.
 
+use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use super::{Broker, Refusal};
@@ -18,13 +19,23 @@ use crate::domain::message::{Naming, Outbound};
 use crate::store::ClaimedDelivery;
 
 pub struct KafkaBroker {
-    producer: FutureProducer,
+    /// Replaced after a fatal error: an idempotent producer that lost track of its
+    /// sequence numbers takes no more records.
+    producer: RwLock<FutureProducer>,
     target: KafkaTarget,
     timeout: Duration,
 }
 
 impl KafkaBroker {
     pub fn new(target: &KafkaTarget, timeout: Duration) -> Result<Self, Refusal> {
+        Ok(Self {
+            producer: RwLock::new(Self::producer(target, timeout)?),
+            target: target.clone(),
+            timeout,
+        })
+    }
+
+    fn producer(target: &KafkaTarget, timeout: Duration) -> Result<FutureProducer, Refusal> {
         let timeout_ms = timeout.as_millis().clamp(1, i32::MAX as u128).to_string();
         let mut config = ClientConfig::new();
         config
@@ -43,14 +54,23 @@ impl KafkaBroker {
         for (property, value) in &target.properties {
             config.set(property, value);
         }
-        let producer = config
+        config
             .create()
-            .map_err(|e| Refusal::misconfigured(format!("kafka: {e}")))?;
-        Ok(Self {
-            producer,
-            target: target.clone(),
-            timeout,
-        })
+            .map_err(|e| Refusal::misconfigured(format!("kafka: {e}")))
+    }
+
+    /// A new producer when the current one hit a fatal error.
+    fn renew_if_fatal(&self, producer: &FutureProducer) {
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            tracing::warn!(
+                topic = %self.target.topic,
+                error = %format!("{code}: {reason}"),
+                "Kafka producer hit a fatal error; starting a new one"
+            );
+            if let Ok(fresh) = Self::producer(&self.target, self.timeout) {
+                *self.producer.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+            }
+        }
     }
 }
 
@@ -78,16 +98,20 @@ impl Broker for KafkaBroker {
         if let Some(key) = &message.key {
             record = record.key(key.as_str());
         }
-        match self
+        let producer = self
             .producer
-            .send(record, Timeout::After(self.timeout))
-            .await
-        {
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match producer.send(record, Timeout::After(self.timeout)).await {
             Ok(delivery) => Ok(format!(
                 "topic {topic} partition {} offset {}",
                 delivery.partition, delivery.offset
             )),
-            Err((error, _)) => Err(classify(&topic, &error)),
+            Err((error, _)) => {
+                self.renew_if_fatal(&producer);
+                Err(classify(&topic, &error))
+            }
         }
     }
 }
