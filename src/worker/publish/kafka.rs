@@ -47,6 +47,10 @@ impl KafkaBroker {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", &timeout_ms)
+            // Each attempt waits for its acknowledgement: lingering to fill batches
+            // only delays it (100,000 records drained at 0.44 of the HTTP rate with
+            // librdkafka's 5 ms, 0.94 with none). Batches still form under load.
+            .set("linger.ms", "0")
             // Topics are made by operators: a missing one is reported within a second,
             // not after the attempt's timeout (which would look like an outage).
             .set("topic.metadata.propagation.max.ms", "1000")
