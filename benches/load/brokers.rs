@@ -2,9 +2,11 @@
 //! Kafka (tansu), NATS JetStream, Redis Streams, RabbitMQ and SQS (moto), each as a
 //! ratio to the HTTP drain into a local receiver measured in the same run.
 //!
-//! `BENCH_BROKER_EVENTS` events per drain (100,000 by default; SQS, whose local
-//! endpoint is a Python server, gets a tenth), `BENCH_BROKERS=kafka,nats,...` to pick,
-//! `BENCH_BACKEND` as elsewhere. Needs what `scripts/test` installs and starts.
+//! `BENCH_BROKER_EVENTS` events per drain (100,000 by default), `BENCH_SQS_EVENTS`
+//! for SQS (2,000: its local endpoint, moto, is a Python server that takes a few
+//! dozen messages a second, so the figure measures moto, not hookrelay),
+//! `BENCH_BROKERS=kafka,nats,...` to pick, `BENCH_BACKEND` as elsewhere. Needs what
+//! `scripts/test` installs and starts.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,7 +47,9 @@ fn tansu() -> PathBuf {
     std::env::var_os("HOOKRELAY_TEST_TANSU")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
             home.join(".cache/hookrelay-tools/tansu-0.6.0/bin/tansu")
         })
 }
@@ -99,7 +103,13 @@ async fn target(kind: &str, sink: SocketAddr) -> Target {
                 .expect("tansu starts");
             wait_port(address).await;
             let created = Command::new(tansu())
-                .args(["topic", "create", &name, "--broker", &format!("tcp://{address}")])
+                .args([
+                    "topic",
+                    "create",
+                    &name,
+                    "--broker",
+                    &format!("tcp://{address}"),
+                ])
                 .stdout(Stdio::null())
                 .status()
                 .expect("tansu topic create");
@@ -113,7 +123,10 @@ async fn target(kind: &str, sink: SocketAddr) -> Target {
             broker_script(serde_json::json!({"kind": "nats", "op": "setup",
                 "server": "nats://127.0.0.1:4222", "stream": name,
                 "subjects": format!("{name}.>")}));
-            (format!("url = \"nats://127.0.0.1:4222/{name}.events\"\n"), None)
+            (
+                format!("url = \"nats://127.0.0.1:4222/{name}.events\"\n"),
+                None,
+            )
         }
         "redis" => (format!("url = \"redis://127.0.0.1:6379/{name}\"\n"), None),
         "amqp" => {
@@ -207,7 +220,10 @@ async fn drain(backend: Backend, dir: &Path, kind: &str, events: u64, sink: Sock
         if done >= events {
             break;
         }
-        assert!(Instant::now() < deadline, "{kind}: {done} of {events} delivered");
+        assert!(
+            Instant::now() < deadline,
+            "{kind}: {done} of {events} delivered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (start, already) = first.expect("some delivered");
@@ -222,6 +238,10 @@ pub async fn print(root: &Path) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let sqs_events: u64 = std::env::var("BENCH_SQS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let chosen = std::env::var("BENCH_BROKERS").unwrap_or_default();
     let kinds: Vec<&str> = KINDS
         .iter()
@@ -235,7 +255,7 @@ pub async fn print(root: &Path) {
     for backend in backends() {
         let mut http = 0.0;
         for kind in &kinds {
-            let count = if *kind == "sqs" { events / 10 } else { events };
+            let count = if *kind == "sqs" { sqs_events } else { events };
             let dir = root.join(format!("brokers-{kind}-{backend:?}"));
             let rate = drain(backend, &dir, kind, count, sink.address).await;
             if *kind == "http" {

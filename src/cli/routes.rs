@@ -112,7 +112,11 @@ pub fn routes(command: RoutesCommand, config: &Config) -> Result<(), AdminError>
             "route {index} -> {destination}: {}{note}",
             if matched { "delivers" } else { "skips" }
         )?;
-        if matched && let Some(configured) = config.destinations.get(destination) {
+        // A broker destination: where the event would be published.
+        if matched
+            && let Some(configured) = config.destinations.get(destination)
+            && configured.endpoint.kind() != crate::config::endpoints::Kind::Http
+        {
             writeln!(
                 out,
                 "    as {} ({}) to {}",

@@ -73,3 +73,57 @@ fn the_routes_test_session_prints_what_the_readme_shows() {
         "README.md line {line}: `{command}` prints something else"
     );
 }
+
+/// The README's broker examples, each published to a real broker: the block's options
+/// as written, only its address (and for RabbitMQ its exchange, for SQS its keys)
+/// swapped for the test's own broker.
+async fn the_broker_examples_deliver(backend: crate::support::database::Backend) {
+    use crate::support::brokers::{Kind, TestBroker};
+    use crate::support::helpers::TestApp;
+    let examples: Vec<(usize, String, Kind)> = blocks("toml")
+        .into_iter()
+        .filter_map(|(line, text)| {
+            let url = text.lines().find(|l| l.starts_with("url = "))?.to_owned();
+            let kind = [
+                ("kafka://", Kind::Kafka),
+                ("sqs+", Kind::Sqs),
+                ("amqp://", Kind::Amqp),
+                ("nats://", Kind::Nats),
+                ("redis://", Kind::Redis),
+            ]
+            .into_iter()
+            .find(|(scheme, _)| url.contains(scheme))?
+            .1;
+            Some((line, text, kind))
+        })
+        .collect();
+    assert_eq!(examples.len(), 5, "one example per kind");
+    for (line, text, kind) in examples {
+        let broker = TestBroker::start(kind).await;
+        let swapped = broker.destination("readme").await;
+        let replaced = ["url = ", "exchange = ", "routing_key = ", "aws_"];
+        let mut config = String::new();
+        for block_line in text.lines() {
+            if block_line.starts_with("url = ") {
+                config.push_str(&swapped);
+            } else if !replaced.iter().any(|p| block_line.starts_with(p)) {
+                config.push_str(block_line);
+                config.push('\n');
+            }
+        }
+        let app = TestApp::on(backend).config(&config).spawn().await;
+        let body =
+            serde_json::json!({"type": "invoice.paid", "data": {"object": {"customer": "cus_1"}}});
+        let id = app.accept("stripe", "first", body).await;
+        let event = app
+            .wait_for_status(&id, "delivered", std::time::Duration::from_secs(30))
+            .await;
+        assert_eq!(event["status"], "delivered", "README.md line {line}");
+        let consumed = broker
+            .consume("readme", 1, std::time::Duration::from_secs(30))
+            .await;
+        assert_eq!(consumed[0].event_id(), id, "README.md line {line}");
+    }
+}
+
+crate::on_both_backends!(the_broker_examples_deliver);

@@ -51,6 +51,7 @@ impl KafkaBroker {
             // only delays it (100,000 records drained at 0.44 of the HTTP rate with
             // librdkafka's 5 ms, 0.94 with none). Batches still form under load.
             .set("linger.ms", "0")
+            .set("socket.nagle.disable", "true")
             // Topics are made by operators: a missing one is reported within a second,
             // not after the attempt's timeout (which would look like an outage).
             .set("topic.metadata.propagation.max.ms", "1000")
