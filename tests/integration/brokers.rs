@@ -234,6 +234,77 @@ async fn a_missing_target_is_a_clear_error_and_an_alert(kind: Kind, backend: Bac
     assert!(alert.contains("dead"), "{alert}");
 }
 
+/// A replay is published again, under a new deduplication id: a broker that drops
+/// repeats (JetStream, SQS FIFO) must not drop what an operator asked to resend.
+async fn a_replay_is_published_again(kind: Kind, backend: Backend) {
+    let broker = TestBroker::start(kind).await;
+    let destination = broker.destination(suffix(kind)).await;
+    let config = format!(
+        "[destinations.bus]\n{destination}\n\
+         [sources.shop]\n[[sources.shop.routes]]\ndestination = \"bus\"\n"
+    );
+    let app = TestApp::on(backend).config(&config).spawn().await;
+    let id = post_raw(&app, "k1", &order("cus_a", 1)).await;
+    app.wait_for_status(&id, "delivered", WITHIN).await;
+    let response = app
+        .client
+        .post(app.url(&format!("/events/{id}/replay")))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    eventually(WITHIN, "the replayed attempt", || async {
+        let listed = get_json(&app.client, app.address, &format!("/events/{id}/attempts")).await;
+        let attempts = listed["attempts"].as_array().cloned().unwrap_or_default();
+        (attempts.len() == 2 && app.event(&id).await["status"] == "delivered").then_some(())
+    })
+    .await;
+    let consumed = broker.consume(suffix(kind), 2, WITHIN).await;
+    assert_eq!(consumed.len(), 2, "published twice: {consumed:?}");
+    assert!(consumed.iter().all(|m| m.event_id() == id));
+    assert_eq!(consumed[1].header("hookrelay-attempt"), Some("2"));
+    match kind {
+        Kind::Nats => assert_eq!(
+            consumed[1].header("Nats-Msg-Id"),
+            Some(format!("{id}.r1").as_str())
+        ),
+        Kind::Sqs => assert_eq!(consumed[1].meta["deduplication_id"], format!("{id}.r1")),
+        _ => {}
+    }
+}
+
+/// A message the broker will never take for its size is dead-lettered at once, with
+/// the broker's reason: retrying cannot help, and it is not an outage.
+async fn a_message_too_large_is_dead_lettered_at_once(kind: Kind, backend: Backend) {
+    let broker = TestBroker::start(kind).await;
+    let destination = broker.small_destination().await;
+    let config = format!(
+        "[destinations.bus]\n{destination}max_attempts = 5\n\n\
+         [sources.shop]\n[[sources.shop.routes]]\ndestination = \"bus\"\n"
+    );
+    let app = TestApp::on(backend).config(&config).spawn().await;
+    let big = format!(
+        r#"{{"type":"order.created","note":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    let id = post_raw(&app, "k1", &big).await;
+    let event = app.wait_for_status(&id, "dead_lettered", WITHIN).await;
+    assert_eq!(event["attempts"], 1, "no retry: {event}");
+    let error = event["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("refused") || error.contains("size"),
+        "{error}"
+    );
+    assert_ne!(destination_state(&app).await, "failing");
+}
+
+macro_rules! on_kafka_and_nats {
+    ($($name:ident),* $(,)?) => {
+        on_every_broker!(@kind kafka Kafka $($name),*);
+        on_every_broker!(@kind nats Nats $($name),*);
+    };
+}
+
 /// `hookrelay serve` killed with SIGKILL while it publishes: after a restart every
 /// event reaches the broker (some perhaps twice, with the same event id), none is lost.
 async fn a_kill_mid_publish_loses_nothing(kind: Kind, backend: Backend) {
@@ -396,4 +467,10 @@ on_every_broker!(
     per_key_order_holds_end_to_end,
     a_missing_target_is_a_clear_error_and_an_alert,
     a_kill_mid_publish_loses_nothing,
+    a_replay_is_published_again,
 );
+
+mod too_large {
+    use super::*;
+    on_kafka_and_nats!(a_message_too_large_is_dead_lettered_at_once);
+}

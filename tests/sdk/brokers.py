@@ -213,7 +213,11 @@ async def nats_setup(request):
     import nats
 
     client = await nats.connect(request["server"])
-    await client.jetstream().add_stream(name=request["stream"], subjects=[request["subjects"]])
+    await client.jetstream().add_stream(
+        name=request["stream"],
+        subjects=[request["subjects"]],
+        max_msg_size=request.get("max_msg_size", -1),
+    )
     await client.close()
     return {}
 

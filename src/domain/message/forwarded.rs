@@ -29,11 +29,18 @@ const RESIGNED: &[&str] = &[
 
 /// The sender's headers less hop-by-hop ones (and those its `Connection` header
 /// names), hookrelay's own `x-hookrelay-*`, and, when hookrelay re-signs, the
-/// sender's signature headers. Names in lower case, order and repeats kept.
-pub fn forwarded_headers(original: &[(String, Vec<u8>)], resigned: bool) -> Vec<(String, Vec<u8>)> {
-    let named_by_connection: Vec<String> = original
+/// sender's signature headers. Names in lower case, order and repeats kept; the
+/// stored list is taken, not copied (this runs for every attempt).
+pub fn forwarded_headers(
+    mut headers: Vec<(String, Vec<u8>)>,
+    resigned: bool,
+) -> Vec<(String, Vec<u8>)> {
+    for (name, _) in &mut headers {
+        name.make_ascii_lowercase();
+    }
+    let named_by_connection: Vec<String> = headers
         .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .filter(|(name, _)| name == "connection")
         .flat_map(|(_, value)| {
             String::from_utf8_lossy(value)
                 .split(',')
@@ -42,15 +49,11 @@ pub fn forwarded_headers(original: &[(String, Vec<u8>)], resigned: bool) -> Vec<
                 .collect::<Vec<_>>()
         })
         .collect();
-    original
-        .iter()
-        .filter_map(|(name, value)| {
-            let lower = name.to_ascii_lowercase();
-            let dropped = HOP_BY_HOP.contains(&lower.as_str())
-                || named_by_connection.contains(&lower)
-                || lower.starts_with("x-hookrelay-")
-                || (resigned && RESIGNED.contains(&lower.as_str()));
-            (!dropped).then(|| (lower, value.clone()))
-        })
-        .collect()
+    headers.retain(|(name, _)| {
+        !(HOP_BY_HOP.contains(&name.as_str())
+            || named_by_connection.contains(name)
+            || name.starts_with("x-hookrelay-")
+            || (resigned && RESIGNED.contains(&name.as_str())))
+    });
+    headers
 }

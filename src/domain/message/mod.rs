@@ -70,8 +70,6 @@ pub struct Facts<'a> {
     /// that deduplicate.
     pub attempts_at_replay: u32,
     pub content_type: Option<&'a str>,
-    /// The sender's headers as stored.
-    pub headers: &'a [(String, Vec<u8>)],
     pub body: &'a Bytes,
     /// The delivery's ordering key (the destination's `ordering_key`).
     pub ordering_key: Option<&'a str>,
@@ -102,11 +100,10 @@ pub struct Outbound {
     pub dedup_id: String,
 }
 
-/// How a transport spells metadata names.
+/// How a broker spells metadata names (HTTP says `X-Hookrelay-*`: see the HTTP
+/// transport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Naming {
-    /// `x-hookrelay-*` and `ce-*`: HTTP headers.
-    Http,
     /// `hookrelay-*` and `ce-*`: NATS and AMQP headers (CloudEvents' RabbitMQ
     /// binding).
     Dashed,
@@ -120,7 +117,6 @@ impl Outbound {
     pub fn metadata_named(&self, naming: Naming) -> impl Iterator<Item = (String, &str)> {
         self.metadata.iter().map(move |(name, value)| {
             let named = match naming {
-                Naming::Http if name.starts_with("hookrelay-") => format!("x-{name}"),
                 Naming::Underscored if name.starts_with("ce-") => format!("ce_{}", &name[3..]),
                 _ => (*name).to_owned(),
             };
@@ -162,8 +158,13 @@ impl Outbound {
     }
 }
 
-/// Builds the message an attempt sends.
-pub fn build(facts: &Facts<'_>, format: Format, signing: Option<Signing<'_>>) -> Outbound {
+/// Builds the message an attempt sends; `headers` are the sender's, as stored.
+pub fn build(
+    facts: &Facts<'_>,
+    headers: Vec<(String, Vec<u8>)>,
+    format: Format,
+    signing: Option<Signing<'_>>,
+) -> Outbound {
     let mut metadata: Vec<(&'static str, String)> = Vec::with_capacity(12);
     metadata.push(("hookrelay-event-id", facts.event_id.to_owned()));
     metadata.push(("hookrelay-source", facts.source.to_owned()));
@@ -173,7 +174,7 @@ pub fn build(facts: &Facts<'_>, format: Format, signing: Option<Signing<'_>>) ->
     }
     metadata.push(("hookrelay-received-at", facts.received_at.to_rfc3339()));
     metadata.push(("hookrelay-attempt", facts.attempt.to_string()));
-    let forwarded = forwarded_headers(facts.headers, signing.is_some());
+    let forwarded = forwarded_headers(headers, signing.is_some());
     let (body, content_type, forwarded) = match format {
         Format::Raw => (
             facts.body.clone(),

@@ -9,7 +9,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use super::Delivery;
 use crate::config::destinations::DestinationSettings;
 use crate::domain::lifecycle::AttemptOutcome;
-use crate::domain::message::{Naming, Outbound};
+use crate::domain::message::Outbound;
 use crate::domain::protection::Fault;
 use crate::telemetry::error_chain;
 
@@ -144,15 +144,29 @@ fn headers(destination: &DestinationSettings, message: &Outbound) -> HeaderMap {
     {
         headers.insert(CONTENT_TYPE, value);
     }
-    for (name, value) in message.metadata_named(Naming::Http) {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.insert(name, value);
+    for (name, value) in &message.metadata {
+        if let Ok(value) = HeaderValue::try_from(value.as_str()) {
+            headers.insert(http_name(name), value);
         }
     }
     for (name, value) in &destination.headers {
         headers.insert(name.clone(), value.clone());
     }
     headers
+}
+
+/// A metadata name as an HTTP header: `hookrelay-*` as `X-Hookrelay-*`, the rest as
+/// they are (all are lower-case header names known when compiled).
+fn http_name(name: &'static str) -> HeaderName {
+    match name {
+        "hookrelay-event-id" => HeaderName::from_static("x-hookrelay-event-id"),
+        "hookrelay-source" => HeaderName::from_static("x-hookrelay-source"),
+        "hookrelay-destination" => HeaderName::from_static("x-hookrelay-destination"),
+        "hookrelay-event-type" => HeaderName::from_static("x-hookrelay-event-type"),
+        "hookrelay-received-at" => HeaderName::from_static("x-hookrelay-received-at"),
+        "hookrelay-attempt" => HeaderName::from_static("x-hookrelay-attempt"),
+        other => HeaderName::from_static(other),
+    }
 }
 
 #[cfg(test)]

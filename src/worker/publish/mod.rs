@@ -228,7 +228,6 @@ fn outbound(destination: &DestinationSettings, event: &ClaimedDelivery) -> Outbo
         attempt: event.attempt,
         attempts_at_replay: event.attempts_at_replay,
         content_type: event.content_type.as_deref(),
-        headers: &headers,
         body: &event.body,
         ordering_key: event.ordering_key.as_deref().filter(|k| !k.is_empty()),
     };
@@ -236,5 +235,5 @@ fn outbound(destination: &DestinationSettings, event: &ClaimedDelivery) -> Outbo
         key: secret.bytes(),
         timestamp: Timestamp::now().0 / 1_000_000,
     });
-    message::build(&facts, destination.format, signing)
+    message::build(&facts, headers, destination.format, signing)
 }

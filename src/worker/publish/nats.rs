@@ -78,10 +78,19 @@ impl Broker for NatsBroker {
 }
 
 fn classify(subject: &str, kind: PublishErrorKind, error: &dyn std::error::Error) -> Refusal {
+    let text = error_chain(error);
     match kind {
         PublishErrorKind::StreamNotFound => Refusal::misconfigured(format!(
             "nats: no JetStream stream takes subject {subject:?}"
         )),
-        _ => Refusal::unavailable(format!("nats: {}", error_chain(error))),
+        // JetStream's own answers (error codes 10054 and 10003): the stream will never
+        // take this message.
+        _ if text.contains("message size exceeds") || text.contains("maximum payload") => {
+            Refusal::rejected(format!("nats: the message was refused: {text}"))
+        }
+        _ if text.contains("authorization") || text.contains("permissions violation") => {
+            Refusal::misconfigured(format!("nats: {text}"))
+        }
+        _ => Refusal::unavailable(format!("nats: {text}")),
     }
 }

@@ -231,11 +231,15 @@ mod tests {
             attempt: 1,
             attempts_at_replay: 0,
             content_type: Some("application/json"),
-            headers: &headers,
             body: &body,
             ordering_key: Some("cus_1"),
         };
-        let message = build(&facts, Format::CloudEvents { structured: false }, None);
+        let message = build(
+            &facts,
+            headers,
+            Format::CloudEvents { structured: false },
+            None,
+        );
         let attributes = attributes(&message, true);
         assert_eq!(attributes.len(), MAX_ATTRIBUTES);
         assert!(attributes.contains_key("hookrelay-event-id"));

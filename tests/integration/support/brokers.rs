@@ -207,6 +207,37 @@ impl TestBroker {
         }
     }
 
+    /// A destination that takes no message over 100 bytes (Kafka: the producer's
+    /// `message.max.bytes`; NATS: the stream's `max_msg_size`).
+    pub async fn small_destination(&self) -> String {
+        let target = self.target("small");
+        let proxy = self.proxy.address;
+        match self.kind {
+            Kind::Kafka => {
+                let status = Command::new(tansu())
+                    .args(["topic", "create", &target, "--broker"])
+                    .arg(format!("tcp://{}", self.admin.unwrap()))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("tansu topic create runs");
+                assert!(status.success());
+                format!(
+                    "url = \"kafka://{proxy}/{target}\"\nkafka = {{ \"message.max.bytes\" = \"1000\" }}\n"
+                )
+            }
+            Kind::Nats => {
+                self.run(
+                    json!({"op": "setup", "server": self.direct, "stream": target,
+                                "subjects": format!("{target}.>"), "max_msg_size": 100}),
+                )
+                .await;
+                format!("url = \"nats://{proxy}/{target}.{{source}}\"\n")
+            }
+            other => panic!("{other:?} has no size limit to test here"),
+        }
+    }
+
     /// A destination whose topic, queue, exchange or stream does not exist (Redis: a
     /// key that holds a string, not a stream).
     pub async fn missing_destination(&self) -> String {
