@@ -205,7 +205,7 @@ async fn make_broker(endpoint: &Endpoint, timeout: Duration) -> Result<Arc<dyn B
         #[cfg(feature = "amqp")]
         Endpoint::Amqp(target) => Ok(Arc::new(amqp::AmqpBroker::new(target))),
         #[cfg(feature = "nats")]
-        Endpoint::Nats(target) => Ok(Arc::new(nats::NatsBroker::new(target))),
+        Endpoint::Nats(target) => Ok(Arc::new(nats::NatsBroker::new(target, timeout))),
         #[cfg(feature = "redis")]
         Endpoint::Redis(target) => Ok(Arc::new(redis::RedisBroker::new(target)?)),
         other => Err(Refusal::misconfigured(format!(

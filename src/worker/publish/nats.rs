@@ -1,9 +1,16 @@
 //! NATS JetStream: published to the subject, counted sent on JetStream's publish ack
-//! (the message is stored in a stream). `Nats-Msg-Id` is the event id, so a retry
-//! after a lost ack is dropped by the stream's duplicate window, not stored twice.
+//! (the message is stored in a stream). `Nats-Msg-Id` is the deduplication id, so a
+//! retry after a lost ack is dropped by the stream's duplicate window, not stored
+//! twice.
+//!
+//! A JetStream publish is a request whose reply is the stream's acknowledgement; it
+//! is made with the core client. (async-nats's `jetstream` feature would do the same,
+//! but its retry dependency turns on tokio's `test-util` for the whole program, which
+//! puts a lock on every timer: 7 µs more worker CPU per HTTP delivery, measured.)
 
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::RequestErrorKind;
 use async_trait::async_trait;
+use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::{Broker, Refusal};
@@ -14,27 +21,52 @@ use crate::telemetry::error_chain;
 
 pub struct NatsBroker {
     target: NatsTarget,
+    timeout: std::time::Duration,
     /// Connected on first use; the client reconnects by itself afterwards.
-    jetstream: OnceCell<async_nats::jetstream::Context>,
+    client: OnceCell<async_nats::Client>,
 }
 
+/// JetStream's answer to a publish.
+#[derive(Deserialize)]
+struct PublishAck {
+    stream: Option<String>,
+    seq: Option<u64>,
+    #[serde(default)]
+    duplicate: bool,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    err_code: u32,
+    #[serde(default)]
+    description: String,
+}
+
+/// JetStream error codes that say the stream will never take this message.
+const MESSAGE_TOO_LARGE: u32 = 10054;
+
 impl NatsBroker {
-    pub fn new(target: &NatsTarget) -> Self {
+    pub fn new(target: &NatsTarget, timeout: std::time::Duration) -> Self {
         Self {
             target: target.clone(),
-            jetstream: OnceCell::new(),
+            timeout,
+            client: OnceCell::new(),
         }
     }
 
-    async fn jetstream(&self) -> Result<&async_nats::jetstream::Context, Refusal> {
-        self.jetstream
+    async fn client(&self) -> Result<&async_nats::Client, Refusal> {
+        self.client
             .get_or_try_init(|| async {
-                let client = async_nats::ConnectOptions::new()
+                async_nats::ConnectOptions::new()
                     .name(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
+                    .request_timeout(Some(self.timeout))
                     .connect(self.target.server.as_str())
                     .await
-                    .map_err(|e| Refusal::unavailable(format!("nats: {}", error_chain(&e))))?;
-                Ok(async_nats::jetstream::new(client))
+                    .map_err(|e| Refusal::unavailable(format!("nats: {}", error_chain(&e))))
             })
             .await
     }
@@ -58,39 +90,47 @@ impl Broker for NatsBroker {
         if let Some(key) = &message.key {
             headers.insert("hookrelay-key", key.as_str());
         }
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            message.dedup_id.as_str(),
-        );
-        let jetstream = self.jetstream().await?;
-        let ack = jetstream
-            .publish_with_headers(subject.clone(), headers, message.body.clone())
+        headers.insert("Nats-Msg-Id", message.dedup_id.as_str());
+        let client = self.client().await?;
+        let reply = client
+            .request_with_headers(subject.clone(), headers, message.body.clone())
             .await
-            .map_err(|e| classify(&subject, e.kind(), &e))?
-            .await
-            .map_err(|e| classify(&subject, e.kind(), &e))?;
+            .map_err(|e| match e.kind() {
+                RequestErrorKind::NoResponders => Refusal::misconfigured(format!(
+                    "nats: no JetStream stream takes subject {subject:?}"
+                )),
+                _ => Refusal::unavailable(format!("nats: {}", error_chain(&e))),
+            })?;
+        let ack: PublishAck = serde_json::from_slice(&reply.payload).map_err(|_| {
+            Refusal::misconfigured(format!(
+                "nats: subject {subject:?} answered, but not as a JetStream stream: {}",
+                String::from_utf8_lossy(&reply.payload)
+            ))
+        })?;
+        if let Some(error) = ack.error {
+            return Err(refusal(error));
+        }
         let duplicate = if ack.duplicate { " (duplicate)" } else { "" };
         Ok(format!(
             "stream {} sequence {}{duplicate}",
-            ack.stream, ack.sequence
+            ack.stream.unwrap_or_default(),
+            ack.seq.unwrap_or_default()
         ))
     }
 }
 
-fn classify(subject: &str, kind: PublishErrorKind, error: &dyn std::error::Error) -> Refusal {
-    let text = error_chain(error);
-    match kind {
-        PublishErrorKind::StreamNotFound => Refusal::misconfigured(format!(
-            "nats: no JetStream stream takes subject {subject:?}"
-        )),
-        // JetStream's own answers (error codes 10054 and 10003): the stream will never
-        // take this message.
-        _ if text.contains("message size exceeds") || text.contains("maximum payload") => {
-            Refusal::rejected(format!("nats: the message was refused: {text}"))
+fn refusal(error: ApiError) -> Refusal {
+    let text = format!(
+        "nats: {} (code {}, JetStream error {})",
+        error.description, error.code, error.err_code
+    );
+    match error.code {
+        _ if error.err_code == MESSAGE_TOO_LARGE => {
+            Refusal::rejected(format!("the message was refused: {text}"))
         }
-        _ if text.contains("authorization") || text.contains("permissions violation") => {
-            Refusal::misconfigured(format!("nats: {text}"))
-        }
-        _ => Refusal::unavailable(format!("nats: {text}")),
+        // Unavailable, timed out, no quorum: the stream will take it later.
+        503 | 408 | 500..=599 => Refusal::unavailable(text),
+        // Everything else is the stream saying no to this destination's messages.
+        _ => Refusal::misconfigured(text),
     }
 }
