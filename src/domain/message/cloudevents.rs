@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::Facts;
+use super::facts::Facts;
 
 pub(super) const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 /// `type` is required: an event whose source gave none has this one.

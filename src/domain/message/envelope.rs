@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::Facts;
+use super::facts::Facts;
 
 #[derive(Serialize)]
 struct Envelope<'a> {

@@ -5,6 +5,7 @@
 
 mod cloudevents;
 mod envelope;
+mod facts;
 mod forwarded;
 
 use std::str::FromStr;
@@ -12,8 +13,8 @@ use std::str::FromStr;
 use bytes::Bytes;
 
 use super::signing::sign_standard;
-use super::time::Timestamp;
 
+pub use facts::Facts;
 pub use forwarded::forwarded_headers;
 
 /// How the event is put into the message.
@@ -55,24 +56,6 @@ impl Format {
             Self::CloudEvents { structured: true } => "cloudevents-structured",
         }
     }
-}
-
-/// The stored event and delivery an attempt is made for.
-#[derive(Debug, Clone, Copy)]
-pub struct Facts<'a> {
-    pub event_id: &'a str,
-    pub source: &'a str,
-    pub destination: &'a str,
-    pub event_type: Option<&'a str>,
-    pub received_at: Timestamp,
-    pub attempt: u32,
-    /// Attempts made before the last replay: a replay is a new message to brokers
-    /// that deduplicate.
-    pub attempts_at_replay: u32,
-    pub content_type: Option<&'a str>,
-    pub body: &'a Bytes,
-    /// The delivery's ordering key (the destination's `ordering_key`).
-    pub ordering_key: Option<&'a str>,
 }
 
 /// Standard Webhooks signing of what is sent.

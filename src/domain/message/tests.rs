@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::time::Timestamp;
 
 fn facts(body: &Bytes) -> Facts<'_> {
     Facts {

@@ -10,7 +10,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-use super::{Broker, Refusal};
+use super::outcome::{Broker, Refusal};
 use crate::config::endpoints::AmqpTarget;
 use crate::domain::message::{Naming, Outbound};
 use crate::store::ClaimedDelivery;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::{HeaderName, HeaderValue};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
-use super::Delivery;
+use super::outcome::Delivery;
 use crate::config::destinations::DestinationSettings;
 use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::message::Outbound;

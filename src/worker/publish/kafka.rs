@@ -13,7 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use super::{Broker, Refusal};
+use super::outcome::{Broker, Refusal};
 use crate::config::endpoints::KafkaTarget;
 use crate::domain::message::{Naming, Outbound};
 use crate::store::ClaimedDelivery;

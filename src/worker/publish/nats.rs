@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::{Broker, Refusal};
+use super::outcome::{Broker, Refusal};
 use crate::config::endpoints::NatsTarget;
 use crate::domain::message::{Naming, Outbound};
 use crate::store::ClaimedDelivery;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use super::{Broker, Refusal};
+use super::outcome::{Broker, Refusal};
 use crate::config::endpoints::RedisTarget;
 use crate::domain::message::{Naming, Outbound};
 use crate::store::ClaimedDelivery;

@@ -18,7 +18,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use base64::Engine as _;
 
-use super::{Broker, Refusal};
+use super::outcome::{Broker, Refusal};
 use crate::config::endpoints::SqsTarget;
 use crate::domain::message::{Naming, Outbound};
 use crate::store::ClaimedDelivery;
