@@ -3,6 +3,11 @@
 #   docker run -p 8080:8080 -v hookrelay-data:/var/lib/hookrelay/data hookrelay
 
 FROM rust:1.95-slim-bookworm AS build
+# librdkafka (the Kafka destinations' client) is compiled from source: it needs make
+# and a C++ compiler beside the C one.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
@@ -11,8 +16,12 @@ COPY benches benches
 RUN cargo build --release --locked --bin hookrelay
 
 FROM debian:bookworm-slim
-# TLS roots are compiled in (rustls); nothing else is needed at run time.
-RUN useradd --system --uid 10001 --home-dir /var/lib/hookrelay hookrelay \
+# HTTP destinations use TLS roots compiled in (rustls); the SQS and AMQP clients read
+# the system's, from ca-certificates.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/hookrelay hookrelay \
  && mkdir -p /var/lib/hookrelay/data \
  && chown -R hookrelay:hookrelay /var/lib/hookrelay
 COPY --from=build /src/target/release/hookrelay /usr/local/bin/hookrelay
