@@ -83,15 +83,6 @@ impl Template {
         }
         out
     }
-
-    /// No placeholder: the same name for every event.
-    pub fn is_fixed(&self) -> bool {
-        self.parts.iter().all(|p| matches!(p, Part::Text(_)))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
 }
 
 impl fmt::Debug for Template {
@@ -123,13 +114,15 @@ mod tests {
     #[test]
     fn placeholders_take_the_events_values() {
         let template = Template::parse("webhooks.{source}.{event_type}").unwrap();
-        assert!(!template.is_fixed());
         assert_eq!(
             template.render("stripe", Some("invoice.paid")),
             "webhooks.stripe.invoice.paid"
         );
         assert_eq!(template.render("github", None), "webhooks.github.untyped");
-        assert!(Template::parse("orders").unwrap().is_fixed());
+        assert_eq!(
+            Template::parse("orders").unwrap().render("s", None),
+            "orders"
+        );
     }
 
     #[test]

@@ -335,12 +335,17 @@ async fn a_kill_mid_publish_loses_nothing(kind: Kind, backend: Backend) {
         let receipt: Value = response.json().await.unwrap();
         ids.insert(receipt["event_id"].as_str().unwrap().to_owned());
     }
-    eventually(WITHIN, "some deliveries", || async {
+    let delivered_before_kill = eventually(WITHIN, "some deliveries", || async {
         let delivered = get_json(&client, address, "/events?status=delivered&limit=100").await;
-        (delivered["events"].as_array().map_or(0, Vec::len) >= 5).then_some(())
+        let count = delivered["events"].as_array().map_or(0, Vec::len);
+        (count >= 5).then_some(count)
     })
     .await;
     serve.kill();
+    assert!(
+        delivered_before_kill < ids.len(),
+        "the kill must land mid-publish ({delivered_before_kill} already delivered)"
+    );
     let delivered = restart_until_all_delivered(&setup, &args, &ids).await;
     assert_eq!(delivered, ids.len());
     let consumed = broker
@@ -393,8 +398,9 @@ async fn operators_see_each_destinations_kind(backend: Backend) {
         "credentials are never shown: {shown}"
     );
     let page = get_text(&app.client, &app.url("/ui/destinations/bus")).await;
+    assert!(page.contains(r#"<dd id="kind">kafka</dd>"#), "{page}");
     assert!(
-        page.contains("kafka") && page.contains("cloudevents"),
+        page.contains(r#"<dd id="format">cloudevents</dd>"#),
         "{page}"
     );
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::signing::sign_standard;
 
 pub use facts::Facts;
-pub use forwarded::forwarded_headers;
+use forwarded::forwarded_headers;
 
 /// How the event is put into the message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
