@@ -116,6 +116,12 @@ impl Application {
         })
     }
 
+    /// Reports the trace export's counters in `/metrics`.
+    pub fn count_traces(self, counters: Arc<crate::telemetry::TraceCounters>) -> Self {
+        self.metrics.count_traces(counters);
+        self
+    }
+
     /// The bound address, when this process serves HTTP.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
@@ -163,6 +169,7 @@ impl Application {
                     },
                     metrics: self.metrics.clone(),
                     alerts: self.config.alerts.clone(),
+                    tracing: self.config.telemetry.is_some(),
                 },
                 self.delivery_client.clone(),
             );
@@ -182,12 +189,15 @@ impl Application {
                     body_read_timeout: self.config.body_read_timeout,
                     admin_token: self.config.admin_token.clone(),
                     write_health: Arc::default(),
-                    operators: Arc::new(Operators::new(
-                        self.store.clone(),
-                        self.config.sources.clone(),
-                        self.config.destinations.clone(),
-                        self.config.retry.max_attempts,
-                    )),
+                    operators: Arc::new(
+                        Operators::new(
+                            self.store.clone(),
+                            self.config.sources.clone(),
+                            self.config.destinations.clone(),
+                            self.config.retry.max_attempts,
+                        )
+                        .with_trace_link(self.config.trace_link.clone()),
+                    ),
                     metrics: self.metrics.clone(),
                     request_timeout: self.config.request_timeout,
                 });

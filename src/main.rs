@@ -70,8 +70,14 @@ fn main() -> ExitCode {
         } else {
             &config.log_filter
         };
-    let _log_guard = match telemetry::init(log_filter, log_target, log_format) {
-        Ok(guard) => guard,
+    // Only the services export traces; an operator's command is not part of one.
+    let tracing = match task {
+        Task::Run(_) => config.telemetry.clone(),
+        _ => None,
+    };
+    let mut telemetry = match telemetry::init(log_filter, log_target, log_format, tracing.as_deref())
+    {
+        Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("hookrelay: {error}");
             return ExitCode::from(2);
@@ -89,7 +95,23 @@ fn main() -> ExitCode {
     };
     // An operator's command says what went wrong once, as text; a service logs it too.
     let logs_failure = matches!(task, Task::Run(_) | Task::Migrate);
-    match runtime.block_on(run(task, config)) {
+    let traces = telemetry.traces.take().map(|export| {
+        let stop = CancellationToken::new();
+        let counters = export.counters.clone();
+        let task = runtime.spawn(export.run(stop.clone()));
+        (stop, task, counters)
+    });
+    let counters = traces.as_ref().map(|(_, _, counters)| counters.clone());
+    let outcome = runtime.block_on(run(task, config, counters));
+    if let Some((stop, task, _)) = traces {
+        // The spans of the last moments, exported or given up after a few seconds.
+        stop.cancel();
+        let _ = runtime.block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            task,
+        ));
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if logs_failure {
@@ -119,7 +141,11 @@ enum Task {
     Routes(RoutesCommand),
 }
 
-async fn run(task: Task, config: Config) -> anyhow::Result<()> {
+async fn run(
+    task: Task,
+    config: Config,
+    traces: Option<std::sync::Arc<telemetry::TraceCounters>>,
+) -> anyhow::Result<()> {
     let role = match task {
         Task::Run(role) => role,
         Task::Migrate => return Ok(cli::migrate(&config).await?),
@@ -128,6 +154,10 @@ async fn run(task: Task, config: Config) -> anyhow::Result<()> {
     };
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
-    Application::build(config, role).await?.run(token).await?;
+    let mut application = Application::build(config, role).await?;
+    if let Some(counters) = traces {
+        application = application.count_traces(counters);
+    }
+    application.run(token).await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! read from the store when `/metrics` is scraped.
 
 use std::collections::HashSet;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
@@ -11,6 +11,7 @@ use prometheus::{
 
 use crate::ops::ingest::{Accepted, Ingested, KnownSource};
 use crate::store::QueueGauges;
+use crate::telemetry::TraceCounters;
 
 /// Distinct `source` label values kept for sources that are accepted without being
 /// configured; the rest are counted as `_other`. Configured sources always have
@@ -43,6 +44,9 @@ pub struct Metrics {
     destination_backlog: IntGaugeVec,
     destination_oldest_due: prometheus::GaugeVec,
     sources: RwLock<HashSet<String>>,
+    /// Finished spans by what became of them; only when tracing is on.
+    trace_spans: IntCounterVec,
+    traces: std::sync::OnceLock<Arc<TraceCounters>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +125,16 @@ impl Metrics {
             "How long the oldest due event has been waiting for a worker",
         )
         .expect("valid metric");
+        let trace_spans = IntCounterVec::new(
+            Opts::new(
+                "hookrelay_trace_spans_total",
+                "Finished trace spans by outcome: exported, dropped (the export queue was \
+                 full: the OTLP endpoint is slow or down) or failed (the endpoint refused \
+                 them or did not answer)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let waits = IntCounterVec::new(
             Opts::new(
                 "hookrelay_destination_waits_total",
@@ -195,6 +209,8 @@ impl Metrics {
             destination_backlog,
             destination_oldest_due,
             sources: RwLock::default(),
+            trace_spans,
+            traces: std::sync::OnceLock::new(),
         }
     }
 
@@ -283,11 +299,29 @@ impl Metrics {
 
     /// The text exposition, with the gauges set from `gauges` and each destination's
     /// `(name, state, backlog, oldest due age)`.
+    /// Counts the trace export's spans from now on.
+    pub fn count_traces(&self, counters: Arc<TraceCounters>) {
+        if self.traces.set(counters).is_ok() {
+            let _ = self.registry.register(Box::new(self.trace_spans.clone()));
+        }
+    }
+
     pub fn render(
         &self,
         gauges: &QueueGauges,
         destinations: &[(String, &str, i64, f64)],
     ) -> String {
+        if let Some(traces) = self.traces.get() {
+            for (outcome, count) in [
+                ("exported", &traces.exported),
+                ("dropped", &traces.dropped),
+                ("failed", &traces.failed),
+            ] {
+                let counter = self.trace_spans.with_label_values(&[outcome]);
+                let now = count.load(std::sync::atomic::Ordering::Relaxed);
+                counter.inc_by(now.saturating_sub(counter.get()));
+            }
+        }
         self.destination_state.reset();
         for (name, state, backlog, oldest) in destinations {
             self.destination_state
@@ -325,7 +359,9 @@ mod tests {
             source: Some(KnownSource {
                 name: SourceName::parse(name).unwrap(),
                 configured,
+                verifies: false,
             }),
+            event_type: None,
             result: Ok(Accepted::Stored(EventId::generate())),
         }
     }
@@ -340,6 +376,7 @@ mod tests {
         metrics.webhook(
             &Ingested {
                 source: None,
+                event_type: None,
                 result: Err(crate::ops::ingest::Refusal::InvalidSource),
             },
             0.0,

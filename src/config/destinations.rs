@@ -44,6 +44,9 @@ pub struct DestinationSettings {
     pub limits: Limits,
     /// Where an ordered destination's ordering key is; `None`: one stream.
     pub ordering_key: Option<KeyLocation>,
+    /// Each delivery carries a `traceparent` whose parent is its attempt's span
+    /// (when tracing is on); off for parties outside the trace.
+    pub propagate_trace: bool,
 }
 
 impl fmt::Debug for DestinationSettings {
@@ -79,6 +82,7 @@ impl DestinationSettings {
                 ..Limits::default()
             },
             ordering_key: None,
+            propagate_trace: true,
         }
     }
 
@@ -171,6 +175,7 @@ struct DestinationTable {
     /// Kafka producer properties (librdkafka's names), e.g. `"sasl.mechanism"`.
     #[serde(default)]
     kafka: BTreeMap<String, String>,
+    propagate_trace: Option<bool>,
 }
 
 /// Parses the `destinations` table of the config file.
@@ -339,6 +344,7 @@ fn protection(
     if ordered {
         limits.ordered = Some(on_dead_letter.unwrap_or_default());
     }
+    destination.propagate_trace = raw.propagate_trace.unwrap_or(true);
     destination.ordering_key = raw
         .ordering_key
         .as_deref()

@@ -15,11 +15,13 @@ pub mod destinations;
 pub mod endpoints;
 pub mod routes;
 pub mod sources;
+pub mod telemetry;
 pub mod values;
 
 use self::alerts::AlertSettings;
 use self::destinations::Destinations;
 use self::sources::Sources;
+use self::telemetry::{TelemetrySettings, TraceLink};
 use self::values::{
     Secret, TableError, parse_at_least, parse_duration, parse_float_in, parse_listen,
     parse_log_filter, parse_size,
@@ -70,6 +72,10 @@ pub struct Config {
     pub destinations: Arc<Destinations>,
     /// `[alerts]`: where alerts about destinations go; `None`: nowhere.
     pub alerts: Option<Arc<AlertSettings>>,
+    /// `[telemetry]` and `OTEL_*`: where traces go; `None`: tracing is off.
+    pub telemetry: Option<Arc<TelemetrySettings>>,
+    /// `[telemetry] trace_url`: where the dashboard links a trace id.
+    pub trace_link: Option<TraceLink>,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -101,6 +107,8 @@ pub enum ConfigError {
     NotScalar { path: PathBuf, key: String },
     #[error("config file {path}: {source}")]
     Table { path: PathBuf, source: TableError },
+    #[error("environment: {source}")]
+    Environment { source: TableError },
     #[error("config file {path}: `{key}` must be {expected}")]
     WrongType {
         path: PathBuf,
@@ -209,6 +217,8 @@ impl Config {
         let mut sources = Sources::default();
         let mut destinations = Destinations::default();
         let mut alerts = None;
+        let mut telemetry_table = None;
+        let mut telemetry_origin = Origin::Default;
         if let Some(path) = file {
             let file = read_file(&path, &env)?;
             for (key, value) in file.settings {
@@ -217,7 +227,16 @@ impl Config {
             sources = file.sources;
             destinations = file.destinations;
             alerts = file.alerts;
+            if file.telemetry.is_some() {
+                telemetry_table = file.telemetry;
+                telemetry_origin = Origin::File(path.clone());
+            }
         }
+        let (telemetry, trace_link) =
+            telemetry::parse(telemetry_table, &env).map_err(|source| match telemetry_origin {
+                Origin::File(path) => ConfigError::Table { path, source },
+                _ => ConfigError::Environment { source },
+            })?;
         for (name, _) in SETTINGS {
             let var = format!("HOOKRELAY_{}", name.to_ascii_uppercase());
             if let Some(value) = env(&var) {
@@ -296,6 +315,8 @@ impl Config {
             sources: Arc::new(sources),
             destinations: Arc::new(destinations),
             alerts: alerts.map(Arc::new),
+            telemetry: telemetry.map(Arc::new),
+            trace_link,
         })
     }
 }
@@ -305,6 +326,7 @@ struct FileContents {
     sources: Sources,
     destinations: Destinations,
     alerts: Option<AlertSettings>,
+    telemetry: Option<toml::Value>,
 }
 
 fn read_file(
@@ -324,6 +346,7 @@ fn read_file(
     let mut configured = sources::ParsedSources::default();
     let mut destinations = Vec::new();
     let mut alerts = None;
+    let mut telemetry = None;
     let in_file = |source| ConfigError::Table {
         path: path.to_owned(),
         source,
@@ -357,6 +380,11 @@ fn read_file(
                 continue;
             }
             ("alerts", _) => return Err(wrong_type("an [alerts] table")),
+            ("telemetry", value @ toml::Value::Table(_)) => {
+                telemetry = Some(value);
+                continue;
+            }
+            ("telemetry", _) => return Err(wrong_type("a [telemetry] table")),
             (_, value) => values.push((key, value)),
         }
     }
@@ -389,6 +417,7 @@ fn read_file(
         sources,
         destinations,
         alerts,
+        telemetry,
     })
 }
 

@@ -40,6 +40,8 @@ pub struct SourceSettings {
     /// What ingest reads of a JSON body: all of it until [`Sources::build`] has
     /// worked it out from the settings and the destinations.
     pub body_reads: BodyReads,
+    /// Continue the sender's `traceparent` rather than start a trace linked to it.
+    pub trust_trace_context: bool,
 }
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -58,6 +60,7 @@ impl SourceSettings {
             routes: Vec::new(),
             ordering_key_in_body: false,
             body_reads: BodyReads::Whole,
+            trust_trace_context: false,
         }
     }
 
@@ -223,6 +226,8 @@ struct SourceTable {
     timeout: Option<String>,
     content_types: Option<Vec<String>>,
     signing_secret: Option<String>,
+    #[serde(default)]
+    trust_trace_context: bool,
     #[serde(default)]
     routes: Vec<RouteTable>,
 }
@@ -397,6 +402,7 @@ fn build(
         // Known once the destinations are ([`Sources::build`]).
         ordering_key_in_body: false,
         body_reads: BodyReads::Whole,
+        trust_trace_context: raw.trust_trace_context,
     };
     Ok((settings, own))
 }

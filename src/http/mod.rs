@@ -236,7 +236,12 @@ async fn request_scope(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let id = request_id(&request);
-    let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
+    let span = tracing::error_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
     let mut response = match tokio::time::timeout(limit, next.run(request))
         .instrument(span.clone())
         .await

@@ -11,11 +11,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use tracing::{Instrument, Span};
+
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
 use crate::domain::event::{EventId, SourceName};
 use crate::domain::time::Timestamp;
 use crate::ops::ingest::{self, Accepted, Ingested, Refusal};
+use crate::telemetry::propagation;
 
 /// The answer to a stored or recognised webhook.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -60,12 +63,26 @@ pub async fn receive(
     let started = Instant::now();
     // A path that does not decode is no source name at all.
     let source = source.map(|Path(s)| s).unwrap_or_else(|_| "/".into());
+    let span = ingest_span(&source);
+    propagation::adopt_sender(&span, &headers, state.ingest.trusts_trace_context(&source));
+    // Every line of this request carries the trace, the request's own line included.
+    if let Some((trace_id, span_id)) = propagation::ids(&span) {
+        let request = Span::current();
+        request.record("trace_id", trace_id.as_str());
+        request.record("span_id", span_id.as_str());
+    }
     let request = ingest::Request {
         source,
         headers,
         body,
+        trace_context: propagation::stored(&span),
     };
-    let ingested = state.ingest.accept(request, Timestamp::now()).await;
+    let ingested = state
+        .ingest
+        .accept(request, Timestamp::now())
+        .instrument(span.clone())
+        .await;
+    record_outcome(&span, &ingested);
     match &ingested.result {
         Ok(Accepted::Stored(_) | Accepted::Duplicate(_)) => state.write_health.committed(),
         Err(Refusal::Storage(_)) => state.write_health.failed(),
@@ -83,7 +100,7 @@ pub async fn receive(
     state
         .metrics
         .webhook(&ingested, started.elapsed().as_secs_f64());
-    let Ingested { source, result } = ingested;
+    let Ingested { source, result, .. } = ingested;
     let accepted = match result {
         Ok(accepted) => accepted,
         Err(refusal) => return ApiError::from(refusal).into_response(),
@@ -110,6 +127,65 @@ pub async fn receive(
         });
     }
     response
+}
+
+/// The server span of one webhook, as OpenTelemetry's HTTP conventions name it; the
+/// outcome is recorded by [`record_outcome`]. Never the payload or a secret.
+fn ingest_span(source: &str) -> Span {
+    tracing::error_span!(
+        "POST /webhooks/{source}",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/webhooks/{source}",
+        http.response.status_code = tracing::field::Empty,
+        hookrelay.source = source,
+        hookrelay.event_id = tracing::field::Empty,
+        hookrelay.event_type = tracing::field::Empty,
+        hookrelay.verification = tracing::field::Empty,
+        hookrelay.outcome = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+fn record_outcome(span: &Span, ingested: &ingest::Ingested) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(event_type) = &ingested.event_type {
+        span.record("hookrelay.event_type", event_type.as_str());
+    }
+    let verifies = ingested.source.as_ref().is_some_and(|s| s.verifies);
+    let (outcome, status) = match &ingested.result {
+        Ok(Accepted::Stored(id)) => {
+            span.record("hookrelay.event_id", id.as_str());
+            ("stored", StatusCode::ACCEPTED)
+        }
+        Ok(Accepted::Duplicate(id)) => {
+            span.record("hookrelay.event_id", id.as_str());
+            ("duplicate", StatusCode::OK)
+        }
+        Ok(Accepted::Challenge(_)) => ("challenge", StatusCode::OK),
+        Err(refusal) => {
+            let code = refusal.code();
+            span.record("error.type", code.as_str());
+            if code.http_status().is_server_error() {
+                span.record("otel.status_code", "error");
+            }
+            if matches!(refusal, Refusal::InvalidSignature(_)) {
+                span.record("hookrelay.verification", "failed");
+            }
+            ("refused", code.http_status())
+        }
+    };
+    if ingested.result.is_ok() {
+        span.record(
+            "hookrelay.verification",
+            if verifies { "verified" } else { "none" },
+        );
+    }
+    span.record("hookrelay.outcome", outcome);
+    span.record("http.response.status_code", i64::from(status.as_u16()));
 }
 
 /// What the request log line says about the event a webhook request stored.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::config::destinations::Destinations;
 use crate::config::sources::Sources;
+use crate::config::telemetry::TraceLink;
 use crate::domain::lifecycle::EventStatus;
 use crate::store::{AttemptBudget, FilterError, OperatorView, StoreError};
 
@@ -58,6 +59,8 @@ pub struct Operators {
     destinations: Arc<Destinations>,
     /// Attempts a replay grants, by destination.
     budget: AttemptBudget,
+    /// Where a trace id links to (`[telemetry] trace_url`).
+    trace_link: Option<TraceLink>,
 }
 
 impl Operators {
@@ -80,7 +83,19 @@ impl Operators {
             sources,
             destinations,
             budget,
+            trace_link: None,
         }
+    }
+
+    /// Links trace ids to `link` (`[telemetry] trace_url`).
+    pub fn with_trace_link(mut self, link: Option<TraceLink>) -> Self {
+        self.trace_link = link;
+        self
+    }
+
+    /// Where the trace `trace_id` is shown, when a `trace_url` is set.
+    pub fn trace_url(&self, trace_id: &str) -> Option<String> {
+        self.trace_link.as_ref().map(|link| link.to(trace_id))
     }
 
     pub fn store(&self) -> &Arc<dyn OperatorView> {

@@ -13,6 +13,7 @@ use crate::domain::waiting::HeldBack;
 use crate::ops::destinations::DestinationStatus;
 use crate::ops::events::EventDetail;
 use crate::store::{AlertRecord, AttemptRecord, DeliveryRecord, EventRecord};
+use crate::telemetry::propagation::trace_id_of;
 
 /// Responses carry at most this much of a destination's answer.
 const RESPONSE_BODY_LIMIT: usize = 1024;
@@ -38,6 +39,9 @@ pub struct EventView {
     status_description: &'static str,
     /// The event's type, where its source or scheme names one.
     event_type: Option<String>,
+    /// The trace the event was taken in under (32 hex digits); null when tracing
+    /// was off.
+    trace_id: Option<String>,
     /// One per destination the event was routed to; none when it is `filtered`.
     deliveries: Vec<DeliveryView>,
 }
@@ -146,6 +150,11 @@ impl From<EventRecord> for EventView {
             payload: Some(payload_value(&event.body)),
             status_description: status.description(),
             event_type: event.event_type.clone(),
+            trace_id: event
+                .trace_context
+                .as_deref()
+                .and_then(trace_id_of)
+                .map(str::to_owned),
             deliveries: event.deliveries.iter().map(DeliveryView::from).collect(),
         }
     }

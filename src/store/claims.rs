@@ -33,6 +33,10 @@ pub struct ClaimedDelivery {
     pub event_type: Option<String>,
     /// The delivery's ordering key (as stored: long keys are their digest).
     pub ordering_key: Option<String>,
+    /// The trace context the event was taken in under (see [`NewEvent`]).
+    ///
+    /// [`NewEvent`]: crate::store::NewEvent
+    pub trace_context: Option<String>,
     /// This attempt probes the destination's open breaker.
     pub probe: bool,
 }

@@ -21,6 +21,9 @@ pub struct NewEvent {
     pub headers: String,
     pub body: Bytes,
     pub received_at: Timestamp,
+    /// The ingest span's W3C trace context, kept so that every attempt joins its
+    /// trace; `None` when tracing is off.
+    pub trace_context: Option<String>,
     /// None: the event matched no route and is kept as `filtered`.
     pub deliveries: Vec<NewDelivery>,
 }
@@ -58,6 +61,8 @@ pub struct EventRecord {
     pub headers: String,
     pub body: Vec<u8>,
     pub idempotency_key: String,
+    /// See [`NewEvent::trace_context`].
+    pub trace_context: Option<String>,
     /// In the order they were made.
     pub deliveries: Vec<DeliveryRecord>,
 }

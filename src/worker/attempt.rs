@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
+use super::attempt_span;
 use super::publish::{Delivery, Publishers};
 use super::settings::{InFlight, WorkerSettings};
 use super::simulate;
@@ -41,12 +42,8 @@ pub async fn run(
     slot: impl Future<Output = Option<OwnedSemaphorePermit>>,
     sent: impl FnOnce(),
 ) {
-    let span = tracing::error_span!(
-        "attempt",
-        event_id = %event.event_id,
-        source = %event.source,
-        destination = %event.destination,
-    );
+    let destination = context.settings.destinations.get(&event.destination);
+    let span = attempt_span::start(&event, destination.map(|d| &**d), context.settings.tracing);
     run_in_span(context, event, slot, sent, &span).await
 }
 
@@ -74,7 +71,9 @@ async fn run_in_span(
     let duration = finished.record.duration;
     // The lease is renewed until the outcome is written: a database that is back
     // after a restart takes the outcome, rather than the delivery being sent again.
-    let recorded = record(&context, finished, span).await;
+    let recorded = record(&context, finished, span)
+        .instrument(tracing::error_span!(parent: span, "record outcome", otel.kind = "internal"))
+        .await;
     forget_lease(&context, &event);
     if let Some(recorded) = recorded {
         report(
@@ -111,7 +110,8 @@ async fn deliver_in_slot(
     span.in_scope(|| tracing::debug!(attempt = event.attempt, "Processing event"));
     let started_at = Timestamp::now();
     let clock = Instant::now();
-    let delivery = run_attempt(context, event).await?;
+    let delivery = run_attempt(context, event, span).await?;
+    attempt_span::finish(span, &delivery);
     Some(Attempted {
         delivery,
         started_at,
@@ -199,12 +199,13 @@ fn report(
 
 /// Delivers to the delivery's destination, or hands the event to the built-in
 /// processor. `None` when shutdown interrupted the attempt.
-async fn run_attempt(context: &Context, event: &ClaimedDelivery) -> Option<Delivery> {
+async fn run_attempt(context: &Context, event: &ClaimedDelivery, span: &Span) -> Option<Delivery> {
     if let Some(destination) = context.settings.destinations.get(&event.destination) {
+        let trace = attempt_span::carried(span, destination, context.settings.tracing);
         // A stopping worker hands the attempt back rather than wait for the
         // destination: it does not count, and another worker takes the delivery.
         return tokio::select! {
-            delivery = context.publishers.send(destination, event) => Some(delivery),
+            delivery = context.publishers.send(destination, event, trace.as_deref()) => Some(delivery),
             () = context.shutdown.cancelled() => None,
         };
     }

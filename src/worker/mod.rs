@@ -5,6 +5,7 @@
 //! due, or the poll interval passes, whichever comes first.
 
 mod attempt;
+mod attempt_span;
 mod background;
 mod lanes;
 pub mod publish;

@@ -22,6 +22,8 @@ pub struct WorkerSettings {
     pub metrics: Arc<Metrics>,
     /// `[alerts]`: this worker sends due alerts and watches for lag.
     pub alerts: Option<Arc<AlertSettings>>,
+    /// Traces are exported: attempts get spans in the event's trace.
+    pub tracing: bool,
 }
 
 /// Attempts running now, by delivery, with their attempt number (for lease renewal).

@@ -20,4 +20,8 @@ pub struct Facts<'a> {
     pub body: &'a Bytes,
     /// The delivery's ordering key (the destination's `ordering_key`).
     pub ordering_key: Option<&'a str>,
+    /// When hookrelay traces: the trace context this delivery carries instead of the
+    /// sender's (`traceparent`, `tracestate`; none when the destination is outside
+    /// the trace). `None`: hookrelay does not trace, the sender's travel on.
+    pub trace: Option<&'a [(&'static str, String)]>,
 }

@@ -157,7 +157,11 @@ pub fn build(
     }
     metadata.push(("hookrelay-received-at", facts.received_at.to_rfc3339()));
     metadata.push(("hookrelay-attempt", facts.attempt.to_string()));
-    let forwarded = forwarded_headers(headers, signing.is_some());
+    let mut forwarded = forwarded_headers(headers, signing.is_some());
+    if let Some(trace) = facts.trace {
+        forwarded.retain(|(name, _)| name != "traceparent" && name != "tracestate");
+        metadata.extend(trace.iter().cloned());
+    }
     let (body, content_type, forwarded) = match format {
         Format::Raw => (
             facts.body.clone(),

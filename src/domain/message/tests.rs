@@ -13,6 +13,7 @@ fn facts(body: &Bytes) -> Facts<'_> {
         content_type: Some("application/json"),
         body,
         ordering_key: Some("cus_1"),
+        trace: None,
     }
 }
 

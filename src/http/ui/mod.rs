@@ -185,8 +185,14 @@ pub async fn event(
         None
     };
     let csrf = CsrfToken::for_request(&headers);
+    let trace_id = event
+        .trace_context
+        .as_deref()
+        .and_then(crate::telemetry::propagation::trace_id_of);
+    let trace = trace_id.map(|id| (id, operators.trace_url(id)));
     let markup = pages::events::event(&pages::events::EventPage {
         event,
+        trace: trace.as_ref().map(|(id, url)| (*id, url.as_deref())),
         attempts: &attempts,
         notice: replayed.then_some("Queued again; attempts continue below as they happen."),
         csrf: &csrf.value,

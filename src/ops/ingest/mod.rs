@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, header};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::config::destinations::Destinations;
 use crate::config::sources::{SourceSettings, Sources};
@@ -86,6 +87,8 @@ pub struct KnownSource {
     pub name: SourceName,
     /// Named in the config file (not merely accepted as an unknown source).
     pub configured: bool,
+    /// Checks its senders' signatures.
+    pub verifies: bool,
 }
 
 /// What one call of [`accept`] did, for the adapter's answer, its log line and the
@@ -93,6 +96,8 @@ pub struct KnownSource {
 #[derive(Debug)]
 pub struct Ingested {
     pub source: Option<KnownSource>,
+    /// The event's type, when it got as far as routing and has one.
+    pub event_type: Option<String>,
     pub result: Result<Accepted, Refusal>,
 }
 
@@ -136,21 +141,41 @@ impl Ingest {
             Err(refusal) => {
                 return Ingested {
                     source: None,
+                    event_type: None,
                     result: Err(refusal),
                 };
             }
         };
-        let decision = decide(
-            &settings,
-            &self.destinations,
-            &known.name,
-            request,
-            now,
-            self.max_attempts,
+        // Spans for traces (their fields are attributes, not log context).
+        let routing = tracing::error_span!(
+            "route",
+            otel.kind = "internal",
+            hookrelay.deliveries = tracing::field::Empty
         );
+        let decision = routing.in_scope(|| {
+            decide(
+                &settings,
+                &self.destinations,
+                &known.name,
+                request,
+                now,
+                self.max_attempts,
+            )
+        });
+        let mut event_type = None;
+        if let Ok(Decision::Store(event)) = &decision {
+            routing.record("hookrelay.deliveries", event.deliveries.len() as i64);
+            event_type.clone_from(&event.event_type);
+        }
+        drop(routing);
         let result = match decision {
             Ok(Decision::Challenge(challenge)) => Ok(Accepted::Challenge(challenge)),
-            Ok(Decision::Store(event)) => match self.events.insert_event(*event).await {
+            Ok(Decision::Store(event)) => match self
+                .events
+                .insert_event(*event)
+                .instrument(tracing::error_span!("commit", otel.kind = "internal"))
+                .await
+            {
                 Ok(InsertOutcome::Accepted(id)) => Ok(Accepted::Stored(id)),
                 Ok(InsertOutcome::Duplicate(id)) => Ok(Accepted::Duplicate(id)),
                 Err(error) => Err(Refusal::Storage(error)),
@@ -159,8 +184,16 @@ impl Ingest {
         };
         Ingested {
             source: Some(known),
+            event_type,
             result,
         }
+    }
+
+    /// Whether `source` continues its senders' traces (`trust_trace_context`).
+    pub fn trusts_trace_context(&self, source: &str) -> bool {
+        self.sources
+            .resolve(source)
+            .is_some_and(|(settings, _)| settings.trust_trace_context)
     }
 
     /// Proves the event log can be written (readiness).
@@ -176,6 +209,8 @@ pub struct Request {
     pub source: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The trace context of the span that takes it in, stored with the event.
+    pub trace_context: Option<String>,
 }
 
 fn known_source(
@@ -186,7 +221,15 @@ fn known_source(
     let (settings, configured) = sources
         .resolve(name.as_str())
         .ok_or_else(|| Refusal::UnknownSource(name.to_string()))?;
-    Ok((KnownSource { name, configured }, settings))
+    let verifies = settings.verify != Scheme::None;
+    Ok((
+        KnownSource {
+            name,
+            configured,
+            verifies,
+        },
+        settings,
+    ))
 }
 
 /// The checks, in order, with no I/O: media type, signature on the raw bytes, JSON,
@@ -199,7 +242,12 @@ pub fn decide(
     now: Timestamp,
     max_attempts: u32,
 ) -> Result<Decision, Refusal> {
-    let Request { headers, body, .. } = request;
+    let Request {
+        headers,
+        body,
+        trace_context,
+        ..
+    } = request;
     let media = media::classify(&headers, &settings.content_types).ok_or_else(|| {
         Refusal::UnsupportedMediaType {
             source_name: source.to_string(),
@@ -249,6 +297,7 @@ pub fn decide(
         key,
         body,
         received_at: now,
+        trace_context,
         deliveries,
     })))
 }

@@ -225,7 +225,7 @@ pub(super) async fn lease_due<C: GenericClient>(
                            attempts_at_replay, ordering_key)
              SELECT l.seq, l.event_id, l.destination, l.attempts, l.max_attempts,
                     l.attempts_at_replay, e.source, e.content_type, e.headers, e.body,
-                    e.created_at, e.event_type, l.ordering_key
+                    e.created_at, e.event_type, l.ordering_key, e.trace_context
              FROM leased l JOIN events e ON e.id = l.event_id",
             claimable!(),
             ordering_clause(want.limits.ordered),
@@ -259,6 +259,7 @@ pub(super) async fn lease_due<C: GenericClient>(
                 received_at: Timestamp(row.col(10)?),
                 event_type: row.col(11)?,
                 ordering_key: row.col(12)?,
+                trace_context: row.col(13)?,
                 probe: false,
             })
         })

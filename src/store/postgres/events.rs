@@ -26,12 +26,15 @@ pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<I
         .prepare_cached(
             "WITH input AS (
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                      $5::bigint[], $6::text[], $7::text[], $8::bytea[])
-                      AS i(id, source, key, event_type, created_at, content_type, headers, body)),
+                                      $5::bigint[], $6::text[], $7::text[], $8::bytea[],
+                                      $15::text[])
+                      AS i(id, source, key, event_type, created_at, content_type, headers, body,
+                           trace_context)),
              inserted AS (
                  INSERT INTO events (id, source, idempotency_key, event_type, created_at,
-                                     content_type, headers, body)
-                 SELECT id, source, key, event_type, created_at, content_type, headers, body
+                                     content_type, headers, body, trace_context)
+                 SELECT id, source, key, event_type, created_at, content_type, headers, body,
+                        trace_context
                  FROM input ORDER BY source, key
                  ON CONFLICT (source, idempotency_key) DO NOTHING
                  RETURNING id),
@@ -56,6 +59,7 @@ pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<I
         events.iter().map(|e| e.content_type.as_deref()).collect();
     let headers: Vec<&str> = events.iter().map(|e| e.headers.as_str()).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
+    let traces: Vec<Option<&str>> = events.iter().map(|e| e.trace_context.as_deref()).collect();
     let mut delivery_events = Vec::new();
     let mut destinations = Vec::new();
     let mut max_attempts = Vec::new();
@@ -88,6 +92,7 @@ pub async fn insert_events(client: &Client, events: &[NewEvent]) -> Result<Vec<I
                 &max_attempts,
                 &at,
                 &ordering_keys,
+                &traces,
             ],
         )
         .await?;
@@ -183,11 +188,11 @@ pub async fn get_event(client: &Client, id: &EventId) -> Result<Option<EventReco
 }
 
 pub(super) const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
-     e.headers, e.body, e.idempotency_key";
+     e.headers, e.body, e.idempotency_key, e.trace_context";
 
 /// [`EVENT_COLUMNS`] with the body only when $8 asks for it.
 pub(super) const LIST_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
-     e.headers, CASE WHEN $8::boolean THEN e.body ELSE ''::bytea END, e.idempotency_key";
+     e.headers, CASE WHEN $8::boolean THEN e.body ELSE ''::bytea END, e.idempotency_key, e.trace_context";
 
 pub async fn find_by_key(client: &Client, source: &str, key: &str) -> Result<Option<EventRecord>> {
     let statement = client
@@ -316,6 +321,7 @@ pub(super) fn event_from_row(row: &Row) -> Result<EventRecord> {
         headers: row.col(6)?,
         body: row.col(7)?,
         idempotency_key: row.col(8)?,
+        trace_context: row.col(9)?,
         deliveries: Vec::new(),
     })
 }

@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0008_alerts.sql"),
     include_str!("../../../migrations/postgres/0009_one_leased_index.sql"),
     include_str!("../../../migrations/postgres/0010_retrying_index.sql"),
+    include_str!("../../../migrations/postgres/0011_trace_context.sql"),
 ];
 /// Any number, as long as every hookrelay process uses the same one.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;

@@ -205,7 +205,7 @@ pub(super) fn lease_due(
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut event = conn.prepare_cached(
-        "SELECT source, content_type, headers, body, created_at, event_type
+        "SELECT source, content_type, headers, body, created_at, event_type, trace_context
          FROM events WHERE id = ?1",
     )?;
     let mut deliveries = Vec::with_capacity(leased.len());
@@ -221,7 +221,7 @@ pub(super) fn lease_due(
     {
         // The event and its deliveries are written and deleted together; should one
         // ever be missing, its lease runs out and the attempt counts as failed.
-        let Some((source, content_type, headers, body, created_at, event_type)) = event
+        let Some((source, content_type, headers, body, created_at, event_type, trace_context)) = event
             .query_row([event_id.as_str()], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -230,6 +230,7 @@ pub(super) fn lease_due(
                     row.get::<_, Vec<u8>>(3)?,
                     row.get::<_, i64>(4)?,
                     row.get::<_, Option<String>>(5)?,
+                    row.get::<_, Option<String>>(6)?,
                 ))
             })
             .optional()?
@@ -250,6 +251,7 @@ pub(super) fn lease_due(
             body: Bytes::from(body),
             event_type,
             ordering_key,
+            trace_context,
             probe: false,
         });
     }

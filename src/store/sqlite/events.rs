@@ -18,8 +18,8 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (id, source, idempotency_key, event_type, created_at,
-                                 content_type, headers, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                 content_type, headers, body, trace_context)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (source, idempotency_key) DO NOTHING",
         )?
         .execute(params![
@@ -31,6 +31,7 @@ pub fn insert_event(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Ins
             event.content_type,
             event.headers,
             &event.body[..],
+            event.trace_context,
         ])?;
     if inserted == 1 {
         insert_deliveries(conn, &event.id, &event.deliveries, event.received_at)?;
@@ -147,11 +148,11 @@ pub(super) fn deliveries_of(
 }
 
 pub(super) const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
-     e.headers, e.body, e.idempotency_key";
+     e.headers, e.body, e.idempotency_key, e.trace_context";
 
 /// [`EVENT_COLUMNS`] with the body only when ?8 asks for it.
 pub(super) const LIST_COLUMNS: &str = "e.seq, e.id, e.source, e.event_type, e.created_at, e.content_type, \
-     e.headers, CASE WHEN ?8 THEN e.body ELSE x'' END, e.idempotency_key";
+     e.headers, CASE WHEN ?8 THEN e.body ELSE x'' END, e.idempotency_key, e.trace_context";
 
 /// What every filter shares about the event `e`: parameters ?2 (source), ?3 and ?4
 /// (arrival).
@@ -220,6 +221,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
         headers: row.get(6)?,
         body: row.get(7)?,
         idempotency_key: row.get(8)?,
+        trace_context: row.get(9)?,
         deliveries: Vec::new(),
     })
 }

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_protection.sql"),
     include_str!("../../../migrations/sqlite/0008_alerts.sql"),
     include_str!("../../../migrations/sqlite/0009_retrying_index.sql"),
+    include_str!("../../../migrations/sqlite/0010_trace_context.sql"),
 ];
 
 /// Applies the migrations not yet applied. Safe to run from several processes at once.

@@ -48,8 +48,9 @@ impl Publishers {
         &self,
         destination: &DestinationSettings,
         event: &ClaimedDelivery,
+        trace: Option<&[(&'static str, String)]>,
     ) -> Delivery {
-        let message = outbound(destination, event);
+        let message = outbound(destination, event, trace);
         let broker = match &destination.endpoint {
             Endpoint::Http(url) => {
                 return http::send(&self.http, url, destination, message).await;
@@ -116,7 +117,11 @@ async fn make_broker(endpoint: &Endpoint, timeout: Duration) -> Result<Arc<dyn B
 }
 
 /// The message for this attempt, in the destination's format.
-fn outbound(destination: &DestinationSettings, event: &ClaimedDelivery) -> Outbound {
+fn outbound(
+    destination: &DestinationSettings,
+    event: &ClaimedDelivery,
+    trace: Option<&[(&'static str, String)]>,
+) -> Outbound {
     let headers = headers_from_json(&event.headers);
     let facts = Facts {
         event_id: event.event_id.as_str(),
@@ -129,6 +134,7 @@ fn outbound(destination: &DestinationSettings, event: &ClaimedDelivery) -> Outbo
         content_type: event.content_type.as_deref(),
         body: &event.body,
         ordering_key: event.ordering_key.as_deref().filter(|k| !k.is_empty()),
+        trace,
     };
     let signing = destination.signing_secret.as_ref().map(|secret| Signing {
         key: secret.bytes(),

@@ -37,6 +37,7 @@ const ATTRIBUTE_ORDER: &[&str] = &[
     "hookrelay-source",
     "hookrelay-event-type",
     "content-type",
+    "traceparent",
     "hookrelay-attempt",
     "hookrelay-received-at",
     "hookrelay-destination",
@@ -233,6 +234,7 @@ mod tests {
             content_type: Some("application/json"),
             body: &body,
             ordering_key: Some("cus_1"),
+            trace: None,
         };
         let message = build(
             &facts,

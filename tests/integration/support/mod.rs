@@ -5,6 +5,7 @@
 pub mod brokers;
 pub mod database;
 pub mod helpers;
+pub mod otlp;
 pub mod postgres_server;
 pub mod proxy;
 pub mod receiver;

@@ -183,6 +183,8 @@ fn filter_form(filter: &FilterForm) -> Markup {
 
 pub struct EventPage<'a> {
     pub event: &'a EventRecord,
+    /// The trace it was taken in under, and where that trace is shown.
+    pub trace: Option<(&'a str, Option<&'a str>)>,
     pub attempts: &'a [AttemptRecord],
     pub notice: Option<&'a str>,
     pub csrf: &'a str,
@@ -225,6 +227,12 @@ pub fn event(page: &EventPage<'_>) -> Markup {
                 dt { "Idempotency key" } dd class="id" { (event.idempotency_key) }
                 dt { "Received" } dd { (time(event.created_at)) }
                 dt { "Content type" } dd { (event.content_type.as_deref().unwrap_or("—")) }
+                @if let Some((trace_id, url)) = page.trace {
+                    dt { "Trace" }
+                    dd id="trace" class="id" {
+                        @if let Some(url) = url { a href=(url) { (trace_id) } } @else { (trace_id) }
+                    }
+                }
             }
             h2 { "Deliveries" }
             @if event.deliveries.is_empty() {

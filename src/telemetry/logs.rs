@@ -1,4 +1,4 @@
-//! Logs: one JSON object per line on stdout, in the shape
+//! Log lines: one JSON object per line, in the shape
 //! `{"timestamp","level","component","message","context":{..}}`.
 
 use std::fmt;
@@ -6,74 +6,11 @@ use std::fmt;
 use std::io::Write as _;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::{EnvFilter, prelude::*};
 
 use crate::domain::time::Timestamp;
-
-/// Where log lines go: stdout for the service, stderr for commands whose stdout is
-/// their answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogTarget {
-    Stdout,
-    Stderr,
-}
-
-/// How log lines are written (`HOOKRELAY_LOG_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// One JSON object per line: for log collectors (the default).
-    #[default]
-    Json,
-    /// Text for a person at a terminal.
-    Pretty,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "" | "json" => Ok(Self::Json),
-            "pretty" => Ok(Self::Pretty),
-            other => Err(format!(
-                "invalid HOOKRELAY_LOG_FORMAT {other:?}: write json (the default) or pretty"
-            )),
-        }
-    }
-}
-
-/// Installs the global subscriber. Keep the guard alive until exit so buffered lines
-/// are flushed.
-pub fn init(filter: &str, target: LogTarget, format: LogFormat) -> Result<WorkerGuard, String> {
-    let filter = EnvFilter::try_new(filter)
-        .map_err(|e| format!("invalid HOOKRELAY_LOG filter {filter:?}: {e}"))?;
-    // Blocking rather than lossy: a log line about an event is never dropped.
-    let builder = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false);
-    let (writer, guard) = match target {
-        LogTarget::Stdout => builder.finish(std::io::stdout()),
-        LogTarget::Stderr => builder.finish(std::io::stderr()),
-    };
-    let registry = tracing_subscriber::registry().with(filter).with(SpanFields);
-    let installed = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(JsonLine)
-                    .fmt_fields(NoFields)
-                    .with_writer(writer),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
-            .try_init(),
-    };
-    installed.map_err(|e| e.to_string())?;
-    Ok(guard)
-}
 
 /// The seed's log shape, written straight into one buffer per line.
 pub struct JsonLine;
@@ -254,9 +191,10 @@ impl FieldWriter {
         self.names.extend_from_slice(&span.names);
     }
 
-    /// Starts a member; false when a span already gave this name.
+    /// Starts a member; false when a span already gave this name, or for a dotted
+    /// name (`http.route`, `otel.kind`): those are span attributes for traces.
     fn key(&mut self, field: &Field) -> bool {
-        if self.names.contains(&field.name()) {
+        if self.names.contains(&field.name()) || field.name().contains('.') {
             return false;
         }
         self.names.push(field.name());
@@ -318,6 +256,7 @@ impl Visit for FieldWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing_subscriber::prelude::*;
 
     use std::sync::{Arc, Mutex};
 
