@@ -75,14 +75,14 @@ fn main() -> ExitCode {
         Task::Run(_) => config.telemetry.clone(),
         _ => None,
     };
-    let mut telemetry = match telemetry::init(log_filter, log_target, log_format, tracing.as_deref())
-    {
-        Ok(telemetry) => telemetry,
-        Err(error) => {
-            eprintln!("hookrelay: {error}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut telemetry =
+        match telemetry::init(log_filter, log_target, log_format, tracing.as_deref()) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("hookrelay: {error}");
+                return ExitCode::from(2);
+            }
+        };
     for warning in hookrelay::config::unknown_variables(std::env::vars().map(|(name, _)| name)) {
         tracing::warn!("{warning}");
     }
@@ -106,10 +106,9 @@ fn main() -> ExitCode {
     if let Some((stop, task, _)) = traces {
         // The spans of the last moments, exported or given up after a few seconds.
         stop.cancel();
-        let _ = runtime.block_on(tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            task,
-        ));
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        });
     }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -247,13 +247,21 @@ impl Endpoint {
     /// A broker's name in OpenTelemetry's messaging conventions
     /// (`messaging.system`), and the destination it names for an event
     /// (`messaging.destination.name`); `None` for HTTP.
-    pub fn messaging(&self, source: &str, event_type: Option<&str>) -> Option<(&'static str, String)> {
+    pub fn messaging(
+        &self,
+        source: &str,
+        event_type: Option<&str>,
+    ) -> Option<(&'static str, String)> {
         Some(match self {
             Self::Http(_) => return None,
             Self::Kafka(k) => ("kafka", k.topic.render(source, event_type)),
             Self::Sqs(s) => (
                 "aws_sqs",
-                s.queue_url.rsplit('/').next().unwrap_or_default().to_owned(),
+                s.queue_url
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
             ),
             Self::Amqp(a) => ("rabbitmq", a.exchange.clone()),
             Self::Nats(n) => ("nats", n.subject.render(source, event_type)),

@@ -105,7 +105,11 @@ pub fn parse(
     let endpoint = match var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         Some(url) => Some(url),
         None => var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .or(raw.endpoint.map(|e| expand_env(&e, env)).transpose().map_err(|e| invalid("endpoint", e))?)
+            .or(raw
+                .endpoint
+                .map(|e| expand_env(&e, env))
+                .transpose()
+                .map_err(|e| invalid("endpoint", e))?)
             .map(|base| format!("{}/v1/traces", base.trim_end_matches('/'))),
     };
     let Some(endpoint) = endpoint else {
@@ -139,7 +143,10 @@ pub fn parse(
             None => Ok(file.filter(|n| *n > 0).unwrap_or(default) as usize),
         }
     };
-    let millis = |name: &str, file: Option<String>, default: Duration| -> Result<Duration, TableError> {
+    let millis = |name: &str,
+                  file: Option<String>,
+                  default: Duration|
+     -> Result<Duration, TableError> {
         match var(name) {
             Some(text) => text
                 .trim()
@@ -230,12 +237,21 @@ mod tests {
     fn off_unless_an_endpoint_is_named() {
         assert_eq!(from("", &[]).unwrap(), None);
         assert_eq!(from("service_name = \"x\"", &[]).unwrap(), None);
-        let on = from("", &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")])
-            .unwrap()
-            .unwrap();
+        let on = from(
+            "",
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")],
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(on.endpoint, "http://collector:4318/v1/traces");
         assert_eq!(on.service_name, "hookrelay");
-        assert_eq!(on.sampling, Sampling { ratio: 1.0, parent_based: true });
+        assert_eq!(
+            on.sampling,
+            Sampling {
+                ratio: 1.0,
+                parent_based: true
+            }
+        );
         let disabled = from(
             "endpoint = \"http://c:4318\"",
             &[("OTEL_SDK_DISABLED", "true")],
@@ -249,7 +265,10 @@ mod tests {
             "endpoint = \"http://file:4318\"\nsampler = \"traceidratio\"\nsampler_arg = 0.5\n\
              service_name = \"file\"\nexport_interval = \"2s\"",
             &[
-                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://env:4318/custom"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "http://env:4318/custom",
+                ),
                 ("OTEL_SERVICE_NAME", "env"),
                 ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ],
@@ -258,7 +277,13 @@ mod tests {
         .unwrap();
         assert_eq!(settings.endpoint, "http://env:4318/custom");
         assert_eq!(settings.service_name, "env");
-        assert_eq!(settings.sampling, Sampling { ratio: 0.5, parent_based: false });
+        assert_eq!(
+            settings.sampling,
+            Sampling {
+                ratio: 0.5,
+                parent_based: false
+            }
+        );
         assert_eq!(settings.export_interval, Duration::from_millis(100));
     }
 
@@ -268,7 +293,10 @@ mod tests {
         assert!(grpc.to_string().contains("http/protobuf"), "{grpc}");
         let ratio = from(
             "endpoint = \"http://c:4318\"",
-            &[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "2")],
+            &[
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "2"),
+            ],
         )
         .unwrap_err();
         assert!(ratio.to_string().contains("ratio from 0 to 1"), "{ratio}");

@@ -54,7 +54,13 @@ pub fn start(
     // Integers as i64: the layer exports other integer types as text.
     span.record("hookrelay.attempt", i64::from(event.attempt));
     span.record("hookrelay.probe", event.probe);
-    match destination.map(|d| (d, d.endpoint.messaging(&event.source, event.event_type.as_deref()))) {
+    match destination.map(|d| {
+        (
+            d,
+            d.endpoint
+                .messaging(&event.source, event.event_type.as_deref()),
+        )
+    }) {
         Some((destination, None)) => {
             span.record("otel.name", "POST");
             span.record("http.request.method", "POST");

@@ -29,4 +29,5 @@ mod soak;
 mod sources;
 mod store_contract;
 mod support;
+mod traces;
 mod waiting;

@@ -160,3 +160,32 @@ fn formats_parse_by_name() {
     }
     assert!("json".parse::<Format>().is_err());
 }
+
+#[test]
+fn when_tracing_the_delivery_carries_hookrelays_trace_context_not_the_senders() {
+    let body = Bytes::from_static(b"{}");
+    let mut headers = sender_headers();
+    headers.push(("traceparent".into(), b"00-aaaa-bbbb-01".to_vec()));
+    headers.push(("tracestate".into(), b"sender=1".to_vec()));
+    // Not tracing: the sender's travel on like any header.
+    let untraced = build(&facts(&body), headers.clone(), Format::Raw, None);
+    let sent = untraced.broker_headers(Naming::Dashed);
+    assert_eq!(header(&sent, "traceparent"), Some("00-aaaa-bbbb-01"));
+    // Tracing: the attempt's, once.
+    let ours = [("traceparent", "00-cccc-dddd-01".to_owned())];
+    let traced = Facts {
+        trace: Some(&ours),
+        ..facts(&body)
+    };
+    let sent = build(&traced, headers.clone(), Format::Raw, None).broker_headers(Naming::Dashed);
+    assert_eq!(header(&sent, "traceparent"), Some("00-cccc-dddd-01"));
+    assert_eq!(sent.iter().filter(|(n, _)| n == "traceparent").count(), 1);
+    assert_eq!(header(&sent, "tracestate"), None);
+    // A destination outside the trace gets neither.
+    let withheld = Facts {
+        trace: Some(&[]),
+        ..facts(&body)
+    };
+    let sent = build(&withheld, headers, Format::Raw, None).broker_headers(Naming::Dashed);
+    assert_eq!(header(&sent, "traceparent"), None);
+}

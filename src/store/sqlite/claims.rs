@@ -221,19 +221,20 @@ pub(super) fn lease_due(
     {
         // The event and its deliveries are written and deleted together; should one
         // ever be missing, its lease runs out and the attempt counts as failed.
-        let Some((source, content_type, headers, body, created_at, event_type, trace_context)) = event
-            .query_row([event_id.as_str()], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, Option<String>>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                ))
-            })
-            .optional()?
+        let Some((source, content_type, headers, body, created_at, event_type, trace_context)) =
+            event
+                .query_row([event_id.as_str()], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Vec<u8>>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, Option<String>>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                    ))
+                })
+                .optional()?
         else {
             continue;
         };

@@ -42,6 +42,8 @@ async fn outcomes_are_fenced_by_the_attempt_number(backend: Backend) {
     let f = fixture(backend).await;
     let id = insert(f.store.as_ref(), "k", 5).await;
     let claimed = claim_one(f.store.as_ref(), LEASE).await;
+    // A claim carries the event's trace context, for the attempt's span.
+    assert_eq!(claimed.trace_context.as_deref(), Some(super::TRACE_CONTEXT));
     let mut stale = finished(&claimed, EventStatus::Delivered);
     stale.attempt = 7;
     assert!(!f.store.finish_attempt(stale).await.unwrap());

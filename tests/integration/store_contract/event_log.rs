@@ -22,6 +22,7 @@ async fn inserts_once_per_key(backend: Backend) {
         (EventStatus::Queued, 0, 5)
     );
     assert_eq!(stored.idempotency_key, "k");
+    assert_eq!(stored.trace_context.as_deref(), Some(super::TRACE_CONTEXT));
     let found = f.store.find_by_key("s", "k").await.unwrap().unwrap();
     assert_eq!(found.id, first);
     assert!(f.store.find_by_key("s", "nope").await.unwrap().is_none());

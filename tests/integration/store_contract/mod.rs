@@ -52,6 +52,9 @@ async fn fixture(backend: Backend) -> Fixture {
     }
 }
 
+/// The trace context every test event was taken in under.
+const TRACE_CONTEXT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\nvendor=x";
+
 fn event(source: &str, key: &str, max_attempts: u32) -> NewEvent {
     routed(source, key, &[("built-in", max_attempts)])
 }
@@ -66,6 +69,7 @@ fn routed(source: &str, key: &str, destinations: &[(&str, u32)]) -> NewEvent {
         headers: "[]".into(),
         body: Bytes::from_static(b"{}"),
         received_at: Timestamp::now(),
+        trace_context: Some(TRACE_CONTEXT.into()),
         deliveries: destinations
             .iter()
             .map(|(destination, max_attempts)| NewDelivery {
