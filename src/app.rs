@@ -169,7 +169,7 @@ impl Application {
                     },
                     metrics: self.metrics.clone(),
                     alerts: self.config.alerts.clone(),
-                    tracing: self.config.telemetry.is_some(),
+                    tracing: self.config.telemetry.as_ref().map(|t| t.sampling),
                 },
                 self.delivery_client.clone(),
             );
@@ -185,6 +185,7 @@ impl Application {
                         self.config.destinations.clone(),
                         self.config.retry.max_attempts,
                     ),
+                    tracing: self.config.telemetry.as_ref().map(|t| t.sampling),
                     max_body: self.config.max_body,
                     body_read_timeout: self.config.body_read_timeout,
                     admin_token: self.config.admin_token.clone(),

@@ -168,7 +168,7 @@ async fn target(kind: &str, sink: SocketAddr) -> Target {
 }
 
 /// Deliveries delivered so far.
-async fn delivered(backend: Backend, database: &BenchDatabase) -> u64 {
+pub async fn delivered(backend: Backend, database: &BenchDatabase) -> u64 {
     const SQL: &str = "SELECT count(*) FROM deliveries WHERE status = 'delivered'";
     match backend {
         Backend::Sqlite => {

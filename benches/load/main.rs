@@ -16,6 +16,7 @@ mod protection;
 mod scale;
 mod scenarios;
 mod servers;
+mod tracing;
 
 use std::time::Duration;
 
@@ -98,6 +99,10 @@ async fn run(duration: Duration) {
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("brokers") {
         brokers::print(dir.path()).await;
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("tracing") {
+        tracing::print(dir.path(), duration).await;
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("protection") {

@@ -39,6 +39,18 @@ impl Server {
         database: &str,
         config: Option<&Path>,
     ) -> Self {
+        Self::hookrelay_env(binary, command, dir, database, config, &[])
+    }
+
+    /// Like [`Server::hookrelay_from`], with these environment variables.
+    pub fn hookrelay_env(
+        binary: &Path,
+        command: &str,
+        dir: &Path,
+        database: &str,
+        config: Option<&Path>,
+        env: &[(&str, String)],
+    ) -> Self {
         let address = free_address();
         let mut args = vec![command.to_owned(), "--database".into(), database.to_owned()];
         if command != "worker" {
@@ -49,6 +61,7 @@ impl Server {
         }
         let child = Command::new(binary)
             .args(&args)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

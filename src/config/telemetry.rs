@@ -166,7 +166,13 @@ pub fn parse(
                 .or(raw.service_name)
                 .unwrap_or_else(|| "hookrelay".into()),
             sampling,
-            headers: raw.headers.unwrap_or_default(),
+            headers: raw
+                .headers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| Ok((name, expand_env(&value, env)?)))
+                .collect::<Result<_, String>>()
+                .map_err(|e| invalid("headers", e))?,
             queue_size,
             batch_size: number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", raw.batch_size, 512)?
                 .min(queue_size),

@@ -30,6 +30,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The webhook's way in.
     pub ingest: Ingest,
+    /// How traces are sampled; `None`: tracing is off.
+    pub tracing: Option<crate::config::telemetry::Sampling>,
     pub max_body: usize,
     /// How long a client may take to send a request's body.
     pub body_read_timeout: std::time::Duration,

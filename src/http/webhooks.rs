@@ -63,19 +63,19 @@ pub async fn receive(
     let started = Instant::now();
     // A path that does not decode is no source name at all.
     let source = source.map(|Path(s)| s).unwrap_or_else(|_| "/".into());
-    let span = ingest_span(&source);
-    propagation::adopt_sender(&span, &headers, state.ingest.trusts_trace_context(&source));
+    let (span, trace_context) = ingest_trace(&state, &source, &headers);
     // Every line of this request carries the trace, the request's own line included.
-    if let Some((trace_id, span_id)) = propagation::ids(&span) {
+    if let Some((trace_id, span_id)) = trace_context.as_deref().and_then(propagation::ids_of) {
         let request = Span::current();
-        request.record("trace_id", trace_id.as_str());
-        request.record("span_id", span_id.as_str());
+        request.record("trace_id", trace_id);
+        request.record("span_id", span_id);
     }
     let request = ingest::Request {
         source,
         headers,
         body,
-        trace_context: propagation::stored(&span),
+        traced: !span.is_none(),
+        trace_context,
     };
     let ingested = state
         .ingest
@@ -127,6 +127,25 @@ pub async fn receive(
         });
     }
     response
+}
+
+/// The webhook's server span and the trace context stored with its event. No span
+/// when tracing is off, or when the trace is certainly not sampled: then only the
+/// context is made, so that deliveries still say "not sampled".
+fn ingest_trace(state: &AppState, source: &str, headers: &HeaderMap) -> (Span, Option<String>) {
+    let Some(sampling) = state.tracing else {
+        return (Span::none(), None);
+    };
+    let sender = propagation::sender(headers);
+    let trusted = sender.is_some() && state.ingest.trusts_trace_context(source);
+    let parent = sender.as_ref().filter(|_| trusted);
+    if propagation::certainly_unsampled(sampling, parent.map(propagation::sampled)) {
+        return (Span::none(), Some(propagation::unsampled(parent)));
+    }
+    let span = ingest_span(source);
+    propagation::adopt_sender(&span, sender.as_ref(), trusted);
+    let stored = propagation::stored(&span);
+    (span, stored)
 }
 
 /// The server span of one webhook, as OpenTelemetry's HTTP conventions name it; the

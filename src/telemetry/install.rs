@@ -92,8 +92,14 @@ pub fn init(
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Spans that name a kind, and the warnings and errors logged inside them
+            // (as span events): an attempt's success is its span's status already.
             .with_filter(filter_fn(|metadata| {
-                metadata.is_event() || metadata.fields().field("otel.kind").is_some()
+                if metadata.is_event() {
+                    *metadata.level() <= tracing::Level::WARN
+                } else {
+                    metadata.fields().field("otel.kind").is_some()
+                }
             }))
     });
     let registry = tracing_subscriber::registry()

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::attempt_span;
 use super::publish::{Delivery, Publishers};
@@ -71,9 +71,7 @@ async fn run_in_span(
     let duration = finished.record.duration;
     // The lease is renewed until the outcome is written: a database that is back
     // after a restart takes the outcome, rather than the delivery being sent again.
-    let recorded = record(&context, finished, span)
-        .instrument(tracing::error_span!(parent: span, "record outcome", otel.kind = "internal"))
-        .await;
+    let recorded = record(&context, finished, span).await;
     forget_lease(&context, &event);
     if let Some(recorded) = recorded {
         report(
@@ -201,7 +199,7 @@ fn report(
 /// processor. `None` when shutdown interrupted the attempt.
 async fn run_attempt(context: &Context, event: &ClaimedDelivery, span: &Span) -> Option<Delivery> {
     if let Some(destination) = context.settings.destinations.get(&event.destination) {
-        let trace = attempt_span::carried(span, destination, context.settings.tracing);
+        let trace = attempt_span::carried(span, event, destination, context.settings.tracing);
         // A stopping worker hands the attempt back rather than wait for the
         // destination: it does not count, and another worker takes the delivery.
         return tokio::select! {

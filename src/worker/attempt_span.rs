@@ -8,18 +8,33 @@ use tracing::field::Empty;
 use super::publish::Delivery;
 use crate::config::destinations::DestinationSettings;
 use crate::config::endpoints::Endpoint;
+use crate::config::telemetry::Sampling;
 use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::protection::Fault;
 use crate::store::ClaimedDelivery;
 use crate::telemetry::propagation;
 
 /// The span of one attempt (an error-level span: rendered whatever the log filter).
-/// With `tracing` off it carries only the log fields.
+/// With tracing off, or in a trace that is certainly not sampled, it carries only the
+/// log fields (and then OpenTelemetry never sees it).
 pub fn start(
     event: &ClaimedDelivery,
     destination: Option<&DestinationSettings>,
-    tracing: bool,
+    tracing: Option<Sampling>,
 ) -> Span {
+    if !tracing.is_some_and(|sampling| !unsampled(event, sampling)) {
+        let span = tracing::error_span!(
+            "attempt",
+            event_id = %event.event_id,
+            source = %event.source,
+            destination = %event.destination,
+            trace_id = Empty,
+        );
+        if let Some((trace_id, _)) = event.trace_context.as_deref().and_then(propagation::ids_of) {
+            span.record("trace_id", trace_id);
+        }
+        return span;
+    }
     let kind = match destination.map(|d| &d.endpoint) {
         Some(Endpoint::Http(_)) => "client",
         Some(_) => "producer",
@@ -47,9 +62,6 @@ pub fn start(
         messaging.operation.type = Empty,
         messaging.message.id = Empty,
     );
-    if !tracing {
-        return span;
-    }
     // Named and parented before the span starts (it starts when its context is read).
     // Integers as i64: the layer exports other integer types as text.
     span.record("hookrelay.attempt", i64::from(event.attempt));
@@ -95,17 +107,31 @@ pub fn start(
 /// when it does not.
 pub fn carried(
     span: &Span,
+    event: &ClaimedDelivery,
     destination: &DestinationSettings,
-    tracing: bool,
+    tracing: Option<Sampling>,
 ) -> Option<Vec<(&'static str, String)>> {
-    if !tracing {
-        return None;
+    let sampling = tracing?;
+    if !destination.propagate_trace {
+        return Some(Vec::new());
     }
-    Some(if destination.propagate_trace {
-        propagation::outgoing(span)
-    } else {
-        Vec::new()
+    if !unsampled(event, sampling) {
+        return Some(propagation::outgoing(span));
+    }
+    // No span of its own: the stored context as it is, still "not sampled".
+    Some(match &event.trace_context {
+        Some(stored) => propagation::stored_headers(stored),
+        None => propagation::stored_headers(&propagation::unsampled(None)),
     })
+}
+
+/// The event's trace is certainly not sampled: the attempt gets no span.
+fn unsampled(event: &ClaimedDelivery, sampling: Sampling) -> bool {
+    let parent = event
+        .trace_context
+        .as_deref()
+        .and_then(propagation::stored_sampled);
+    propagation::certainly_unsampled(sampling, parent)
 }
 
 /// What the attempt got back, as the span's status and attributes.

@@ -22,8 +22,9 @@ pub struct WorkerSettings {
     pub metrics: Arc<Metrics>,
     /// `[alerts]`: this worker sends due alerts and watches for lag.
     pub alerts: Option<Arc<AlertSettings>>,
-    /// Traces are exported: attempts get spans in the event's trace.
-    pub tracing: bool,
+    /// How traces are sampled (attempts get spans in the event's trace); `None`:
+    /// tracing is off.
+    pub tracing: Option<crate::config::telemetry::Sampling>,
 }
 
 /// Attempts running now, by delivery, with their attempt number (for lease renewal).

@@ -146,12 +146,18 @@ impl Ingest {
                 };
             }
         };
-        // Spans for traces (their fields are attributes, not log context).
-        let routing = tracing::error_span!(
-            "route",
-            otel.kind = "internal",
-            hookrelay.deliveries = tracing::field::Empty
-        );
+        // Spans for traces (their fields are attributes, not log context), made only
+        // when the webhook's trace may be sampled.
+        let traced = request.traced;
+        let routing = if traced {
+            tracing::error_span!(
+                "route",
+                otel.kind = "internal",
+                hookrelay.deliveries = tracing::field::Empty
+            )
+        } else {
+            tracing::Span::none()
+        };
         let decision = routing.in_scope(|| {
             decide(
                 &settings,
@@ -173,7 +179,11 @@ impl Ingest {
             Ok(Decision::Store(event)) => match self
                 .events
                 .insert_event(*event)
-                .instrument(tracing::error_span!("commit", otel.kind = "internal"))
+                .instrument(if traced {
+                    tracing::error_span!("commit", otel.kind = "internal")
+                } else {
+                    tracing::Span::none()
+                })
                 .await
             {
                 Ok(InsertOutcome::Accepted(id)) => Ok(Accepted::Stored(id)),
@@ -209,6 +219,8 @@ pub struct Request {
     pub source: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Its trace may be sampled: routing and the commit get spans.
+    pub traced: bool,
     /// The trace context of the span that takes it in, stored with the event.
     pub trace_context: Option<String>,
 }

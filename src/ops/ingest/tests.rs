@@ -10,6 +10,7 @@ fn request(source: &str, headers: &[(&str, &str)], body: &str) -> Request {
         source: source.into(),
         headers: test_headers(headers),
         body: Bytes::from(body.to_owned()),
+        traced: false,
         trace_context: None,
     }
 }
@@ -245,6 +246,7 @@ event_types = ["message"]
                 source: "shop".into(),
                 headers: test_headers(&[JSON, ("x-env", env)]),
                 body: Bytes::from(body.to_owned()),
+                traced: false,
                 trace_context: None,
             };
             let projected = sources.get("shop").unwrap();
@@ -280,6 +282,7 @@ event_types = ["message"]
                     ("x-slack-signature", &sign_slack(b"x", 1_700_000_000, body)),
                 ]),
                 body: Bytes::from(body.to_owned()),
+                traced: false,
                 trace_context: None,
             }
         };
