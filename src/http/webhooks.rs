@@ -159,6 +159,7 @@ fn ingest_span(source: &str) -> Span {
         http.response.status_code = tracing::field::Empty,
         hookrelay.source = source,
         hookrelay.event_id = tracing::field::Empty,
+        hookrelay.deliveries = tracing::field::Empty,
         hookrelay.event_type = tracing::field::Empty,
         hookrelay.verification = tracing::field::Empty,
         hookrelay.outcome = tracing::field::Empty,

@@ -92,6 +92,9 @@ pub fn init(
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Nothing reads OpenTelemetry's current context: entering a span (every
+            // poll of an instrumented future) need not set it.
+            .with_context_activation(false)
             // Spans that name a kind, and the warnings and errors logged inside them
             // (as span events): an attempt's success is its span's status already.
             .with_filter(filter_fn(|metadata| {

@@ -91,13 +91,12 @@ pub fn stored_headers(stored: &str) -> Vec<(&'static str, String)> {
 /// `span`'s context as it is stored with an event: the `traceparent`, and the
 /// `tracestate` on a second line when there is one. `None` without tracing.
 pub fn stored(span: &Span) -> Option<String> {
-    let headers = headers_of(span)?;
-    let mut text = headers.get(TRACEPARENT)?.clone();
-    if let Some(state) = headers.get(TRACESTATE).filter(|s| !s.is_empty()) {
-        text.push('\n');
-        text.push_str(state);
-    }
-    Some(text)
+    let (parent, state) = header_values(span)?;
+    Some(if state.is_empty() {
+        parent
+    } else {
+        format!("{parent}\n{state}")
+    })
 }
 
 /// Makes `span` (which must not have started) a child of the stored context.
@@ -119,14 +118,11 @@ pub fn continue_stored(span: &Span, stored: &str) {
 /// The headers that make `span` the parent of what the application does with a
 /// delivery: `traceparent`, and `tracestate` when there is one. Empty without tracing.
 pub fn outgoing(span: &Span) -> Vec<(&'static str, String)> {
-    let Some(mut headers) = headers_of(span) else {
+    let Some((parent, state)) = header_values(span) else {
         return Vec::new();
     };
-    let mut out = Vec::with_capacity(2);
-    if let Some(parent) = headers.remove(TRACEPARENT) {
-        out.push((TRACEPARENT, parent));
-    }
-    if let Some(state) = headers.remove(TRACESTATE).filter(|s| !s.is_empty()) {
+    let mut out = vec![(TRACEPARENT, parent)];
+    if !state.is_empty() {
         out.push((TRACESTATE, state));
     }
     out
@@ -139,6 +135,24 @@ pub fn ids(span: &Span) -> Option<(String, String)> {
     let ids = span_ref.span_context();
     ids.is_valid()
         .then(|| (ids.trace_id().to_string(), ids.span_id().to_string()))
+}
+
+/// `span`'s `traceparent` and `tracestate` values, written directly (W3C Trace
+/// Context, version 00).
+fn header_values(span: &Span) -> Option<(String, String)> {
+    let context = span.context();
+    let span_ref = context.span();
+    let ids = span_ref.span_context();
+    if !ids.is_valid() {
+        return None;
+    }
+    let parent = format!(
+        "00-{}-{}-{:02x}",
+        ids.trace_id(),
+        ids.span_id(),
+        ids.trace_flags().to_u8()
+    );
+    Some((parent, ids.trace_state().header()))
 }
 
 /// Whether the sender's trace is sampled.
@@ -157,16 +171,6 @@ pub fn ids_of(stored: &str) -> Option<(&str, &str)> {
 pub fn trace_id_of(stored: &str) -> Option<&str> {
     let id = stored.lines().next()?.split('-').nth(1)?;
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
-}
-
-fn headers_of(span: &Span) -> Option<HashMap<String, String>> {
-    let context = span.context();
-    if !context.span().span_context().is_valid() {
-        return None;
-    }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    Some(carrier)
 }
 
 #[cfg(test)]

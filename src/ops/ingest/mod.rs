@@ -136,6 +136,8 @@ impl Ingest {
 
     /// Checks a webhook and stores it. `now` is when it arrived.
     pub async fn accept(&self, request: Request, now: Timestamp) -> Ingested {
+        // The commit gets a span only when the webhook's trace may be sampled.
+        let traced = request.traced;
         let (known, settings) = match known_source(&self.sources, &request.source) {
             Ok(source) => source,
             Err(refusal) => {
@@ -146,34 +148,20 @@ impl Ingest {
                 };
             }
         };
-        // Spans for traces (their fields are attributes, not log context), made only
-        // when the webhook's trace may be sampled.
-        let traced = request.traced;
-        let routing = if traced {
-            tracing::error_span!(
-                "route",
-                otel.kind = "internal",
-                hookrelay.deliveries = tracing::field::Empty
-            )
-        } else {
-            tracing::Span::none()
-        };
-        let decision = routing.in_scope(|| {
-            decide(
-                &settings,
-                &self.destinations,
-                &known.name,
-                request,
-                now,
-                self.max_attempts,
-            )
-        });
+        let decision = decide(
+            &settings,
+            &self.destinations,
+            &known.name,
+            request,
+            now,
+            self.max_attempts,
+        );
         let mut event_type = None;
         if let Ok(Decision::Store(event)) = &decision {
-            routing.record("hookrelay.deliveries", event.deliveries.len() as i64);
+            // Routing takes microseconds: an attribute of the ingest span, not a span.
+            tracing::Span::current().record("hookrelay.deliveries", event.deliveries.len() as i64);
             event_type.clone_from(&event.event_type);
         }
-        drop(routing);
         let result = match decision {
             Ok(Decision::Challenge(challenge)) => Ok(Accepted::Challenge(challenge)),
             Ok(Decision::Store(event)) => match self
