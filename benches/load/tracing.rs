@@ -5,7 +5,8 @@
 //! endpoint is a local receiver that takes every export and answers at once.
 //!
 //! `BENCH_RUNS` rounds (3), the modes interleaved within each; `BENCH_TRACE_EVENTS`
-//! events per drain (20,000); `BENCH_BACKEND` as elsewhere.
+//! events per drain (20,000); `BENCH_BACKEND` as elsewhere. With `BENCH_BASELINE_BIN`
+//! an earlier build runs too, without tracing (the A/B of the path without it).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,16 +21,25 @@ use crate::servers::{Server, hookrelay_binary, start_sink, wait_ready};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    /// `BENCH_BASELINE_BIN`, no tracing.
+    Before,
     Off,
     SampledZero,
     AllSampled,
 }
 
-const MODES: [Mode; 3] = [Mode::Off, Mode::SampledZero, Mode::AllSampled];
+fn modes() -> Vec<Mode> {
+    let mut modes = vec![Mode::Off, Mode::SampledZero, Mode::AllSampled];
+    if std::env::var_os("BENCH_BASELINE_BIN").is_some() {
+        modes.push(Mode::Before);
+    }
+    modes
+}
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
+            Mode::Before => "the baseline build (BENCH_BASELINE_BIN), no tracing",
             Mode::Off => "no tracing",
             Mode::SampledZero => "tracing, sampled at 0",
             Mode::AllSampled => "tracing, every trace sampled",
@@ -38,7 +48,7 @@ impl Mode {
 
     fn env(self, collector: SocketAddr) -> Vec<(&'static str, String)> {
         let ratio = match self {
-            Mode::Off => return Vec::new(),
+            Mode::Off | Mode::Before => return Vec::new(),
             Mode::SampledZero => "0",
             Mode::AllSampled => "1",
         };
@@ -90,7 +100,12 @@ async fn measure(
     duration: Duration,
     events: u64,
 ) -> Figures {
-    let binary = hookrelay_binary();
+    let binary = match mode {
+        Mode::Before => std::env::var_os("BENCH_BASELINE_BIN")
+            .expect("BENCH_BASELINE_BIN")
+            .into(),
+        _ => hookrelay_binary(),
+    };
     let env = mode.env(collector);
     let database = BenchDatabase::create(backend, dir).await;
     let config = write_config(
@@ -142,13 +157,16 @@ pub async fn print(root: &Path, duration: Duration) {
     let (collector, exported) = start_collector().await;
     let sink = start_sink().await;
     println!();
-    println!("| backend | mode | ingest/s | ratio | deliveries/s | ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| backend | mode | ingest/s | ratio | deliveries/s | ratio | runs: ingest; deliveries |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let modes = modes();
     for backend in backends() {
-        let mut ingest = vec![Vec::new(); MODES.len()];
-        let mut delivery = vec![Vec::new(); MODES.len()];
+        let mut ingest = vec![Vec::new(); modes.len()];
+        let mut delivery = vec![Vec::new(); modes.len()];
         for round in 0..runs() {
-            for (index, mode) in MODES.iter().enumerate() {
+            for (index, mode) in modes.iter().enumerate() {
                 let dir = root.join(format!("tracing-{backend:?}-{round}-{index}"));
                 std::fs::create_dir_all(&dir).expect("dir");
                 let figures = measure(
@@ -166,13 +184,22 @@ pub async fn print(root: &Path, duration: Duration) {
             }
         }
         let (base_ingest, base_delivery) = (mean(&ingest[0]), mean(&delivery[0]));
-        for (index, mode) in MODES.iter().enumerate() {
+        let listed = |values: &[f64]| {
+            values
+                .iter()
+                .map(|v| format!("{v:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (index, mode) in modes.iter().enumerate() {
             let (i, d) = (mean(&ingest[index]), mean(&delivery[index]));
             println!(
-                "| {backend:?} | {} | {i:.0} | {:.3} | {d:.0} | {:.3} |",
+                "| {backend:?} | {} | {i:.0} | {:.3} | {d:.0} | {:.3} | {}; {} |",
                 mode.name(),
                 i / base_ingest,
-                d / base_delivery
+                d / base_delivery,
+                listed(&ingest[index]),
+                listed(&delivery[index])
             );
         }
     }

@@ -47,6 +47,8 @@ pub struct DestinationSettings {
     /// Each delivery carries a `traceparent` whose parent is its attempt's span
     /// (when tracing is on); off for parties outside the trace.
     pub propagate_trace: bool,
+    /// [`Endpoint::shown`], worked out once: every traced attempt names it.
+    shown: String,
 }
 
 impl fmt::Debug for DestinationSettings {
@@ -68,6 +70,7 @@ impl fmt::Debug for DestinationSettings {
 impl DestinationSettings {
     pub fn new(name: &str, endpoint: Endpoint) -> Self {
         Self {
+            shown: endpoint.shown(),
             name: name.to_owned(),
             endpoint,
             format: Format::default(),
@@ -98,8 +101,8 @@ impl DestinationSettings {
 
     /// The URL as operators may see it: no credentials, no query (either may hold a
     /// token).
-    pub fn shown_url(&self) -> String {
-        self.endpoint.shown()
+    pub fn shown_url(&self) -> &str {
+        &self.shown
     }
 }
 

@@ -19,9 +19,19 @@ pub struct Sampling {
     pub parent_based: bool,
 }
 
+/// How spans travel to the endpoint (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http/protobuf`: OTLP over HTTP (a collector's port 4318), the default.
+    HttpProtobuf,
+    /// `grpc`: OTLP over gRPC (port 4317).
+    Grpc,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetrySettings {
-    /// The full OTLP/HTTP traces URL (`…/v1/traces`).
+    pub protocol: Protocol,
+    /// Over HTTP the full traces URL (`…/v1/traces`); over gRPC the collector's URL.
     pub endpoint: String,
     pub service_name: String,
     pub sampling: Sampling,
@@ -92,16 +102,20 @@ pub fn parse(
         .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .or(raw.protocol)
         .unwrap_or_else(|| "http/protobuf".into());
-    if protocol.trim() != "http/protobuf" {
-        return Err(invalid(
-            "protocol",
-            format!(
-                "{protocol:?} is not supported: this build exports OTLP over HTTP with \
-                 protobuf (\"http/protobuf\", usually port 4318)"
-            ),
-        ));
-    }
-    // A signal's own URL is taken as it is; a base URL gets `/v1/traces`.
+    let protocol = match protocol.trim() {
+        "http/protobuf" => Protocol::HttpProtobuf,
+        "grpc" => Protocol::Grpc,
+        other => {
+            return Err(invalid(
+                "protocol",
+                format!(
+                    "{other:?} is not supported: write \"http/protobuf\" (the default, port \
+                     4318) or \"grpc\" (port 4317)"
+                ),
+            ));
+        }
+    };
+    // A signal's own URL is taken as it is; over HTTP a base URL gets `/v1/traces`.
     let endpoint = match var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         Some(url) => Some(url),
         None => var("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -110,7 +124,10 @@ pub fn parse(
                 .map(|e| expand_env(&e, env))
                 .transpose()
                 .map_err(|e| invalid("endpoint", e))?)
-            .map(|base| format!("{}/v1/traces", base.trim_end_matches('/'))),
+            .map(|base| match protocol {
+                Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+                Protocol::Grpc => base,
+            }),
     };
     let Some(endpoint) = endpoint else {
         return Ok((None, trace_url));
@@ -161,6 +178,7 @@ pub fn parse(
     let queue_size = number("OTEL_BSP_MAX_QUEUE_SIZE", raw.queue_size, 2048)?;
     Ok((
         Some(TelemetrySettings {
+            protocol,
             endpoint: parsed.to_string(),
             service_name: var("OTEL_SERVICE_NAME")
                 .or(raw.service_name)
@@ -266,6 +284,18 @@ mod tests {
     }
 
     #[test]
+    fn grpc_takes_the_collectors_url_as_it_is() {
+        let settings = from(
+            "endpoint = \"http://collector:4317\"",
+            &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(settings.protocol, Protocol::Grpc);
+        assert_eq!(settings.endpoint, "http://collector:4317/");
+    }
+
+    #[test]
     fn the_environment_wins_over_the_file() {
         let settings = from(
             "endpoint = \"http://file:4318\"\nsampler = \"traceidratio\"\nsampler_arg = 0.5\n\
@@ -295,8 +325,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_what_is_wrong() {
-        let grpc = from("endpoint = \"http://c:4317\"\nprotocol = \"grpc\"", &[]).unwrap_err();
-        assert!(grpc.to_string().contains("http/protobuf"), "{grpc}");
+        let json = from(
+            "endpoint = \"http://c:4318\"\nprotocol = \"http/json\"",
+            &[],
+        )
+        .unwrap_err();
+        assert!(json.to_string().contains("http/protobuf"), "{json}");
         let ratio = from(
             "endpoint = \"http://c:4318\"",
             &[

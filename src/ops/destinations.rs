@@ -69,7 +69,7 @@ impl Operators {
                 });
             let mut shown = status(
                 stats,
-                Some(destination.shown_url()),
+                Some(destination.shown_url().to_owned()),
                 Some(destination.limits),
                 now,
             );

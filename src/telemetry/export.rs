@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use opentelemetry::Context;
-use opentelemetry_http::{HttpClient, HttpError};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::exporter::exporter;
 use crate::config::telemetry::TelemetrySettings;
 
 /// What became of finished spans, for `/metrics`.
@@ -58,18 +58,13 @@ impl SpanProcessor for QueuedSpans {
 /// The other end of the queue: batches spans and exports them, on the runtime.
 pub struct TraceExport {
     queue: mpsc::Receiver<SpanData>,
-    exporter: opentelemetry_otlp::SpanExporter,
-    batch_size: usize,
-    interval: Duration,
-    timeout: Duration,
+    settings: TelemetrySettings,
+    resource: Resource,
     pub counters: Arc<TraceCounters>,
 }
 
 /// The queue's two ends for these settings.
-pub fn queue(
-    settings: &TelemetrySettings,
-    exporter: opentelemetry_otlp::SpanExporter,
-) -> (QueuedSpans, TraceExport) {
+pub fn queue(settings: &TelemetrySettings, resource: Resource) -> (QueuedSpans, TraceExport) {
     let (sender, receiver) = mpsc::channel(settings.queue_size);
     let counters = Arc::new(TraceCounters::default());
     (
@@ -79,10 +74,8 @@ pub fn queue(
         },
         TraceExport {
             queue: receiver,
-            exporter,
-            batch_size: settings.batch_size,
-            interval: settings.export_interval,
-            timeout: settings.export_timeout,
+            settings: settings.clone(),
+            resource,
             counters,
         },
     )
@@ -92,8 +85,17 @@ impl TraceExport {
     /// Exports a batch when it is full or every interval, until `stop`; then exports
     /// what is queued once more.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut batch = Vec::with_capacity(self.batch_size);
-        let mut tick = tokio::time::interval(self.interval);
+        // Made here, on the runtime: a gRPC channel needs one.
+        let exporter = match exporter(&self.settings, &self.resource) {
+            Ok(exporter) => exporter,
+            Err(error) => {
+                tracing::error!(error = %error, "Traces cannot be exported");
+                return;
+            }
+        };
+        let batch_size = self.settings.batch_size;
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut tick = tokio::time::interval(self.settings.export_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
@@ -101,15 +103,15 @@ impl TraceExport {
                 received = self.queue.recv() => match received {
                     Some(span) => {
                         batch.push(span);
-                        if batch.len() >= self.batch_size {
-                            self.export(&mut batch, &mut failing).await;
+                        if batch.len() >= batch_size {
+                            self.export(&exporter, &mut batch, &mut failing).await;
                         }
                     }
                     None => break,
                 },
                 _ = tick.tick() => {
                     if !batch.is_empty() {
-                        self.export(&mut batch, &mut failing).await;
+                        self.export(&exporter, &mut batch, &mut failing).await;
                     }
                 }
                 () = stop.cancelled() => break,
@@ -117,24 +119,30 @@ impl TraceExport {
         }
         while let Ok(span) = self.queue.try_recv() {
             batch.push(span);
-            if batch.len() >= self.batch_size {
-                self.export(&mut batch, &mut failing).await;
+            if batch.len() >= batch_size {
+                self.export(&exporter, &mut batch, &mut failing).await;
             }
         }
         if !batch.is_empty() {
-            self.export(&mut batch, &mut failing).await;
+            self.export(&exporter, &mut batch, &mut failing).await;
         }
     }
 
-    async fn export(&self, batch: &mut Vec<SpanData>, failing: &mut bool) {
-        let spans = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
+    async fn export(
+        &self,
+        exporter: &opentelemetry_otlp::SpanExporter,
+        batch: &mut Vec<SpanData>,
+        failing: &mut bool,
+    ) {
+        let spans = std::mem::replace(batch, Vec::with_capacity(self.settings.batch_size));
         let count = spans.len() as u64;
-        let error = match tokio::time::timeout(self.timeout, self.exporter.export(spans)).await {
+        let timeout = self.settings.export_timeout;
+        let error = match tokio::time::timeout(timeout, exporter.export(spans)).await {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error.to_string()),
             Err(_) => Some(format!(
                 "no answer within {}",
-                humantime::format_duration(self.timeout)
+                humantime::format_duration(timeout)
             )),
         };
         match error {
@@ -152,32 +160,5 @@ impl TraceExport {
                 }
             }
         }
-    }
-}
-
-/// The OTLP exporter's HTTP client: hookrelay's own reqwest, on its runtime.
-#[derive(Debug)]
-pub struct ExportClient(pub reqwest::Client);
-
-#[async_trait::async_trait]
-impl HttpClient for ExportClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
-        let (parts, body) = request.into_parts();
-        let response = self
-            .0
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let mut answer = http::Response::new(response.bytes().await?);
-        *answer.status_mut() = status;
-        *answer.headers_mut() = headers;
-        Ok(answer)
     }
 }

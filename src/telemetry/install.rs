@@ -2,14 +2,13 @@
 //! tracing is configured.
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter as _};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{EnvFilter, Layer as _, prelude::*};
 
-use super::export::{ExportClient, TraceExport, queue};
+use super::export::{TraceExport, queue};
 use super::logs::{JsonLine, NoFields, SpanFields};
 use crate::config::telemetry::{Sampling, TelemetrySettings};
 
@@ -133,23 +132,10 @@ pub fn init(
 fn tracer_provider(
     settings: &TelemetrySettings,
 ) -> Result<(SdkTracerProvider, TraceExport), String> {
-    let client = reqwest::Client::builder()
-        .timeout(settings.export_timeout)
-        .build()
-        .map_err(|e| format!("cannot build the trace exporter's HTTP client: {e}"))?;
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .build();
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(ExportClient(client))
-        .with_endpoint(settings.endpoint.clone())
-        .with_timeout(settings.export_timeout)
-        .with_headers(settings.headers.clone().into_iter().collect())
-        .build()
-        .map_err(|e| format!("invalid trace export settings: {e}"))?;
-    exporter.set_resource(&resource);
-    let (processor, traces) = queue(settings, exporter);
+    let (processor, traces) = queue(settings, resource.clone());
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(sampler(settings.sampling))

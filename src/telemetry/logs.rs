@@ -168,6 +168,36 @@ where
     }
 }
 
+/// Adds `fields` to the log context of `span`: every line logged inside it carries
+/// them. Unlike `Span::record`, they do not become span attributes for traces (a
+/// trace id in its own span's attributes would only cost).
+pub fn annotate(span: &tracing::Span, fields: &[(&'static str, &str)]) {
+    span.with_subscriber(|(id, dispatch)| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return;
+        };
+        let Some(data) = registry.span(id) else {
+            return;
+        };
+        let mut extensions = data.extensions_mut();
+        let Some(recorded) = extensions.get_mut::<SpanContext>() else {
+            return;
+        };
+        for (name, value) in fields {
+            if recorded.names.contains(name) {
+                continue;
+            }
+            if !recorded.json.is_empty() {
+                recorded.json.push(b',');
+            }
+            push_json_str(&mut recorded.json, name);
+            recorded.json.push(b':');
+            push_json_str(&mut recorded.json, value);
+            recorded.names.push(name);
+        }
+    });
+}
+
 /// Collects the message and component, and writes every other field as JSON into
 /// the context object.
 #[derive(Default)]
@@ -336,6 +366,28 @@ mod tests {
         assert_eq!(line["context"]["attempt"], 2);
         // One member per name: the span's value, not a second "source".
         assert_eq!(text.matches("\"source\"").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn annotations_join_a_spans_log_context() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(SpanFields).with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonLine)
+                .fmt_fields(NoFields)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::error_span!("attempt", event_id = "evt_1", http.route = "/x");
+            annotate(&span, &[("trace_id", "4bf9"), ("event_id", "ignored")]);
+            span.in_scope(|| tracing::info!("Inside"));
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["context"]["trace_id"], "4bf9");
+        assert_eq!(line["context"]["event_id"], "evt_1");
+        assert_eq!(line["context"].get("http.route"), None, "{text}");
     }
 
     #[test]

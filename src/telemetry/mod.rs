@@ -2,10 +2,11 @@
 //! OTLP when an endpoint is configured.
 
 mod export;
+mod exporter;
 mod install;
 mod logs;
 pub mod propagation;
 
 pub use export::{TraceCounters, TraceExport};
 pub use install::{LogFormat, LogTarget, Telemetry, init};
-pub use logs::error_chain;
+pub use logs::{annotate, error_chain};

@@ -12,7 +12,7 @@ use crate::config::telemetry::Sampling;
 use crate::domain::lifecycle::AttemptOutcome;
 use crate::domain::protection::Fault;
 use crate::store::ClaimedDelivery;
-use crate::telemetry::propagation;
+use crate::telemetry::{annotate, propagation};
 
 /// The span of one attempt (an error-level span: rendered whatever the log filter).
 /// With tracing off, or in a trace that is certainly not sampled, it carries only the
@@ -28,10 +28,9 @@ pub fn start(
             event_id = %event.event_id,
             source = %event.source,
             destination = %event.destination,
-            trace_id = Empty,
         );
         if let Some((trace_id, _)) = event.trace_context.as_deref().and_then(propagation::ids_of) {
-            span.record("trace_id", trace_id);
+            annotate(&span, &[("trace_id", trace_id)]);
         }
         return span;
     }
@@ -45,8 +44,6 @@ pub fn start(
         event_id = %event.event_id,
         source = %event.source,
         destination = %event.destination,
-        trace_id = Empty,
-        span_id = Empty,
         otel.name = Empty,
         otel.kind = kind,
         otel.status_description = Empty,
@@ -96,8 +93,7 @@ pub fn start(
         propagation::continue_stored(&span, stored);
     }
     if let Some((trace_id, span_id)) = propagation::ids(&span) {
-        span.record("trace_id", trace_id.as_str());
-        span.record("span_id", span_id.as_str());
+        annotate(&span, &[("trace_id", &trace_id), ("span_id", &span_id)]);
     }
     span
 }

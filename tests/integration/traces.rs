@@ -425,7 +425,42 @@ async fn a_broker_message_carries_its_producer_span(backend: Backend) {
     assert_eq!(parent, producer["span_id"].as_str().unwrap());
 }
 
+/// OTLP over gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`) carries the same spans.
+async fn traces_go_over_grpc_too(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let otlp = OtlpReceiver::grpc();
+    let app = Receiver::start(vec![]).await;
+    let config = write_config(
+        &setup,
+        &format!("[sources.shop]\ndestination = \"{}\"\n", app.url()),
+    );
+    let endpoint = format!("http://127.0.0.1:{}", otlp.grpc_port.unwrap());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    let (_process, address) = setup.start("serve", &env, &["--config", &config], "serve.log");
+    let address = address.unwrap();
+    wait_healthy(&client(), address).await;
+    let id = send(address, "k1", None).await;
+    wait_for_status(&client(), address, &id, "delivered", WITHIN).await;
+    let spans = otlp
+        .wait_for("ingest and the attempt over gRPC", WITHIN, |spans| {
+            (named(spans, INGEST).len() == 1 && named(spans, "POST").len() == 1)
+                .then(|| spans.to_vec())
+        })
+        .await;
+    let ingest = named(&spans, INGEST)[0];
+    assert_eq!(attribute(ingest, "hookrelay.event_id"), id.as_str());
+    assert_eq!(
+        named(&spans, "POST")[0]["parent_span_id"],
+        ingest["span_id"]
+    );
+}
+
 crate::on_both_backends!(
+    traces_go_over_grpc_too,
     one_trace_from_the_sender_through_every_attempt,
     an_untrusted_sender_is_linked_and_a_new_trace_begins,
     api_and_worker_processes_keep_one_trace_across_a_restart,

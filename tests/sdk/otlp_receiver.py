@@ -1,9 +1,10 @@
 """An OTLP/HTTP trace receiver for the tests: decodes each export request with the
 official `opentelemetry-proto` package (not hookrelay's code) and keeps the spans.
 
-    python otlp_receiver.py [--delay SECONDS]
+    python otlp_receiver.py [--delay SECONDS] [--grpc]
 
-Prints its port on the first line of stdout, then serves:
+Prints its port on the first line of stdout (with --grpc, then the gRPC port on the
+same line, where it serves OTLP's TraceService as well), then serves:
   POST /v1/traces   an ExportTraceServiceRequest (application/x-protobuf); with
                     --delay, answers only after that many seconds (a slow collector)
   GET  /spans       every span received so far, as a JSON list of
@@ -113,12 +114,36 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(200, body, "application/json")
 
 
+def serve_grpc():
+    """OTLP over gRPC (grpcio with the package's own service stubs); returns the port."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):
+            with LOCK:
+                SPANS.extend(decoded(request))
+            return ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
 def main():
     global DELAY
     if "--delay" in sys.argv:
         DELAY = float(sys.argv[sys.argv.index("--delay") + 1])
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
+    if "--grpc" in sys.argv:
+        _grpc_server, grpc_port = serve_grpc()
+        print(server.server_address[1], grpc_port, flush=True)
+    else:
+        print(server.server_address[1], flush=True)
     server.serve_forever()
 
 

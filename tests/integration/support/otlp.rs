@@ -12,6 +12,8 @@ use crate::support::helpers::{client, eventually, sdk_python};
 pub struct OtlpReceiver {
     child: Child,
     pub port: u16,
+    /// Where it takes OTLP over gRPC, when started with [`OtlpReceiver::grpc`].
+    pub grpc_port: Option<u16>,
 }
 
 impl OtlpReceiver {
@@ -22,6 +24,11 @@ impl OtlpReceiver {
     /// One that takes `delay` to answer each export: a slow collector.
     pub fn slow(delay: Duration) -> Self {
         Self::with_args(&["--delay", &delay.as_secs_f64().to_string()])
+    }
+
+    /// One that takes OTLP over gRPC too.
+    pub fn grpc() -> Self {
+        Self::with_args(&["--grpc"])
     }
 
     fn with_args(args: &[&str]) -> Self {
@@ -38,8 +45,13 @@ impl OtlpReceiver {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("the receiver prints its port");
-        let port = line.trim().parse().expect("a port");
-        Self { child, port }
+        let mut ports = line.split_whitespace().map(|p| p.parse().expect("a port"));
+        let port = ports.next().expect("the HTTP port");
+        Self {
+            child,
+            port,
+            grpc_port: ports.next(),
+        }
     }
 
     /// The base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` takes it.
