@@ -22,7 +22,7 @@ pub fn start(
     destination: Option<&DestinationSettings>,
     tracing: Option<Sampling>,
 ) -> Span {
-    if !tracing.is_some_and(|sampling| !unsampled(event, sampling)) {
+    if tracing.is_none_or(|sampling| unsampled(event, sampling)) {
         let span = tracing::error_span!(
             "attempt",
             event_id = %event.event_id,
