@@ -47,6 +47,8 @@ async fn a_new_event_is_accepted_and_readable(backend: Backend) {
         // Added with fan-out: the event's type and its deliveries.
         "event_type",
         "deliveries",
+        // Added with tracing: the trace it was taken in under (null when off).
+        "trace_id",
     ]
     .into();
     assert_eq!(fields, expected);
