@@ -160,6 +160,7 @@ fn ingest_span(source: &str) -> Span {
         hookrelay.source = source,
         hookrelay.event_id = tracing::field::Empty,
         hookrelay.deliveries = tracing::field::Empty,
+        hookrelay.commit_ms = tracing::field::Empty,
         hookrelay.event_type = tracing::field::Empty,
         hookrelay.verification = tracing::field::Empty,
         hookrelay.outcome = tracing::field::Empty,

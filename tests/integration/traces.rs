@@ -71,7 +71,7 @@ fn header(request: &crate::support::receiver::Received, name: &str) -> Option<St
         .map(|v| v.to_str().unwrap().to_owned())
 }
 
-/// A trusted sender's trace continues through ingest, routing, the commit and every
+/// A trusted sender's trace continues through ingest (routing and the commit) and every
 /// attempt, failed and retried ones included; each delivery carries a traceparent
 /// whose parent is its own attempt's span, except to a destination outside the trace.
 async fn one_trace_from_the_sender_through_every_attempt(backend: Backend) {
@@ -120,13 +120,15 @@ async fn one_trace_from_the_sender_through_every_attempt(backend: Backend) {
     assert_eq!(attribute(ingest, "http.route"), "/webhooks/{source}");
     assert_eq!(attribute(ingest, "http.response.status_code"), 202);
     let ingest_id = ingest["span_id"].as_str().unwrap();
-    let commit = named(&spans, "commit")[0];
-    assert_eq!(commit["parent_span_id"], ingest_id, "the durable insert");
-    assert_eq!(commit["trace_id"], SENDER_TRACE);
     assert_eq!(
         attribute(ingest, "hookrelay.deliveries"),
         2,
         "routed to both"
+    );
+    let commit_ms = attribute(ingest, "hookrelay.commit_ms").as_f64().unwrap();
+    assert!(
+        commit_ms > 0.0,
+        "how long the durable insert took: {ingest}"
     );
 
     let attempts = named(&spans, "POST");
