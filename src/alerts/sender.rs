@@ -20,6 +20,7 @@ use crate::domain::signing::sign_standard;
 use crate::domain::time::Timestamp;
 use crate::store::{AlertOutbox, AlertOutcome, AlertRecord};
 use crate::telemetry::error_chain;
+use tracing::Instrument;
 
 /// Alerts claimed at once.
 const BATCH: usize = 10;
@@ -53,7 +54,7 @@ impl Sender {
                 let outcome = tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return,
-                    outcome = self.send(&alert) => outcome,
+                    outcome = self.send(&alert).instrument(alert_span(&alert)) => outcome,
                 };
                 self.log(&alert, &outcome);
                 if let Err(error) = self
@@ -107,7 +108,15 @@ impl Sender {
                 .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp.to_string());
         }
-        let error = match request.body(body).send().await {
+        let sent = request.body(body).send().await;
+        let span = tracing::Span::current();
+        if let Ok(response) = &sent {
+            span.record(
+                "http.response.status_code",
+                i64::from(response.status().as_u16()),
+            );
+        }
+        let error = match sent {
             Ok(response) if response.status().is_success() => return AlertOutcome::Sent,
             Ok(response) => format!("the alert receiver answered {}", response.status()),
             Err(error) => format!(
@@ -115,6 +124,7 @@ impl Sender {
                 error_chain(&error.without_url())
             ),
         };
+        span.record("otel.status_description", error.as_str());
         AlertOutcome::Retry {
             at: Timestamp::now().plus(alert_retry_delay(&self.retry, alert.attempts)),
             error,
@@ -141,4 +151,19 @@ impl Sender {
             ),
         }
     }
+}
+
+/// A send's client span, when tracing is on: a trace of its own (an alert is about a
+/// destination, not one webhook). Its fields are attributes, not log context.
+fn alert_span(alert: &AlertRecord) -> tracing::Span {
+    tracing::error_span!(
+        "send alert",
+        otel.kind = "client",
+        otel.status_description = tracing::field::Empty,
+        http.request.method = "POST",
+        http.response.status_code = tracing::field::Empty,
+        hookrelay.alert = alert.kind.as_str(),
+        hookrelay.destination = alert.destination.as_str(),
+        hookrelay.attempt = i64::from(alert.attempts),
+    )
 }

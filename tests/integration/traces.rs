@@ -461,7 +461,47 @@ async fn traces_go_over_grpc_too(backend: Backend) {
     );
 }
 
+/// An alert's send is a client span of its own.
+async fn an_alert_send_is_a_span(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let otlp = OtlpReceiver::start();
+    let alerts = Receiver::start(vec![]).await;
+    let strict = Receiver::answering(Vec::new(), || Answer::status(410)).await;
+    let config = write_config(
+        &setup,
+        &format!(
+            "[destinations.strict]\nurl = \"{}\"\n\
+             [sources.shop]\n[[sources.shop.routes]]\ndestination = \"strict\"\n\
+             [alerts]\nurl = \"{}\"\nformat = \"json\"\ndigest = \"300ms\"\n",
+            strict.url(),
+            alerts.url()
+        ),
+    );
+    let env = traced(&otlp, "hookrelay");
+    let (_process, address) =
+        setup.start("serve", &as_env(&env), &["--config", &config], "serve.log");
+    let address = address.unwrap();
+    wait_healthy(&client(), address).await;
+    let id = send(address, "k1", None).await;
+    wait_for_status(&client(), address, &id, "dead_lettered", WITHIN).await;
+    let spans = otlp
+        .wait_for("the alert's span", WITHIN, |spans| {
+            (named(spans, "send alert").len() == 1).then(|| spans.to_vec())
+        })
+        .await;
+    let span = named(&spans, "send alert")[0];
+    assert_eq!(span["kind"], "SPAN_KIND_CLIENT");
+    assert_eq!(
+        attribute(span, "hookrelay.alert"),
+        "destination.dead_lettered"
+    );
+    assert_eq!(attribute(span, "hookrelay.destination"), "strict");
+    assert_eq!(attribute(span, "http.response.status_code"), 200);
+    assert_eq!(alerts.received().len(), 1);
+}
+
 crate::on_both_backends!(
+    an_alert_send_is_a_span,
     traces_go_over_grpc_too,
     one_trace_from_the_sender_through_every_attempt,
     an_untrusted_sender_is_linked_and_a_new_trace_begins,
