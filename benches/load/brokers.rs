@@ -168,7 +168,7 @@ async fn target(kind: &str, sink: SocketAddr) -> Target {
 }
 
 /// Deliveries delivered so far.
-pub async fn delivered(backend: Backend, database: &BenchDatabase) -> u64 {
+async fn delivered(backend: Backend, database: &BenchDatabase) -> u64 {
     const SQL: &str = "SELECT count(*) FROM deliveries WHERE status = 'delivered'";
     match backend {
         Backend::Sqlite => {
@@ -192,6 +192,35 @@ pub async fn delivered(backend: Backend, database: &BenchDatabase) -> u64 {
     }
 }
 
+/// Waits until `events` deliveries are delivered; deliveries per second from the first
+/// delivered to the last, counted in the database.
+pub async fn drain_rate(
+    backend: Backend,
+    database: &BenchDatabase,
+    events: u64,
+    within: Duration,
+    what: &str,
+) -> f64 {
+    let deadline = Instant::now() + within;
+    let mut first = None;
+    loop {
+        let done = delivered(backend, database).await;
+        if done > 0 && first.is_none() {
+            first = Some((Instant::now(), done));
+        }
+        if done >= events {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {done} of {events} delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (start, already) = first.expect("some delivered");
+    (events - already) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Stores `events` with `api`, then one `worker` publishes them: deliveries per
 /// second from the first delivered to the last.
 async fn drain(backend: Backend, dir: &Path, kind: &str, events: u64, sink: SocketAddr) -> f64 {
@@ -210,24 +239,7 @@ async fn drain(backend: Backend, dir: &Path, kind: &str, events: u64, sink: Sock
     store_events(api.address, "stripe", events).await;
     drop(api);
     let worker = Server::hookrelay_with("worker", dir, &database.url, Some(&config));
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let mut first = None;
-    loop {
-        let done = delivered(backend, &database).await;
-        if done > 0 && first.is_none() {
-            first = Some((Instant::now(), done));
-        }
-        if done >= events {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{kind}: {done} of {events} delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (start, already) = first.expect("some delivered");
-    let rate = (events - already) as f64 / start.elapsed().as_secs_f64();
+    let rate = drain_rate(backend, &database, events, Duration::from_secs(1800), kind).await;
     drop(worker);
     database.drop_database().await;
     rate

@@ -10,9 +10,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::brokers::delivered;
+use crate::brokers::drain_rate;
 use crate::client::max_throughput;
 use crate::protection::{backends, mean, runs, write_config};
 use crate::scale::{Backend, BenchDatabase};
@@ -129,21 +129,14 @@ async fn measure(
     store_events(api.address, "stripe", events).await;
     drop(api);
     let worker = Server::hookrelay_env(&binary, "worker", dir, &database.url, Some(&config), &env);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut first = None;
-    loop {
-        let done = delivered(backend, &database).await;
-        if done > 0 && first.is_none() {
-            first = Some((Instant::now(), done));
-        }
-        if done >= events {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{done} of {events} delivered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (start, already) = first.expect("some delivered");
-    let delivery = (events - already) as f64 / start.elapsed().as_secs_f64();
+    let delivery = drain_rate(
+        backend,
+        &database,
+        events,
+        Duration::from_secs(600),
+        "traced",
+    )
+    .await;
     drop(worker);
     database.drop_database().await;
     Figures { ingest, delivery }

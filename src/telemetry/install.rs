@@ -79,7 +79,7 @@ pub fn init(
     };
     let (provider, traces) = match tracing {
         Some(settings) => {
-            let (provider, traces) = tracer_provider(settings)?;
+            let (provider, traces) = tracer_provider(settings);
             (Some(provider), Some(traces))
         }
         None => (None, None),
@@ -129,9 +129,7 @@ pub fn init(
     })
 }
 
-fn tracer_provider(
-    settings: &TelemetrySettings,
-) -> Result<(SdkTracerProvider, TraceExport), String> {
+fn tracer_provider(settings: &TelemetrySettings) -> (SdkTracerProvider, TraceExport) {
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .build();
@@ -141,7 +139,7 @@ fn tracer_provider(
         .with_sampler(sampler(settings.sampling))
         .with_resource(resource)
         .build();
-    Ok((provider, traces))
+    (provider, traces)
 }
 
 fn sampler(sampling: Sampling) -> Sampler {
